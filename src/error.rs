@@ -1,0 +1,53 @@
+//! Typed errors of the library. The CLI maps them to exit codes: user errors
+//! (bad input, not found, conflicts) exit 1, storage and corruption exit 2.
+
+/// Everything a store or registry operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An ID (namespace, schema) that does not match the allowed form.
+    #[error("invalid {kind} {value:?}: {reason}")]
+    InvalidId {
+        kind: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// Any other input the caller must fix.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The named thing exists already and cannot be created again.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// A concurrent writer changed what this operation depended on, and
+    /// retrying did not get through (or the caller asked not to retry).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// An object whose content does not match its key or its schema.
+    #[error("corrupt object {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// A store URL that cannot be opened.
+    #[error("cannot open store {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// A store that cannot be used safely (newer format, no create-if-absent).
+    #[error("unsupported store: {0}")]
+    Unsupported(String),
+    /// The object store failed (network, permissions, ...).
+    #[error("storage error: {0}")]
+    Storage(#[source] object_store::Error),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// True when the caller can fix the problem by changing its input: the
+    /// CLI exits 1 for these and 2 for the rest.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(
+            self,
+            Error::Corrupt { .. } | Error::Storage(_) | Error::Unsupported(_)
+        )
+    }
+}

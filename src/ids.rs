@@ -1,0 +1,90 @@
+//! Validation of namespace and schema IDs (DESIGN §2 input limits).
+
+use crate::error::{Error, Result};
+
+/// The reserved namespace whose current files every other namespace's
+/// compile can import.
+pub const BUILTINS: &str = "__builtins__";
+
+/// Longest ID, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+
+fn check(kind: &'static str, id: &str) -> Result<()> {
+    let fail = |reason: &str| {
+        Err(Error::InvalidId {
+            kind,
+            value: id.chars().take(80).collect(),
+            reason: reason.to_string(),
+        })
+    };
+    if id.is_empty() {
+        return fail("must not be empty");
+    }
+    if id.len() > MAX_ID_LEN {
+        return fail(&format!("longer than {MAX_ID_LEN} bytes ({})", id.len()));
+    }
+    let mut chars = id.chars();
+    let first = chars.next().unwrap_or_default();
+    if !first.is_ascii_alphanumeric() {
+        return fail("must start with a letter or digit (pattern ^[A-Za-z0-9][A-Za-z0-9_.-]*$)");
+    }
+    if let Some(bad) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return fail(&format!(
+            "character {bad:?} is not allowed (pattern ^[A-Za-z0-9][A-Za-z0-9_.-]*$)"
+        ));
+    }
+    Ok(())
+}
+
+/// A namespace ID: the ID pattern, or the reserved `__builtins__`.
+pub fn validate_namespace_id(id: &str) -> Result<()> {
+    if id == BUILTINS {
+        return Ok(());
+    }
+    check("namespace ID", id)
+}
+
+/// A schema ID: the ID pattern.
+pub fn validate_schema_id(id: &str) -> Result<()> {
+    check("schema ID", id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_pattern_and_builtins() {
+        for ok in ["a", "A9", "payments.v1", "x-y_z", "0"] {
+            validate_namespace_id(ok).unwrap();
+            validate_schema_id(ok).unwrap();
+        }
+        validate_namespace_id(BUILTINS).unwrap();
+        validate_namespace_id(&"a".repeat(256)).unwrap();
+    }
+
+    #[test]
+    fn rejects_everything_else() {
+        let long = "a".repeat(257);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "_x",
+            "-x",
+            "a/b",
+            "a b",
+            "é",
+            "a\0",
+            "../x",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(validate_schema_id(bad), Err(Error::InvalidId { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(validate_schema_id(BUILTINS).is_err());
+    }
+}

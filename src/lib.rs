@@ -1,0 +1,17 @@
+//! protoshelf: a protobuf schema registry whose only database is object
+//! storage.
+//!
+//! - [`store::Store`] is the persistence contract;
+//!   [`objstore::ObjStore`] implements it over any `object_store` backend
+//!   (local directory, memory, S3, GCS, Azure) with a commit protocol built
+//!   on create-if-absent writes.
+
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod objstore;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use objstore::ObjStore;
+pub use store::Store;

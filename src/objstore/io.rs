@@ -1,0 +1,205 @@
+//! Object reads and writes with the two rules the protocol relies on:
+//! immutable objects are cached forever once read, and a create-if-absent
+//! whose outcome is unclear is settled by reading the object back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::de::DeserializeOwned;
+
+use super::records::from_json;
+use crate::error::{Error, Result};
+
+/// An object's bytes and when it was written.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub bytes: Bytes,
+    pub last_modified: DateTime<Utc>,
+}
+
+/// The outcome of a create-if-absent.
+#[derive(Debug)]
+pub enum Created<T> {
+    /// This writer's object is at the key (possibly after a read-back).
+    Mine,
+    /// Another writer's object is at the key; here it is.
+    Theirs(T),
+}
+
+/// Counters of the protocol's notable events.
+#[derive(Debug, Default)]
+pub struct ProtocolCounters {
+    pub commits: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub ambiguous_settled: AtomicU64,
+    pub write_retries: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub cache_hits: AtomicU64,
+}
+
+/// How many times a create whose outcome stayed unknown is tried again.
+const WRITE_ATTEMPTS: u32 = 5;
+
+pub struct Io {
+    pub os: Arc<dyn ObjectStore>,
+    cache: moka::future::Cache<String, Object>,
+    pub counters: ProtocolCounters,
+}
+
+fn storage(e: object_store::Error) -> Error {
+    Error::Storage(e)
+}
+
+impl Io {
+    /// `cache_bytes` bounds the immutable-object cache.
+    pub fn new(os: Arc<dyn ObjectStore>, cache_bytes: u64) -> Self {
+        let cache = moka::future::Cache::builder()
+            .weigher(|k: &String, v: &Object| {
+                u32::try_from(k.len() + v.bytes.len() + 64).unwrap_or(u32::MAX)
+            })
+            .max_capacity(cache_bytes)
+            .build();
+        Io {
+            os,
+            cache,
+            counters: ProtocolCounters::default(),
+        }
+    }
+
+    /// GETs an object; `None` when it does not exist.
+    pub async fn get(&self, key: &Path) -> Result<Option<Object>> {
+        match self.os.get(key).await {
+            Ok(r) => {
+                let last_modified = r.meta.last_modified;
+                let bytes = r.bytes().await.map_err(storage)?;
+                Ok(Some(Object {
+                    bytes,
+                    last_modified,
+                }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    /// GETs an immutable object, from the cache when it was read before.
+    /// Absence is not cached: an absent key may be created later.
+    pub async fn get_immutable(&self, key: &Path) -> Result<Option<Object>> {
+        if let Some(hit) = self.cache.get(key.as_ref()).await {
+            self.counters.cache_hits.fetch_add(1, Relaxed);
+            return Ok(Some(hit));
+        }
+        let found = self.get(key).await?;
+        if let Some(obj) = &found {
+            self.cache.insert(key.to_string(), obj.clone()).await;
+        }
+        Ok(found)
+    }
+
+    /// Remembers an immutable object this process just wrote.
+    pub async fn remember(&self, key: &Path, bytes: Bytes) {
+        let obj = Object {
+            bytes,
+            last_modified: Utc::now(),
+        };
+        self.cache.insert(key.to_string(), obj).await;
+    }
+
+    /// Whether an immutable object is known to exist without a request.
+    pub fn known(&self, key: &Path) -> bool {
+        self.cache.contains_key(key.as_ref())
+    }
+
+    /// Plain overwrite (only for hints, which readers never trust).
+    pub async fn put_overwrite(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        self.os
+            .put(key, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(storage)
+    }
+
+    /// Create-if-absent for content-addressed objects: any object already at
+    /// the key has the same content by construction, so "exists" is success.
+    pub async fn create_content(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        let mut last = None;
+        for attempt in 0..WRITE_ATTEMPTS {
+            match self.create_once(key, bytes.clone()).await {
+                Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {
+                    self.remember(key, bytes).await;
+                    return Ok(());
+                }
+                Err(e) => {
+                    // Whether or not it landed, trying again is safe.
+                    self.counters.write_retries.fetch_add(1, Relaxed);
+                    last = Some(e);
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Err(storage(last.expect("at least one attempt")))
+    }
+
+    /// Create-if-absent for a record that names its writer. An
+    /// `AlreadyExists` or an error is settled by reading the key back:
+    /// `is_mine` recognises this writer's record. Never guesses.
+    pub async fn create_record<T: DeserializeOwned>(
+        &self,
+        key: &Path,
+        bytes: Bytes,
+        is_mine: impl Fn(&T) -> bool,
+    ) -> Result<Created<T>> {
+        let mut last = None;
+        for attempt in 0..WRITE_ATTEMPTS {
+            let outcome = self.create_once(key, bytes.clone()).await;
+            match outcome {
+                Ok(()) => {
+                    self.remember(key, bytes).await;
+                    return Ok(Created::Mine);
+                }
+                Err(e) => {
+                    match self.get(key).await {
+                        Ok(Some(obj)) => {
+                            let record: T = from_json(key.as_ref(), &obj.bytes)?;
+                            self.cache.insert(key.to_string(), obj).await;
+                            if is_mine(&record) {
+                                // Our write landed although we were told otherwise.
+                                self.counters.ambiguous_settled.fetch_add(1, Relaxed);
+                                return Ok(Created::Mine);
+                            }
+                            return Ok(Created::Theirs(record));
+                        }
+                        // Nothing there (the write did not land), or the read
+                        // failed too: write again. A copy of ours that landed
+                        // late is recognised by the next read-back.
+                        Ok(None) | Err(_) => {}
+                    }
+                    self.counters.write_retries.fetch_add(1, Relaxed);
+                    last = Some(e);
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Err(storage(last.expect("at least one attempt")))
+    }
+
+    async fn create_once(&self, key: &Path, bytes: Bytes) -> object_store::Result<()> {
+        let opts = PutOptions::from(PutMode::Create);
+        self.os
+            .put_opts(key, PutPayload::from(bytes), opts)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Exponential backoff with full jitter: 0..min(2 s, 10 ms × 2^attempt).
+pub async fn backoff(attempt: u32) {
+    let cap = 10u64.saturating_mul(1 << attempt.min(8)).min(2_000);
+    let ms = rand::random::<u64>() % (cap + 1);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}

@@ -1,0 +1,86 @@
+//! Every key protoshelf writes, relative to the store's prefix. The layout
+//! is documented in docs/storage-format.md; keep the two in step.
+//!
+//! IDs are validated before they reach here ([`crate::ids`]), so they are
+//! safe single path segments.
+
+use object_store::path::Path;
+
+/// The format marker at the root of a store.
+pub fn marker() -> Path {
+    Path::from("protoshelf.json")
+}
+
+/// Scratch objects of the create-if-absent probe.
+pub fn probe(id: &str) -> Path {
+    Path::from(format!("_probe/{id}"))
+}
+
+/// The directory of namespace records; one object per namespace, named by
+/// its ID, so a LIST in key order is a list in ID order.
+pub fn namespaces_dir() -> Path {
+    Path::from("namespaces")
+}
+
+pub fn namespace(ns: &str) -> Path {
+    Path::from(format!("namespaces/{ns}"))
+}
+
+pub fn schemas_dir(ns: &str) -> Path {
+    Path::from(format!("ns/{ns}/schemas"))
+}
+
+pub fn schema(ns: &str, schema: &str) -> Path {
+    Path::from(format!("ns/{ns}/schemas/{schema}"))
+}
+
+pub fn versions_dir(ns: &str, schema: &str) -> Path {
+    Path::from(format!("ns/{ns}/versions/{schema}"))
+}
+
+/// Version numbers are zero-padded to 20 digits so key order is numeric order.
+pub fn version(ns: &str, schema: &str, version: u64) -> Path {
+    Path::from(format!("ns/{ns}/versions/{schema}/{version:020}.json"))
+}
+
+pub fn blob(ns: &str, sha256: &str) -> Path {
+    Path::from(format!("ns/{ns}/blobs/{sha256}"))
+}
+
+pub fn descriptor(ns: &str, sha256: &str) -> Path {
+    Path::from(format!("ns/{ns}/descriptors/{sha256}.binpb"))
+}
+
+pub fn log_entry(ns: &str, seq: u64) -> Path {
+    Path::from(format!("ns/{ns}/log/{seq:020}.json"))
+}
+
+/// The best-effort "latest entry" hint of a namespace's log.
+pub fn head(ns: &str) -> Path {
+    Path::from(format!("ns/{ns}/head.json"))
+}
+
+/// Parses the number out of a version key's file name.
+pub fn parse_version_file(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".json")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_keys_sort_numerically() {
+        assert!(log_entry("a", 9).as_ref() < log_entry("a", 10).as_ref());
+        assert_eq!(
+            version("ns", "s", 42).as_ref(),
+            "ns/ns/versions/s/00000000000000000042.json"
+        );
+        assert_eq!(parse_version_file("00000000000000000042.json"), Some(42));
+        assert_eq!(parse_version_file("42.json"), None);
+        assert_eq!(parse_version_file("0000000000000000004x.json"), None);
+    }
+}

@@ -1,0 +1,366 @@
+//! The commit protocol: a per-namespace log of numbered, immutable entries.
+//!
+//! Creating entry N+1 with create-if-absent *is* the commit, so the only
+//! primitive needed is one every backend has (LocalFileSystem included).
+//! A writer that loses the race re-reads, lets its caller re-validate, and
+//! retries with backoff. An entry is a delta, or a checkpoint carrying the
+//! whole state; `head.json` is a hint (plain overwrite, never trusted) that
+//! lets a cold reader start near the end. Costs (requests):
+//! - warm reader, nothing new: 1 GET (the next entry, not found);
+//! - cold reader: hint + newest entry + the entries since its checkpoint
+//!   (at most `CHAIN_MAX - 1`, fetched concurrently) + 1 probe;
+//! - commit: the reads above + 1 conditional PUT + 1 hint PUT.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+
+use super::io::{Created, Io, backoff};
+use super::keys;
+use super::records::*;
+use crate::error::{Error, Result};
+use crate::model::CommitInfo;
+
+/// An entry is written as a checkpoint when the delta chain since the last
+/// one reaches this length, bounding what a cold reader fetches.
+pub const CHAIN_MAX: u64 = 8;
+/// ... or when the state is this small (estimated), so small namespaces
+/// are always read in one entry.
+pub const SMALL_STATE_BYTES: usize = 16 * 1024;
+/// Commit attempts before giving up with `Conflict`.
+const COMMIT_ATTEMPTS: u32 = 64;
+
+/// A namespace's pointer state after entry `seq`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NsState {
+    pub seq: u64,
+    /// The newest checkpoint at or before `seq`.
+    pub base: u64,
+    pub snapshot: StateSnapshot,
+}
+
+impl NsState {
+    pub fn pointers(&self, schema: &str) -> Pointers {
+        self.snapshot
+            .schemas
+            .get(schema)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn apply(&mut self, entry: &LogEntry, key: &str) -> Result<()> {
+        if entry.seq != self.seq + 1 {
+            return Err(Error::Corrupt {
+                key: key.to_string(),
+                reason: format!("entry seq {} follows state seq {}", entry.seq, self.seq),
+            });
+        }
+        match &entry.state {
+            Some(state) => self.snapshot = state.clone(),
+            None => {
+                let s = &mut self.snapshot;
+                s.schemas
+                    .extend(entry.changes.iter().map(|(k, v)| (k.clone(), *v)));
+                s.config.extend(entry.config.clone());
+            }
+        }
+        self.seq = entry.seq;
+        self.base = entry.base;
+        Ok(())
+    }
+}
+
+/// What a commit changes: the state is driven by `changes` and `config`;
+/// `operation` records the intent for readers of the log.
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    pub operation: Operation,
+    pub changes: BTreeMap<String, Pointers>,
+    pub config: BTreeMap<String, String>,
+}
+
+/// A successful commit.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub info: CommitInfo,
+    pub entry: LogEntry,
+    pub state: Arc<NsState>,
+}
+
+pub struct Log {
+    io: Arc<Io>,
+    /// The newest state seen per namespace; never moves backwards.
+    heads: Mutex<HashMap<String, Arc<NsState>>>,
+    writer: String,
+}
+
+impl Log {
+    pub fn new(io: Arc<Io>, writer: String) -> Self {
+        Log {
+            io,
+            heads: Mutex::default(),
+            writer,
+        }
+    }
+
+    /// The newest state this handle has seen, without any request.
+    pub fn cached(&self, ns: &str) -> Option<Arc<NsState>> {
+        self.heads.lock().unwrap().get(ns).cloned()
+    }
+
+    fn remember(&self, ns: &str, state: Arc<NsState>) -> Arc<NsState> {
+        let mut heads = self.heads.lock().unwrap();
+        let slot = heads.entry(ns.to_string()).or_insert_with(|| state.clone());
+        if state.seq > slot.seq {
+            *slot = state;
+        }
+        slot.clone()
+    }
+
+    /// Reads an entry (immutable, so cached); `None` past the end of the log.
+    pub async fn entry(&self, ns: &str, seq: u64) -> Result<Option<LogEntry>> {
+        let key = keys::log_entry(ns, seq);
+        let Some(obj) = self.io.get_immutable(&key).await? else {
+            return Ok(None);
+        };
+        let entry: LogEntry = from_json(key.as_ref(), &obj.bytes)?;
+        if entry.seq != seq {
+            return Err(Error::Corrupt {
+                key: key.to_string(),
+                reason: format!("holds seq {}", entry.seq),
+            });
+        }
+        Ok(Some(entry))
+    }
+
+    async fn hint(&self, ns: &str) -> Result<u64> {
+        let key = keys::head(ns);
+        Ok(match self.io.get(&key).await? {
+            // A damaged hint is only a slower read, never an error.
+            Some(obj) => from_json::<HeadHint>(key.as_ref(), &obj.bytes).map_or(0, |h| h.seq),
+            None => 0,
+        })
+    }
+
+    async fn write_hint(&self, ns: &str, seq: u64) {
+        let bytes = to_json(&HeadHint { seq });
+        if let Err(e) = self.io.put_overwrite(&keys::head(ns), bytes).await {
+            tracing::warn!(namespace = ns, "could not update the log hint: {e}");
+        }
+    }
+
+    /// The namespace's latest state: one GET when this handle is up to date.
+    pub async fn latest(&self, ns: &str) -> Result<Arc<NsState>> {
+        let known = self.cached(ns);
+        self.advance(ns, known).await
+    }
+
+    /// Brings `known` (or the empty state) up to the end of the log.
+    async fn advance(&self, ns: &str, known: Option<Arc<NsState>>) -> Result<Arc<NsState>> {
+        let warm = known.is_some();
+        let mut state = known.as_deref().cloned().unwrap_or_default();
+        let mut found = 0u32;
+        let mut used_hint = false;
+        if !warm {
+            used_hint = true;
+            self.jump(ns, &mut state).await?;
+        }
+        loop {
+            let seq = state.seq + 1;
+            let Some(entry) = self.entry(ns, seq).await? else {
+                break;
+            };
+            state.apply(&entry, keys::log_entry(ns, seq).as_ref())?;
+            found += 1;
+            // Two new entries in a row: far behind, let the hint take us near the end.
+            if found == 2 && !used_hint {
+                used_hint = true;
+                self.jump(ns, &mut state).await?;
+            }
+        }
+        if found > 1 {
+            // The hint was stale by more than one entry; repair it for others.
+            self.write_hint(ns, state.seq).await;
+        }
+        if warm && found == 0 {
+            return Ok(known.expect("warm"));
+        }
+        Ok(self.remember(ns, Arc::new(state)))
+    }
+
+    /// Moves `state` to the entry the hint names, reading only the entries
+    /// since that entry's checkpoint (or since `state`, if newer).
+    async fn jump(&self, ns: &str, state: &mut NsState) -> Result<()> {
+        let target = self.hint(ns).await?;
+        if target <= state.seq {
+            return Ok(());
+        }
+        let Some(last) = self.entry(ns, target).await? else {
+            return Ok(()); // a hint ahead of the log: ignore it
+        };
+        let key = |seq| keys::log_entry(ns, seq).to_string();
+        if last.state.is_some() {
+            let mut fresh = NsState {
+                seq: target - 1,
+                ..Default::default()
+            };
+            fresh.apply(&last, &key(target))?;
+            *state = fresh;
+            return Ok(());
+        }
+        let start = if last.base > state.seq {
+            last.base
+        } else {
+            state.seq + 1
+        };
+        let chain: Vec<LogEntry> = futures::stream::iter(start..target)
+            .map(|seq| async move {
+                self.entry(ns, seq).await?.ok_or_else(|| Error::Corrupt {
+                    key: key(seq),
+                    reason: format!("missing, but entry {target} exists"),
+                })
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        for entry in chain.iter().chain(std::iter::once(&last)) {
+            if entry.seq == last.base && entry.seq > state.seq {
+                // The checkpoint the chain starts from.
+                *state = NsState {
+                    seq: entry.seq - 1,
+                    ..Default::default()
+                };
+            }
+            state.apply(entry, &key(entry.seq))?;
+        }
+        Ok(())
+    }
+
+    /// Commits the mutation `plan` computes from the latest state.
+    ///
+    /// `plan` runs again on the new state whenever another writer wins the
+    /// race, so it must re-validate; returning `Ok(None)` means "nothing to
+    /// do" and writes nothing. With `expect_seq`, the commit only happens on
+    /// top of that log position (`Conflict` otherwise, without retrying).
+    pub async fn commit<F>(
+        &self,
+        ns: &str,
+        expect_seq: Option<u64>,
+        mut plan: F,
+    ) -> Result<Option<Committed>>
+    where
+        F: FnMut(&NsState) -> Result<Option<Mutation>>,
+    {
+        let mut state = self.latest(ns).await?;
+        for attempt in 0..COMMIT_ATTEMPTS {
+            if let Some(expected) = expect_seq {
+                if state.seq != expected {
+                    return Err(Error::Conflict(format!(
+                        "namespace {ns} moved from commit {expected} to {}",
+                        state.seq
+                    )));
+                }
+            }
+            let Some(mutation) = plan(&state)? else {
+                return Ok(None);
+            };
+            let (entry, next) = self.build(&state, mutation);
+            let key = keys::log_entry(ns, entry.seq);
+            let created = self
+                .io
+                .create_record::<LogEntry>(&key, to_json(&entry), |e| {
+                    e.commit_id == entry.commit_id
+                })
+                .await?;
+            match created {
+                Created::Mine => {
+                    let counters = &self.io.counters;
+                    counters.commits.fetch_add(1, Relaxed);
+                    if entry.state.is_some() {
+                        counters.checkpoints.fetch_add(1, Relaxed);
+                    }
+                    let state = self.remember(ns, Arc::new(next));
+                    self.write_hint(ns, entry.seq).await;
+                    let info = CommitInfo {
+                        seq: entry.seq,
+                        commit_id: entry.commit_id.clone(),
+                    };
+                    return Ok(Some(Committed { info, entry, state }));
+                }
+                Created::Theirs(winner) => {
+                    self.io.counters.conflicts.fetch_add(1, Relaxed);
+                    tracing::debug!(
+                        namespace = ns,
+                        seq = entry.seq,
+                        attempt,
+                        "lost a commit race"
+                    );
+                    backoff(attempt).await;
+                    // Start from the winner's entry we already hold.
+                    let mut moved = (*state).clone();
+                    moved.apply(&winner, key.as_ref())?;
+                    state = self.advance(ns, Some(Arc::new(moved))).await?;
+                }
+            }
+        }
+        Err(Error::Conflict(format!(
+            "namespace {ns}: gave up after {COMMIT_ATTEMPTS} attempts lost to concurrent writers"
+        )))
+    }
+
+    fn build(&self, state: &NsState, m: Mutation) -> (LogEntry, NsState) {
+        let seq = state.seq + 1;
+        let mut snapshot = state.snapshot.clone();
+        snapshot
+            .schemas
+            .extend(m.changes.iter().map(|(k, v)| (k.clone(), *v)));
+        snapshot.config.extend(m.config.clone());
+        // An estimate is enough to decide; serializing a large state per
+        // commit only to measure it would cost more than it saves.
+        let estimate = snapshot
+            .schemas
+            .keys()
+            .map(|k| k.len() + 48)
+            .chain(snapshot.config.iter().map(|(k, v)| k.len() + v.len() + 8))
+            .sum::<usize>();
+        let checkpoint = estimate <= SMALL_STATE_BYTES || seq - state.base >= CHAIN_MAX;
+        let base = if checkpoint { seq } else { state.base };
+        let entry = LogEntry {
+            format_version: FORMAT_VERSION,
+            seq,
+            commit_id: uuid::Uuid::new_v4().to_string(),
+            writer: self.writer.clone(),
+            created_at: Utc::now(),
+            operation: m.operation,
+            changes: m.changes,
+            config: m.config,
+            base,
+            state: checkpoint.then(|| snapshot.clone()),
+        };
+        (
+            entry,
+            NsState {
+                seq,
+                base,
+                snapshot,
+            },
+        )
+    }
+
+    /// Entries `from..=to` (for `protoshelf log` and audits), in order.
+    pub async fn entries(&self, ns: &str, from: u64, to: u64) -> Result<Vec<LogEntry>> {
+        futures::stream::iter(from.max(1)..=to)
+            .map(|seq| async move {
+                self.entry(ns, seq).await?.ok_or_else(|| Error::Corrupt {
+                    key: keys::log_entry(ns, seq).to_string(),
+                    reason: "missing from the log".into(),
+                })
+            })
+            .buffered(16)
+            .try_collect()
+            .await
+    }
+}

@@ -1,0 +1,166 @@
+//! The object-storage implementation of [`crate::store::Store`].
+//!
+//! Layers, outermost first: [`ObjStore`] (the contract) → [`log`] (the
+//! commit protocol) and [`io`] (cached reads, settled creates) →
+//! [`metrics::Instrumented`] (request counts) → the backend opened by
+//! [`url::open`] (memory, local directory, S3, GCS, Azure).
+
+pub mod faults;
+pub mod format;
+pub mod io;
+pub mod keys;
+pub mod log;
+pub mod metrics;
+pub mod records;
+mod store_impl;
+pub mod url;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use object_store::ObjectStore;
+use serde::Serialize;
+
+use crate::error::Result;
+pub use log::NsState;
+use metrics::{Instrumented, RequestCounts};
+use records::{FormatMarker, LogEntry};
+pub use url::{Backend, BackendKind};
+
+/// Default bound of the immutable-object cache.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Counts of the commit protocol's events in this handle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProtocolStats {
+    pub commits: u64,
+    /// Commit races lost and retried.
+    pub conflicts: u64,
+    /// Writes whose outcome was unclear and was settled by reading back.
+    pub ambiguous_settled: u64,
+    /// Writes tried again after an error.
+    pub write_retries: u64,
+    pub checkpoints: u64,
+    pub cache_hits: u64,
+}
+
+/// A handle on a protoshelf store. Clones share caches and counters; handles
+/// opened separately share nothing but the storage.
+#[derive(Clone)]
+pub struct ObjStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kind: BackendKind,
+    url: String,
+    metrics: Instrumented,
+    io: Arc<io::Io>,
+    log: log::Log,
+    marker: FormatMarker,
+}
+
+impl std::fmt::Debug for ObjStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjStore")
+            .field("url", &self.inner.url)
+            .finish()
+    }
+}
+
+/// Who is writing: recorded in log entries for people reading the log.
+fn writer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{host}/{}", std::process::id())
+}
+
+impl ObjStore {
+    /// Opens the store at `url` (see [`url::open`]), checking its format
+    /// marker and creating it, after the create-if-absent probe, on first use.
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::from_backend(url::open(url)?).await
+    }
+
+    /// Opens `url`, else `$PROTOSHELF_STORE`, else the embedded local store.
+    pub async fn open_or_default(url: Option<&str>) -> Result<Self> {
+        match url {
+            Some(u) => Self::open(u).await,
+            None => match std::env::var(url::STORE_ENV).ok().filter(|s| !s.is_empty()) {
+                Some(u) => Self::open(&u).await,
+                None => Self::open(url::default_store_dir().to_string_lossy().as_ref()).await,
+            },
+        }
+    }
+
+    /// Opens an already-built backend (tests wrap one in a fault injector).
+    pub async fn from_backend(backend: Backend) -> Result<Self> {
+        Self::with_cache(backend, DEFAULT_CACHE_BYTES).await
+    }
+
+    pub async fn with_cache(backend: Backend, cache_bytes: u64) -> Result<Self> {
+        let metrics = Instrumented::new(backend.store.clone());
+        let os: Arc<dyn ObjectStore> = Arc::new(metrics.clone());
+        let io = Arc::new(io::Io::new(os, cache_bytes));
+        let marker = format::ensure(&io).await?;
+        let log = log::Log::new(io.clone(), writer_name());
+        Ok(ObjStore {
+            inner: Arc::new(Inner {
+                kind: backend.kind,
+                url: backend.url,
+                metrics,
+                io,
+                log,
+                marker,
+            }),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        self.inner.kind
+    }
+
+    pub fn format_marker(&self) -> &FormatMarker {
+        &self.inner.marker
+    }
+
+    /// Requests made through this handle so far.
+    pub fn requests(&self) -> RequestCounts {
+        self.inner.metrics.counts()
+    }
+
+    pub fn protocol_stats(&self) -> ProtocolStats {
+        let c = &self.inner.io.counters;
+        ProtocolStats {
+            commits: c.commits.load(Relaxed),
+            conflicts: c.conflicts.load(Relaxed),
+            ambiguous_settled: c.ambiguous_settled.load(Relaxed),
+            write_retries: c.write_retries.load(Relaxed),
+            checkpoints: c.checkpoints.load(Relaxed),
+            cache_hits: c.cache_hits.load(Relaxed),
+        }
+    }
+
+    /// The namespace's latest pointer state (one GET when this handle is
+    /// up to date).
+    pub async fn namespace_state(&self, ns: &str) -> Result<Arc<NsState>> {
+        self.require_namespace(ns).await?;
+        self.inner.log.latest(ns).await
+    }
+
+    /// The namespace's state as last seen by this handle, without a request.
+    pub fn cached_namespace_state(&self, ns: &str) -> Option<Arc<NsState>> {
+        self.inner.log.cached(ns)
+    }
+
+    /// The log entries `from..=to` of a namespace, oldest first.
+    pub async fn log_entries(&self, ns: &str, from: u64, to: u64) -> Result<Vec<LogEntry>> {
+        self.require_namespace(ns).await?;
+        self.inner.log.entries(ns, from, to).await
+    }
+}

@@ -1,0 +1,123 @@
+//! The persistence contract: what the registry needs from storage.
+//!
+//! The semantics are those of the reference registry's `store.Store`
+//! (DESIGN §2); [`crate::objstore::ObjStore`] implements it over object
+//! storage. Pointer changes (`set_staged`, `stage`, `promote`,
+//! `discard_staging`, `set_config`) are commits to the namespace's log: each
+//! is atomic, and `expect_seq` lets a caller that validated against one state
+//! refuse to commit on top of another.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::*;
+
+/// One pointer change in a staging commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageChange {
+    pub schema_id: String,
+    /// The version to stage; `None` clears the schema's staging.
+    pub version: Option<u64>,
+}
+
+/// A keyset page: at most `limit` items whose ID is strictly greater than
+/// `after` (empty = from the start), in ID order.
+pub const DEFAULT_PAGE: usize = 100;
+/// The largest page a caller may ask for.
+pub const MAX_PAGE: usize = 1000;
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores a source blob; a no-op when the same blob is already stored.
+    /// Fails with `InvalidInput` when `sha256` is not the hash of `source`.
+    async fn put_blob(&self, blob: &ProtoBlob) -> Result<()>;
+    /// Reads a blob, verifying its hash (a mismatch is `Corrupt`).
+    async fn get_blob(&self, namespace_id: &str, sha256: &str) -> Result<ProtoBlob>;
+
+    async fn create_namespace(&self, ns: &Namespace) -> Result<()>;
+    async fn get_namespace(&self, id: &str) -> Result<Namespace>;
+    async fn list_namespaces(&self) -> Result<Vec<Namespace>>;
+    async fn list_namespaces_page(&self, after: &str, limit: usize) -> Result<Vec<Namespace>>;
+
+    /// Creates a schema (its pointers start empty).
+    async fn create_schema(&self, schema: &Schema) -> Result<()>;
+    async fn get_schema(&self, namespace_id: &str, schema_id: &str) -> Result<Schema>;
+    async fn list_schemas(&self, namespace_id: &str) -> Result<Vec<Schema>>;
+    async fn list_schemas_page(
+        &self,
+        namespace_id: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Schema>>;
+
+    /// Stores version `ver.version` with its files and deps, atomically.
+    /// `AlreadyExists` when that number is taken.
+    async fn put_version(
+        &self,
+        ver: &SchemaVersion,
+        files: &[VersionFile],
+        deps: &[VersionDep],
+    ) -> Result<()>;
+    /// Stores a new version under the next free number and returns it
+    /// (`ver.version` is ignored). Numbers are never handed out twice.
+    async fn create_version(
+        &self,
+        ver: &SchemaVersion,
+        files: &[VersionFile],
+        deps: &[VersionDep],
+    ) -> Result<u64>;
+    async fn get_version(
+        &self,
+        namespace_id: &str,
+        schema_id: &str,
+        version: u64,
+    ) -> Result<SchemaVersion>;
+    async fn get_version_files(
+        &self,
+        namespace_id: &str,
+        schema_id: &str,
+        version: u64,
+    ) -> Result<Vec<VersionFile>>;
+    async fn get_version_deps(
+        &self,
+        namespace_id: &str,
+        schema_id: &str,
+        version: u64,
+    ) -> Result<Vec<VersionDep>>;
+    /// Every stored version number of a schema, ascending.
+    async fn list_versions(&self, namespace_id: &str, schema_id: &str) -> Result<Vec<u64>>;
+
+    /// Stages `version` for a schema; 0 clears its staging.
+    async fn set_staged(
+        &self,
+        namespace_id: &str,
+        schema_id: &str,
+        version: u64,
+    ) -> Result<CommitInfo>;
+    /// Applies many staging changes in one commit (a whole tree is one
+    /// commit, not thousands). With `expect_seq`, commits only on top of that
+    /// log position and fails with `Conflict` otherwise.
+    async fn stage(
+        &self,
+        namespace_id: &str,
+        changes: &[StageChange],
+        expect_seq: Option<u64>,
+    ) -> Result<CommitInfo>;
+    /// Makes every staged version of the namespace current, atomically.
+    async fn promote(&self, namespace_id: &str, expect_seq: Option<u64>) -> Result<Promotion>;
+    /// Clears every staged pointer of the namespace, atomically. Returns the
+    /// commit, or None when nothing was staged.
+    async fn discard_staging(&self, namespace_id: &str) -> Result<Option<CommitInfo>>;
+    /// Sets a namespace setting (e.g. its compatibility policy) in one commit.
+    async fn set_config(&self, namespace_id: &str, key: &str, value: &str) -> Result<CommitInfo>;
+    /// The namespace's settings as of its latest commit.
+    async fn get_config(
+        &self,
+        namespace_id: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>>;
+
+    async fn load_all_current(&self) -> Result<Vec<CurrentSchema>>;
+    async fn load_namespace_current(&self, namespace_id: &str) -> Result<Vec<CurrentSchema>>;
+    /// Staged versions where staged, current otherwise.
+    async fn load_namespace_proposed(&self, namespace_id: &str) -> Result<Vec<CurrentSchema>>;
+}
