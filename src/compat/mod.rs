@@ -17,8 +17,10 @@
 //! message, enum values by number, methods by name within their service, and
 //! extensions by extendee and number.
 
+mod enum_values;
 mod location;
 mod pairs;
+mod reserved;
 pub mod rules;
 mod strict;
 mod wire;
@@ -108,6 +110,22 @@ pub struct Violation {
     pub location: Option<Location>,
     /// A human-readable explanation.
     pub message: String,
+}
+
+impl Violation {
+    fn new(
+        rule: &'static str,
+        element: impl Into<String>,
+        location: Option<Location>,
+        message: String,
+    ) -> Self {
+        Violation {
+            rule,
+            element: element.into(),
+            location,
+            message,
+        }
+    }
 }
 
 impl fmt::Display for Violation {

@@ -38,11 +38,8 @@ impl<'a> Pairs<'a> {
 
         let mut messages = Vec::new();
         for file in &old_files {
-            let mut stack: Vec<MessageDescriptor> = file.messages().rev().collect();
-            while let Some(message) = stack.pop() {
-                stack.extend(message.child_messages().rev());
-                messages.push(message);
-            }
+            file.messages()
+                .for_each(|message| push_with_nested(message, &mut messages));
         }
         let enums = old_files
             .iter()
@@ -88,6 +85,14 @@ impl<'a> Pairs<'a> {
                 .map(Container::Message),
             None => self.new.get_file_by_name(file.name()).map(Container::File),
         }
+    }
+}
+
+fn push_with_nested(message: MessageDescriptor, out: &mut Vec<MessageDescriptor>) {
+    let children = message.child_messages().collect::<Vec<_>>();
+    out.push(message);
+    for child in children {
+        push_with_nested(child, out);
     }
 }
 

@@ -7,7 +7,7 @@ use prost_reflect::{ExtensionDescriptor, FieldDescriptor, Kind, Value};
 
 use super::Violation;
 use super::location::{Located, Location};
-use super::rules as rule;
+use super::rules;
 
 /// What the field rules look at, for a message field or an extension.
 pub(super) struct FieldView {
@@ -73,12 +73,7 @@ impl FieldView {
     }
 
     fn violation(&self, rule: &'static str, message: String) -> Violation {
-        Violation {
-            rule,
-            element: self.element.clone(),
-            location: self.location.clone(),
-            message,
-        }
+        Violation::new(rule, &*self.element, self.location.clone(), message)
     }
 }
 
@@ -100,9 +95,9 @@ pub(super) fn check(old: &FieldView, new: &FieldView, json: bool, out: &mut Vec<
 /// FIELD_WIRE_COMPATIBLE_TYPE / FIELD_WIRE_JSON_COMPATIBLE_TYPE.
 fn compatible_type(old: &FieldView, new: &FieldView, json: bool) -> Option<Violation> {
     let (rule, group): (_, fn(&FieldView) -> &str) = if json {
-        (rule::FIELD_WIRE_JSON_COMPATIBLE_TYPE, wire_json_group)
+        (rules::FIELD_WIRE_JSON_COMPATIBLE_TYPE, wire_json_group)
     } else {
-        (rule::FIELD_WIRE_COMPATIBLE_TYPE, wire_group)
+        (rules::FIELD_WIRE_COMPATIBLE_TYPE, wire_group)
     };
     let changed = |from: String, to: String| {
         Some(new.violation(rule, format!("type changed from {from} to {to}")))
@@ -255,9 +250,9 @@ fn compatible_cardinality(old: &FieldView, new: &FieldView, json: bool) -> Optio
         return None;
     }
     let rule = if json {
-        rule::FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY
+        rules::FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY
     } else {
-        rule::FIELD_WIRE_COMPATIBLE_CARDINALITY
+        rules::FIELD_WIRE_COMPATIBLE_CARDINALITY
     };
     Some(new.violation(
         rule,
@@ -278,7 +273,7 @@ fn same_oneof(old: &FieldView, new: &FieldView) -> Option<Violation> {
         (None, Some(new_oneof)) => format!("moved into oneof {new_oneof}"),
         _ => return None,
     };
-    Some(new.violation(rule::FIELD_SAME_ONEOF, message))
+    Some(new.violation(rules::FIELD_SAME_ONEOF, message))
 }
 
 /// FIELD_SAME_DEFAULT: readers fill in absent fields with their default.
@@ -288,7 +283,7 @@ fn same_default(old: &FieldView, new: &FieldView) -> Option<Violation> {
         return None;
     }
     Some(new.violation(
-        rule::FIELD_SAME_DEFAULT,
+        rules::FIELD_SAME_DEFAULT,
         format!("default value changed from {old_default} to {new_default}"),
     ))
 }
@@ -370,7 +365,7 @@ fn same_number(n: i128, x: f64) -> bool {
 fn same_name(old: &FieldView, new: &FieldView) -> Option<Violation> {
     (old.name != new.name).then(|| {
         new.violation(
-            rule::FIELD_SAME_NAME,
+            rules::FIELD_SAME_NAME,
             format!("name changed from {} to {}", old.name, new.name),
         )
     })
@@ -381,7 +376,7 @@ fn same_json_name(old: &FieldView, new: &FieldView) -> Option<Violation> {
     let (old_name, new_name) = (old.json_name.as_ref()?, new.json_name.as_ref()?);
     (old_name != new_name).then(|| {
         new.violation(
-            rule::FIELD_SAME_JSON_NAME,
+            rules::FIELD_SAME_JSON_NAME,
             format!("JSON name changed from {old_name} to {new_name}"),
         )
     })

@@ -27,6 +27,9 @@ pub enum Fault {
     FailBeforeWrite,
     /// GETs of matching keys fail (storage unreachable).
     FailReads,
+    /// A create-if-absent silently overwrites (an S3-compatible store that
+    /// ignores `If-None-Match`).
+    OverwriteOnCreate,
 }
 
 #[derive(Debug)]
@@ -107,6 +110,13 @@ impl ObjectStore for FaultyStore {
     ) -> object_store::Result<PutResult> {
         match self.take(location, false) {
             None | Some(Fault::FailReads) => self.inner.put_opts(location, payload, opts).await,
+            Some(Fault::OverwriteOnCreate) => {
+                let opts = PutOptions {
+                    mode: object_store::PutMode::Overwrite,
+                    ..opts
+                };
+                self.inner.put_opts(location, payload, opts).await
+            }
             Some(Fault::FailBeforeWrite) => Err(injected_error(location, "write never landed")),
             Some(Fault::LandThenError) => {
                 self.inner.put_opts(location, payload, opts).await?;

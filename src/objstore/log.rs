@@ -163,10 +163,12 @@ impl Log {
         let warm = known.is_some();
         let mut state = known.as_deref().cloned().unwrap_or_default();
         let mut found = 0u32;
-        let mut used_hint = false;
+        // Entries found past where the hint took us: more than one means the
+        // hint is stale (a writer died before updating it); repair it.
+        let mut past_hint: Option<u32> = None;
         if !warm {
-            used_hint = true;
             self.jump(ns, &mut state).await?;
+            past_hint = Some(0);
         }
         loop {
             let seq = state.seq + 1;
@@ -175,14 +177,18 @@ impl Log {
             };
             state.apply(&entry, keys::log_entry(ns, seq).as_ref())?;
             found += 1;
-            // Two new entries in a row: far behind, let the hint take us near the end.
-            if found == 2 && !used_hint {
-                used_hint = true;
-                self.jump(ns, &mut state).await?;
+            match &mut past_hint {
+                Some(n) => *n += 1,
+                // Two new entries in a row: far behind, let the hint take us
+                // near the end instead of walking entry by entry.
+                None if found == 2 => {
+                    self.jump(ns, &mut state).await?;
+                    past_hint = Some(0);
+                }
+                None => {}
             }
         }
-        if found > 1 {
-            // The hint was stale by more than one entry; repair it for others.
+        if past_hint.is_some_and(|n| n > 1) {
             self.write_hint(ns, state.seq).await;
         }
         if warm && found == 0 {

@@ -151,10 +151,9 @@ pub struct HeadHint {
 }
 
 pub fn to_json<T: Serialize>(value: &T) -> bytes::Bytes {
+    // Compact: log entries and checkpoints are read on every cold open.
     // Serializing these plain structs cannot fail.
-    serde_json::to_vec_pretty(value)
-        .expect("records serialize")
-        .into()
+    serde_json::to_vec(value).expect("records serialize").into()
 }
 
 pub fn from_json<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
