@@ -305,6 +305,25 @@ impl ObjStore {
         Ok(matches!(created, Created::Mine))
     }
 
+    /// Stored version numbers above `after`, ascending (one LIST, starting
+    /// after that version's key).
+    async fn versions_after(&self, ns: &str, schema: &str, after: u64) -> Result<Vec<u64>> {
+        let dir = keys::versions_dir(ns, schema);
+        let offset = if after == 0 {
+            String::new()
+        } else {
+            format!("{after:020}.json")
+        };
+        let mut versions: Vec<u64> = self
+            .list_ids(&dir, &offset, None)
+            .await?
+            .iter()
+            .filter_map(|name| keys::parse_version_file(name))
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
     async fn check_stage_change(&self, ns: &str, c: &StageChange) -> Result<()> {
         match c.version {
             Some(v) => self.manifest(ns, &c.schema_id, v).await.map(|_| ()),
@@ -486,33 +505,31 @@ impl Store for ObjStore {
         let descriptor = self.prepare_version(ver, files).await?;
         let (ns, schema) = (&ver.namespace_id, &ver.schema_id);
         let p = self.inner.log.latest(ns).await?.pointers(schema);
-        let mut next = p
+        // Numbers follow creation order (a staged number below current is how
+        // a rollback is recognised), so the new one must exceed every stored
+        // version, including ones the log never saw (explicit `put_version`,
+        // or a publisher that died before staging). One LIST starting after
+        // the highest number the log knows finds those.
+        let mut floor = p
             .latest
             .max(p.current.unwrap_or(0))
-            .max(p.staged.unwrap_or(0))
-            + 1;
-        let mut listed = false;
+            .max(p.staged.unwrap_or(0));
         loop {
+            let next = self
+                .versions_after(ns, schema, floor)
+                .await?
+                .last()
+                .copied()
+                .unwrap_or(floor)
+                + 1;
             if self
                 .create_manifest(ver, next, &descriptor, files, deps)
                 .await?
             {
                 return Ok(next);
             }
-            // Taken: by a concurrent writer, or by a version never staged
-            // (which the log does not know). One LIST finds the real end.
-            next = if listed {
-                next + 1
-            } else {
-                listed = true;
-                self.list_versions(ns, schema)
-                    .await?
-                    .last()
-                    .copied()
-                    .unwrap_or(0)
-                    .max(next)
-                    + 1
-            };
+            // A concurrent writer took it: look again past it.
+            floor = next;
         }
     }
 
@@ -556,15 +573,7 @@ impl Store for ObjStore {
 
     async fn list_versions(&self, namespace_id: &str, schema_id: &str) -> Result<Vec<u64>> {
         self.require_schema(namespace_id, schema_id).await?;
-        let dir = keys::versions_dir(namespace_id, schema_id);
-        let mut versions: Vec<u64> = self
-            .list_ids(&dir, "", None)
-            .await?
-            .iter()
-            .filter_map(|name| keys::parse_version_file(name))
-            .collect();
-        versions.sort_unstable();
-        Ok(versions)
+        self.versions_after(namespace_id, schema_id, 0).await
     }
 
     async fn set_staged(
