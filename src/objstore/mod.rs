@@ -5,6 +5,7 @@
 //! [`metrics::Instrumented`] (request counts) → the backend opened by
 //! [`url::open`] (memory, local directory, S3, GCS, Azure).
 
+pub mod admin;
 pub mod faults;
 pub mod format;
 pub mod io;

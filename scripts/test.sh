@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# protoshelf's full test run: system packages, a throwaway LocalStack S3, then
+# `cargo test`. Extra arguments go to both cargo invocations, e.g.
+#   scripts/test.sh -- --nocapture
+#
+# To test against an S3 you already run, set AWS_ENDPOINT_URL (and the AWS_*
+# credentials it needs); LocalStack is then neither installed nor started.
+# With CI=true, failing to start LocalStack is an error instead of a skip.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+run_start=$SECONDS
+localstack_pid=""
+# localstack.sh writes the server pid here as soon as it spawns it, so cleanup
+# can stop a server whose start was interrupted.
+pidfile="$(mktemp "${TMPDIR:-/tmp}/protoshelf-localstack-pid.XXXXXX")"
+
+note() { echo "test.sh: $*" >&2; }
+
+# Runs on every exit path (success, failure, Ctrl-C, kill): never leave a
+# LocalStack process behind, and always say how long the run took.
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -z "$localstack_pid" && -s "$pidfile" ]]; then
+    localstack_pid="$(cat "$pidfile")"
+  fi
+  rm -f "$pidfile"
+  if [[ -n "$localstack_pid" ]]; then
+    note "stopping LocalStack (pid $localstack_pid)"
+    bash scripts/localstack.sh stop "$localstack_pid" || true
+  fi
+  local t=$((SECONDS - run_start))
+  note "finished with exit code $rc in $((t / 60))m$((t % 60))s"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT  # `exit` runs the EXIT trap, i.e. cleanup
+trap 'exit 143' TERM
+
+is_ci() { [[ "${CI:-}" == true ]]; }
+
+# --- system packages ----------------------------------------------------------
+# Another apt/dpkg run may hold the lock (e.g. provisioning in the background):
+# wait for it instead of failing. DPkg::Lock::Timeout covers the dpkg lock; the
+# retry loop also covers the lists lock taken by `apt-get update`.
+apt_get() {
+  local sudo=() attempt log
+  if ((EUID != 0)); then sudo=(sudo); fi
+  log="$(mktemp)"
+  for attempt in $(seq 1 30); do
+    if "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+      apt-get -o DPkg::Lock::Timeout=300 -q "$@" 2>&1 | tee "$log" >&2; then
+      rm -f "$log"
+      return 0
+    fi
+    if grep -qiE 'could not get lock|unable to acquire|is another process using it' "$log"; then
+      note "apt/dpkg lock busy, retrying in 10s (attempt $attempt/30)"
+      sleep 10
+      continue
+    fi
+    break
+  done
+  rm -f "$log"
+  return 1
+}
+
+if ! command -v protoc >/dev/null || ! command -v fusermount3 >/dev/null; then
+  command -v apt-get >/dev/null ||
+    { note "protoc and fusermount3 are required; install protobuf-compiler and fuse3"; exit 1; }
+  note "installing fuse3 and protobuf-compiler"
+  apt_get update
+  apt_get install -y --no-install-recommends fuse3 protobuf-compiler
+fi
+command -v cargo >/dev/null || { note "cargo not found (install Rust via rustup)"; exit 1; }
+
+# --- S3 -------------------------------------------------------------------------
+s3_ready=false
+if [[ -n "${AWS_ENDPOINT_URL:-}" ]]; then
+  note "using the S3 endpoint from AWS_ENDPOINT_URL: $AWS_ENDPOINT_URL"
+  export AWS_REGION="${AWS_REGION:-us-east-1}"
+  if [[ "$AWS_ENDPOINT_URL" == http://* ]]; then export AWS_ALLOW_HTTP="${AWS_ALLOW_HTTP:-true}"; fi
+  s3_ready=true
+else
+  ls_start=$SECONDS
+  if bash scripts/localstack.sh install &&
+    ls_env="$(PROTOSHELF_LOCALSTACK_PIDFILE="$pidfile" bash scripts/localstack.sh start)"; then
+    eval "$ls_env" # exports AWS_ENDPOINT_URL, AWS_REGION, credentials, ...
+    localstack_pid="$PROTOSHELF_LOCALSTACK_PID"
+    note "LocalStack S3 ready at $AWS_ENDPOINT_URL after $((SECONDS - ls_start))s"
+    s3_ready=true
+  else
+    : >"$pidfile" # a failed start has already stopped its server
+    if is_ci; then
+      note "ERROR: LocalStack could not be installed or started, and CI=true:"
+      note "S3 integration tests must not be skipped in CI. See the messages above."
+      exit 1
+    fi
+    note "WARNING: LocalStack unavailable; S3 integration tests will be SKIPPED"
+  fi
+fi
+
+if [[ "$s3_ready" == true ]]; then
+  export PROTOSHELF_TEST_S3=1
+fi
+
+# --- tests ----------------------------------------------------------------------
+# --all-targets does not include doctests, hence the second run.
+note "cargo test --all-targets --locked $*"
+cargo test --all-targets --locked "$@"
+note "cargo test --doc --locked $*"
+cargo test --doc --locked "$@"

@@ -1,0 +1,41 @@
+//! `protoshelf init`: create or verify a store.
+
+use serde_json::json;
+
+use super::{Ctx, Output};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Create the S3 bucket first when it does not exist.
+    #[arg(long)]
+    create_bucket: bool,
+}
+
+pub async fn run(ctx: &Ctx, args: Args) -> protoshelf::Result<()> {
+    if args.create_bucket {
+        let url = ctx.store.as_deref().unwrap_or_default();
+        if protoshelf::objstore::admin::create_bucket(url).await? {
+            tracing::info!("created bucket for {url}");
+        }
+    }
+    let store = ctx.open().await?;
+    let marker = store.format_marker();
+    match ctx.output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "store": store.url(),
+                "format_version": marker.format_version,
+                "created_at": marker.created_at,
+                "requests": store.requests(),
+            })
+        ),
+        Output::Table => println!(
+            "store {} ready (format version {}, created {})",
+            store.url(),
+            marker.format_version,
+            marker.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+    }
+    Ok(())
+}
