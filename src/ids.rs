@@ -50,6 +50,53 @@ pub fn validate_schema_id(id: &str) -> Result<()> {
     check("schema ID", id)
 }
 
+/// Longest source file path, in bytes.
+pub const MAX_PATH_LEN: usize = 512;
+
+/// A source file path: a canonical relative path ending in `.proto` (no
+/// leading `/`, no `.`, `..` or empty segments, at most 512 bytes), made of
+/// letters, digits and `_ . - + @ = ,` between `/` separators. The same
+/// rules keep the storage keys built from paths plain and unambiguous.
+pub fn validate_file_path(path: &str) -> Result<()> {
+    validate_name("file path", path)?;
+    if !path.ends_with(".proto") {
+        return Err(bad_name("file path", path, "must end in .proto"));
+    }
+    Ok(())
+}
+
+/// A `/`-separated name (file path, or proto package with `.` separators
+/// as one segment) as used in claim keys.
+pub fn validate_name(kind: &'static str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(bad_name(kind, name, "empty"));
+    }
+    if name.len() > MAX_PATH_LEN {
+        return Err(bad_name(kind, name, &format!("longer than {MAX_PATH_LEN} bytes")));
+    }
+    if name.starts_with('/') {
+        return Err(bad_name(kind, name, "must be relative (no leading /)"));
+    }
+    if name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return Err(bad_name(kind, name, "must be canonical (no empty, . or .. segments)"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/_.-+@=,".contains(*c)))
+    {
+        return Err(bad_name(kind, name, &format!("character {c:?} is not allowed")));
+    }
+    Ok(())
+}
+
+fn bad_name(kind: &'static str, value: &str, reason: &str) -> Error {
+    Error::InvalidId {
+        kind,
+        value: value.chars().take(120).collect(),
+        reason: reason.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +133,17 @@ mod tests {
             );
         }
         assert!(validate_schema_id(BUILTINS).is_err());
+    }
+
+    #[test]
+    fn file_paths() {
+        for ok in ["a.proto", "a/b/c.proto", "x-y_z.1/v+2@x.proto"] {
+            validate_file_path(ok).unwrap();
+        }
+        let long = format!("{}.proto", "a".repeat(600));
+        for bad in ["", "/a.proto", "../a.proto", "a/../b.proto", "a//b.proto", "./a.proto",
+            "a\\b.proto", "a.txt", "a\0.proto", "a b.proto", "a%2F.proto", long.as_str()] {
+            assert!(validate_file_path(bad).is_err(), "{bad:?}");
+        }
     }
 }

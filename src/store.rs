@@ -20,6 +20,26 @@ pub struct StageChange {
     pub version: Option<u64>,
 }
 
+/// What a schema can claim in its namespace's index: the file paths and
+/// the proto packages its versions define. Claims are never withdrawn; a
+/// claimant owns the name only while its proposed (or current) version
+/// still defines it, which the caller checks. They let the registry find
+/// who defines an import or a package without reading every schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClaimKind {
+    Path,
+    Package,
+}
+
+impl ClaimKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimKind::Path => "path",
+            ClaimKind::Package => "package",
+        }
+    }
+}
+
 /// A keyset page: at most `limit` items whose ID is strictly greater than
 /// `after` (empty = from the start), in ID order.
 pub const DEFAULT_PAGE: usize = 100;
@@ -115,6 +135,24 @@ pub trait Store: Send + Sync {
         &self,
         namespace_id: &str,
     ) -> Result<std::collections::BTreeMap<String, String>>;
+
+    /// Records that `schema_id` defines each of `names` (idempotent).
+    async fn add_claims(
+        &self,
+        namespace_id: &str,
+        schema_id: &str,
+        kind: ClaimKind,
+        names: &[String],
+    ) -> Result<()>;
+    /// The schemas that ever claimed `name`, sorted.
+    async fn claimants(&self, namespace_id: &str, kind: ClaimKind, name: &str) -> Result<Vec<String>>;
+    /// Every claim of a kind in the namespace: name → claimants (one LIST
+    /// sweep; for batch publishes, instead of a LIST per name).
+    async fn all_claims(
+        &self,
+        namespace_id: &str,
+        kind: ClaimKind,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>>;
 
     async fn load_all_current(&self) -> Result<Vec<CurrentSchema>>;
     async fn load_namespace_current(&self, namespace_id: &str) -> Result<Vec<CurrentSchema>>;

@@ -8,7 +8,7 @@ use common::data::*;
 use object_store::ObjectStoreExt;
 use protoshelf::Error;
 use protoshelf::model::*;
-use protoshelf::store::{StageChange, Store};
+use protoshelf::store::{ClaimKind, StageChange, Store};
 
 on_every_backend!(
     namespaces_create_get_list_and_pages,
@@ -20,6 +20,7 @@ on_every_backend!(
     many_schemas_stage_in_one_commit,
     expect_seq_refuses_a_moved_namespace,
     a_second_handle_sees_every_commit,
+    claims_index_paths_and_packages,
 );
 
 async fn namespaces_create_get_list_and_pages(t: TestStore) {
@@ -470,4 +471,35 @@ async fn a_second_handle_sees_every_commit(t: TestStore) {
         reader.get_schema("ns", "a").await.unwrap().current_version,
         Some(12)
     );
+}
+
+async fn claims_index_paths_and_packages(t: TestStore) {
+    let s = &t.store;
+    s.create_namespace(&namespace("ns")).await.unwrap();
+    for id in ["s1", "s2"] {
+        s.create_schema(&schema("ns", id)).await.unwrap();
+    }
+    let names = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    s.add_claims("ns", "s1", ClaimKind::Path, &names(&["a/b.proto", "c.proto"])).await.unwrap();
+    s.add_claims("ns", "s1", ClaimKind::Path, &names(&["a/b.proto"])).await.unwrap();
+    // A path nested under another path's "directory" stays separate.
+    s.add_claims("ns", "s2", ClaimKind::Path, &names(&["a/b.proto", "a/b.proto/d.proto"])).await.unwrap();
+    s.add_claims("ns", "s2", ClaimKind::Package, &names(&["acme.v1"])).await.unwrap();
+    assert_eq!(s.claimants("ns", ClaimKind::Path, "a/b.proto").await.unwrap(), ["s1", "s2"]);
+    assert_eq!(s.claimants("ns", ClaimKind::Path, "a/b.proto/d.proto").await.unwrap(), ["s2"]);
+    assert!(s.claimants("ns", ClaimKind::Path, "zz.proto").await.unwrap().is_empty());
+    assert_eq!(s.claimants("ns", ClaimKind::Package, "acme.v1").await.unwrap(), ["s2"]);
+    let all = s.all_claims("ns", ClaimKind::Path).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all["a/b.proto"], ["s1", "s2"]);
+    assert_eq!(all["a/b.proto/d.proto"], ["s2"]);
+    assert_eq!(t.reopen().await.all_claims("ns", ClaimKind::Package).await.unwrap()["acme.v1"], ["s2"]);
+    // Bad names and unknown schemas change nothing.
+    let raw = t.raw();
+    let before = common::snapshot(&raw).await;
+    for bad in ["../x.proto", "/abs.proto", "a//b.proto", "sp ace.proto"] {
+        assert!(matches!(s.add_claims("ns", "s1", ClaimKind::Path, &names(&[bad])).await, Err(Error::InvalidId { .. })), "{bad}");
+    }
+    assert!(matches!(s.add_claims("ns", "nope", ClaimKind::Path, &names(&["x.proto"])).await, Err(Error::NotFound(_))));
+    assert_eq!(common::snapshot(&raw).await, before);
 }

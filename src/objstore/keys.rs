@@ -55,6 +55,17 @@ pub fn log_entry(ns: &str, seq: u64) -> Path {
     Path::from(format!("ns/{ns}/log/{seq:020}.json"))
 }
 
+/// The directory of a namespace's claims of one kind. A claim is
+/// `<dir>/<name>/<schema>`: names (file paths, packages) are nested as is,
+/// and schema IDs have no `/`, so the last segment is always the claimant.
+pub fn claims_dir(ns: &str, kind: &str) -> Path {
+    Path::from(format!("ns/{ns}/claims/{kind}"))
+}
+
+pub fn claim(ns: &str, kind: &str, name: &str, schema: &str) -> Path {
+    Path::from(format!("ns/{ns}/claims/{kind}/{name}/{schema}"))
+}
+
 /// The best-effort "latest entry" hint of a namespace's log.
 pub fn head(ns: &str) -> Path {
     Path::from(format!("ns/{ns}/head.json"))

@@ -17,7 +17,7 @@ use super::{ObjStore, keys};
 use crate::error::{Error, Result};
 use crate::ids::{validate_namespace_id, validate_schema_id};
 use crate::model::*;
-use crate::store::{DEFAULT_PAGE, MAX_PAGE, StageChange, Store};
+use crate::store::{ClaimKind, DEFAULT_PAGE, MAX_PAGE, StageChange, Store};
 
 /// How many independent objects are fetched at once.
 const FETCH_CONCURRENCY: usize = 16;
@@ -228,6 +228,7 @@ impl ObjStore {
         }
         let mut seen = BTreeSet::new();
         for f in files {
+            crate::ids::validate_file_path(&f.path)?;
             validate_sha256(&f.sha256)?;
             if f.path.is_empty() || !seen.insert(f.path.as_str()) {
                 return Err(Error::InvalidInput(format!(
@@ -735,6 +736,64 @@ impl Store for ObjStore {
             .snapshot
             .config
             .clone())
+    }
+
+    async fn add_claims(
+        &self,
+        namespace_id: &str,
+        schema_id: &str,
+        kind: ClaimKind,
+        names: &[String],
+    ) -> Result<()> {
+        self.require_schema(namespace_id, schema_id).await?;
+        for name in names {
+            crate::ids::validate_name("claim", name)?;
+        }
+        let writes: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let key = keys::claim(namespace_id, kind.as_str(), name, schema_id);
+                async move {
+                    if self.io().known(&key) {
+                        return Ok(());
+                    }
+                    self.io().create_content(&key, Bytes::new()).await
+                }
+            })
+            .collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn claimants(&self, namespace_id: &str, kind: ClaimKind, name: &str) -> Result<Vec<String>> {
+        self.require_namespace(namespace_id).await?;
+        crate::ids::validate_name("claim", name)?;
+        let dir = object_store::path::Path::from(format!("{}/{name}", keys::claims_dir(namespace_id, kind.as_str())));
+        self.list_ids(&dir, "", None).await
+    }
+
+    async fn all_claims(
+        &self,
+        namespace_id: &str,
+        kind: ClaimKind,
+    ) -> Result<BTreeMap<String, Vec<String>>> {
+        self.require_namespace(namespace_id).await?;
+        let dir = keys::claims_dir(namespace_id, kind.as_str());
+        let skip = dir.parts().count();
+        let metas: Vec<object_store::ObjectMeta> =
+            self.io().os.list(Some(&dir)).try_collect().await.map_err(Error::Storage)?;
+        let mut claims: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for meta in metas {
+            let parts: Vec<String> = meta.location.parts().skip(skip).map(|p| p.as_ref().to_string()).collect();
+            if let Some((schema, name)) = parts.split_last().filter(|(_, n)| !n.is_empty()) {
+                claims.entry(name.join("/")).or_default().push(schema.clone());
+            }
+        }
+        claims.values_mut().for_each(|v| v.sort());
+        Ok(claims)
     }
 
     async fn load_all_current(&self) -> Result<Vec<CurrentSchema>> {
