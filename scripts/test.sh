@@ -105,6 +105,16 @@ if [[ "$s3_ready" == true ]]; then
   export PROTOSHELF_TEST_S3=1
 fi
 
+# --- buf (the compatibility checker is compared with it) ------------------------
+if buf_bin="$(bash scripts/buf-compare.sh)"; then
+  export PROTOSHELF_BUF="$buf_bin"
+elif is_ci; then
+  note "ERROR: buf could not be installed, and CI=true: the buf comparison must not be skipped"
+  exit 1
+else
+  note "WARNING: buf unavailable; the buf comparison test will be SKIPPED"
+fi
+
 # --- tests ----------------------------------------------------------------------
 # --all-targets does not include doctests, hence the second run.
 note "cargo test --all-targets --locked $*"

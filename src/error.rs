@@ -33,6 +33,13 @@ pub enum Error {
     /// A store that cannot be used safely (newer format, no create-if-absent).
     #[error("unsupported store: {0}")]
     Unsupported(String),
+    /// A `.proto` source that does not compile: `file:line:column: message`.
+    #[error("compile error: {0}")]
+    Compile(String),
+    /// A change that breaks the namespace's compatibility policy.
+    #[error("incompatible change ({} violation{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" },
+        .0.iter().map(|v| format!("  {v}")).collect::<Vec<_>>().join("\n"))]
+    Incompatible(Vec<crate::registry::promote::SchemaViolation>),
     /// The object store failed (network, permissions, ...).
     #[error("storage error: {0}")]
     Storage(#[source] object_store::Error),

@@ -72,19 +72,34 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<()> {
         return Err(bad_name(kind, name, "empty"));
     }
     if name.len() > MAX_PATH_LEN {
-        return Err(bad_name(kind, name, &format!("longer than {MAX_PATH_LEN} bytes")));
+        return Err(bad_name(
+            kind,
+            name,
+            &format!("longer than {MAX_PATH_LEN} bytes"),
+        ));
     }
     if name.starts_with('/') {
         return Err(bad_name(kind, name, "must be relative (no leading /)"));
     }
-    if name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
-        return Err(bad_name(kind, name, "must be canonical (no empty, . or .. segments)"));
+    if name
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(bad_name(
+            kind,
+            name,
+            "must be canonical (no empty, . or .. segments)",
+        ));
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "/_.-+@=,".contains(*c)))
     {
-        return Err(bad_name(kind, name, &format!("character {c:?} is not allowed")));
+        return Err(bad_name(
+            kind,
+            name,
+            &format!("character {c:?} is not allowed"),
+        ));
     }
     Ok(())
 }
@@ -141,8 +156,20 @@ mod tests {
             validate_file_path(ok).unwrap();
         }
         let long = format!("{}.proto", "a".repeat(600));
-        for bad in ["", "/a.proto", "../a.proto", "a/../b.proto", "a//b.proto", "./a.proto",
-            "a\\b.proto", "a.txt", "a\0.proto", "a b.proto", "a%2F.proto", long.as_str()] {
+        for bad in [
+            "",
+            "/a.proto",
+            "../a.proto",
+            "a/../b.proto",
+            "a//b.proto",
+            "./a.proto",
+            "a\\b.proto",
+            "a.txt",
+            "a\0.proto",
+            "a b.proto",
+            "a%2F.proto",
+            long.as_str(),
+        ] {
             assert!(validate_file_path(bad).is_err(), "{bad:?}");
         }
     }

@@ -6,12 +6,15 @@
 //!   (local directory, memory, S3, GCS, Azure) with a commit protocol built
 //!   on create-if-absent writes.
 
+pub mod compat;
 pub mod error;
 pub mod ids;
 pub mod model;
 pub mod objstore;
+pub mod registry;
 pub mod store;
 
 pub use error::{Error, Result};
 pub use objstore::ObjStore;
+pub use registry::Registry;
 pub use store::Store;

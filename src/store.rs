@@ -25,7 +25,7 @@ pub struct StageChange {
 /// claimant owns the name only while its proposed (or current) version
 /// still defines it, which the caller checks. They let the registry find
 /// who defines an import or a package without reading every schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ClaimKind {
     Path,
     Package,
@@ -145,14 +145,20 @@ pub trait Store: Send + Sync {
         names: &[String],
     ) -> Result<()>;
     /// The schemas that ever claimed `name`, sorted.
-    async fn claimants(&self, namespace_id: &str, kind: ClaimKind, name: &str) -> Result<Vec<String>>;
-    /// Every claim of a kind in the namespace: name → claimants (one LIST
-    /// sweep; for batch publishes, instead of a LIST per name).
-    async fn all_claims(
+    async fn claimants(
         &self,
         namespace_id: &str,
         kind: ClaimKind,
-    ) -> Result<std::collections::BTreeMap<String, Vec<String>>>;
+        name: &str,
+    ) -> Result<Vec<String>>;
+    /// Every claim in the namespace, by kind: name → claimants (one LIST
+    /// sweep, instead of a LIST per name, for batches and small namespaces).
+    async fn all_claims(
+        &self,
+        namespace_id: &str,
+    ) -> Result<
+        std::collections::BTreeMap<ClaimKind, std::collections::BTreeMap<String, Vec<String>>>,
+    >;
 
     async fn load_all_current(&self) -> Result<Vec<CurrentSchema>>;
     async fn load_namespace_current(&self, namespace_id: &str) -> Result<Vec<CurrentSchema>>;

@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 use std::env;
 use std::fs;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -28,7 +29,9 @@ fn wire_policies_agree_with_buf() {
         if env::var("CI").as_deref() == Ok("true") {
             panic!("{message}");
         }
-        eprintln!("\n!!!!!!!! SKIPPED compat_buf: {message} !!!!!!!!\n");
+        report(&format!(
+            "\n!!!!!!!! SKIPPED compat_buf: {message} !!!!!!!!\n"
+        ));
         return;
     };
 
@@ -67,11 +70,12 @@ fn wire_policies_agree_with_buf() {
         }
     }
 
-    println!(
-        "buf comparison: {compared} cases, {} agreements ({} evolutions, each under wire and wire_json)",
-        compared - mismatches.len(),
-        case_dirs.len(),
-    );
+    let agreements = compared - mismatches.len();
+    report(&format!(
+        "buf comparison: {compared} cases, {agreements} agreements \
+         ({} evolutions, each under wire and wire_json)",
+        case_dirs.len()
+    ));
     assert!(
         mismatches.is_empty(),
         "{} disagreements with buf:\n{}",
@@ -93,6 +97,12 @@ fn wire_policies_agree_with_buf() {
         unexercised.is_empty(),
         "rules no case breaks: {unexercised:?}"
     );
+}
+
+/// Writes to stderr directly, which the test harness does not capture, so
+/// the line shows even when the test passes.
+fn report(line: &str) {
+    let _ = writeln!(io::stderr(), "{line}");
 }
 
 fn find_buf() -> Option<PathBuf> {

@@ -480,26 +480,83 @@ async fn claims_index_paths_and_packages(t: TestStore) {
         s.create_schema(&schema("ns", id)).await.unwrap();
     }
     let names = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    s.add_claims("ns", "s1", ClaimKind::Path, &names(&["a/b.proto", "c.proto"])).await.unwrap();
-    s.add_claims("ns", "s1", ClaimKind::Path, &names(&["a/b.proto"])).await.unwrap();
+    s.add_claims(
+        "ns",
+        "s1",
+        ClaimKind::Path,
+        &names(&["a/b.proto", "c.proto"]),
+    )
+    .await
+    .unwrap();
+    s.add_claims("ns", "s1", ClaimKind::Path, &names(&["a/b.proto"]))
+        .await
+        .unwrap();
     // A path nested under another path's "directory" stays separate.
-    s.add_claims("ns", "s2", ClaimKind::Path, &names(&["a/b.proto", "a/b.proto/d.proto"])).await.unwrap();
-    s.add_claims("ns", "s2", ClaimKind::Package, &names(&["acme.v1"])).await.unwrap();
-    assert_eq!(s.claimants("ns", ClaimKind::Path, "a/b.proto").await.unwrap(), ["s1", "s2"]);
-    assert_eq!(s.claimants("ns", ClaimKind::Path, "a/b.proto/d.proto").await.unwrap(), ["s2"]);
-    assert!(s.claimants("ns", ClaimKind::Path, "zz.proto").await.unwrap().is_empty());
-    assert_eq!(s.claimants("ns", ClaimKind::Package, "acme.v1").await.unwrap(), ["s2"]);
-    let all = s.all_claims("ns", ClaimKind::Path).await.unwrap();
+    s.add_claims(
+        "ns",
+        "s2",
+        ClaimKind::Path,
+        &names(&["a/b.proto", "a/b.proto/d.proto"]),
+    )
+    .await
+    .unwrap();
+    s.add_claims("ns", "s2", ClaimKind::Package, &names(&["acme.v1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.claimants("ns", ClaimKind::Path, "a/b.proto")
+            .await
+            .unwrap(),
+        ["s1", "s2"]
+    );
+    assert_eq!(
+        s.claimants("ns", ClaimKind::Path, "a/b.proto/d.proto")
+            .await
+            .unwrap(),
+        ["s2"]
+    );
+    assert!(
+        s.claimants("ns", ClaimKind::Path, "zz.proto")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.claimants("ns", ClaimKind::Package, "acme.v1")
+            .await
+            .unwrap(),
+        ["s2"]
+    );
+    let all = s
+        .all_claims("ns")
+        .await
+        .unwrap()
+        .remove(&ClaimKind::Path)
+        .unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all["a/b.proto"], ["s1", "s2"]);
     assert_eq!(all["a/b.proto/d.proto"], ["s2"]);
-    assert_eq!(t.reopen().await.all_claims("ns", ClaimKind::Package).await.unwrap()["acme.v1"], ["s2"]);
+    assert_eq!(
+        t.reopen().await.all_claims("ns").await.unwrap()[&ClaimKind::Package]["acme.v1"],
+        ["s2"]
+    );
     // Bad names and unknown schemas change nothing.
     let raw = t.raw();
     let before = common::snapshot(&raw).await;
     for bad in ["../x.proto", "/abs.proto", "a//b.proto", "sp ace.proto"] {
-        assert!(matches!(s.add_claims("ns", "s1", ClaimKind::Path, &names(&[bad])).await, Err(Error::InvalidId { .. })), "{bad}");
+        assert!(
+            matches!(
+                s.add_claims("ns", "s1", ClaimKind::Path, &names(&[bad]))
+                    .await,
+                Err(Error::InvalidId { .. })
+            ),
+            "{bad}"
+        );
     }
-    assert!(matches!(s.add_claims("ns", "nope", ClaimKind::Path, &names(&["x.proto"])).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        s.add_claims("ns", "nope", ClaimKind::Path, &names(&["x.proto"]))
+            .await,
+        Err(Error::NotFound(_))
+    ));
     assert_eq!(common::snapshot(&raw).await, before);
 }

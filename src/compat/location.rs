@@ -27,6 +27,7 @@ impl Location {
     /// `file`, or `None` when the file was compiled without source info.
     pub(super) fn find(file: &FileDescriptor, path: &[i32]) -> Option<Location> {
         let info = file.file_descriptor_proto().source_code_info.as_ref()?;
+        // A linear scan is fine: only violations are located.
         let span = &info.location.iter().find(|l| l.path == path)?.span;
         // Spans are 0-based `[line, column, ...]`.
         Some(Location {
@@ -49,6 +50,32 @@ impl Located for FileDescriptor {
     }
 }
 
+/// Map entry messages are generated, so they and their key and value fields
+/// are located at the map field that declares them.
+impl Located for MessageDescriptor {
+    fn location(&self) -> Option<Location> {
+        if !self.is_map_entry() {
+            return Location::find(&self.parent_file(), self.path());
+        }
+        let map_field = self
+            .parent_message()?
+            .fields()
+            .find(|field| field.kind().as_message() == Some(self))?;
+        map_field.location()
+    }
+}
+
+impl Located for FieldDescriptor {
+    fn location(&self) -> Option<Location> {
+        let message = self.parent_message();
+        if message.is_map_entry() {
+            message.location()
+        } else {
+            Location::find(&self.parent_file(), self.path())
+        }
+    }
+}
+
 macro_rules! impl_located {
     ($($descriptor:ty),*) => {$(
         impl Located for $descriptor {
@@ -60,8 +87,6 @@ macro_rules! impl_located {
 }
 
 impl_located!(
-    MessageDescriptor,
-    FieldDescriptor,
     ExtensionDescriptor,
     OneofDescriptor,
     EnumDescriptor,

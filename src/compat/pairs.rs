@@ -37,9 +37,8 @@ impl<'a> Pairs<'a> {
             .collect();
 
         let mut messages = Vec::new();
-        for file in &old_files {
-            file.messages()
-                .for_each(|message| push_with_nested(message, &mut messages));
+        for message in old_files.iter().flat_map(FileDescriptor::messages) {
+            push_with_nested(&message, &mut messages);
         }
         let enums = old_files
             .iter()
@@ -49,7 +48,11 @@ impl<'a> Pairs<'a> {
         let extensions = old_files
             .iter()
             .flat_map(FileDescriptor::extensions)
-            .chain(messages.iter().flat_map(MessageDescriptor::child_extensions))
+            .chain(
+                messages
+                    .iter()
+                    .flat_map(MessageDescriptor::child_extensions),
+            )
             .collect::<Vec<_>>();
         let services = old_files
             .iter()
@@ -88,11 +91,10 @@ impl<'a> Pairs<'a> {
     }
 }
 
-fn push_with_nested(message: MessageDescriptor, out: &mut Vec<MessageDescriptor>) {
-    let children = message.child_messages().collect::<Vec<_>>();
-    out.push(message);
-    for child in children {
-        push_with_nested(child, out);
+fn push_with_nested(message: &MessageDescriptor, out: &mut Vec<MessageDescriptor>) {
+    out.push(message.clone());
+    for child in message.child_messages() {
+        push_with_nested(&child, out);
     }
 }
 

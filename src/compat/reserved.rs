@@ -65,9 +65,12 @@ impl Reserved {
             .ranges
             .iter()
             .filter(|&&(start, end)| !self.ranges.iter().any(|&(s, e)| s <= start && end <= e))
-            .map(|&(start, end)| match start == end {
-                true => format!("reserved number {start}"),
-                false => format!("reserved range {start} to {end}"),
+            .map(|&(start, end)| {
+                if start == end {
+                    format!("reserved number {start}")
+                } else {
+                    format!("reserved range {start} to {end}")
+                }
             });
         let names = old
             .names

@@ -91,7 +91,11 @@ fn check_message(old: &MessageDescriptor, new: &MessageDescriptor, out: &mut Vec
                 rules::FIELD_NO_DELETE,
                 old_field.full_name(),
                 new.location(),
-                format!("field {} ({}) deleted", old_field.number(), old_field.name()),
+                format!(
+                    "field {} ({}) deleted",
+                    old_field.number(),
+                    old_field.name()
+                ),
             )),
         }
     }
@@ -132,7 +136,10 @@ fn type_change(old: &FieldDescriptor, new: &FieldDescriptor) -> Option<(&'static
         && old.is_map()
         && new.is_map()
     {
-        let key = type_change(&old_entry.map_entry_key_field(), &new_entry.map_entry_key_field());
+        let key = type_change(
+            &old_entry.map_entry_key_field(),
+            &new_entry.map_entry_key_field(),
+        );
         let value = || {
             type_change(
                 &old_entry.map_entry_value_field(),
@@ -181,7 +188,10 @@ fn check_enum(old: &EnumDescriptor, new: &EnumDescriptor, out: &mut Vec<Violatio
                 rules::ENUM_VALUE_NO_DELETE,
                 enum_values::qualified_name(&old_aliases[0]),
                 new.location(),
-                format!("value {number} ({}) deleted", enum_values::names(&old_aliases)),
+                format!(
+                    "value {number} ({}) deleted",
+                    enum_values::names(&old_aliases)
+                ),
             ));
         }
     }

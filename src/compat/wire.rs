@@ -5,8 +5,7 @@
 //! of the type and cardinality rules.
 
 use prost_reflect::{
-    EnumDescriptor, FileDescriptor, MessageDescriptor, MethodDescriptor,
-    ServiceDescriptor, Syntax,
+    EnumDescriptor, FileDescriptor, MessageDescriptor, MethodDescriptor, ServiceDescriptor, Syntax,
 };
 use prost_types::method_options::IdempotencyLevel;
 
@@ -47,7 +46,7 @@ fn matched<T>(pairs: &[Pair<T>]) -> impl Iterator<Item = (&T, &T)> {
         .filter_map(|pair| Some((&pair.old, pair.new.as_ref()?)))
 }
 
-/// FILE_SAME_PACKAGE: the package is part of every type's full name.
+/// `FILE_SAME_PACKAGE`: the package is part of every type's full name.
 fn same_package(old: &FileDescriptor, new: &FileDescriptor, out: &mut Vec<Violation>) {
     if old.package_name() != new.package_name() {
         // Path 2 is the `package` statement.
@@ -71,7 +70,7 @@ fn check_message(
     json: bool,
     out: &mut Vec<Violation>,
 ) {
-    let reserved = Reserved::of_message(new);
+    let new_reserved = Reserved::of_message(new);
     for old_field in old.fields() {
         let number = old_field.number();
         if let Some(new_field) = new.get_field(number) {
@@ -86,15 +85,18 @@ fn check_message(
             let message = format!("field {number} ({name}) deleted without reserving its {what}");
             Violation::new(rule, old_field.full_name(), new.location(), message)
         };
-        if !reserved.has_number(number) {
-            out.push(deleted(rules::FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED, "number"));
+        if !new_reserved.has_number(number) {
+            out.push(deleted(
+                rules::FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED,
+                "number",
+            ));
         }
-        if json && !reserved.has_name(old_field.name()) {
+        if json && !new_reserved.has_name(old_field.name()) {
             out.push(deleted(rules::FIELD_NO_DELETE_UNLESS_NAME_RESERVED, "name"));
         }
     }
     same_required_fields(old, new, out);
-    for dropped in reserved.dropped_since(&Reserved::of_message(old)) {
+    for dropped in new_reserved.dropped_since(&Reserved::of_message(old)) {
         out.push(Violation::new(
             rules::RESERVED_MESSAGE_NO_DELETE,
             new.full_name(),
@@ -112,63 +114,96 @@ fn check_message(
     }
 }
 
-/// MESSAGE_SAME_REQUIRED_FIELDS: a side that does not know a required field
+/// `MESSAGE_SAME_REQUIRED_FIELDS`: a side that does not know a required field
 /// fails to parse messages without it, or drops messages that lack it.
-fn same_required_fields(old: &MessageDescriptor, new: &MessageDescriptor, out: &mut Vec<Violation>) {
-    for old_field in old.fields().filter(|f| f.is_required()) {
-        if !new.get_field(old_field.number()).is_some_and(|f| f.is_required()) {
-            out.push(Violation::new(
-                rules::MESSAGE_SAME_REQUIRED_FIELDS,
-                old_field.full_name(),
-                new.location(),
-                format!("required field {} ({}) deleted", old_field.number(), old_field.name()),
-            ));
-        }
+fn same_required_fields(
+    old: &MessageDescriptor,
+    new: &MessageDescriptor,
+    out: &mut Vec<Violation>,
+) {
+    let required = |message: &MessageDescriptor, number| {
+        message.get_field(number).is_some_and(|f| f.is_required())
+    };
+    for field in old
+        .fields()
+        .filter(|f| f.is_required() && !required(new, f.number()))
+    {
+        let message = format!(
+            "required field {} ({}) deleted",
+            field.number(),
+            field.name()
+        );
+        let rule = rules::MESSAGE_SAME_REQUIRED_FIELDS;
+        out.push(Violation::new(
+            rule,
+            field.full_name(),
+            new.location(),
+            message,
+        ));
     }
-    for new_field in new.fields().filter(|f| f.is_required()) {
-        if !old.get_field(new_field.number()).is_some_and(|f| f.is_required()) {
-            out.push(Violation::new(
-                rules::MESSAGE_SAME_REQUIRED_FIELDS,
-                new_field.full_name(),
-                new_field.location(),
-                format!("required field {} ({}) added", new_field.number(), new_field.name()),
-            ));
-        }
+    for field in new
+        .fields()
+        .filter(|f| f.is_required() && !required(old, f.number()))
+    {
+        let message = format!("required field {} ({}) added", field.number(), field.name());
+        let rule = rules::MESSAGE_SAME_REQUIRED_FIELDS;
+        out.push(Violation::new(
+            rule,
+            field.full_name(),
+            field.location(),
+            message,
+        ));
     }
 }
 
 fn check_enum(old: &EnumDescriptor, new: &EnumDescriptor, json: bool, out: &mut Vec<Violation>) {
-    let reserved = Reserved::of_enum(new);
+    let new_reserved = Reserved::of_enum(new);
     let new_values = enum_values::by_number(new);
     for (number, old_aliases) in enum_values::by_number(old) {
         let Some(new_aliases) = new_values.get(&number) else {
             let deleted = |rule, what| {
                 let message = format!("value {number} deleted without reserving its {what}");
-                Violation::new(rule, enum_values::qualified_name(&old_aliases[0]), new.location(), message)
+                Violation::new(
+                    rule,
+                    enum_values::qualified_name(&old_aliases[0]),
+                    new.location(),
+                    message,
+                )
             };
-            if !reserved.has_number(number) {
-                out.push(deleted(rules::ENUM_VALUE_NO_DELETE_UNLESS_NUMBER_RESERVED, "number"));
+            if !new_reserved.has_number(number) {
+                out.push(deleted(
+                    rules::ENUM_VALUE_NO_DELETE_UNLESS_NUMBER_RESERVED,
+                    "number",
+                ));
             }
-            if json && !old_aliases.iter().all(|v| reserved.has_name(v.name())) {
-                out.push(deleted(rules::ENUM_VALUE_NO_DELETE_UNLESS_NAME_RESERVED, "name"));
+            if json && !old_aliases.iter().all(|v| new_reserved.has_name(v.name())) {
+                out.push(deleted(
+                    rules::ENUM_VALUE_NO_DELETE_UNLESS_NAME_RESERVED,
+                    "name",
+                ));
             }
             continue;
         };
-        // JSON carries value names: every current name must have been known
-        // before (adding an alias is fine, renaming is not).
-        let renamed = new_aliases
+        // JSON carries value names, and existing data may use any of them:
+        // aliases can be added, but no name can go.
+        let kept_names = old_aliases
             .iter()
-            .find(|new_value| !old_aliases.iter().any(|v| v.name() == new_value.name()));
-        if let (true, Some(new_value)) = (json, renamed) {
+            .all(|old_value| new_aliases.iter().any(|v| v.name() == old_value.name()));
+        if json && !kept_names {
+            let new_value = &new_aliases[0];
             out.push(Violation::new(
                 rules::ENUM_VALUE_SAME_NAME,
                 enum_values::qualified_name(new_value),
                 new_value.location(),
-                format!("value {number} renamed from {}", enum_values::names(&old_aliases)),
+                format!(
+                    "value {number} renamed from {} to {}",
+                    enum_values::names(&old_aliases),
+                    enum_values::names(new_aliases)
+                ),
             ));
         }
     }
-    for dropped in reserved.dropped_since(&Reserved::of_enum(old)) {
+    for dropped in new_reserved.dropped_since(&Reserved::of_enum(old)) {
         out.push(Violation::new(
             rules::RESERVED_ENUM_NO_DELETE,
             new.full_name(),
@@ -202,9 +237,9 @@ fn check_service(old: &ServiceDescriptor, new: &ServiceDescriptor, out: &mut Vec
     }
 }
 
-/// The RPC_SAME_* rules: clients and servers must agree on the call shape.
+/// The `RPC_SAME_*` rules: clients and servers must agree on the call shape.
 fn check_method(old: &MethodDescriptor, new: &MethodDescriptor, out: &mut Vec<Violation>) {
-    let streaming = |client: bool| if client { "streaming" } else { "unary" };
+    let streaming = |streams: bool| if streams { "streaming" } else { "unary" };
     let checks = [
         (
             rules::RPC_SAME_REQUEST_TYPE,

@@ -31,14 +31,24 @@ pub(super) struct FieldView {
 /// Fills in the parts of a [`FieldView`] read through the accessors that
 /// `FieldDescriptor` and `ExtensionDescriptor` share.
 macro_rules! field_view {
-    ($field:expr, name: $name:expr, json_name: $json_name:expr, oneof: $oneof:expr, in_map_entry: $in_map_entry:expr $(,)?) => {{
+    (
+        $field:expr,
+        name: $name:expr,
+        json_name: $json_name:expr,
+        oneof: $oneof:expr,
+        in_map_entry: $in_map_entry:expr $(,)?
+    ) => {{
         let field = $field;
         FieldView {
             element: field.full_name().to_owned(),
             name: $name,
             json_name: $json_name,
             is_group: field.is_group(),
-            cardinality: Cardinality::new(field.is_map(), field.cardinality(), field.supports_presence()),
+            cardinality: Cardinality::new(
+                field.is_map(),
+                field.cardinality(),
+                field.supports_presence(),
+            ),
             oneof: $oneof,
             in_map_entry: $in_map_entry,
             kind: field.kind(),
@@ -92,29 +102,34 @@ pub(super) fn check(old: &FieldView, new: &FieldView, json: bool, out: &mut Vec<
     }
 }
 
-/// FIELD_WIRE_COMPATIBLE_TYPE / FIELD_WIRE_JSON_COMPATIBLE_TYPE.
+/// `FIELD_WIRE_COMPATIBLE_TYPE` / `FIELD_WIRE_JSON_COMPATIBLE_TYPE`.
 fn compatible_type(old: &FieldView, new: &FieldView, json: bool) -> Option<Violation> {
-    let (rule, group): (_, fn(&FieldView) -> &str) = if json {
-        (rules::FIELD_WIRE_JSON_COMPATIBLE_TYPE, wire_json_group)
-    } else {
-        (rules::FIELD_WIRE_COMPATIBLE_TYPE, wire_group)
-    };
-    let changed = |from: String, to: String| {
-        Some(new.violation(rule, format!("type changed from {from} to {to}")))
+    let group: fn(&FieldView) -> &str = if json { wire_json_group } else { wire_group };
+    let changed = || {
+        let rule = if json {
+            rules::FIELD_WIRE_JSON_COMPATIBLE_TYPE
+        } else {
+            rules::FIELD_WIRE_COMPATIBLE_TYPE
+        };
+        let message = format!("type changed from {} to {}", type_name(old), type_name(new));
+        Some(new.violation(rule, message))
     };
     if group(old) != group(new) {
         // Any string is valid bytes, but not the other way around.
         let string_to_bytes = matches!((&old.kind, &new.kind), (Kind::String, Kind::Bytes));
-        if !json && string_to_bytes {
-            return None;
-        }
-        return changed(type_name(old), type_name(new));
+        return if !json && string_to_bytes {
+            None
+        } else {
+            changed()
+        };
     }
     match (&old.kind, &new.kind) {
+        // Like buf, by name: even a renamed map (whose entry is renamed) or
+        // group counts, though their encoding does not change.
         (Kind::Message(old_type), Kind::Message(new_type))
             if old_type.full_name() != new_type.full_name() =>
         {
-            changed(type_name(old), type_name(new))
+            changed()
         }
         // A different enum is accepted when it only looks renamed by package
         // or nesting: same short name, and every old value (by name) keeps
@@ -130,7 +145,7 @@ fn compatible_type(old: &FieldView, new: &FieldView, json: bool) -> Option<Viola
             if old_type.name() == new_type.name() && same_values {
                 None
             } else {
-                changed(type_name(old), type_name(new))
+                changed()
             }
         }
         _ => None,
@@ -221,9 +236,8 @@ impl Cardinality {
         match self {
             Cardinality::ExplicitPresence | Cardinality::ImplicitPresence => 0,
             Cardinality::Required => 1,
-            Cardinality::Repeated => 2,
             Cardinality::Map if json => 3,
-            Cardinality::Map => 2,
+            Cardinality::Repeated | Cardinality::Map => 2,
         }
     }
 }
@@ -240,7 +254,7 @@ impl fmt::Display for Cardinality {
     }
 }
 
-/// FIELD_WIRE_COMPATIBLE_CARDINALITY / FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY.
+/// `FIELD_WIRE_COMPATIBLE_CARDINALITY` / `FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY`.
 fn compatible_cardinality(old: &FieldView, new: &FieldView, json: bool) -> Option<Violation> {
     // Map entries are generated; their fields' presence is meaningless.
     if old.in_map_entry && new.in_map_entry {
@@ -263,7 +277,7 @@ fn compatible_cardinality(old: &FieldView, new: &FieldView, json: bool) -> Optio
     ))
 }
 
-/// FIELD_SAME_ONEOF: a oneof member set on the wire clears its siblings.
+/// `FIELD_SAME_ONEOF`: a oneof member set on the wire clears its siblings.
 fn same_oneof(old: &FieldView, new: &FieldView) -> Option<Violation> {
     let message = match (&old.oneof, &new.oneof) {
         (Some(old_oneof), Some(new_oneof)) if old_oneof != new_oneof => {
@@ -276,7 +290,7 @@ fn same_oneof(old: &FieldView, new: &FieldView) -> Option<Violation> {
     Some(new.violation(rules::FIELD_SAME_ONEOF, message))
 }
 
-/// FIELD_SAME_DEFAULT: readers fill in absent fields with their default.
+/// `FIELD_SAME_DEFAULT`: readers fill in absent fields with their default.
 fn same_default(old: &FieldView, new: &FieldView) -> Option<Violation> {
     let (old_default, new_default) = (old.default.as_ref()?, new.default.as_ref()?);
     if (old_default.is_zero() && new_default.is_zero()) || old_default.same_as(new_default) {
@@ -361,7 +375,7 @@ fn same_number(n: i128, x: f64) -> bool {
     x.fract() == 0.0 && x as i128 == n
 }
 
-/// FIELD_SAME_NAME (WIRE_JSON): JSON parsers also accept the field name.
+/// `FIELD_SAME_NAME` (`WIRE_JSON`): JSON parsers also accept the field name.
 fn same_name(old: &FieldView, new: &FieldView) -> Option<Violation> {
     (old.name != new.name).then(|| {
         new.violation(
@@ -371,7 +385,7 @@ fn same_name(old: &FieldView, new: &FieldView) -> Option<Violation> {
     })
 }
 
-/// FIELD_SAME_JSON_NAME (WIRE_JSON), comparing effective JSON names.
+/// `FIELD_SAME_JSON_NAME` (`WIRE_JSON`), comparing effective JSON names.
 fn same_json_name(old: &FieldView, new: &FieldView) -> Option<Violation> {
     let (old_name, new_name) = (old.json_name.as_ref()?, new.json_name.as_ref()?);
     (old_name != new_name).then(|| {

@@ -58,6 +58,10 @@ pub fn log_entry(ns: &str, seq: u64) -> Path {
 /// The directory of a namespace's claims of one kind. A claim is
 /// `<dir>/<name>/<schema>`: names (file paths, packages) are nested as is,
 /// and schema IDs have no `/`, so the last segment is always the claimant.
+pub fn claims_root(ns: &str) -> Path {
+    Path::from(format!("ns/{ns}/claims"))
+}
+
 pub fn claims_dir(ns: &str, kind: &str) -> Path {
     Path::from(format!("ns/{ns}/claims/{kind}"))
 }

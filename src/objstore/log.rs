@@ -260,7 +260,13 @@ impl Log {
     where
         F: FnMut(&NsState) -> Result<Option<Mutation>>,
     {
-        let mut state = self.latest(ns).await?;
+        // A caller that validated against `expect_seq` and whose view is that
+        // state needs no refresh: the create of the next entry fails if
+        // anyone committed since.
+        let mut state = match (expect_seq, self.cached(ns)) {
+            (Some(seq), Some(cached)) if cached.seq == seq => cached,
+            _ => self.latest(ns).await?,
+        };
         for attempt in 0..COMMIT_ATTEMPTS {
             if let Some(expected) = expect_seq {
                 if state.seq != expected {
@@ -298,6 +304,13 @@ impl Log {
                 }
                 Created::Theirs(winner) => {
                     self.io.counters.conflicts.fetch_add(1, Relaxed);
+                    if expect_seq.is_some() {
+                        // The caller validated against a state that is gone.
+                        let mut moved = (*state).clone();
+                        moved.apply(&winner, key.as_ref())?;
+                        self.remember(ns, Arc::new(moved));
+                        continue;
+                    }
                     tracing::debug!(
                         namespace = ns,
                         seq = entry.seq,

@@ -505,7 +505,13 @@ impl Store for ObjStore {
         self.validate_version_input(ver, files)?;
         let descriptor = self.prepare_version(ver, files).await?;
         let (ns, schema) = (&ver.namespace_id, &ver.schema_id);
-        let p = self.inner.log.latest(ns).await?.pointers(schema);
+        // The state this handle last saw is enough as a starting point: the
+        // LIST below finds every newer version anyway.
+        let state = match self.inner.log.cached(ns) {
+            Some(state) => state,
+            None => self.inner.log.latest(ns).await?,
+        };
+        let p = state.pointers(schema);
         // Numbers follow creation order (a staged number below current is how
         // a rollback is recognised), so the new one must exceed every stored
         // version, including ones the log never saw (explicit `put_version`,
@@ -768,31 +774,69 @@ impl Store for ObjStore {
         Ok(())
     }
 
-    async fn claimants(&self, namespace_id: &str, kind: ClaimKind, name: &str) -> Result<Vec<String>> {
+    async fn claimants(
+        &self,
+        namespace_id: &str,
+        kind: ClaimKind,
+        name: &str,
+    ) -> Result<Vec<String>> {
         self.require_namespace(namespace_id).await?;
         crate::ids::validate_name("claim", name)?;
-        let dir = object_store::path::Path::from(format!("{}/{name}", keys::claims_dir(namespace_id, kind.as_str())));
+        let dir = object_store::path::Path::from(format!(
+            "{}/{name}",
+            keys::claims_dir(namespace_id, kind.as_str())
+        ));
         self.list_ids(&dir, "", None).await
     }
 
     async fn all_claims(
         &self,
         namespace_id: &str,
-        kind: ClaimKind,
-    ) -> Result<BTreeMap<String, Vec<String>>> {
+    ) -> Result<BTreeMap<ClaimKind, BTreeMap<String, Vec<String>>>> {
         self.require_namespace(namespace_id).await?;
-        let dir = keys::claims_dir(namespace_id, kind.as_str());
+        let dir = keys::claims_root(namespace_id);
         let skip = dir.parts().count();
-        let metas: Vec<object_store::ObjectMeta> =
-            self.io().os.list(Some(&dir)).try_collect().await.map_err(Error::Storage)?;
-        let mut claims: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let metas: Vec<object_store::ObjectMeta> = self
+            .io()
+            .os
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(Error::Storage)?;
+        let mut claims: BTreeMap<ClaimKind, BTreeMap<String, Vec<String>>> =
+            [ClaimKind::Path, ClaimKind::Package]
+                .into_iter()
+                .map(|k| (k, BTreeMap::new()))
+                .collect();
         for meta in metas {
-            let parts: Vec<String> = meta.location.parts().skip(skip).map(|p| p.as_ref().to_string()).collect();
-            if let Some((schema, name)) = parts.split_last().filter(|(_, n)| !n.is_empty()) {
-                claims.entry(name.join("/")).or_default().push(schema.clone());
+            let parts: Vec<String> = meta
+                .location
+                .parts()
+                .skip(skip)
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            // <kind>/<name...>/<schema>
+            let Some((kind, rest)) = parts.split_first() else {
+                continue;
+            };
+            let Some(kind) = [ClaimKind::Path, ClaimKind::Package]
+                .into_iter()
+                .find(|k| k.as_str() == kind)
+            else {
+                continue;
+            };
+            if let Some((schema, name)) = rest.split_last().filter(|(_, n)| !n.is_empty()) {
+                claims
+                    .get_mut(&kind)
+                    .unwrap()
+                    .entry(name.join("/"))
+                    .or_default()
+                    .push(schema.clone());
             }
         }
-        claims.values_mut().for_each(|v| v.sort());
+        for names in claims.values_mut() {
+            names.values_mut().for_each(|v| v.sort());
+        }
         Ok(claims)
     }
 

@@ -1,0 +1,181 @@
+//! The registry: publish (compile, check ownership, store, stage), promote
+//! (compatibility-checked, atomic), discard and rollback, over an
+//! [`ObjStore`]. Usable embedded in any Rust program:
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use protoshelf::registry::{Registry, SourceFile};
+//!
+//! let registry = Registry::open("memory://").await?;
+//! registry.create_namespace("shop", Default::default(), Default::default()).await?;
+//! let files = vec![SourceFile::new("shop/order.proto", "syntax = \"proto3\";\npackage shop;\nmessage Order { string id = 1; }\n")];
+//! let published = registry.publish("shop", "orders", files, Default::default()).await?;
+//! assert_eq!(published.version, 1);
+//! let promoted = registry.promote("shop", false).await?;
+//! assert_eq!(promoted.promoted[0].current_version, 1);
+//! # Ok::<(), protoshelf::Error>(())
+//! # }).unwrap();
+//! ```
+
+pub mod compile;
+pub mod limits;
+pub mod normalize;
+mod ownership;
+pub mod promote;
+pub mod publish;
+mod restore;
+pub mod view;
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::compat::Policy;
+use crate::error::Result;
+use crate::ids::BUILTINS;
+use crate::model::{Metadata, Namespace, PromotedSchema};
+use crate::objstore::ObjStore;
+use crate::store::Store;
+pub use limits::Limits;
+pub use promote::SchemaViolation;
+pub use publish::BatchMember;
+
+/// The namespace setting that holds its compatibility policy.
+pub const POLICY_KEY: &str = "policy";
+
+/// One `.proto` file to publish: its import path and raw content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub path: String,
+    pub content: Vec<u8>,
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<String>, content: impl Into<Vec<u8>>) -> Self {
+        SourceFile {
+            path: path.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Options of a publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Allow files at well-known-type paths (`google/protobuf/...`).
+    pub force: bool,
+    pub created_by: Option<String>,
+    pub metadata: Metadata,
+}
+
+/// What a publish did for one schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub schema_id: String,
+    pub version: u64,
+    /// SHA-256 over the sorted `path NUL blob-sha256 LF` lines: identifies the
+    /// files' content.
+    pub fingerprint: String,
+    /// True when the files equal the staged-or-current version: nothing written.
+    pub no_change: bool,
+}
+
+/// What a promote did (or, on a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Promoted {
+    pub promoted: Vec<PromotedSchema>,
+    /// Schemas whose staged version is older than current: rollbacks,
+    /// promoted without a compatibility check.
+    pub rollbacks: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// The registry over one store.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    store: ObjStore,
+    limits: Limits,
+}
+
+impl Registry {
+    pub fn new(store: ObjStore) -> Self {
+        Registry {
+            store,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Opens the store at `url` (see [`ObjStore::open`]).
+    pub async fn open(url: &str) -> Result<Self> {
+        Ok(Self::new(ObjStore::open(url).await?))
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn store(&self) -> &ObjStore {
+        &self.store
+    }
+
+    /// Creates a namespace with its compatibility policy.
+    pub async fn create_namespace(
+        &self,
+        id: &str,
+        policy: Policy,
+        metadata: Metadata,
+    ) -> Result<()> {
+        self.store
+            .create_namespace(&Namespace {
+                id: id.to_string(),
+                created_at: Utc::now(),
+                metadata,
+            })
+            .await?;
+        if policy != Policy::default() {
+            self.set_policy(id, policy).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn set_policy(&self, namespace: &str, policy: Policy) -> Result<()> {
+        self.store
+            .set_config(namespace, POLICY_KEY, &policy.to_string())
+            .await?;
+        Ok(())
+    }
+
+    /// The namespace's compatibility policy (`strict` unless set).
+    pub async fn policy(&self, namespace: &str) -> Result<Policy> {
+        let config = self.store.get_config(namespace).await?;
+        policy_of(&config)
+    }
+
+    /// `__builtins__` is created on first use, so every namespace can rely on it.
+    async fn ensure_builtins(&self, namespace: &str) -> Result<()> {
+        if namespace == BUILTINS && self.store.get_namespace(BUILTINS).await.is_err() {
+            let ns = Namespace {
+                id: BUILTINS.into(),
+                created_at: Utc::now(),
+                metadata: BTreeMap::new(),
+            };
+            match self.store.create_namespace(&ns).await {
+                Ok(()) | Err(crate::Error::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn policy_of(config: &BTreeMap<String, String>) -> Result<Policy> {
+    match config.get(POLICY_KEY) {
+        None => Ok(Policy::default()),
+        Some(p) => p.parse().map_err(|_| crate::Error::Corrupt {
+            key: "namespace settings".into(),
+            reason: format!("unknown policy {p:?}"),
+        }),
+    }
+}

@@ -1,0 +1,484 @@
+//! Publishing: validate and normalize, compile against the proposed tree,
+//! check ownership, store blobs and versions, and stage every changed
+//! schema of the batch in one commit, on top of the state it was checked
+//! against.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use super::compile::{COMPILER_VERSION, Origin, Sources, closure, encode_set};
+use super::limits::is_well_known;
+use super::normalize::normalize;
+use super::view::{Tree, View};
+use super::{PublishOptions, Published, Registry, SourceFile, ownership};
+use crate::error::{Error, Result};
+use crate::ids::{BUILTINS, validate_file_path, validate_namespace_id, validate_schema_id};
+use crate::model::{ProtoBlob, Schema, SchemaVersion, VersionDep, VersionFile};
+use crate::store::{ClaimKind, StageChange, Store};
+
+/// One schema of a batch publish.
+#[derive(Debug, Clone)]
+pub struct BatchMember {
+    pub schema_id: String,
+    pub files: Vec<SourceFile>,
+}
+
+/// A member after validation: normalized sources and their hashes.
+struct Prepared {
+    schema_id: String,
+    /// (path, normalized source, sha256), sorted by path.
+    files: Vec<(String, String, String)>,
+    fingerprint: String,
+}
+
+impl Prepared {
+    fn version_files(&self) -> Vec<VersionFile> {
+        self.files
+            .iter()
+            .map(|(path, _, sha)| VersionFile {
+                path: path.clone(),
+                sha256: sha.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Batches above this many files sweep the claims index with one LIST per
+/// kind instead of one LIST per name.
+const SWEEP_ABOVE: usize = 32;
+/// Attempts when concurrent writers keep moving the namespace.
+const ATTEMPTS: u32 = 8;
+
+fn fingerprint(files: &[VersionFile]) -> String {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.path.as_bytes());
+        h.update([0]);
+        h.update(f.sha256.as_bytes());
+        h.update([b'\n']);
+    }
+    hex::encode(h.finalize())
+}
+
+impl Registry {
+    /// Publishes one schema's files and stages the new version. Files equal
+    /// to the staged-or-current version give `no_change` and write nothing.
+    pub async fn publish(
+        &self,
+        namespace: &str,
+        schema_id: &str,
+        files: Vec<SourceFile>,
+        opts: PublishOptions,
+    ) -> Result<Published> {
+        let member = BatchMember {
+            schema_id: schema_id.to_string(),
+            files,
+        };
+        Ok(self
+            .publish_many(namespace, vec![member], opts)
+            .await?
+            .remove(0))
+    }
+
+    /// Publishes many schemas at once: compiled together (members may import
+    /// each other's files), versions created in dependency order, all staged
+    /// in one commit. Results are in the order of `members`.
+    pub async fn publish_many(
+        &self,
+        namespace: &str,
+        members: Vec<BatchMember>,
+        opts: PublishOptions,
+    ) -> Result<Vec<Published>> {
+        validate_namespace_id(namespace)?;
+        let prepared = self.prepare(&members, opts.force)?;
+        self.ensure_builtins(namespace).await?;
+        self.store.get_namespace(namespace).await?;
+        // Versions created by an earlier attempt, reused when a retry
+        // computes exactly the same content and dependencies.
+        let mut created: HashMap<String, (u64, String, Vec<VersionDep>)> = HashMap::new();
+        for attempt in 0..ATTEMPTS {
+            match self
+                .try_publish(namespace, &prepared, &opts, &mut created)
+                .await
+            {
+                Err(Error::Conflict(why)) if attempt + 1 < ATTEMPTS => {
+                    tracing::debug!(
+                        namespace,
+                        attempt,
+                        "namespace moved during publish ({why}); re-validating"
+                    );
+                    crate::objstore::io::backoff(attempt).await;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Input checks and normalization: everything before the first request.
+    fn prepare(&self, members: &[BatchMember], force: bool) -> Result<Vec<Prepared>> {
+        if members.is_empty() {
+            return Err(Error::InvalidInput("nothing to publish".into()));
+        }
+        let limits = &self.limits;
+        let mut schemas = BTreeSet::new();
+        let mut paths: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut out = Vec::new();
+        for m in members {
+            validate_schema_id(&m.schema_id)?;
+            if !schemas.insert(m.schema_id.as_str()) {
+                return Err(Error::InvalidInput(format!(
+                    "schema {:?} appears twice in one publish",
+                    m.schema_id
+                )));
+            }
+            if m.files.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "schema {:?} has no .proto files",
+                    m.schema_id
+                )));
+            }
+            if m.files.len() > limits.max_files {
+                return Err(Error::InvalidInput(format!(
+                    "schema {:?} has {} files; the limit is {}",
+                    m.schema_id,
+                    m.files.len(),
+                    limits.max_files
+                )));
+            }
+            let total: usize = m.files.iter().map(|f| f.content.len()).sum();
+            if total > limits.max_publish_bytes {
+                return Err(Error::InvalidInput(format!(
+                    "schema {:?} is {total} bytes; the limit per publish is {} bytes",
+                    m.schema_id, limits.max_publish_bytes
+                )));
+            }
+            let mut files = Vec::new();
+            for f in &m.files {
+                validate_file_path(&f.path)?;
+                if f.content.len() > limits.max_file_bytes {
+                    return Err(Error::InvalidInput(format!(
+                        "{}: {} bytes; the limit per file is {} bytes",
+                        f.path,
+                        f.content.len(),
+                        limits.max_file_bytes
+                    )));
+                }
+                if is_well_known(&f.path) && !force {
+                    return Err(Error::InvalidInput(format!(
+                        "{} is a well-known type path (google/protobuf/...); publishing it would shadow the standard file (use --force to do it anyway)",
+                        f.path
+                    )));
+                }
+                if let Some(other) = paths.insert(&f.path, &m.schema_id) {
+                    return Err(Error::InvalidInput(format!(
+                        "file {} is given twice (schemas {other:?} and {:?})",
+                        f.path, m.schema_id
+                    )));
+                }
+                let text = normalize(&f.path, &f.content)?;
+                let sha = hex::encode(Sha256::digest(text.as_bytes()));
+                files.push((f.path.clone(), text, sha));
+            }
+            files.sort();
+            let mut p = Prepared {
+                schema_id: m.schema_id.clone(),
+                files,
+                fingerprint: String::new(),
+            };
+            p.fingerprint = fingerprint(&p.version_files());
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    async fn try_publish(
+        &self,
+        namespace: &str,
+        prepared: &[Prepared],
+        opts: &PublishOptions,
+        created: &mut HashMap<String, (u64, String, Vec<VersionDep>)>,
+    ) -> Result<Vec<Published>> {
+        let store = &self.store;
+        let state = store.namespace_state(namespace).await?;
+        let view_tree = View::new(store.clone(), namespace, state.clone(), Tree::Proposed);
+
+        // No change: files equal to the staged-or-current version.
+        let mut results: Vec<Option<Published>> = Vec::new();
+        for p in prepared {
+            let same = match view_tree.version_of(&p.schema_id) {
+                Some(v)
+                    if store.get_version_files(namespace, &p.schema_id, v).await?
+                        == p.version_files() =>
+                {
+                    Some(v)
+                }
+                _ => None,
+            };
+            results.push(same.map(|version| Published {
+                schema_id: p.schema_id.clone(),
+                version,
+                fingerprint: p.fingerprint.clone(),
+                no_change: true,
+            }));
+        }
+        let changed: Vec<usize> = (0..prepared.len())
+            .filter(|&i| results[i].is_none())
+            .collect();
+        if changed.is_empty() {
+            return Ok(results.into_iter().map(Option::unwrap).collect());
+        }
+
+        let file_count: usize = changed.iter().map(|&i| prepared[i].files.len()).sum();
+        let mut view = view_tree.excluding(changed.iter().map(|&i| prepared[i].schema_id.clone()));
+        let builtins = if namespace == BUILTINS {
+            None
+        } else {
+            match store.namespace_state(BUILTINS).await {
+                // Builtins are few: one LIST sweep answers every lookup.
+                Ok(s) => Some(
+                    View::new(store.clone(), BUILTINS, s, Tree::Current)
+                        .sweep()
+                        .await?,
+                ),
+                Err(Error::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        if file_count > SWEEP_ABOVE {
+            view = view.sweep().await?;
+        }
+
+        let ours: Vec<(String, String)> = changed
+            .iter()
+            .flat_map(|&i| {
+                prepared[i]
+                    .files
+                    .iter()
+                    .map(move |(path, ..)| (prepared[i].schema_id.clone(), path.clone()))
+            })
+            .collect();
+        ownership::check_paths(&view, builtins.as_ref(), &ours).await?;
+
+        let own: Vec<(usize, String, String)> = changed
+            .iter()
+            .flat_map(|&i| {
+                prepared[i]
+                    .files
+                    .iter()
+                    .map(move |(path, text, _)| (i, path.clone(), text.clone()))
+            })
+            .collect();
+        let mut sources = Sources::new(&own)?;
+        sources.gather(&view, builtins.as_ref()).await?;
+        let sources = Arc::new(sources);
+        let roots: Vec<String> = own.iter().map(|(_, p, _)| p.clone()).collect();
+        let pool = sources
+            .clone()
+            .compile(roots, self.limits.compile_timeout)
+            .await?;
+        ownership::check_symbols(&view, builtins.as_ref(), &pool, &ours).await?;
+
+        // Member-level dependencies, to create versions dependencies first.
+        let order = dependency_order(&changed, prepared, &sources, &pool)?;
+
+        for &i in &changed {
+            for (_, text, sha) in &prepared[i].files {
+                let blob = ProtoBlob {
+                    namespace_id: namespace.to_string(),
+                    sha256: sha.clone(),
+                    source: Bytes::from(text.clone()),
+                    created_at: None,
+                };
+                store.put_blob(&blob).await?;
+            }
+        }
+        let mut versions: HashMap<usize, u64> = HashMap::new();
+        for &i in &order {
+            let p = &prepared[i];
+            let roots: Vec<String> = p.files.iter().map(|(path, ..)| path.clone()).collect();
+            let files = closure(&pool, &roots);
+            let mut deps = Vec::new();
+            for f in &files {
+                let dep = match sources.files.get(f.name()).map(|(_, o)| o) {
+                    Some(Origin::Own(j)) if *j != i => VersionDep {
+                        path: f.name().to_string(),
+                        namespace_id: namespace.to_string(),
+                        schema_id: prepared[*j].schema_id.clone(),
+                        version: versions[j],
+                    },
+                    Some(Origin::Namespace(o)) => VersionDep {
+                        path: f.name().to_string(),
+                        namespace_id: namespace.to_string(),
+                        schema_id: o.schema_id.clone(),
+                        version: o.version,
+                    },
+                    Some(Origin::Builtins(o)) => VersionDep {
+                        path: f.name().to_string(),
+                        namespace_id: BUILTINS.to_string(),
+                        schema_id: o.schema_id.clone(),
+                        version: o.version,
+                    },
+                    _ => continue,
+                };
+                deps.push(dep);
+            }
+            let version = match created.get(&p.schema_id) {
+                Some((v, fp, d)) if *fp == p.fingerprint && *d == deps => *v,
+                _ => {
+                    let previous = match view.version_of(&p.schema_id) {
+                        Some(v) => Some(store.get_version_files(namespace, &p.schema_id, v).await?),
+                        None => None,
+                    };
+                    let v = self
+                        .store_version(namespace, p, &files, &deps, opts, previous)
+                        .await?;
+                    created.insert(p.schema_id.clone(), (v, p.fingerprint.clone(), deps));
+                    v
+                }
+            };
+            versions.insert(i, version);
+        }
+
+        let changes: Vec<StageChange> = changed
+            .iter()
+            .map(|&i| StageChange {
+                schema_id: prepared[i].schema_id.clone(),
+                version: Some(versions[&i]),
+            })
+            .collect();
+        store.stage(namespace, &changes, Some(state.seq)).await?;
+        for &i in &changed {
+            results[i] = Some(Published {
+                schema_id: prepared[i].schema_id.clone(),
+                version: versions[&i],
+                fingerprint: prepared[i].fingerprint.clone(),
+                no_change: false,
+            });
+        }
+        Ok(results.into_iter().map(Option::unwrap).collect())
+    }
+
+    /// Creates the schema if needed, the version, and its claims.
+    async fn store_version(
+        &self,
+        namespace: &str,
+        p: &Prepared,
+        files: &[prost_reflect::FileDescriptor],
+        deps: &[VersionDep],
+        opts: &PublishOptions,
+        previous: Option<Vec<VersionFile>>,
+    ) -> Result<u64> {
+        let store = &self.store;
+        // A schema with a staged or current version exists already.
+        let schema = Schema {
+            namespace_id: namespace.to_string(),
+            schema_id: p.schema_id.clone(),
+            current_version: None,
+            staged_version: None,
+            created_at: Utc::now(),
+            metadata: Default::default(),
+        };
+        if previous.is_none() {
+            match store.create_schema(&schema).await {
+                Ok(()) | Err(Error::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let ver = SchemaVersion {
+            namespace_id: namespace.to_string(),
+            schema_id: p.schema_id.clone(),
+            version: 0,
+            compiled: encode_set(files),
+            compiler_version: COMPILER_VERSION.to_string(),
+            created_at: Utc::now(),
+            created_by: opts.created_by.clone().unwrap_or_else(default_author),
+            metadata: opts.metadata.clone(),
+        };
+        let paths: Vec<String> = p.files.iter().map(|(path, ..)| path.clone()).collect();
+        let packages: BTreeSet<String> = files
+            .iter()
+            .filter(|f| paths.iter().any(|p| p == f.name()))
+            .map(|f| f.package_name().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        // Claims first: a version is findable once its number exists. Paths
+        // the previous version had are claimed already.
+        let new_paths: Vec<String> = paths
+            .iter()
+            .filter(|path| !previous.iter().flatten().any(|f| &f.path == *path))
+            .cloned()
+            .collect();
+        store
+            .add_claims(namespace, &p.schema_id, ClaimKind::Path, &new_paths)
+            .await?;
+        store
+            .add_claims(
+                namespace,
+                &p.schema_id,
+                ClaimKind::Package,
+                &packages.into_iter().collect::<Vec<_>>(),
+            )
+            .await?;
+        store.create_version(&ver, &p.version_files(), deps).await
+    }
+}
+
+fn default_author() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
+/// Orders changed members so every member comes after the members whose
+/// files it imports. Schemas importing each other's files are refused:
+/// their versions could not name each other.
+fn dependency_order(
+    changed: &[usize],
+    prepared: &[Prepared],
+    sources: &Sources,
+    pool: &prost_reflect::DescriptorPool,
+) -> Result<Vec<usize>> {
+    let mut needs: BTreeMap<usize, BTreeSet<usize>> =
+        changed.iter().map(|&i| (i, BTreeSet::new())).collect();
+    for &i in changed {
+        for (path, ..) in &prepared[i].files {
+            let Some(file) = pool.get_file_by_name(path) else {
+                continue;
+            };
+            for dep in file.dependencies() {
+                if let Some((_, Origin::Own(j))) = sources.files.get(dep.name()) {
+                    if *j != i {
+                        needs.get_mut(&i).unwrap().insert(*j);
+                    }
+                }
+            }
+        }
+    }
+    let mut order = Vec::new();
+    let mut done = BTreeSet::new();
+    while order.len() < changed.len() {
+        let ready: Vec<usize> = needs
+            .iter()
+            .filter(|(i, deps)| !done.contains(*i) && deps.iter().all(|d| done.contains(d)))
+            .map(|(i, _)| *i)
+            .collect();
+        if ready.is_empty() {
+            let stuck: Vec<&str> = needs
+                .keys()
+                .filter(|i| !done.contains(*i))
+                .map(|&i| prepared[i].schema_id.as_str())
+                .collect();
+            return Err(Error::InvalidInput(format!(
+                "schemas {stuck:?} import each other's files in a cycle; put those files in one schema"
+            )));
+        }
+        for i in ready {
+            done.insert(i);
+            order.push(i);
+        }
+    }
+    Ok(order)
+}

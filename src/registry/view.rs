@@ -1,0 +1,146 @@
+//! A namespace's files as of one state: which schema's version defines an
+//! import path, found lazily through the claims index (one LIST per path,
+//! or one sweep for large batches), never by reading every schema.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crate::error::Result;
+use crate::model::VersionFile;
+use crate::objstore::{NsState, ObjStore};
+use crate::store::{ClaimKind, Store};
+
+/// Which pointer a view follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tree {
+    /// Staged where staged, current otherwise (what a publish compiles against).
+    Proposed,
+    Current,
+}
+
+/// Where a file of a view comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub schema_id: String,
+    pub version: u64,
+    pub sha256: String,
+}
+
+pub struct View {
+    pub store: ObjStore,
+    pub namespace: String,
+    pub state: Arc<NsState>,
+    pub tree: Tree,
+    /// Preloaded claims (name → claimants) per kind, when swept at once.
+    swept: HashMap<ClaimKind, BTreeMap<String, Vec<String>>>,
+    /// Schemas whose files are being replaced by the caller: ignored here.
+    excluded: Vec<String>,
+    lookups: Mutex<HashMap<(ClaimKind, String), Vec<String>>>,
+}
+
+impl View {
+    pub fn new(store: ObjStore, namespace: &str, state: Arc<NsState>, tree: Tree) -> Self {
+        View {
+            store,
+            namespace: namespace.to_string(),
+            state,
+            tree,
+            swept: HashMap::new(),
+            excluded: Vec::new(),
+            lookups: Mutex::default(),
+        }
+    }
+
+    /// Ignores these schemas (the ones a batch is replacing).
+    pub fn excluding(mut self, schemas: impl IntoIterator<Item = String>) -> Self {
+        self.excluded.extend(schemas);
+        self
+    }
+
+    /// Loads every claim of both kinds with one LIST sweep each: cheaper
+    /// than one LIST per name when a batch asks about many names.
+    pub async fn sweep(mut self) -> Result<Self> {
+        self.swept = self
+            .store
+            .all_claims(&self.namespace)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(self)
+    }
+
+    /// The version of `schema` this view sees.
+    pub fn version_of(&self, schema: &str) -> Option<u64> {
+        let p = self.state.pointers(schema);
+        match self.tree {
+            Tree::Proposed => p.staged.or(p.current),
+            Tree::Current => p.current,
+        }
+    }
+
+    async fn claimants(&self, kind: ClaimKind, name: &str) -> Result<Vec<String>> {
+        if let Some(all) = self.swept.get(&kind) {
+            return Ok(all.get(name).cloned().unwrap_or_default());
+        }
+        let key = (kind, name.to_string());
+        if let Some(hit) = self.lookups.lock().unwrap().get(&key) {
+            return Ok(hit.clone());
+        }
+        let found = self.store.claimants(&self.namespace, kind, name).await?;
+        self.lookups.lock().unwrap().insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// The files of a schema's version in this view (cached manifests).
+    pub async fn files(&self, schema: &str, version: u64) -> Result<Vec<VersionFile>> {
+        self.store
+            .get_version_files(&self.namespace, schema, version)
+            .await
+    }
+
+    /// Which schema of this view defines `path`, if any.
+    pub async fn owner_of_path(&self, path: &str) -> Result<Option<Owner>> {
+        for schema in self.claimants(ClaimKind::Path, path).await? {
+            if self.excluded.contains(&schema) {
+                continue;
+            }
+            let Some(version) = self.version_of(&schema) else {
+                continue;
+            };
+            if let Some(f) = self
+                .files(&schema, version)
+                .await?
+                .into_iter()
+                .find(|f| f.path == path)
+            {
+                return Ok(Some(Owner {
+                    schema_id: schema,
+                    version,
+                    sha256: f.sha256,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Schemas of this view (other than excluded ones) that may define
+    /// files in `package`, with the version this view sees.
+    pub async fn package_claimants(&self, package: &str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .claimants(ClaimKind::Package, package)
+            .await?
+            .into_iter()
+            .filter(|s| !self.excluded.contains(s))
+            .filter_map(|s| self.version_of(&s).map(|v| (s, v)))
+            .collect())
+    }
+
+    /// The source of a file of this view.
+    pub async fn source(&self, owner: &Owner) -> Result<String> {
+        let blob = self.store.get_blob(&self.namespace, &owner.sha256).await?;
+        String::from_utf8(blob.source.to_vec()).map_err(|_| crate::Error::Corrupt {
+            key: format!("ns/{}/blobs/{}", self.namespace, owner.sha256),
+            reason: "not UTF-8".into(),
+        })
+    }
+}

@@ -1,0 +1,763 @@
+//! The registry on every backend: compile, normalize, no-change, limits,
+//! ownership, dependencies, batches, promote with compatibility policies,
+//! discard, rollback, builtins and restore.
+
+mod common;
+
+use common::TestStore;
+use prost::Message;
+use protoshelf::Error;
+use protoshelf::compat::Policy;
+use protoshelf::ids::BUILTINS;
+use protoshelf::registry::view::Tree;
+use protoshelf::registry::{BatchMember, Limits, PublishOptions, Registry, SourceFile};
+use protoshelf::store::Store;
+
+on_every_backend!(
+    publish_stage_promote_and_no_change,
+    normalization_decides_what_is_a_change,
+    imports_resolve_across_schemas_builtins_and_well_known_types,
+    compile_errors_name_file_line_column_and_write_nothing,
+    bad_input_is_refused_before_anything_is_written,
+    one_owner_per_path_and_per_name,
+    batches_compile_together_and_stage_in_one_commit,
+    promote_checks_compatibility_all_or_nothing,
+    rollback_and_discard,
+    stale_descriptors_are_recompiled_on_restore,
+);
+
+fn file(path: &str, text: &str) -> SourceFile {
+    SourceFile::new(path, text)
+}
+
+fn opts() -> PublishOptions {
+    PublishOptions {
+        created_by: Some("tests".into()),
+        ..Default::default()
+    }
+}
+
+async fn registry(t: &TestStore, namespaces: &[&str]) -> Registry {
+    let r = Registry::new(t.store.clone());
+    for ns in namespaces {
+        r.create_namespace(ns, Policy::Strict, Default::default())
+            .await
+            .unwrap();
+    }
+    r
+}
+
+const ORDER_V1: &str = "syntax = \"proto3\";\npackage shop;\n\n// An order.\nmessage Order {\n  string id = 1;\n  int64 cents = 2;\n}\n";
+const ORDER_V2: &str = "syntax = \"proto3\";\npackage shop;\n\n// An order.\nmessage Order {\n  string id = 1;\n  int64 cents = 2;\n  string note = 3;\n}\n";
+const ORDER_BROKEN: &str =
+    "syntax = \"proto3\";\npackage shop;\n\n// An order.\nmessage Order {\n  string id = 1;\n}\n";
+
+async fn publish_stage_promote_and_no_change(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    let p = r
+        .publish(
+            "shop",
+            "orders",
+            vec![file("shop/order.proto", ORDER_V1)],
+            opts(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((p.version, p.no_change), (1, false));
+    assert_eq!(p.fingerprint.len(), 64);
+    let s = t.store.get_schema("shop", "orders").await.unwrap();
+    assert_eq!((s.current_version, s.staged_version), (None, Some(1)));
+    let v = t.store.get_version("shop", "orders", 1).await.unwrap();
+    assert_eq!(
+        v.compiler_version,
+        protoshelf::registry::compile::COMPILER_VERSION
+    );
+    assert_eq!(v.created_by, "tests");
+
+    // Same files again: no change, nothing written.
+    let before = common::snapshot(&t.raw()).await;
+    let again = r
+        .publish(
+            "shop",
+            "orders",
+            vec![file("shop/order.proto", ORDER_V1)],
+            opts(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.version, again.no_change, &again.fingerprint),
+        (1, true, &p.fingerprint)
+    );
+    assert_eq!(common::snapshot(&t.raw()).await, before);
+
+    let promoted = r.promote("shop", false).await.unwrap();
+    assert_eq!(promoted.promoted.len(), 1);
+    assert_eq!(promoted.promoted[0].current_version, 1);
+    // Still no change against current.
+    assert!(
+        r.publish(
+            "shop",
+            "orders",
+            vec![file("shop/order.proto", ORDER_V1)],
+            opts()
+        )
+        .await
+        .unwrap()
+        .no_change
+    );
+    let p2 = r
+        .publish(
+            "shop",
+            "orders",
+            vec![file("shop/order.proto", ORDER_V2)],
+            opts(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((p2.version, p2.no_change), (2, false));
+    assert!(matches!(
+        r.publish("nope", "x", vec![file("x.proto", ORDER_V1)], opts())
+            .await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn normalization_decides_what_is_a_change(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    r.publish(
+        "shop",
+        "orders",
+        vec![file("shop/order.proto", ORDER_V1)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    let noisy = format!("\u{feff}{}\n\n", ORDER_V1.replace('\n', "  \r\n"));
+    let p = r
+        .publish(
+            "shop",
+            "orders",
+            vec![file("shop/order.proto", &noisy)],
+            opts(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        p.no_change,
+        "BOM, CRLF and trailing whitespace are not a change"
+    );
+    let comment = ORDER_V1.replace("// An order.", "// An order placed by a customer.");
+    let p = r
+        .publish(
+            "shop",
+            "orders",
+            vec![file("shop/order.proto", &comment)],
+            opts(),
+        )
+        .await
+        .unwrap();
+    assert!(!p.no_change, "a comment is content");
+    // The stored blob is the normalized text, verifiable by hashing.
+    let files = t
+        .store
+        .get_version_files("shop", "orders", p.version)
+        .await
+        .unwrap();
+    let blob = t.store.get_blob("shop", &files[0].sha256).await.unwrap();
+    assert_eq!(std::str::from_utf8(&blob.source).unwrap(), comment);
+}
+
+async fn imports_resolve_across_schemas_builtins_and_well_known_types(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    let money = "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; string currency = 2; }\n";
+    r.publish(
+        BUILTINS,
+        "money",
+        vec![file("common/money.proto", money)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    r.promote(BUILTINS, false).await.unwrap();
+    let types = "syntax = \"proto3\";\npackage shop;\nimport \"google/protobuf/timestamp.proto\";\nimport \"common/money.proto\";\nmessage Price { common.Money amount = 1; google.protobuf.Timestamp at = 2; }\n";
+    r.publish(
+        "shop",
+        "types",
+        vec![file("shop/types.proto", types)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    // Not promoted: the orders schema compiles against the proposed tree.
+    let orders = "syntax = \"proto3\";\npackage shop;\nimport \"shop/types.proto\";\nmessage Order { string id = 1; Price price = 2; }\n";
+    let before = t.store.requests();
+    let p = r
+        .publish(
+            "shop",
+            "orders",
+            vec![file("shop/order.proto", orders)],
+            opts(),
+        )
+        .await
+        .unwrap();
+    eprintln!(
+        "{:?}: publish with 2 cross-schema imports: {}",
+        t.backend,
+        t.store.requests() - before
+    );
+
+    let v = t
+        .store
+        .get_version("shop", "orders", p.version)
+        .await
+        .unwrap();
+    let set = prost_types::FileDescriptorSet::decode(v.compiled.as_ref()).unwrap();
+    let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+    // Self-contained, dependencies first.
+    assert_eq!(names.last(), Some(&"shop/order.proto"));
+    for dep in [
+        "google/protobuf/timestamp.proto",
+        "common/money.proto",
+        "shop/types.proto",
+    ] {
+        let at = names
+            .iter()
+            .position(|n| *n == dep)
+            .unwrap_or_else(|| panic!("{dep} missing from {names:?}"));
+        assert!(at < names.len() - 1);
+    }
+    assert!(
+        names.iter().position(|n| *n == "common/money.proto")
+            < names.iter().position(|n| *n == "shop/types.proto")
+    );
+    let deps = t
+        .store
+        .get_version_deps("shop", "orders", p.version)
+        .await
+        .unwrap();
+    let got: Vec<(String, String, String, u64)> = deps
+        .iter()
+        .map(|d| {
+            (
+                d.path.clone(),
+                d.namespace_id.clone(),
+                d.schema_id.clone(),
+                d.version,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "common/money.proto".to_string(),
+                BUILTINS.to_string(),
+                "money".to_string(),
+                1
+            ),
+            (
+                "shop/types.proto".to_string(),
+                "shop".to_string(),
+                "types".to_string(),
+                1
+            ),
+        ]
+    );
+}
+
+async fn compile_errors_name_file_line_column_and_write_nothing(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    let before = common::snapshot(&t.raw()).await;
+    let syntax = "syntax = \"proto3\";\npackage shop;\nmessage Order {\n  string id = ;\n}\n";
+    let err = r
+        .publish(
+            "shop",
+            "orders",
+            vec![file("shop/order.proto", syntax)],
+            opts(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Compile(_)), "{err}");
+    assert!(err.to_string().contains("shop/order.proto:4:"), "{err}");
+    let missing = "syntax = \"proto3\";\npackage shop;\nimport \"shop/nowhere.proto\";\nmessage Order { string id = 1; }\n";
+    let err = r
+        .publish(
+            "shop",
+            "orders",
+            vec![file("shop/order.proto", missing)],
+            opts(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("shop/order.proto:3:")
+            && err.to_string().contains("shop/nowhere.proto"),
+        "{err}"
+    );
+    let undefined = "syntax = \"proto3\";\npackage shop;\nmessage Order { Missing m = 1; }\n";
+    let err = r
+        .publish(
+            "shop",
+            "orders",
+            vec![file("shop/order.proto", undefined)],
+            opts(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("shop/order.proto:3:") && err.to_string().contains("Missing"),
+        "{err}"
+    );
+    assert_eq!(common::snapshot(&t.raw()).await, before);
+}
+
+async fn bad_input_is_refused_before_anything_is_written(t: TestStore) {
+    let r = registry(&t, &["shop"]).await.with_limits(Limits {
+        max_file_bytes: 1024,
+        max_files: 3,
+        ..Limits::default()
+    });
+    let raw = t.raw();
+    let before = common::snapshot(&raw).await;
+    let ok = file("shop/order.proto", ORDER_V1);
+    let cases: Vec<(&str, Vec<SourceFile>, &str)> = vec![
+        ("../x", vec![ok.clone()], "schema ID"),
+        ("orders", vec![], "no .proto files"),
+        (
+            "orders",
+            vec![file("../etc/passwd.proto", ORDER_V1)],
+            "canonical",
+        ),
+        ("orders", vec![file("/abs.proto", ORDER_V1)], "relative"),
+        ("orders", vec![file("shop/readme.txt", ORDER_V1)], ".proto"),
+        (
+            "orders",
+            vec![file("google/protobuf/timestamp.proto", ORDER_V1)],
+            "well-known",
+        ),
+        (
+            "orders",
+            vec![SourceFile::new(
+                "shop/bin.proto",
+                vec![0xff, 0xfe, 0x00, 0x12],
+            )],
+            "UTF-8",
+        ),
+        (
+            "orders",
+            vec![file("shop/big.proto", &"/".repeat(2000))],
+            "limit per file",
+        ),
+        (
+            "orders",
+            vec![
+                file("a.proto", "x"),
+                file("b.proto", "x"),
+                file("c.proto", "x"),
+                file("d.proto", "x"),
+            ],
+            "limit is 3",
+        ),
+        ("orders", vec![ok.clone(), ok.clone()], "given twice"),
+    ];
+    for (schema, files, needle) in cases {
+        let err = r.publish("shop", schema, files, opts()).await.unwrap_err();
+        assert!(
+            err.is_user_error() && err.to_string().contains(needle),
+            "{needle}: {err}"
+        );
+    }
+    assert_eq!(
+        common::snapshot(&raw).await,
+        before,
+        "a refused publish wrote something"
+    );
+    // --force allows a well-known path.
+    let forced = PublishOptions {
+        force: true,
+        ..opts()
+    };
+    let wkt = "syntax = \"proto3\";\npackage google.protobuf;\nmessage Timestamp { int64 seconds = 1; int32 nanos = 2; }\n";
+    r.publish(
+        "shop",
+        "wkt",
+        vec![file("google/protobuf/timestamp.proto", wkt)],
+        forced,
+    )
+    .await
+    .unwrap();
+}
+
+async fn one_owner_per_path_and_per_name(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    r.publish(
+        "shop",
+        "orders",
+        vec![file("shop/order.proto", ORDER_V1)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    let before = common::snapshot(&t.raw()).await;
+    // The same path from another schema.
+    let err = r
+        .publish(
+            "shop",
+            "other",
+            vec![file("shop/order.proto", ORDER_V2)],
+            opts(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("shop/order.proto") && err.to_string().contains("\"orders\""),
+        "{err}"
+    );
+    // The same name from another file of another schema.
+    let dup = "syntax = \"proto3\";\npackage shop;\nmessage Order { string x = 1; }\n";
+    let err = r
+        .publish("shop", "other", vec![file("shop/dup.proto", dup)], opts())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("shop.Order")
+            && text.contains("shop/order.proto")
+            && text.contains("\"orders\""),
+        "{text}"
+    );
+    assert_eq!(common::snapshot(&t.raw()).await, before);
+    // Against builtins.
+    let money = "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; }\n";
+    r.publish(
+        BUILTINS,
+        "money",
+        vec![file("common/money.proto", money)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    r.promote(BUILTINS, false).await.unwrap();
+    let err = r
+        .publish(
+            "shop",
+            "money",
+            vec![file("common/money.proto", money)],
+            opts(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("builtin"), "{err}");
+    let err = r
+        .publish(
+            "shop",
+            "money2",
+            vec![file("shop/money.proto", money)],
+            opts(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("common.Money") && err.to_string().contains("builtin"),
+        "{err}"
+    );
+    // A schema may move its own file and keep its own names.
+    r.publish(
+        "shop",
+        "orders",
+        vec![file("shop/v2/order.proto", ORDER_V1)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    // Once moved, the old path is free.
+    let free = "syntax = \"proto3\";\npackage shop.legacy;\nmessage Old { string id = 1; }\n";
+    r.publish(
+        "shop",
+        "legacy",
+        vec![file("shop/order.proto", free)],
+        opts(),
+    )
+    .await
+    .unwrap();
+}
+
+async fn batches_compile_together_and_stage_in_one_commit(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    let a = "syntax = \"proto3\";\npackage shop.a;\nmessage A { string id = 1; }\n";
+    let b = "syntax = \"proto3\";\npackage shop.b;\nimport \"a/a.proto\";\nmessage B { shop.a.A a = 1; }\n";
+    let c = "syntax = \"proto3\";\npackage shop.c;\nimport \"b/b.proto\";\nimport \"a/a.proto\";\nmessage C { shop.b.B b = 1; shop.a.A a = 2; }\n";
+    // Members listed in an order that is not the dependency order.
+    let members = vec![
+        BatchMember {
+            schema_id: "c".into(),
+            files: vec![file("c/c.proto", c)],
+        },
+        BatchMember {
+            schema_id: "b".into(),
+            files: vec![file("b/b.proto", b)],
+        },
+        BatchMember {
+            schema_id: "a".into(),
+            files: vec![file("a/a.proto", a)],
+        },
+    ];
+    let seq = t.store.namespace_state("shop").await.unwrap().seq;
+    let out = r
+        .publish_many("shop", members.clone(), opts())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.iter().map(|p| p.schema_id.as_str()).collect::<Vec<_>>(),
+        ["c", "b", "a"]
+    );
+    assert_eq!(
+        t.store.namespace_state("shop").await.unwrap().seq,
+        seq + 1,
+        "one commit"
+    );
+    let deps = t.store.get_version_deps("shop", "c", 1).await.unwrap();
+    assert_eq!(
+        deps.iter()
+            .map(|d| (d.schema_id.as_str(), d.version))
+            .collect::<Vec<_>>(),
+        [("a", 1), ("b", 1)]
+    );
+    // Again: nothing changed.
+    assert!(
+        r.publish_many("shop", members, opts())
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.no_change)
+    );
+
+    // Schemas importing each other's files are refused.
+    let x =
+        "syntax = \"proto3\";\npackage x;\nimport \"y/y1.proto\";\nmessage X1 { y.Y1 y = 1; }\n";
+    let x2 = "syntax = \"proto3\";\npackage x;\nmessage X2 {}\n";
+    let y1 = "syntax = \"proto3\";\npackage y;\nmessage Y1 {}\n";
+    let y2 =
+        "syntax = \"proto3\";\npackage y;\nimport \"x/x2.proto\";\nmessage Y2 { x.X2 x = 1; }\n";
+    let cycle = vec![
+        BatchMember {
+            schema_id: "x".into(),
+            files: vec![file("x/x1.proto", x), file("x/x2.proto", x2)],
+        },
+        BatchMember {
+            schema_id: "y".into(),
+            files: vec![file("y/y1.proto", y1), file("y/y2.proto", y2)],
+        },
+    ];
+    let err = r.publish_many("shop", cycle, opts()).await.unwrap_err();
+    assert!(err.to_string().contains("cycle"), "{err}");
+}
+
+async fn promote_checks_compatibility_all_or_nothing(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    r.publish(
+        "shop",
+        "orders",
+        vec![file("shop/order.proto", ORDER_V1)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    let other = "syntax = \"proto3\";\npackage stock;\nmessage Item { string sku = 1; }\n";
+    r.publish(
+        "shop",
+        "stock",
+        vec![file("stock/item.proto", other)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    r.promote("shop", false).await.unwrap();
+
+    let other2 =
+        "syntax = \"proto3\";\npackage stock;\nmessage Item { string sku = 1; int32 count = 2; }\n";
+    r.publish(
+        "shop",
+        "stock",
+        vec![file("stock/item.proto", other2)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    r.publish(
+        "shop",
+        "orders",
+        vec![file("shop/order.proto", ORDER_BROKEN)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    let dry = r.promote("shop", true);
+    assert!(matches!(dry.await, Err(Error::Incompatible(_))));
+    let err = r.promote("shop", false).await.unwrap_err();
+    let Error::Incompatible(v) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(v.len(), 1);
+    assert_eq!(
+        (v[0].schema_id.as_str(), v[0].violation.rule),
+        ("orders", "FIELD_NO_DELETE")
+    );
+    assert!(err.to_string().contains("shop/order.proto:5:"), "{err}");
+    // All or nothing: the compatible schema was not promoted either.
+    for (schema, current) in [("orders", 1), ("stock", 1)] {
+        assert_eq!(
+            t.store
+                .get_schema("shop", schema)
+                .await
+                .unwrap()
+                .current_version,
+            Some(current)
+        );
+    }
+    // Under the `none` policy the same promote goes through.
+    r.set_policy("shop", Policy::None).await.unwrap();
+    assert_eq!(r.policy("shop").await.unwrap(), Policy::None);
+    let dry = r.promote("shop", true).await.unwrap();
+    assert!(dry.dry_run && dry.promoted.len() == 2);
+    assert_eq!(
+        t.store
+            .get_schema("shop", "orders")
+            .await
+            .unwrap()
+            .current_version,
+        Some(1)
+    );
+    assert_eq!(r.promote("shop", false).await.unwrap().promoted.len(), 2);
+    assert_eq!(
+        t.store
+            .get_schema("shop", "orders")
+            .await
+            .unwrap()
+            .current_version,
+        Some(2)
+    );
+}
+
+async fn rollback_and_discard(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    r.publish(
+        "shop",
+        "orders",
+        vec![file("shop/order.proto", ORDER_V1)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    r.promote("shop", false).await.unwrap();
+    r.publish(
+        "shop",
+        "orders",
+        vec![file("shop/order.proto", ORDER_V2)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    r.promote("shop", false).await.unwrap();
+    // Back to v1 removes a field: refused under strict unless forced.
+    let err = r
+        .rollback("shop", "orders", 1, false, false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("FIELD_NO_DELETE"), "{err}");
+    assert!(matches!(
+        r.rollback("shop", "orders", 9, false, false).await,
+        Err(Error::NotFound(_))
+    ));
+    let promoted = r
+        .rollback("shop", "orders", 1, true, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(promoted.rollbacks, ["orders"]);
+    assert_eq!(
+        t.store
+            .get_schema("shop", "orders")
+            .await
+            .unwrap()
+            .current_version,
+        Some(1)
+    );
+
+    r.publish(
+        "shop",
+        "orders",
+        vec![file("shop/order.proto", ORDER_V2)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    assert!(r.discard("shop").await.unwrap());
+    assert!(!r.discard("shop").await.unwrap());
+    let s = t.store.get_schema("shop", "orders").await.unwrap();
+    assert_eq!((s.current_version, s.staged_version), (Some(1), None));
+}
+
+async fn stale_descriptors_are_recompiled_on_restore(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    let types = "syntax = \"proto3\";\npackage shop;\nmessage Price { int64 cents = 1; }\n";
+    r.publish(
+        "shop",
+        "types",
+        vec![file("shop/types.proto", types)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    let orders = "syntax = \"proto3\";\npackage shop;\nimport \"shop/types.proto\";\nmessage Order { Price price = 1; }\n";
+    r.publish(
+        "shop",
+        "orders",
+        vec![file("shop/order.proto", orders)],
+        opts(),
+    )
+    .await
+    .unwrap();
+    r.promote("shop", false).await.unwrap();
+    let fresh = t
+        .store
+        .get_version("shop", "orders", 1)
+        .await
+        .unwrap()
+        .compiled;
+
+    // A version written by another compiler version, with a stale descriptor.
+    let files = t
+        .store
+        .get_version_files("shop", "orders", 1)
+        .await
+        .unwrap();
+    let deps = t.store.get_version_deps("shop", "orders", 1).await.unwrap();
+    let mut old = t.store.get_version("shop", "orders", 1).await.unwrap();
+    old.compiler_version = "protox 0.0.1".into();
+    old.compiled = bytes::Bytes::from_static(b"stale");
+    let v = t.store.create_version(&old, &files, &deps).await.unwrap();
+    t.store.set_staged("shop", "orders", v).await.unwrap();
+    r.set_policy("shop", Policy::None).await.unwrap();
+    r.promote("shop", false).await.unwrap();
+
+    let tree = r.load_tree("shop", Tree::Current).await.unwrap();
+    let o = tree.iter().find(|s| s.schema_id == "orders").unwrap();
+    assert_eq!(o.version, v);
+    assert_eq!(
+        o.compiled, fresh,
+        "recompiled from sources and recorded deps"
+    );
+    let t2 = tree.iter().find(|s| s.schema_id == "types").unwrap();
+    assert_eq!(
+        t2.compiled,
+        t.store
+            .get_version("shop", "types", 1)
+            .await
+            .unwrap()
+            .compiled,
+        "reused as stored"
+    );
+}
