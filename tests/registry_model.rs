@@ -1,0 +1,210 @@
+//! Property test: random sequences of publish / promote / discard /
+//! rollback against a small reference model of the registry (strict
+//! policy), on memory and the local directory, and a shorter run on S3.
+
+mod common;
+
+use common::Backend;
+use proptest::prelude::*;
+use protoshelf::compat::Policy;
+use protoshelf::registry::{Registry, SourceFile};
+use protoshelf::{Error, Store};
+
+const SCHEMAS: [&str; 2] = ["a", "b"];
+const CONTENTS: u8 = 4;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Publish content `k` (fields 1..=k+1): a higher k only adds fields.
+    Publish(usize, u8),
+    Promote,
+    Discard,
+    /// Roll back to the n-th stored version (may not exist), forced or not.
+    Rollback(usize, u64, bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..SCHEMAS.len(), 0..CONTENTS).prop_map(|(s, k)| Op::Publish(s, k)),
+        2 => Just(Op::Promote),
+        1 => Just(Op::Discard),
+        1 => (0..SCHEMAS.len(), 1..5u64, any::<bool>()).prop_map(|(s, v, f)| Op::Rollback(s, v, f)),
+    ]
+}
+
+fn source(schema: &str, k: u8) -> Vec<SourceFile> {
+    let fields: String = (1..=k + 1)
+        .map(|i| format!("  string f{i} = {i};\n"))
+        .collect();
+    let text = format!("syntax = \"proto3\";\npackage {schema};\nmessage M {{\n{fields}}}\n");
+    vec![SourceFile::new(format!("{schema}/m.proto"), text)]
+}
+
+#[derive(Debug, Default, Clone)]
+struct SchemaModel {
+    /// Content of version i+1.
+    versions: Vec<u8>,
+    current: Option<u64>,
+    staged: Option<u64>,
+}
+
+impl SchemaModel {
+    fn content(&self, v: u64) -> u8 {
+        self.versions[v as usize - 1]
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Published { version: u64, no_change: bool },
+    Promoted(Vec<(String, u64)>),
+    Done,
+    Incompatible,
+    NotFound,
+}
+
+fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
+    match *op {
+        Op::Publish(s, k) => {
+            let m = &mut schemas[s];
+            if let Some(v) = m.staged.or(m.current) {
+                if m.content(v) == k {
+                    return Outcome::Published {
+                        version: v,
+                        no_change: true,
+                    };
+                }
+            }
+            m.versions.push(k);
+            let v = m.versions.len() as u64;
+            m.staged = Some(v);
+            Outcome::Published {
+                version: v,
+                no_change: false,
+            }
+        }
+        Op::Promote => {
+            // Strict: a staged version newer than current must keep every field.
+            let broken = schemas.iter().any(|m| match (m.staged, m.current) {
+                (Some(s), Some(c)) if s > c => m.content(s) < m.content(c),
+                _ => false,
+            });
+            if broken {
+                return Outcome::Incompatible;
+            }
+            let mut promoted = Vec::new();
+            for (i, m) in schemas.iter_mut().enumerate() {
+                if let Some(s) = m.staged.take() {
+                    m.current = Some(s);
+                    promoted.push((SCHEMAS[i].to_string(), s));
+                }
+            }
+            Outcome::Promoted(promoted)
+        }
+        Op::Discard => {
+            schemas.iter_mut().for_each(|m| m.staged = None);
+            Outcome::Done
+        }
+        Op::Rollback(s, v, force) => {
+            let m = &mut schemas[s];
+            if v as usize > m.versions.len() {
+                return Outcome::NotFound;
+            }
+            if !force {
+                if let Some(c) = m.current {
+                    if m.content(v) < m.content(c) {
+                        return Outcome::Incompatible;
+                    }
+                }
+            }
+            m.staged = Some(v);
+            Outcome::Done
+        }
+    }
+}
+
+async fn real(r: &Registry, op: &Op) -> Outcome {
+    let result = match *op {
+        Op::Publish(s, k) => r
+            .publish("ns", SCHEMAS[s], source(SCHEMAS[s], k), Default::default())
+            .await
+            .map(|p| Outcome::Published {
+                version: p.version,
+                no_change: p.no_change,
+            }),
+        Op::Promote => r.promote("ns", false).await.map(|p| {
+            Outcome::Promoted(
+                p.promoted
+                    .into_iter()
+                    .map(|x| (x.schema_id, x.current_version))
+                    .collect(),
+            )
+        }),
+        Op::Discard => r.discard("ns").await.map(|_| Outcome::Done),
+        Op::Rollback(s, v, force) => r
+            .rollback("ns", SCHEMAS[s], v, force, false)
+            .await
+            .map(|_| Outcome::Done),
+    };
+    match result {
+        Ok(o) => o,
+        Err(Error::Incompatible(_)) => Outcome::Incompatible,
+        Err(Error::NotFound(_)) => Outcome::NotFound,
+        Err(e) => panic!("{op:?}: unexpected error {e}"),
+    }
+}
+
+fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let Some((url, _dir)) = common::fresh_url(backend).await else {
+            return Ok(());
+        };
+        let r = Registry::open(&url).await.unwrap();
+        r.create_namespace("ns", Policy::Strict, Default::default())
+            .await
+            .unwrap();
+        let mut m: [SchemaModel; 2] = Default::default();
+        for (i, op) in ops.iter().enumerate() {
+            let expected = model(&mut m, op);
+            let got = real(&r, op).await;
+            prop_assert_eq!(&got, &expected, "step {} {:?} in {:?}", i, op, ops);
+        }
+        // The stored pointers agree with the model at the end.
+        for (i, s) in SCHEMAS.iter().enumerate() {
+            match r.store().get_schema("ns", s).await {
+                Ok(x) => prop_assert_eq!(
+                    (x.current_version, x.staged_version),
+                    (m[i].current, m[i].staged)
+                ),
+                Err(Error::NotFound(_)) => prop_assert!(m[i].versions.is_empty()),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #[test]
+    fn memory_registry_agrees_with_the_model(ops in prop::collection::vec(op(), 1..30)) {
+        check(Backend::Memory, ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn local_registry_agrees_with_the_model(ops in prop::collection::vec(op(), 1..25)) {
+        check(Backend::Local, ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+    #[test]
+    fn s3_registry_agrees_with_the_model(ops in prop::collection::vec(op(), 1..20)) {
+        check(Backend::S3, ops)?;
+    }
+}
