@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Ctx, Output};
+use super::Ctx;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,24 +18,21 @@ pub async fn run(ctx: &Ctx, args: Args) -> protoshelf::Result<()> {
             tracing::info!("created bucket for {url}");
         }
     }
-    let store = ctx.open().await?;
+    let registry = ctx.registry().await?;
+    let store = registry.store();
     let marker = store.format_marker();
-    match ctx.output {
-        Output::Json => println!(
-            "{}",
-            json!({
-                "store": store.url(),
-                "format_version": marker.format_version,
-                "created_at": marker.created_at,
-                "requests": store.requests(),
-            })
-        ),
-        Output::Table => println!(
+    let value = json!({
+        "store": store.url(),
+        "format_version": marker.format_version,
+        "created_at": marker.created_at,
+    });
+    ctx.emit(&value, || {
+        println!(
             "store {} ready (format version {}, created {})",
             store.url(),
             marker.format_version,
             marker.created_at.format("%Y-%m-%d %H:%M:%S UTC")
-        ),
-    }
+        )
+    });
     Ok(())
 }

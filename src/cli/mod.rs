@@ -1,26 +1,47 @@
 //! The `protoshelf` command line: parses, calls the library, prints.
-//! One module per command; exit codes 0 ok, 1 user error, 2 internal.
+//! One module per command; exit codes 0 ok, 1 user error, 2 internal or
+//! storage failure.
 
+mod files;
+mod history;
 mod init;
+mod namespace;
+mod publish;
+mod schema;
+mod staging;
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use protoshelf::registry::Registry;
+use protoshelf::{Error, Result};
+use serde::Serialize;
 
 #[derive(Parser)]
 #[command(
     name = "protoshelf",
     version,
-    about = "A protobuf schema registry whose only database is object storage"
+    about = "A protobuf schema registry whose only database is object storage",
+    after_help = "The namespace is the first argument of commands that take one, or comes from -n/--namespace or PROTOSHELF_NAMESPACE."
 )]
 pub struct Cli {
-    /// Store URL: a directory, file:///dir, s3://bucket/prefix, gs://..., az://..., memory://
-    /// [default: $PROTOSHELF_STORE, else the per-user local store]
-    #[arg(long, global = true, env = "PROTOSHELF_STORE")]
+    /// Store URL: a directory, file:///dir, s3://bucket/prefix, gs://bucket/prefix,
+    /// az://container/prefix [default: $PROTOSHELF_STORE, else the per-user local store]
+    #[arg(long, global = true, env = "PROTOSHELF_STORE", value_name = "URL")]
     store: Option<String>,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// The namespace, for commands whose first argument may omit it.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "PROTOSHELF_NAMESPACE",
+        value_name = "NS"
+    )]
+    namespace: Option<String>,
     /// More logging (-v, -vv); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -38,17 +59,98 @@ pub enum Output {
 enum Command {
     /// Create or verify the store (format marker, create-if-absent probe).
     Init(init::Args),
+    /// Create, list and inspect namespaces.
+    #[command(subcommand)]
+    Namespace(namespace::Cmd),
+    /// List and inspect schemas, their sources and descriptors.
+    #[command(subcommand)]
+    Schema(schema::Cmd),
+    /// Publish a schema's .proto files (files and directories) and stage it.
+    Push(publish::PushArgs),
+    /// Publish a whole tree as one batch staged in one commit.
+    Load(publish::LoadArgs),
+    /// Compile and report compatibility against current; writes nothing.
+    Check(publish::CheckArgs),
+    /// Make every staged version current, after the compatibility check.
+    Promote(staging::PromoteArgs),
+    /// Drop every staged version of a namespace.
+    Discard(staging::DiscardArgs),
+    /// Stage an earlier version of a schema.
+    Rollback(staging::RollbackArgs),
+    /// The namespace's commit history.
+    Log(history::Args),
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
 }
 
 /// Global options every command gets.
 pub struct Ctx {
     pub store: Option<String>,
     pub output: Output,
+    pub namespace: Option<String>,
 }
 
 impl Ctx {
-    pub async fn open(&self) -> protoshelf::Result<protoshelf::ObjStore> {
-        protoshelf::ObjStore::open_or_default(self.store.as_deref()).await
+    pub async fn registry(&self) -> Result<Registry> {
+        Ok(Registry::new(
+            protoshelf::ObjStore::open_or_default(self.store.as_deref()).await?,
+        ))
+    }
+
+    fn default_namespace(&self) -> Result<String> {
+        self.namespace.clone().ok_or_else(|| {
+            Error::InvalidInput(
+                "no namespace: give it as the first argument, or with -n/--namespace or PROTOSHELF_NAMESPACE".into(),
+            )
+        })
+    }
+
+    /// `[ns] <rest...>` with exactly `rest` more arguments: the namespace is
+    /// the extra first argument when present, else the -n/env default.
+    pub fn ns_fixed(&self, mut args: Vec<String>, rest: usize) -> Result<(String, Vec<String>)> {
+        if args.len() == rest + 1 {
+            let ns = args.remove(0);
+            Ok((ns, args))
+        } else if args.len() == rest {
+            Ok((self.default_namespace()?, args))
+        } else {
+            Err(Error::InvalidInput(format!(
+                "expected {rest} argument{} after the optional namespace, got {}",
+                if rest == 1 { "" } else { "s" },
+                args.len()
+            )))
+        }
+    }
+
+    /// `[ns] <more...>` where the list is open-ended: the namespace is the
+    /// -n/env default when set, else the first argument.
+    pub fn ns_variadic(
+        &self,
+        mut args: Vec<String>,
+        min_rest: usize,
+    ) -> Result<(String, Vec<String>)> {
+        let ns = match &self.namespace {
+            Some(ns) => ns.clone(),
+            None if !args.is_empty() => args.remove(0),
+            None => self.default_namespace()?,
+        };
+        if args.len() < min_rest {
+            return Err(Error::InvalidInput(format!(
+                "expected at least {min_rest} arguments after the namespace"
+            )));
+        }
+        Ok((ns, args))
+    }
+
+    /// Prints `value` as JSON, or runs `table` for people.
+    pub fn emit<T: Serialize>(&self, value: &T, table: impl FnOnce()) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("serializable")
+            ),
+            Output::Table => table(),
+        }
     }
 }
 
@@ -66,12 +168,50 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+async fn run(ctx: &Ctx, command: Command) -> Result<()> {
+    match command {
+        Command::Init(a) => init::run(ctx, a).await,
+        Command::Namespace(c) => namespace::run(ctx, c).await,
+        Command::Schema(c) => schema::run(ctx, c).await,
+        Command::Push(a) => publish::push(ctx, a).await,
+        Command::Load(a) => publish::load(ctx, a).await,
+        Command::Check(a) => publish::check(ctx, a).await,
+        Command::Promote(a) => staging::promote(ctx, a).await,
+        Command::Discard(a) => staging::discard(ctx, a).await,
+        Command::Rollback(a) => staging::rollback(ctx, a).await,
+        Command::Log(a) => history::run(ctx, a).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "protoshelf",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are successes; a malformed command line is
+            // the caller's error (exit 1, like any bad input).
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
+            };
+        }
+    };
     init_logging(cli.verbose);
     let ctx = Ctx {
         store: cli.store,
         output: cli.output,
+        namespace: cli.namespace,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -80,15 +220,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Init(args) => init::run(&ctx, args).await,
-        }
-    });
-    match result {
+    match runtime.block_on(run(&ctx, cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            if let (Output::Json, Error::Incompatible(v)) = (ctx.output, &e) {
+                // CI jobs reading JSON get the violations as data too.
+                let body = serde_json::json!({"error": "incompatible change", "violations": v});
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).expect("serializable")
+                );
+            }
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::from(if e.is_user_error() { 1 } else { 2 })
         }
     }

@@ -39,7 +39,7 @@ use crate::objstore::ObjStore;
 use crate::store::Store;
 pub use limits::Limits;
 pub use promote::SchemaViolation;
-pub use publish::BatchMember;
+pub use publish::{BatchMember, CheckReport};
 
 /// The namespace setting that holds its compatibility policy.
 pub const POLICY_KEY: &str = "policy";

@@ -62,6 +62,23 @@ impl Registry {
         if policy == compat::Policy::None || old == new {
             return Ok(Vec::new());
         }
+        let new_pool = self.pool(namespace, schema, new).await?;
+        self.violations_against(namespace, schema, old, &new_pool, policy)
+            .await
+    }
+
+    /// The violations of replacing version `old` of `schema` by `new`.
+    pub(super) async fn violations_against(
+        &self,
+        namespace: &str,
+        schema: &str,
+        old: u64,
+        new: &DescriptorPool,
+        policy: compat::Policy,
+    ) -> Result<Vec<SchemaViolation>> {
+        if policy == compat::Policy::None {
+            return Ok(Vec::new());
+        }
         let files: Vec<String> = self
             .store
             .get_version_files(namespace, schema, old)
@@ -69,11 +86,8 @@ impl Registry {
             .into_iter()
             .map(|f| f.path)
             .collect();
-        let (old_pool, new_pool) = (
-            self.pool(namespace, schema, old).await?,
-            self.pool(namespace, schema, new).await?,
-        );
-        Ok(compat::check(policy, &old_pool, &new_pool, &files)
+        let old_pool = self.pool(namespace, schema, old).await?;
+        Ok(compat::check(policy, &old_pool, new, &files)
             .into_iter()
             .map(|violation| SchemaViolation {
                 schema_id: schema.to_string(),

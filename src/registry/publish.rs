@@ -47,6 +47,29 @@ impl Prepared {
     }
 }
 
+/// What [`Registry::plan`] decided.
+struct Plan {
+    state: Arc<crate::objstore::NsState>,
+    results: Vec<Option<Published>>,
+    changed: Vec<usize>,
+    view: View,
+    /// The gathered sources, the compiled pool and the creation order;
+    /// None when nothing changed.
+    compiled: Option<(Arc<Sources>, prost_reflect::DescriptorPool, Vec<usize>)>,
+}
+
+/// The result of [`Registry::check`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckReport {
+    pub schema_id: String,
+    pub current_version: Option<u64>,
+    /// The files equal the staged-or-current version.
+    pub no_change: bool,
+    pub fingerprint: String,
+    pub policy: crate::compat::Policy,
+    pub violations: Vec<super::SchemaViolation>,
+}
+
 /// Batches above this many files sweep the claims index with one LIST per
 /// kind instead of one LIST per name.
 const SWEEP_ABOVE: usize = 32;
@@ -196,13 +219,9 @@ impl Registry {
         Ok(out)
     }
 
-    async fn try_publish(
-        &self,
-        namespace: &str,
-        prepared: &[Prepared],
-        opts: &PublishOptions,
-        created: &mut HashMap<String, (u64, String, Vec<VersionDep>)>,
-    ) -> Result<Vec<Published>> {
+    /// Everything a publish decides before writing: no-change, ownership,
+    /// the compile and the order versions must be created in.
+    async fn plan(&self, namespace: &str, prepared: &[Prepared]) -> Result<Plan> {
         let store = &self.store;
         let state = store.namespace_state(namespace).await?;
         let view_tree = View::new(store.clone(), namespace, state.clone(), Tree::Proposed);
@@ -230,7 +249,13 @@ impl Registry {
             .filter(|&i| results[i].is_none())
             .collect();
         if changed.is_empty() {
-            return Ok(results.into_iter().map(Option::unwrap).collect());
+            return Ok(Plan {
+                state,
+                results,
+                changed,
+                view: view_tree,
+                compiled: None,
+            });
         }
 
         let file_count: usize = changed.iter().map(|&i| prepared[i].files.len()).sum();
@@ -282,9 +307,73 @@ impl Registry {
             .compile(roots, self.limits.compile_timeout)
             .await?;
         ownership::check_symbols(&view, builtins.as_ref(), &pool, &ours).await?;
-
         // Member-level dependencies, to create versions dependencies first.
         let order = dependency_order(&changed, prepared, &sources, &pool)?;
+        Ok(Plan {
+            state,
+            results,
+            changed,
+            view,
+            compiled: Some((sources, pool, order)),
+        })
+    }
+
+    /// Compiles `files` as the next version of `schema` would be, and
+    /// reports its compatibility with the current version under the
+    /// namespace's policy. Writes nothing.
+    pub async fn check(
+        &self,
+        namespace: &str,
+        schema: &str,
+        files: Vec<SourceFile>,
+        force: bool,
+    ) -> Result<CheckReport> {
+        validate_namespace_id(namespace)?;
+        let member = BatchMember {
+            schema_id: schema.to_string(),
+            files,
+        };
+        let prepared = self.prepare(&[member], force)?;
+        self.store.get_namespace(namespace).await?;
+        let plan = self.plan(namespace, &prepared).await?;
+        let current = plan.state.pointers(schema).current;
+        let mut report = CheckReport {
+            schema_id: schema.to_string(),
+            current_version: current,
+            no_change: plan.changed.is_empty(),
+            fingerprint: prepared[0].fingerprint.clone(),
+            policy: super::policy_of(&plan.state.snapshot.config)?,
+            violations: Vec::new(),
+        };
+        if let (Some((_, pool, _)), Some(current)) = (&plan.compiled, current) {
+            let roots: Vec<String> = prepared[0].files.iter().map(|(p, ..)| p.clone()).collect();
+            let new = prost_reflect::DescriptorPool::decode(encode_set(&closure(pool, &roots)))
+                .map_err(|e| Error::Compile(e.to_string()))?;
+            report.violations = self
+                .violations_against(namespace, schema, current, &new, report.policy)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn try_publish(
+        &self,
+        namespace: &str,
+        prepared: &[Prepared],
+        opts: &PublishOptions,
+        created: &mut HashMap<String, (u64, String, Vec<VersionDep>)>,
+    ) -> Result<Vec<Published>> {
+        let store = &self.store;
+        let Plan {
+            state,
+            mut results,
+            changed,
+            view,
+            compiled,
+        } = self.plan(namespace, prepared).await?;
+        let Some((sources, pool, order)) = compiled else {
+            return Ok(results.into_iter().map(Option::unwrap).collect());
+        };
 
         for &i in &changed {
             for (_, text, sha) in &prepared[i].files {

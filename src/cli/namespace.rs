@@ -1,0 +1,115 @@
+//! `protoshelf namespace ...`
+
+use protoshelf::compat::Policy;
+use protoshelf::{Result, Store};
+use serde_json::json;
+
+use super::Ctx;
+
+#[derive(clap::Subcommand)]
+pub enum Cmd {
+    /// Create a namespace.
+    Create {
+        namespace: String,
+        #[arg(long, default_value = "strict")]
+        policy: Policy,
+        /// Metadata entries, repeatable.
+        #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
+        metadata: Vec<(String, String)>,
+    },
+    /// List namespaces.
+    List,
+    /// Show a namespace: policy, schemas, staged versions.
+    Info { namespace: String },
+    /// Set a namespace's compatibility policy.
+    SetPolicy { namespace: String, policy: Policy },
+}
+
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
+    let registry = ctx.registry().await?;
+    let store = registry.store();
+    match cmd {
+        Cmd::Create {
+            namespace,
+            policy,
+            metadata,
+        } => {
+            registry
+                .create_namespace(&namespace, policy, metadata.into_iter().collect())
+                .await?;
+            let value = json!({"namespace_id": namespace, "policy": policy});
+            ctx.emit(&value, || {
+                println!("created namespace {namespace} (policy {policy})")
+            });
+        }
+        Cmd::List => {
+            let all = store.list_namespaces().await?;
+            let value: Vec<_> = all
+                .iter()
+                .map(|n| json!({"namespace_id": n.id, "created_at": n.created_at, "metadata": n.metadata}))
+                .collect();
+            ctx.emit(&value, || {
+                for n in &all {
+                    println!(
+                        "{:<32} created {}",
+                        n.id,
+                        n.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    );
+                }
+            });
+        }
+        Cmd::Info { namespace } => {
+            let ns = store.get_namespace(&namespace).await?;
+            let state = store.namespace_state(&namespace).await?;
+            let policy = registry.policy(&namespace).await?;
+            let staged: Vec<_> = state
+                .snapshot
+                .schemas
+                .iter()
+                .filter(|(_, p)| p.staged.is_some())
+                .map(|(s, p)| json!({"schema_id": s, "current_version": p.current, "staged_version": p.staged}))
+                .collect();
+            let schemas = state.snapshot.schemas.len();
+            let value = json!({
+                "namespace_id": ns.id, "created_at": ns.created_at, "metadata": ns.metadata,
+                "policy": policy, "schemas": schemas, "staged": staged, "commits": state.seq,
+            });
+            ctx.emit(&value, || {
+                println!("namespace {}", ns.id);
+                println!(
+                    "  created   {}",
+                    ns.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+                );
+                println!("  policy    {policy}");
+                println!("  schemas   {schemas}");
+                println!("  commits   {}", state.seq);
+                for (k, v) in &ns.metadata {
+                    println!("  metadata  {k}={v}");
+                }
+                for s in &staged {
+                    println!(
+                        "  staged    {} v{} (current {})",
+                        s["schema_id"].as_str().unwrap_or_default(),
+                        s["staged_version"],
+                        s["current_version"]
+                    );
+                }
+            });
+        }
+        Cmd::SetPolicy { namespace, policy } => {
+            registry.set_policy(&namespace, policy).await?;
+            let value = json!({"namespace_id": namespace, "policy": policy});
+            ctx.emit(&value, || {
+                println!("namespace {namespace}: policy {policy}")
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! `protoshelf push`, `load` and `check`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+
+use protoshelf::registry::{BatchMember, PublishOptions, Published};
+use protoshelf::{Error, Result};
+use serde_json::json;
+
+use super::namespace::parse_kv;
+use super::{Ctx, files};
+
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// [NAMESPACE] SCHEMA PATH...: .proto files and directories.
+    #[arg(required = true, num_args = 2.., value_name = "ARGS")]
+    args: Vec<String>,
+    /// Promote right after staging.
+    #[arg(long)]
+    promote: bool,
+    /// Allow files at well-known-type paths (google/protobuf/...).
+    #[arg(long)]
+    force: bool,
+    /// Recorded as the version's author [default: $USER].
+    #[arg(long, value_name = "WHO")]
+    created_by: Option<String>,
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    metadata: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum GroupBy {
+    /// One schema per directory.
+    Dir,
+    /// One schema per file.
+    File,
+}
+
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    /// [NAMESPACE] DIR
+    #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
+    args: Vec<String>,
+    #[arg(long)]
+    promote: bool,
+    #[arg(long)]
+    force: bool,
+    #[arg(long, value_enum, default_value = "dir")]
+    group_by: GroupBy,
+    #[arg(long, value_name = "WHO")]
+    created_by: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// [NAMESPACE] SCHEMA PATH...
+    #[arg(required = true, num_args = 2.., value_name = "ARGS")]
+    args: Vec<String>,
+    #[arg(long)]
+    force: bool,
+}
+
+fn print_published(
+    ctx: &Ctx,
+    ns: &str,
+    published: &[Published],
+    promoted: Option<&protoshelf::registry::Promoted>,
+) {
+    let value: Vec<_> = published
+        .iter()
+        .map(|p| {
+            json!({"namespace_id": ns, "schema_id": p.schema_id, "version": p.version,
+            "fingerprint": p.fingerprint, "no_change": p.no_change})
+        })
+        .collect();
+    let value = match (value.len(), promoted) {
+        (1, None) => value.into_iter().next().unwrap(),
+        (1, Some(p)) => {
+            let mut v = value.into_iter().next().unwrap();
+            v["promoted"] = json!(p.promoted);
+            v
+        }
+        (_, p) => json!({"published": value, "promoted": p.map(|p| &p.promoted)}),
+    };
+    ctx.emit(&value, || {
+        for p in published {
+            if p.no_change {
+                println!("{ns}/{}: no change (version {})", p.schema_id, p.version);
+            } else {
+                println!("{ns}/{}: staged version {}", p.schema_id, p.version);
+            }
+        }
+        if let Some(p) = promoted {
+            for s in &p.promoted {
+                println!(
+                    "{ns}/{}: current {} -> {}",
+                    s.schema_id,
+                    fmt_version(s.prior_version),
+                    s.current_version
+                );
+            }
+        }
+    });
+}
+
+pub fn fmt_version(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
+    let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
+    let schema = rest[0].clone();
+    let files = files::collect(&rest[1..])?;
+    let registry = ctx.registry().await?;
+    let opts = PublishOptions {
+        force: a.force,
+        created_by: a.created_by,
+        metadata: a.metadata.into_iter().collect(),
+    };
+    let published = registry.publish(&ns, &schema, files, opts).await?;
+    let promoted = if a.promote {
+        Some(registry.promote(&ns, false).await?)
+    } else {
+        None
+    };
+    print_published(ctx, &ns, &[published], promoted.as_ref());
+    Ok(())
+}
+
+/// A schema ID made from a directory or file path: `/` becomes `.`, other
+/// characters outside the ID alphabet become `_`.
+fn schema_id_for(rel: &str, fallback: &str) -> String {
+    let raw = if rel.is_empty() { fallback } else { rel };
+    let mut id: String = raw
+        .chars()
+        .map(|c| match c {
+            '/' => '.',
+            c if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') => c,
+            _ => '_',
+        })
+        .collect();
+    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        id.insert(0, 's');
+    }
+    id
+}
+
+pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
+    let (ns, rest) = ctx.ns_fixed(a.args, 1)?;
+    let dir = Path::new(&rest[0]);
+    if !dir.is_dir() {
+        return Err(Error::InvalidInput(format!(
+            "{}: not a directory",
+            dir.display()
+        )));
+    }
+    let root_name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let root_name = root_name.unwrap_or_else(|| "root".into());
+    let mut groups: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for f in files::from_dir(dir)? {
+        let key = match a.group_by {
+            GroupBy::Dir => {
+                schema_id_for(f.path.rsplit_once('/').map_or("", |(d, _)| d), &root_name)
+            }
+            GroupBy::File => schema_id_for(f.path.trim_end_matches(".proto"), &root_name),
+        };
+        groups.entry(key).or_default().push(f);
+    }
+    let members: Vec<BatchMember> = groups
+        .into_iter()
+        .map(|(schema_id, files)| BatchMember { schema_id, files })
+        .collect();
+    let count: usize = members.iter().map(|m| m.files.len()).sum();
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!(
+            "publishing {count} files as {} schemas into {ns}",
+            members.len()
+        ));
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    });
+    let registry = ctx.registry().await?;
+    let opts = PublishOptions {
+        force: a.force,
+        created_by: a.created_by,
+        ..Default::default()
+    };
+    let result = registry.publish_many(&ns, members, opts).await;
+    if let Some(bar) = &spinner {
+        bar.finish_and_clear();
+    }
+    let published = result?;
+    let promoted = if a.promote {
+        Some(registry.promote(&ns, false).await?)
+    } else {
+        None
+    };
+    print_published(ctx, &ns, &published, promoted.as_ref());
+    Ok(())
+}
+
+pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
+    let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
+    let files = files::collect(&rest[1..])?;
+    let registry = ctx.registry().await?;
+    let report = registry.check(&ns, &rest[0], files, a.force).await?;
+    if !report.violations.is_empty() {
+        // Reported (as text on stderr, and as JSON on stdout with -o json)
+        // by the error path, with exit code 1.
+        return Err(Error::Incompatible(report.violations));
+    }
+    ctx.emit(&report, || {
+        println!(
+            "{ns}/{}: compiles; {} against current {} (policy {})",
+            report.schema_id,
+            if report.no_change {
+                "no change"
+            } else {
+                "changed"
+            },
+            fmt_version(report.current_version),
+            report.policy
+        );
+    });
+    Ok(())
+}

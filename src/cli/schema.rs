@@ -1,0 +1,188 @@
+//! `protoshelf schema ...`
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use protoshelf::{Error, Result, Store};
+use serde_json::json;
+
+use super::Ctx;
+use super::publish::fmt_version;
+
+#[derive(clap::Subcommand)]
+pub enum Cmd {
+    /// List a namespace's schemas.
+    List {
+        /// [NAMESPACE]
+        #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
+        args: Vec<String>,
+    },
+    /// Show a schema: current and staged versions, all versions.
+    Info {
+        /// [NAMESPACE] SCHEMA
+        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Print a version's .proto files, or write them under --out.
+    Source {
+        /// [NAMESPACE] SCHEMA
+        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
+        args: Vec<String>,
+        /// The version [default: current, else staged].
+        #[arg(long)]
+        version: Option<u64>,
+        /// Write the files at their import paths under this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<String>,
+    },
+    /// Write a version's FileDescriptorSet (binary) to --out or stdout.
+    Descriptor {
+        /// [NAMESPACE] SCHEMA
+        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
+        args: Vec<String>,
+        #[arg(long)]
+        version: Option<u64>,
+        #[arg(long, value_name = "FILE")]
+        out: Option<String>,
+    },
+}
+
+/// The version a command means: the one given, else current, else staged.
+async fn pick_version(
+    store: &protoshelf::ObjStore,
+    ns: &str,
+    schema: &str,
+    version: Option<u64>,
+) -> Result<u64> {
+    if let Some(v) = version {
+        return Ok(v);
+    }
+    let s = store.get_schema(ns, schema).await?;
+    s.current_version
+        .or(s.staged_version)
+        .ok_or_else(|| Error::NotFound(format!("a current or staged version of schema {schema:?}")))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::InvalidInput(format!("{}: {e}", path.display()))
+}
+
+pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
+    let registry = ctx.registry().await?;
+    let store = registry.store();
+    match cmd {
+        Cmd::List { args } => {
+            let (ns, _) = ctx.ns_fixed(args, 0)?;
+            let schemas = store.list_schemas(&ns).await?;
+            let value: Vec<_> = schemas
+                .iter()
+                .map(|s| {
+                    json!({"schema_id": s.schema_id, "current_version": s.current_version,
+                    "staged_version": s.staged_version, "created_at": s.created_at})
+                })
+                .collect();
+            ctx.emit(&value, || {
+                println!("{:<40} {:>8} {:>8}", "SCHEMA", "CURRENT", "STAGED");
+                for s in &schemas {
+                    println!(
+                        "{:<40} {:>8} {:>8}",
+                        s.schema_id,
+                        fmt_version(s.current_version),
+                        fmt_version(s.staged_version)
+                    );
+                }
+            });
+        }
+        Cmd::Info { args } => {
+            let (ns, rest) = ctx.ns_fixed(args, 1)?;
+            let s = store.get_schema(&ns, &rest[0]).await?;
+            let versions = store.list_versions(&ns, &rest[0]).await?;
+            let value = json!({
+                "namespace_id": s.namespace_id, "schema_id": s.schema_id,
+                "current_version": s.current_version, "staged_version": s.staged_version,
+                "versions": versions, "created_at": s.created_at, "metadata": s.metadata,
+            });
+            ctx.emit(&value, || {
+                println!("schema {}/{}", s.namespace_id, s.schema_id);
+                println!("  current   {}", fmt_version(s.current_version));
+                println!("  staged    {}", fmt_version(s.staged_version));
+                println!(
+                    "  versions  {}",
+                    versions
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                println!(
+                    "  created   {}",
+                    s.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+                );
+            });
+        }
+        Cmd::Source { args, version, out } => {
+            let (ns, rest) = ctx.ns_fixed(args, 1)?;
+            let schema = &rest[0];
+            let v = pick_version(store, &ns, schema, version).await?;
+            let files = store.get_version_files(&ns, schema, v).await?;
+            let mut sources = Vec::new();
+            for f in &files {
+                // Stored paths were validated on publish; check again before
+                // they become local paths.
+                protoshelf::ids::validate_file_path(&f.path)?;
+                sources.push((f, store.get_blob(&ns, &f.sha256).await?.source));
+            }
+            if let Some(dir) = out {
+                for (f, bytes) in &sources {
+                    let target = Path::new(&dir).join(&f.path);
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+                    }
+                    std::fs::write(&target, bytes).map_err(|e| io_error(&target, e))?;
+                }
+                let value = json!({"schema_id": schema, "version": v, "out": dir,
+                    "files": files.iter().map(|f| &f.path).collect::<Vec<_>>()});
+                ctx.emit(&value, || {
+                    println!(
+                        "wrote {} files of {ns}/{schema} version {v} under {dir}",
+                        files.len()
+                    )
+                });
+            } else {
+                let value: Vec<_> = sources
+                    .iter()
+                    .map(|(f, b)| json!({"path": f.path, "sha256": f.sha256, "content": String::from_utf8_lossy(b)}))
+                    .collect();
+                ctx.emit(&value, || {
+                    let mut stdout = std::io::stdout().lock();
+                    for (f, bytes) in &sources {
+                        if sources.len() > 1 {
+                            let _ = writeln!(stdout, "// ==> {} <==", f.path);
+                        }
+                        let _ = stdout.write_all(bytes);
+                    }
+                });
+            }
+        }
+        Cmd::Descriptor { args, version, out } => {
+            let (ns, rest) = ctx.ns_fixed(args, 1)?;
+            let v = pick_version(store, &ns, &rest[0], version).await?;
+            let compiled = store.get_version(&ns, &rest[0], v).await?.compiled;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &compiled).map_err(|e| io_error(Path::new(&path), e))?;
+                    tracing::info!("wrote {} bytes to {path}", compiled.len());
+                }
+                None if std::io::stdout().is_terminal() => {
+                    return Err(Error::InvalidInput(
+                        "the descriptor set is binary: give --out FILE or redirect stdout".into(),
+                    ));
+                }
+                None => std::io::stdout()
+                    .write_all(&compiled)
+                    .map_err(|e| Error::InvalidInput(format!("stdout: {e}")))?,
+            }
+        }
+    }
+    Ok(())
+}

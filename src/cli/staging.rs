@@ -1,0 +1,113 @@
+//! `protoshelf promote`, `discard` and `rollback`.
+
+use protoshelf::Result;
+use protoshelf::registry::Promoted;
+use serde_json::json;
+
+use super::Ctx;
+use super::publish::fmt_version;
+
+#[derive(clap::Args)]
+pub struct PromoteArgs {
+    /// [NAMESPACE]
+    #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
+    args: Vec<String>,
+    /// Check and report, but change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DiscardArgs {
+    /// [NAMESPACE]
+    #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
+    args: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RollbackArgs {
+    /// [NAMESPACE] SCHEMA VERSION
+    #[arg(required = true, num_args = 2..=3, value_name = "ARGS")]
+    args: Vec<String>,
+    /// Skip the compatibility check.
+    #[arg(long)]
+    force: bool,
+    /// Promote right away.
+    #[arg(long)]
+    promote: bool,
+}
+
+fn print_promoted(ctx: &Ctx, ns: &str, p: &Promoted) {
+    ctx.emit(p, || {
+        if p.promoted.is_empty() {
+            println!("{ns}: nothing staged");
+        }
+        let verb = if p.dry_run {
+            "would promote"
+        } else {
+            "promoted"
+        };
+        for s in &p.promoted {
+            let note = if p.rollbacks.contains(&s.schema_id) {
+                " (rollback)"
+            } else {
+                ""
+            };
+            println!(
+                "{ns}/{}: {verb} {} -> {}{note}",
+                s.schema_id,
+                fmt_version(s.prior_version),
+                s.current_version
+            );
+        }
+    });
+}
+
+pub async fn promote(ctx: &Ctx, a: PromoteArgs) -> Result<()> {
+    let (ns, _) = ctx.ns_fixed(a.args, 0)?;
+    let registry = ctx.registry().await?;
+    let p = registry.promote(&ns, a.dry_run).await?;
+    print_promoted(ctx, &ns, &p);
+    Ok(())
+}
+
+pub async fn discard(ctx: &Ctx, a: DiscardArgs) -> Result<()> {
+    let (ns, _) = ctx.ns_fixed(a.args, 0)?;
+    let registry = ctx.registry().await?;
+    let discarded = registry.discard(&ns).await?;
+    ctx.emit(&json!({"namespace_id": ns, "discarded": discarded}), || {
+        println!(
+            "{ns}: {}",
+            if discarded {
+                "staging discarded"
+            } else {
+                "nothing staged"
+            }
+        )
+    });
+    Ok(())
+}
+
+pub async fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<()> {
+    let (ns, rest) = ctx.ns_fixed(a.args, 2)?;
+    let version: u64 = rest[1].parse().map_err(|_| {
+        protoshelf::Error::InvalidInput(format!("{:?} is not a version number", rest[1]))
+    })?;
+    let registry = ctx.registry().await?;
+    let promoted = registry
+        .rollback(&ns, &rest[0], version, a.force, a.promote)
+        .await?;
+    match promoted {
+        Some(p) => print_promoted(ctx, &ns, &p),
+        None => ctx.emit(
+            &json!({"namespace_id": ns, "schema_id": rest[0], "staged_version": version}),
+            || {
+                println!(
+                    "{ns}/{}: staged version {version} (promote to make it current)",
+                    rest[0]
+                )
+            },
+        ),
+    }
+    Ok(())
+}
