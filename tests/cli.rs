@@ -1,0 +1,476 @@
+//! The `protoshelf` binary end to end, on a local directory and on S3
+//! (LocalStack): every command, exit codes, JSON output, and bad input that
+//! must exit 1 with a clear message and leave the store byte-for-byte
+//! unchanged.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::Backend;
+use prost::Message;
+use serde_json::Value;
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+
+struct Cli {
+    url: String,
+    _dir: Option<std::sync::Arc<tempfile::TempDir>>,
+    scratch: tempfile::TempDir,
+}
+
+impl Cli {
+    async fn new(backend: Backend) -> Option<Cli> {
+        let (url, dir) = common::fresh_url(backend).await?;
+        Some(Cli {
+            url,
+            _dir: dir,
+            scratch: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_protoshelf"));
+        c.args(args)
+            .env("PROTOSHELF_STORE", &self.url)
+            .env_remove("PROTOSHELF_NAMESPACE")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and requires exit 0; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "protoshelf {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Runs and requires exit 1 with `needle` in the error; returns stderr.
+    fn fails(&self, args: &[&str], needle: &str) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "protoshelf {args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "protoshelf {args:?}: expected {needle:?} in: {stderr}"
+        );
+        stderr
+    }
+
+    fn file(&self, rel: &str, content: &[u8]) -> String {
+        let p = self.scratch.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p.display().to_string()
+    }
+
+    fn dir(&self, rel: &str) -> String {
+        let p = self.scratch.path().join(rel);
+        std::fs::create_dir_all(&p).unwrap();
+        p.display().to_string()
+    }
+
+    async fn content(&self) -> Vec<(String, String)> {
+        let raw = protoshelf::objstore::url::open(&self.url).unwrap().store;
+        common::content_snapshot(&raw).await
+    }
+
+    /// The example namespace, loaded and promoted.
+    fn setup_shop(&self) {
+        self.ok(&["init"]);
+        self.ok(&["namespace", "create", "shop", "--metadata", "team=checkout"]);
+        self.ok(&[
+            "load",
+            "__builtins__",
+            &format!("{EXAMPLES}/builtins"),
+            "--promote",
+        ]);
+        self.ok(&["load", "shop", &format!("{EXAMPLES}/shop"), "--promote"]);
+    }
+}
+
+fn example(rel: &str) -> String {
+    format!("{EXAMPLES}/{rel}")
+}
+
+async fn every_command(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.setup_shop();
+    let init = c.json(&["init"]);
+    assert_eq!(init["format_version"], 1);
+
+    // Namespaces.
+    let list = c.json(&["namespace", "list"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["namespace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["__builtins__", "shop"]);
+    let info = c.json(&["namespace", "info", "shop"]);
+    assert_eq!(
+        (info["policy"].as_str(), info["schemas"].as_u64()),
+        (Some("strict"), Some(3))
+    );
+    assert_eq!(info["metadata"]["team"], "checkout");
+    c.ok(&["namespace", "set-policy", "shop", "wire"]);
+    assert_eq!(c.json(&["namespace", "info", "shop"])["policy"], "wire");
+    c.ok(&["namespace", "set-policy", "shop", "strict"]);
+
+    // Schemas.
+    let schemas = c.json(&["schema", "list", "shop"]);
+    assert_eq!(schemas.as_array().unwrap().len(), 3);
+    let info = c.json(&["schema", "info", "shop", "shop.orders"]);
+    let mut keys: Vec<&str> = info
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "created_at",
+            "current_version",
+            "metadata",
+            "namespace_id",
+            "schema_id",
+            "staged_version",
+            "versions"
+        ]
+    );
+    assert_eq!(
+        (
+            info["current_version"].as_u64(),
+            info["staged_version"].as_u64()
+        ),
+        (Some(1), None)
+    );
+    // The namespace from -n and from the environment.
+    assert_eq!(
+        c.json(&["-n", "shop", "schema", "info", "shop.orders"])["schema_id"],
+        "shop.orders"
+    );
+    let out = c
+        .cmd(&["schema", "info", "shop.orders", "-o", "json"])
+        .env("PROTOSHELF_NAMESPACE", "shop")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+
+    let out_dir = c.scratch.path().join("src");
+    c.ok(&[
+        "schema",
+        "source",
+        "shop",
+        "shop.orders",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let written = std::fs::read_to_string(out_dir.join("shop/orders/order.proto")).unwrap();
+    assert_eq!(
+        written,
+        std::fs::read_to_string(example("shop/shop/orders/order.proto")).unwrap()
+    );
+    assert!(
+        c.ok(&["schema", "source", "shop", "shop.orders"])
+            .contains("message Order")
+    );
+
+    let desc = c.scratch.path().join("orders.binpb");
+    c.ok(&[
+        "schema",
+        "descriptor",
+        "shop",
+        "shop.orders",
+        "--out",
+        desc.to_str().unwrap(),
+    ]);
+    let set =
+        prost_types::FileDescriptorSet::decode(std::fs::read(&desc).unwrap().as_slice()).unwrap();
+    let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+    assert_eq!(names.last(), Some(&"shop/orders/order.proto"));
+    assert!(
+        names.contains(&"common/money.proto") && names.contains(&"google/protobuf/timestamp.proto")
+    );
+    let piped = c.run(&["schema", "descriptor", "shop", "shop.orders"]);
+    assert_eq!(
+        piped.stdout,
+        std::fs::read(&desc).unwrap(),
+        "stdout is not a terminal: bytes go there"
+    );
+
+    // Publishing: push, no change, check, promote.
+    let pushed = c.json(&[
+        "push",
+        "shop",
+        "shop.orders",
+        &example("changes/compatible"),
+        "--created-by",
+        "ci",
+    ]);
+    assert_eq!(
+        (pushed["version"].as_u64(), pushed["no_change"].as_bool()),
+        (Some(2), Some(false))
+    );
+    assert_eq!(pushed["fingerprint"].as_str().unwrap().len(), 64);
+    let again = c.json(&[
+        "push",
+        "shop",
+        "shop.orders",
+        &example("changes/compatible"),
+    ]);
+    assert_eq!(
+        (again["version"].as_u64(), again["no_change"].as_bool()),
+        (Some(2), Some(true))
+    );
+    let report = c.json(&[
+        "check",
+        "shop",
+        "shop.orders",
+        &example("changes/compatible"),
+    ]);
+    assert_eq!(report["violations"].as_array().unwrap().len(), 0);
+    let dry = c.json(&["promote", "shop", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        c.json(&["schema", "info", "shop", "shop.orders"])["current_version"],
+        1
+    );
+    let promoted = c.json(&["promote", "shop"]);
+    assert_eq!(
+        promoted["promoted"][0],
+        serde_json::json!({"schema_id": "shop.orders", "prior_version": 1, "current_version": 2})
+    );
+
+    // An incompatible change: check and promote both refuse, exit 1, rule IDs listed.
+    let stderr = c.fails(
+        &[
+            "check",
+            "shop",
+            "shop.orders",
+            &example("changes/incompatible"),
+        ],
+        "FIELD_NO_DELETE",
+    );
+    assert!(
+        stderr.contains("FIELD_SAME_TYPE") && stderr.contains("shop/orders/order.proto:"),
+        "{stderr}"
+    );
+    let out = c.run(&[
+        "check",
+        "shop",
+        "shop.orders",
+        &example("changes/incompatible"),
+        "-o",
+        "json",
+    ]);
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["violations"][0]["rule"], "FIELD_NO_DELETE");
+    c.ok(&[
+        "push",
+        "shop",
+        "shop.orders",
+        &example("changes/incompatible"),
+    ]);
+    let before = c.content().await;
+    c.fails(&["promote", "shop"], "FIELD_NO_DELETE");
+    c.fails(&["promote", "shop", "--dry-run"], "FIELD_SAME_TYPE");
+    assert_eq!(
+        c.content().await,
+        before,
+        "a refused promote changed the store"
+    );
+    assert_eq!(
+        c.json(&["schema", "info", "shop", "shop.orders"])["current_version"],
+        2
+    );
+
+    // Discard, rollback, log, completions.
+    assert_eq!(c.json(&["discard", "shop"])["discarded"], true);
+    assert_eq!(c.json(&["discard", "shop"])["discarded"], false);
+    c.fails(&["rollback", "shop", "shop.orders", "1"], "FIELD_NO_DELETE");
+    let staged = c.json(&["rollback", "shop", "shop.orders", "1", "--force"]);
+    assert_eq!(staged["staged_version"], 1);
+    let rolled = c.json(&["promote", "shop"]);
+    assert_eq!(rolled["rollbacks"][0], "shop.orders");
+    let log = c.json(&["log", "shop"]);
+    let kinds: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["operation"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"stage"));
+    assert_eq!(kinds.last(), Some(&"promote"));
+    assert_eq!(
+        c.json(&["log", "shop", "--limit", "2"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(c.ok(&["completions", "bash"]).contains("protoshelf"));
+    assert!(c.ok(&["--help"]).contains("push"));
+}
+
+async fn bad_input_changes_nothing(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.setup_shop();
+    let long = "x".repeat(300);
+    let empty = c.dir("empty");
+    let txt = c.file("notes.txt", b"hello");
+    let syntax = c.file(
+        "syntax/bad.proto",
+        b"syntax = \"proto3\";\nmessage A {\n  int32 x = ;\n}\n",
+    );
+    let missing = c.file(
+        "missing/m.proto",
+        b"syntax = \"proto3\";\nimport \"nowhere/x.proto\";\nmessage M {}\n",
+    );
+    let wkt = c.file(
+        "wkt/google/protobuf/timestamp.proto",
+        b"syntax = \"proto3\";\npackage google.protobuf;\nmessage Timestamp {}\n",
+    );
+    let junk = c.file(
+        "junk/junk.proto",
+        &[0x00, 0xff, 0xfe, 0x13, 0x37, 0x9c, 0x80],
+    );
+    let big = c.file("big/big.proto", &vec![b'/'; 9 << 20]);
+    let space = c.file("space/sp ace.proto", b"syntax = \"proto3\";\n");
+    let dup_path = c.file(
+        "dup/shop/types/price.proto",
+        b"syntax = \"proto3\";\npackage other;\nmessage P {}\n",
+    );
+    let dup_symbol = c.file(
+        "sym/shop/x.proto",
+        b"syntax = \"proto3\";\npackage shop.orders;\nmessage Order {}\n",
+    );
+    let dup_path_dir = Path::new(&dup_path)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let dup_symbol_dir = PathBuf::from(&dup_symbol)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let wkt_dir = c.scratch.path().join("wkt").display().to_string();
+
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["namespace", "create", "_bad"], "invalid namespace ID"),
+        (vec!["namespace", "create", &long], "longer than 256"),
+        (vec!["namespace", "create", "shop"], "already exists"),
+        (vec!["push", "shop", "bad id", &syntax], "invalid schema ID"),
+        (vec!["push", "shop", &long, &syntax], "longer than 256"),
+        (
+            vec!["schema", "info", "shop", "../../etc"],
+            "invalid schema ID",
+        ),
+        (vec!["push", "shop", "x", &space], "not allowed"),
+        (vec!["push", "shop", "x", &empty], "no .proto files"),
+        (vec!["load", "shop", &empty], "no .proto files"),
+        (vec!["push", "shop", "x", &txt], "not a .proto file"),
+        (
+            vec!["push", "shop", "x", "/nonexistent/a.proto"],
+            "no such file",
+        ),
+        (vec!["push", "shop", "x", &syntax], "bad.proto:3:"),
+        (vec!["push", "shop", "x", &missing], "nowhere/x.proto"),
+        (vec!["push", "shop", "x", &wkt_dir], "well-known"),
+        (vec!["push", "shop", "x", &junk], "UTF-8"),
+        (vec!["push", "shop", "x", &big], "limit per file"),
+        (
+            vec!["push", "shop", "x", &dup_path_dir],
+            "already defined by schema \"shop.types\"",
+        ),
+        (
+            vec!["push", "shop", "x", &dup_symbol_dir],
+            "shop.orders.Order",
+        ),
+        (
+            vec!["push", "nope", "x", &syntax],
+            "namespace \"nope\" not found",
+        ),
+        (vec!["schema", "info", "shop", "nope"], "not found"),
+        (vec!["schema", "info", "nope", "x"], "not found"),
+        (
+            vec!["schema", "source", "shop", "shop.orders", "--version", "99"],
+            "version 99",
+        ),
+        (vec!["rollback", "shop", "shop.orders", "99"], "version 99"),
+        (
+            vec!["rollback", "shop", "shop.orders", "one"],
+            "not a version number",
+        ),
+        (
+            vec!["--store", "ftp://host/x", "namespace", "list"],
+            "unsupported scheme",
+        ),
+        (
+            vec!["--store", "s3://", "namespace", "list"],
+            "missing bucket",
+        ),
+        (vec!["schema", "info"], "required"),
+        (vec!["schema", "info", "shop.orders"], "no namespace"),
+        (vec!["promote", "--no-such-flag"], "unexpected argument"),
+    ];
+    let before = c.content().await;
+    for (args, needle) in &cases {
+        c.fails(args, needle);
+    }
+    assert_eq!(c.content().await, before, "bad input changed the store");
+    eprintln!(
+        "{backend:?}: {} bad inputs, each exit 1 with a clear message, store unchanged",
+        cases.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_local() {
+    every_command(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_s3() {
+    every_command(Backend::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_changes_nothing_local() {
+    bad_input_changes_nothing(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_changes_nothing_s3() {
+    bad_input_changes_nothing(Backend::S3).await;
+}
