@@ -442,10 +442,14 @@ async fn expect_seq_refuses_a_moved_namespace(t: TestStore) {
     // Another writer moves the namespace after our check.
     let other = t.reopen().await;
     other.set_staged("ns", "a", v).await.unwrap();
+    let before = s.requests();
     assert!(matches!(
         s.promote("ns", Some(seen)).await,
         Err(Error::Conflict(_))
     ));
+    // Refused after the one lost race, not retried.
+    assert_eq!((s.requests() - before).put_conflict, 1);
+    assert_eq!(s.protocol_stats().conflicts, 1);
     assert_eq!(s.get_schema("ns", "a").await.unwrap().current_version, None);
     let now = s.namespace_state("ns").await.unwrap().seq;
     assert_eq!(s.promote("ns", Some(now)).await.unwrap().promoted.len(), 1);

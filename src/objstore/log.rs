@@ -305,10 +305,11 @@ impl Log {
                 Created::Theirs(winner) => {
                     self.io.counters.conflicts.fetch_add(1, Relaxed);
                     if expect_seq.is_some() {
-                        // The caller validated against a state that is gone.
+                        // The caller validated against a state that is gone:
+                        // the check at the top of the loop reports it.
                         let mut moved = (*state).clone();
                         moved.apply(&winner, key.as_ref())?;
-                        self.remember(ns, Arc::new(moved));
+                        state = self.remember(ns, Arc::new(moved));
                         continue;
                     }
                     tracing::debug!(
