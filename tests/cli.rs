@@ -350,7 +350,7 @@ async fn bad_input_changes_nothing(backend: Backend) {
         "missing/m.proto",
         b"syntax = \"proto3\";\nimport \"nowhere/x.proto\";\nmessage M {}\n",
     );
-    let wkt = c.file(
+    c.file(
         "wkt/google/protobuf/timestamp.proto",
         b"syntax = \"proto3\";\npackage google.protobuf;\nmessage Timestamp {}\n",
     );

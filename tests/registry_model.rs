@@ -67,13 +67,13 @@ fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
     match *op {
         Op::Publish(s, k) => {
             let m = &mut schemas[s];
-            if let Some(v) = m.staged.or(m.current) {
-                if m.content(v) == k {
-                    return Outcome::Published {
-                        version: v,
-                        no_change: true,
-                    };
-                }
+            if let Some(v) = m.staged.or(m.current)
+                && m.content(v) == k
+            {
+                return Outcome::Published {
+                    version: v,
+                    no_change: true,
+                };
             }
             m.versions.push(k);
             let v = m.versions.len() as u64;
@@ -110,12 +110,11 @@ fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
             if v as usize > m.versions.len() {
                 return Outcome::NotFound;
             }
-            if !force {
-                if let Some(c) = m.current {
-                    if m.content(v) < m.content(c) {
-                        return Outcome::Incompatible;
-                    }
-                }
+            if !force
+                && let Some(c) = m.current
+                && m.content(v) < m.content(c)
+            {
+                return Outcome::Incompatible;
             }
             m.staged = Some(v);
             Outcome::Done

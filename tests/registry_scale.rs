@@ -5,7 +5,6 @@
 mod common;
 
 use common::{Backend, TestStore};
-use protoshelf::Store;
 use protoshelf::compat::Policy;
 use protoshelf::objstore::log::CHAIN_MAX;
 use protoshelf::objstore::metrics::RequestCounts;

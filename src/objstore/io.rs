@@ -163,21 +163,18 @@ impl Io {
                     return Ok(Created::Mine);
                 }
                 Err(e) => {
-                    match self.get(key).await {
-                        Ok(Some(obj)) => {
-                            let record: T = from_json(key.as_ref(), &obj.bytes)?;
-                            self.cache.insert(key.to_string(), obj).await;
-                            if is_mine(&record) {
-                                // Our write landed although we were told otherwise.
-                                self.counters.ambiguous_settled.fetch_add(1, Relaxed);
-                                return Ok(Created::Mine);
-                            }
-                            return Ok(Created::Theirs(record));
+                    // Nothing there (the write did not land), or the read
+                    // failed too: write again. A copy of ours that landed
+                    // late is recognised by the next read-back.
+                    if let Ok(Some(obj)) = self.get(key).await {
+                        let record: T = from_json(key.as_ref(), &obj.bytes)?;
+                        self.cache.insert(key.to_string(), obj).await;
+                        if is_mine(&record) {
+                            // Our write landed although we were told otherwise.
+                            self.counters.ambiguous_settled.fetch_add(1, Relaxed);
+                            return Ok(Created::Mine);
                         }
-                        // Nothing there (the write did not land), or the read
-                        // failed too: write again. A copy of ours that landed
-                        // late is recognised by the next read-back.
-                        Ok(None) | Err(_) => {}
+                        return Ok(Created::Theirs(record));
                     }
                     self.counters.write_retries.fetch_add(1, Relaxed);
                     last = Some(e);

@@ -268,13 +268,13 @@ impl Log {
             _ => self.latest(ns).await?,
         };
         for attempt in 0..COMMIT_ATTEMPTS {
-            if let Some(expected) = expect_seq {
-                if state.seq != expected {
-                    return Err(Error::Conflict(format!(
-                        "namespace {ns} moved from commit {expected} to {}",
-                        state.seq
-                    )));
-                }
+            if let Some(expected) = expect_seq
+                && state.seq != expected
+            {
+                return Err(Error::Conflict(format!(
+                    "namespace {ns} moved from commit {expected} to {}",
+                    state.seq
+                )));
             }
             let Some(mutation) = plan(&state)? else {
                 return Ok(None);

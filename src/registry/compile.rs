@@ -149,11 +149,11 @@ async fn fetch(
         let file = parse(&path, &namespace.source(&owner).await?)?;
         return Ok(Some((path, file, Origin::Namespace(owner))));
     }
-    if let Some(b) = builtins {
-        if let Some(owner) = b.owner_of_path(&path).await? {
-            let file = parse(&path, &b.source(&owner).await?)?;
-            return Ok(Some((path, file, Origin::Builtins(owner))));
-        }
+    if let Some(b) = builtins
+        && let Some(owner) = b.owner_of_path(&path).await?
+    {
+        let file = parse(&path, &b.source(&owner).await?)?;
+        return Ok(Some((path, file, Origin::Builtins(owner))));
     }
     // Well-known types come from protox; anything else is reported missing
     // by the compiler, at the import that names it.

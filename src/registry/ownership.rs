@@ -28,14 +28,13 @@ pub async fn check_paths(
                     o.schema_id, o.version, view.namespace
                 )));
             }
-            if let Some(b) = builtins {
-                if let Some(o) = b.owner_of_path(path).await? {
+            if let Some(b) = builtins
+                && let Some(o) = b.owner_of_path(path).await? {
                     return Ok(Some(format!(
                         "file {path} of schema {schema:?} is already defined by builtin schema {:?} (version {}) in {BUILTINS}",
                         o.schema_id, o.version
                     )));
                 }
-            }
             Ok(None)
         })
         .buffered(16)

@@ -170,15 +170,13 @@ impl Registry {
         for attempt in 0..ATTEMPTS {
             let state = self.store.namespace_state(namespace).await?;
             let current = state.pointers(schema).current;
-            if !force {
-                if let Some(current) = current {
-                    let policy = policy_of(&state.snapshot.config)?;
-                    let v = self
-                        .violations(namespace, schema, current, version, policy)
-                        .await?;
-                    if !v.is_empty() {
-                        return Err(Error::Incompatible(v));
-                    }
+            if !force && let Some(current) = current {
+                let policy = policy_of(&state.snapshot.config)?;
+                let v = self
+                    .violations(namespace, schema, current, version, policy)
+                    .await?;
+                if !v.is_empty() {
+                    return Err(Error::Incompatible(v));
                 }
             }
             let change = StageChange {

@@ -538,10 +538,10 @@ fn dependency_order(
                 continue;
             };
             for dep in file.dependencies() {
-                if let Some((_, Origin::Own(j))) = sources.files.get(dep.name()) {
-                    if *j != i {
-                        needs.get_mut(&i).unwrap().insert(*j);
-                    }
+                if let Some((_, Origin::Own(j))) = sources.files.get(dep.name())
+                    && *j != i
+                {
+                    needs.get_mut(&i).unwrap().insert(*j);
                 }
             }
         }
