@@ -8,6 +8,7 @@
 
 pub mod compat;
 pub mod error;
+pub mod fs;
 pub mod ids;
 pub mod model;
 pub mod objstore;

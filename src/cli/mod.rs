@@ -5,6 +5,7 @@
 mod files;
 mod history;
 mod init;
+mod mount;
 mod namespace;
 mod publish;
 mod schema;
@@ -41,7 +42,7 @@ pub struct Cli {
         env = "PROTOSHELF_NAMESPACE",
         value_name = "NS"
     )]
-    namespace: Option<String>,
+    namespace: Vec<String>,
     /// More logging (-v, -vv); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -79,6 +80,8 @@ enum Command {
     Rollback(staging::RollbackArgs),
     /// The namespace's commit history.
     Log(history::Args),
+    /// Mount the registry read-only (FUSE) until unmounted or interrupted.
+    Mount(mount::Args),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -88,6 +91,8 @@ pub struct Ctx {
     pub store: Option<String>,
     pub output: Output,
     pub namespace: Option<String>,
+    /// Every `-n` given (mount shows only these).
+    pub namespaces: Vec<String>,
 }
 
 impl Ctx {
@@ -180,6 +185,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Discard(a) => staging::discard(ctx, a).await,
         Command::Rollback(a) => staging::rollback(ctx, a).await,
         Command::Log(a) => history::run(ctx, a).await,
+        Command::Mount(a) => mount::run(ctx, a).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -211,7 +217,8 @@ pub fn main() -> ExitCode {
     let ctx = Ctx {
         store: cli.store,
         output: cli.output,
-        namespace: cli.namespace,
+        namespace: cli.namespace.last().cloned(),
+        namespaces: cli.namespace,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

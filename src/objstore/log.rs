@@ -370,6 +370,37 @@ impl Log {
         )
     }
 
+    /// The state right after entry `seq` (immutable, so the entries come
+    /// from the cache after the first read): its checkpoint plus the chain.
+    pub async fn state_at(&self, ns: &str, seq: u64) -> Result<NsState> {
+        let mut state = NsState::default();
+        if seq == 0 {
+            return Ok(state);
+        }
+        let key = |s| keys::log_entry(ns, s).to_string();
+        let last = self
+            .entry(ns, seq)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("commit {seq} of namespace {ns:?}")))?;
+        let start = if last.state.is_some() {
+            seq
+        } else {
+            last.base.max(1)
+        };
+        let chain = self.entries(ns, start, seq).await?;
+        state.seq = start - 1;
+        for entry in &chain {
+            if entry.seq == start && entry.state.is_none() && start > 1 {
+                return Err(Error::Corrupt {
+                    key: key(start),
+                    reason: "base entry is not a checkpoint".into(),
+                });
+            }
+            state.apply(entry, &key(entry.seq))?;
+        }
+        Ok(state)
+    }
+
     /// Entries `from..=to` (for `protoshelf log` and audits), in order.
     pub async fn entries(&self, ns: &str, from: u64, to: u64) -> Result<Vec<LogEntry>> {
         futures::stream::iter(from.max(1)..=to)

@@ -159,6 +159,12 @@ impl ObjStore {
         self.inner.log.cached(ns)
     }
 
+    /// The namespace's state right after commit `seq` (for time travel).
+    pub async fn namespace_state_at(&self, ns: &str, seq: u64) -> Result<NsState> {
+        self.require_namespace(ns).await?;
+        self.inner.log.state_at(ns, seq).await
+    }
+
     /// The log entries `from..=to` of a namespace, oldest first.
     pub async fn log_entries(&self, ns: &str, from: u64, to: u64) -> Result<Vec<LogEntry>> {
         self.require_namespace(ns).await?;

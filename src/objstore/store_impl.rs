@@ -70,7 +70,8 @@ impl ObjStore {
             .ok_or_else(|| Error::NotFound(format!("schema {schema:?} in namespace {ns:?}")))
     }
 
-    async fn manifest(&self, ns: &str, schema: &str, version: u64) -> Result<VersionManifest> {
+    /// A version's manifest (cached): files, deps, descriptor key, author, time.
+    pub async fn manifest(&self, ns: &str, schema: &str, version: u64) -> Result<VersionManifest> {
         self.require_schema(ns, schema).await?;
         let key = keys::version(ns, schema, version);
         let manifest: VersionManifest = self.read_record(&key).await?.ok_or_else(|| {

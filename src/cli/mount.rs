@@ -1,0 +1,166 @@
+//! `protoshelf mount`: the read-only FUSE view, in the foreground until it
+//! is unmounted or gets SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protoshelf::fs::fuse::ProtoshelfFs;
+use protoshelf::fs::{FsCore, Options};
+use protoshelf::objstore::{ObjStore, url};
+use protoshelf::{Error, Result};
+
+use super::Ctx;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// An existing, empty directory.
+    mountpoint: PathBuf,
+    /// How often namespaces are checked for changes (e.g. 500ms, 1s, 2m).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    refresh: Duration,
+    /// Memory for cached immutable content (e.g. 512MiB, 2GiB).
+    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    cache_size: u64,
+    /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root).
+    #[arg(long)]
+    allow_other: bool,
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(s.trim().len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 1s or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    if !(secs > 0.0 && secs < 86_400.0) {
+        return Err(format!("{s:?}: must be between 0 and 24 hours"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 512MiB"))?;
+    let mult = match unit {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        _ => return Err(format!("{s:?}: unit must be B, KiB, MiB or GiB")),
+    };
+    Ok(n * mult)
+}
+
+pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
+    if !a.mountpoint.is_dir() {
+        return Err(Error::InvalidInput(format!(
+            "{}: not a directory",
+            a.mountpoint.display()
+        )));
+    }
+    let backend = match ctx.store.as_deref() {
+        Some(u) => url::open(u)?,
+        None => url::open(url::default_store_dir().to_string_lossy().as_ref())?,
+    };
+    let store = ObjStore::with_cache(backend, a.cache_size).await?;
+    let opts = Options {
+        namespaces: ctx.namespaces.clone(),
+        refresh: a.refresh,
+    };
+    let core = Arc::new(FsCore::new(store, tokio::runtime::Handle::current(), opts));
+    let fs = ProtoshelfFs::new(core.clone(), a.refresh);
+
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::RO,
+        fuser::MountOption::FSName("protoshelf".into()),
+        fuser::MountOption::Subtype("protoshelf".into()),
+    ];
+    if a.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(4);
+    let session = fuser::spawn_mount(fs, &a.mountpoint, &config).map_err(|e| {
+        Error::InvalidInput(format!("cannot mount {}: {e}", a.mountpoint.display()))
+    })?;
+    tracing::info!(
+        "mounted {} at {}",
+        core.store().url(),
+        a.mountpoint.display()
+    );
+
+    // Refresh loop: one GET per loaded namespace per interval when idle.
+    let refresher = {
+        let core = core.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(a.refresh);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let core = core.clone();
+                let _ = tokio::task::spawn_blocking(move || core.refresh()).await;
+            }
+        })
+    };
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::InvalidInput(format!("cannot watch SIGTERM: {e}")))?;
+    let mut every = tokio::time::interval(Duration::from_millis(200));
+    let mut last_log = std::time::Instant::now();
+    let signalled = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break true,
+            _ = term.recv() => break true,
+            _ = every.tick() => {
+                if session.guard.is_finished() {
+                    break false; // unmounted from outside (fusermount3 -u, umount)
+                }
+                if last_log.elapsed() > Duration::from_secs(30) {
+                    last_log = std::time::Instant::now();
+                    tracing::info!("stats:\n{}", core.stats());
+                }
+            }
+        }
+    };
+    refresher.abort();
+    let result = if signalled {
+        session.umount_and_join()
+    } else {
+        session.join()
+    };
+    tracing::info!("unmounted; stats:\n{}", core.stats());
+    result.map_err(|e| Error::InvalidInput(format!("unmounting {}: {e}", a.mountpoint.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(
+            parse_duration("0s").is_err()
+                && parse_duration("x").is_err()
+                && parse_duration("1h").is_err()
+        );
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("1TB").is_err());
+    }
+}

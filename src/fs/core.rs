@@ -1,0 +1,638 @@
+//! The filesystem core: paths to entries and contents, served from cached
+//! namespace snapshots. No kernel involved: `fuse.rs` adapts it to fuser,
+//! and tests drive it directly.
+//!
+//! ```text
+//! <ns>/current/...                 promoted files + builtins (an include root)
+//! <ns>/staged/...                  the proposed tree, same shape
+//! <ns>/current.binpb, staged.binpb descriptor sets of those trees
+//! <ns>/schemas/<s>/current|staged  symlinks to versions/<N>
+//! <ns>/schemas/<s>/versions/<N>/   files, descriptor.binpb, version.json
+//! <ns>/history/<seq>/              the current tree after commit <seq>
+//! .protoshelf/stats                counters
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use super::snapshot::{SharedSnapshot, Snapshot, Tree};
+use crate::error::Error;
+use crate::ids::{BUILTINS, validate_namespace_id};
+use crate::objstore::ObjStore;
+use crate::store::Store;
+
+/// What a path is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Dir {
+        mtime: DateTime<Utc>,
+        immutable: bool,
+    },
+    File {
+        size: u64,
+        mtime: DateTime<Utc>,
+        immutable: bool,
+    },
+    Symlink {
+        target: String,
+        mtime: DateTime<Utc>,
+    },
+}
+
+impl Entry {
+    pub fn immutable(&self) -> bool {
+        match self {
+            Entry::Dir { immutable, .. } | Entry::File { immutable, .. } => *immutable,
+            Entry::Symlink { .. } => false,
+        }
+    }
+}
+
+/// Why a path cannot be served; the adapter turns it into an errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsError {
+    NotFound,
+    NotDir,
+    /// Storage failed and nothing cached could answer.
+    Io(String),
+}
+
+impl From<Error> for FsError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound(_) | Error::InvalidId { .. } => FsError::NotFound,
+            other => FsError::Io(other.to_string()),
+        }
+    }
+}
+
+pub type FsResult<T> = Result<T, FsError>;
+
+/// Mount options the core needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Show only these namespaces (all when empty).
+    pub namespaces: Vec<String>,
+    /// How often namespaces are checked for new commits.
+    pub refresh: Duration,
+}
+
+/// Per-operation counters, shown in `.protoshelf/stats`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub lookups: AtomicU64,
+    pub getattrs: AtomicU64,
+    pub readdirs: AtomicU64,
+    pub reads: AtomicU64,
+    pub opens: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub refresh_errors: AtomicU64,
+    pub snapshot_builds: AtomicU64,
+    pub negative_hits: AtomicU64,
+}
+
+pub struct FsCore {
+    store: ObjStore,
+    rt: tokio::runtime::Handle,
+    opts: Options,
+    snapshots: Mutex<HashMap<String, SharedSnapshot>>,
+    /// Immutable history snapshots, by (namespace, seq).
+    history: moka::sync::Cache<(String, u64), SharedSnapshot>,
+    /// Names under the root known not to be namespaces, until this instant.
+    negative: Mutex<HashMap<String, Instant>>,
+    /// The namespace list, and when it was read.
+    listing: Mutex<Option<(Instant, Vec<String>)>>,
+    /// The builtins' seq each namespace snapshot was built with.
+    builtins_seen: Mutex<HashMap<String, u64>>,
+    pub counters: Counters,
+    started: DateTime<Utc>,
+}
+
+const STATS_DIR: &str = ".protoshelf";
+
+fn split(path: &str) -> Vec<&str> {
+    path.split('/').filter(|p| !p.is_empty()).collect()
+}
+
+impl FsCore {
+    pub fn new(store: ObjStore, rt: tokio::runtime::Handle, opts: Options) -> Self {
+        FsCore {
+            store,
+            rt,
+            opts,
+            snapshots: Mutex::default(),
+            history: moka::sync::Cache::new(64),
+            negative: Mutex::default(),
+            listing: Mutex::default(),
+            builtins_seen: Mutex::default(),
+            counters: Counters::default(),
+            started: Utc::now(),
+        }
+    }
+
+    pub fn store(&self) -> &ObjStore {
+        &self.store
+    }
+
+    fn visible(&self, ns: &str) -> bool {
+        self.opts.namespaces.is_empty() || self.opts.namespaces.iter().any(|n| n == ns)
+    }
+
+    /// The namespaces under the root: the `--namespace` list, or a LIST of
+    /// the store at most once per refresh interval.
+    pub fn namespaces(&self) -> FsResult<Vec<String>> {
+        if !self.opts.namespaces.is_empty() {
+            return Ok(self.opts.namespaces.clone());
+        }
+        let mut listing = self.listing.lock().unwrap();
+        if let Some((at, names)) = &*listing {
+            if at.elapsed() < self.opts.refresh {
+                return Ok(names.clone());
+            }
+        }
+        match self.rt.block_on(self.store.list_namespaces()) {
+            Ok(all) => {
+                let names: Vec<String> = all.into_iter().map(|n| n.id).collect();
+                *listing = Some((Instant::now(), names.clone()));
+                Ok(names)
+            }
+            // Storage trouble: the last listing keeps being served.
+            Err(e) => listing
+                .as_ref()
+                .map(|(_, n)| n.clone())
+                .ok_or_else(|| FsError::from(e)),
+        }
+    }
+
+    /// The namespace's snapshot: cached, loaded on first use.
+    fn snapshot(&self, ns: &str) -> FsResult<SharedSnapshot> {
+        if !self.visible(ns) || validate_namespace_id(ns).is_err() {
+            return Err(FsError::NotFound);
+        }
+        if let Some(s) = self.snapshots.lock().unwrap().get(ns) {
+            return Ok(s.clone());
+        }
+        if let Some(until) = self.negative.lock().unwrap().get(ns) {
+            if Instant::now() < *until {
+                self.counters.negative_hits.fetch_add(1, Relaxed);
+                return Err(FsError::NotFound);
+            }
+        }
+        match self.load(ns) {
+            Ok(s) => Ok(s),
+            Err(FsError::NotFound) => {
+                // protoc and shells probe names: remember misses briefly.
+                let until = Instant::now() + self.opts.refresh;
+                self.negative.lock().unwrap().insert(ns.to_string(), until);
+                Err(FsError::NotFound)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The builtins' current state, for merging under `ns` (None for the
+    /// builtins namespace itself, or when there are no builtins).
+    fn builtins_state(&self, ns: &str) -> FsResult<Option<crate::objstore::NsState>> {
+        if ns == BUILTINS {
+            return Ok(None);
+        }
+        self.read_builtins()
+    }
+
+    fn read_builtins(&self) -> FsResult<Option<crate::objstore::NsState>> {
+        match self.rt.block_on(self.store.namespace_state(BUILTINS)) {
+            Ok(s) => Ok(Some((*s).clone())),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the namespace's latest state and rebuilds its snapshot if it moved.
+    fn load(&self, ns: &str) -> FsResult<SharedSnapshot> {
+        let builtins = self.builtins_state(ns)?;
+        self.load_with(ns, builtins.as_ref())
+    }
+
+    /// [`Self::load`] with the builtins' state already read (a refresh round
+    /// reads it once for every namespace).
+    fn load_with(
+        &self,
+        ns: &str,
+        builtins: Option<&crate::objstore::NsState>,
+    ) -> FsResult<SharedSnapshot> {
+        let state = if ns == BUILTINS {
+            match builtins {
+                Some(b) => Arc::new(b.clone()),
+                None => self.rt.block_on(self.store.namespace_state(ns))?,
+            }
+        } else {
+            self.rt.block_on(self.store.namespace_state(ns))?
+        };
+        let builtins = builtins.filter(|_| ns != BUILTINS);
+        let builtins_seq = builtins.map_or(0, |b| b.seq);
+        if let Some(old) = self.snapshots.lock().unwrap().get(ns) {
+            if old.seq == state.seq && self.builtins_seq(ns) == builtins_seq {
+                return Ok(old.clone());
+            }
+        }
+        self.counters.snapshot_builds.fetch_add(1, Relaxed);
+        let snap =
+            Arc::new(
+                self.rt
+                    .block_on(Snapshot::build(&self.store, ns, &state, builtins))?,
+            );
+        self.snapshots
+            .lock()
+            .unwrap()
+            .insert(ns.to_string(), snap.clone());
+        self.builtins_seen
+            .lock()
+            .unwrap()
+            .insert(ns.to_string(), builtins_seq);
+        Ok(snap)
+    }
+
+    fn builtins_seq(&self, ns: &str) -> u64 {
+        self.builtins_seen
+            .lock()
+            .unwrap()
+            .get(ns)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// One refresh round: every loaded namespace checks for new commits (one
+    /// GET each when nothing changed; builtins once). Errors keep the old
+    /// snapshot; the next round tries again.
+    pub fn refresh(&self) {
+        self.counters.refreshes.fetch_add(1, Relaxed);
+        let loaded: Vec<String> = self.snapshots.lock().unwrap().keys().cloned().collect();
+        self.negative.lock().unwrap().clear();
+        // Builtins are read once per round, whatever the number of namespaces.
+        let builtins = match self.read_builtins() {
+            Ok(b) => b,
+            Err(e) => {
+                self.counters.refresh_errors.fetch_add(1, Relaxed);
+                tracing::warn!("refresh of {BUILTINS} failed, serving cached trees: {e:?}");
+                return;
+            }
+        };
+        for ns in loaded {
+            if let Err(e) = self.load_with(&ns, builtins.as_ref()) {
+                self.counters.refresh_errors.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    namespace = ns,
+                    "refresh failed, serving the cached tree: {e:?}"
+                );
+            }
+        }
+    }
+
+    fn history_snapshot(&self, ns: &str, seq: u64) -> FsResult<SharedSnapshot> {
+        let key = (ns.to_string(), seq);
+        if let Some(s) = self.history.get(&key) {
+            return Ok(s);
+        }
+        let state = self.rt.block_on(self.store.namespace_state_at(ns, seq))?;
+        // Builtins as they are now: history is about this namespace's commits.
+        let builtins = self.builtins_state(ns)?;
+        let snap = Arc::new(self.rt.block_on(Snapshot::build(
+            &self.store,
+            ns,
+            &state,
+            builtins.as_ref(),
+        ))?);
+        self.history.insert(key, snap.clone());
+        Ok(snap)
+    }
+
+    fn blob_size(&self, ns: &str, sha: &str) -> FsResult<u64> {
+        Ok(self.rt.block_on(self.store.get_blob(ns, sha))?.source.len() as u64)
+    }
+
+    fn tree_entry(
+        &self,
+        tree: &Tree,
+        rest: &[&str],
+        dir_mtime: DateTime<Utc>,
+        immutable: bool,
+    ) -> FsResult<Entry> {
+        let path = rest.join("/");
+        if let Some(f) = tree.files.get(&path) {
+            return Ok(Entry::File {
+                size: self.blob_size(&f.namespace, &f.sha256)?,
+                mtime: f.mtime,
+                immutable,
+            });
+        }
+        if tree.is_dir(&path) {
+            return Ok(Entry::Dir {
+                mtime: dir_mtime,
+                immutable,
+            });
+        }
+        Err(FsError::NotFound)
+    }
+
+    /// What `path` is.
+    pub fn entry(&self, path: &str) -> FsResult<Entry> {
+        self.counters.getattrs.fetch_add(1, Relaxed);
+        let parts = split(path);
+        let dir = |mtime, immutable| Ok(Entry::Dir { mtime, immutable });
+        match parts.as_slice() {
+            [] => dir(self.started, false),
+            [STATS_DIR] => dir(self.started, false),
+            [STATS_DIR, "stats"] => Ok(Entry::File {
+                size: self.stats().len() as u64,
+                mtime: Utc::now(),
+                immutable: false,
+            }),
+            [ns, rest @ ..] => {
+                let snap = self.snapshot(ns)?;
+                self.ns_entry(&snap, rest)
+            }
+        }
+    }
+
+    fn ns_entry(&self, snap: &Snapshot, rest: &[&str]) -> FsResult<Entry> {
+        let ns = &snap.namespace;
+        let mutable_dir = Ok(Entry::Dir {
+            mtime: snap.mtime,
+            immutable: false,
+        });
+        match rest {
+            [] | ["schemas"] | ["history"] => mutable_dir,
+            ["current", tail @ ..] => self.tree_entry(&snap.current, tail, snap.mtime, false),
+            ["staged", tail @ ..] => self.tree_entry(&snap.staged, tail, snap.mtime, false),
+            [set @ ("current.binpb" | "staged.binpb")] => {
+                let bytes = self.content(&format!("{ns}/{set}"))?;
+                Ok(Entry::File {
+                    size: bytes.len() as u64,
+                    mtime: snap.mtime,
+                    immutable: false,
+                })
+            }
+            ["schemas", schema, tail @ ..] => {
+                let p = snap.schemas.get(*schema).ok_or(FsError::NotFound)?;
+                match tail {
+                    [] | ["versions"] => mutable_dir,
+                    [link @ ("current" | "staged")] => {
+                        let v = if *link == "current" {
+                            p.current
+                        } else {
+                            p.staged
+                        };
+                        let v = v.ok_or(FsError::NotFound)?;
+                        Ok(Entry::Symlink {
+                            target: format!("versions/{v}"),
+                            mtime: snap.mtime,
+                        })
+                    }
+                    ["versions", v, tail @ ..] => self.version_entry(ns, schema, v, tail),
+                    _ => Err(FsError::NotFound),
+                }
+            }
+            ["history", seq, tail @ ..] => {
+                let seq: u64 = seq.parse().map_err(|_| FsError::NotFound)?;
+                if seq == 0 || seq > snap.seq {
+                    return Err(FsError::NotFound);
+                }
+                let old = self.history_snapshot(ns, seq)?;
+                self.tree_entry(&old.current, tail, old.mtime, true)
+            }
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    fn version_entry(&self, ns: &str, schema: &str, v: &str, tail: &[&str]) -> FsResult<Entry> {
+        let v: u64 = v.parse().map_err(|_| FsError::NotFound)?;
+        let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
+        let file = |size| {
+            Ok(Entry::File {
+                size,
+                mtime: m.created_at,
+                immutable: true,
+            })
+        };
+        match tail {
+            [] => Ok(Entry::Dir {
+                mtime: m.created_at,
+                immutable: true,
+            }),
+            ["descriptor.binpb"] => file(m.descriptor.size),
+            ["version.json"] => file(version_json(&m).len() as u64),
+            _ => {
+                let path = tail.join("/");
+                if let Some(f) = m.files.iter().find(|f| f.path == path) {
+                    return file(self.blob_size(ns, &f.sha256)?);
+                }
+                let prefix = format!("{path}/");
+                if m.files.iter().any(|f| f.path.starts_with(&prefix)) {
+                    return Ok(Entry::Dir {
+                        mtime: m.created_at,
+                        immutable: true,
+                    });
+                }
+                Err(FsError::NotFound)
+            }
+        }
+    }
+
+    /// The entries of directory `path`: name → is a directory (symlinks
+    /// and files are `false`; `entry` tells them apart).
+    pub fn list(&self, path: &str) -> FsResult<BTreeMap<String, bool>> {
+        self.counters.readdirs.fetch_add(1, Relaxed);
+        let parts = split(path);
+        let names = |v: &[&str], d: bool| {
+            v.iter()
+                .map(|n| (n.to_string(), d))
+                .collect::<BTreeMap<_, _>>()
+        };
+        match parts.as_slice() {
+            [] => {
+                let mut out: BTreeMap<String, bool> =
+                    self.namespaces()?.into_iter().map(|n| (n, true)).collect();
+                out.insert(STATS_DIR.into(), true);
+                Ok(out)
+            }
+            [STATS_DIR] => Ok(names(&["stats"], false)),
+            [ns, rest @ ..] => {
+                let snap = self.snapshot(ns)?;
+                match rest {
+                    [] => {
+                        let mut out = names(&["current", "staged", "schemas", "history"], true);
+                        out.extend(names(&["current.binpb", "staged.binpb"], false));
+                        Ok(out)
+                    }
+                    ["current", tail @ ..] => tree_list(&snap.current, tail),
+                    ["staged", tail @ ..] => tree_list(&snap.staged, tail),
+                    ["schemas"] => Ok(snap.schemas.keys().map(|s| (s.clone(), true)).collect()),
+                    ["schemas", schema] => {
+                        let p = snap.schemas.get(*schema).ok_or(FsError::NotFound)?;
+                        let mut out = names(&["versions"], true);
+                        if p.current.is_some() {
+                            out.insert("current".into(), false);
+                        }
+                        if p.staged.is_some() {
+                            out.insert("staged".into(), false);
+                        }
+                        Ok(out)
+                    }
+                    ["schemas", schema, "versions"] => {
+                        let vs = self.rt.block_on(self.store.list_versions(ns, schema))?;
+                        Ok(vs.into_iter().map(|v| (v.to_string(), true)).collect())
+                    }
+                    ["schemas", schema, "versions", v, tail @ ..] => {
+                        let v: u64 = v.parse().map_err(|_| FsError::NotFound)?;
+                        let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
+                        let mut tree = Tree::default();
+                        for f in &m.files {
+                            tree.files.insert(
+                                f.path.clone(),
+                                super::snapshot::FileRef {
+                                    namespace: ns.to_string(),
+                                    sha256: f.sha256.clone(),
+                                    mtime: m.created_at,
+                                },
+                            );
+                        }
+                        let mut out = tree_list(&tree, tail)?;
+                        if tail.is_empty() {
+                            out.extend(names(&["descriptor.binpb", "version.json"], false));
+                        }
+                        Ok(out)
+                    }
+                    ["history"] => Ok((1..=snap.seq).map(|s| (s.to_string(), true)).collect()),
+                    ["history", seq, tail @ ..] => {
+                        let seq: u64 = seq.parse().map_err(|_| FsError::NotFound)?;
+                        if seq == 0 || seq > snap.seq {
+                            return Err(FsError::NotFound);
+                        }
+                        tree_list(&self.history_snapshot(ns, seq)?.current, tail)
+                    }
+                    _ => match self.entry(path)? {
+                        Entry::Dir { .. } => Err(FsError::NotFound),
+                        _ => Err(FsError::NotDir),
+                    },
+                }
+            }
+        }
+    }
+
+    /// The bytes of file `path`. Callers keep them for the life of an open
+    /// file, so a file never mixes versions.
+    pub fn content(&self, path: &str) -> FsResult<Bytes> {
+        self.counters.reads.fetch_add(1, Relaxed);
+        let parts = split(path);
+        let blob = |ns: &str, sha: &str| -> FsResult<Bytes> {
+            Ok(self.rt.block_on(self.store.get_blob(ns, sha))?.source)
+        };
+        match parts.as_slice() {
+            [STATS_DIR, "stats"] => Ok(Bytes::from(self.stats())),
+            [ns, rest @ ..] => {
+                let snap = self.snapshot(ns)?;
+                let from_tree = |tree: &Tree, tail: &[&str]| -> FsResult<Bytes> {
+                    let f = tree.files.get(&tail.join("/")).ok_or(FsError::NotFound)?;
+                    blob(&f.namespace, &f.sha256)
+                };
+                match rest {
+                    ["current", tail @ ..] => from_tree(&snap.current, tail),
+                    ["staged", tail @ ..] => from_tree(&snap.staged, tail),
+                    ["current.binpb"] => Ok(snap.current.descriptor_set(&self.store, &self.rt)?),
+                    ["staged.binpb"] => Ok(snap.staged.descriptor_set(&self.store, &self.rt)?),
+                    ["schemas", schema, "versions", v, tail @ ..] => {
+                        let v: u64 = v.parse().map_err(|_| FsError::NotFound)?;
+                        match tail {
+                            ["descriptor.binpb"] => Ok(self
+                                .rt
+                                .block_on(self.store.get_version(ns, schema, v))?
+                                .compiled),
+                            ["version.json"] => {
+                                let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
+                                Ok(Bytes::from(version_json(&m)))
+                            }
+                            _ => {
+                                let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
+                                let path = tail.join("/");
+                                let f = m
+                                    .files
+                                    .iter()
+                                    .find(|f| f.path == path)
+                                    .ok_or(FsError::NotFound)?;
+                                blob(ns, &f.sha256)
+                            }
+                        }
+                    }
+                    ["history", seq, tail @ ..] => {
+                        let seq: u64 = seq.parse().map_err(|_| FsError::NotFound)?;
+                        if seq == 0 || seq > snap.seq {
+                            return Err(FsError::NotFound);
+                        }
+                        from_tree(&self.history_snapshot(ns, seq)?.current, tail)
+                    }
+                    _ => Err(FsError::NotFound),
+                }
+            }
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    /// The target of symlink `path`.
+    pub fn readlink(&self, path: &str) -> FsResult<String> {
+        match self.entry(path)? {
+            Entry::Symlink { target, .. } => Ok(target),
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    /// `.protoshelf/stats`: operation counters, cache hits, storage requests.
+    pub fn stats(&self) -> String {
+        let c = &self.counters;
+        let p = self.store.protocol_stats();
+        let r = self.store.requests();
+        format!(
+            "lookups {}\ngetattrs {}\nreaddirs {}\nreads {}\nopens {}\nrefreshes {}\nrefresh_errors {}\nsnapshot_builds {}\nnegative_cache_hits {}\ncache_hits {}\nrequests_total {}\nrequests_get {}\nrequests_get_not_found {}\nrequests_head {}\nrequests_put {}\nrequests_list {}\n",
+            c.lookups.load(Relaxed),
+            c.getattrs.load(Relaxed),
+            c.readdirs.load(Relaxed),
+            c.reads.load(Relaxed),
+            c.opens.load(Relaxed),
+            c.refreshes.load(Relaxed),
+            c.refresh_errors.load(Relaxed),
+            c.snapshot_builds.load(Relaxed),
+            c.negative_hits.load(Relaxed),
+            p.cache_hits,
+            r.total(),
+            r.get,
+            r.get_not_found,
+            r.head,
+            r.put,
+            r.list,
+        )
+    }
+}
+
+fn tree_list(tree: &Tree, tail: &[&str]) -> FsResult<BTreeMap<String, bool>> {
+    let path = tail.join("/");
+    if tree.files.contains_key(&path) {
+        return Err(FsError::NotDir);
+    }
+    if !tree.is_dir(&path) {
+        return Err(FsError::NotFound);
+    }
+    Ok(tree.list(&path))
+}
+
+/// `version.json`: the manifest without protoshelf's internal writer ID.
+fn version_json(m: &crate::objstore::records::VersionManifest) -> String {
+    let mut v = serde_json::to_value(m).expect("manifest serializes");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("writer_id");
+    }
+    serde_json::to_string_pretty(&v).expect("json") + "\n"
+}

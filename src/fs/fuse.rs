@@ -1,0 +1,446 @@
+//! The thin adapter between fuser's kernel callbacks and [`FsCore`]: inode
+//! numbers, file handles, attributes and TTLs, errnos. Every write-type
+//! call answers EROFS.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, Request,
+};
+
+use super::core::{Entry, FsCore, FsError};
+
+/// Kernel cache lifetime of immutable entries (versions, history).
+const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+fn errno(e: FsError) -> Errno {
+    match e {
+        FsError::NotFound => Errno::ENOENT,
+        FsError::NotDir => Errno::ENOTDIR,
+        FsError::Io(msg) => {
+            tracing::warn!("storage error: {msg}");
+            Errno::EIO
+        }
+    }
+}
+
+/// Path ↔ inode, stable for the life of the mount.
+#[derive(Default)]
+struct Inodes {
+    by_path: HashMap<String, u64>,
+    paths: Vec<String>,
+}
+
+pub struct ProtoshelfFs {
+    core: Arc<FsCore>,
+    inodes: Mutex<Inodes>,
+    handles: Mutex<HashMap<u64, Bytes>>,
+    next_fh: AtomicU64,
+    /// Kernel cache lifetime of entries that change (current/, staged/, ...).
+    mutable_ttl: Duration,
+    uid: u32,
+    gid: u32,
+}
+
+fn to_system(t: chrono::DateTime<chrono::Utc>) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(t.timestamp_millis().max(0) as u64)
+}
+
+impl ProtoshelfFs {
+    pub fn new(core: Arc<FsCore>, mutable_ttl: Duration) -> Self {
+        let inodes = Inodes {
+            by_path: HashMap::from([(String::new(), 1)]),
+            paths: vec![String::new()],
+        };
+        ProtoshelfFs {
+            core,
+            inodes: Mutex::new(inodes),
+            handles: Mutex::default(),
+            next_fh: AtomicU64::new(1),
+            mutable_ttl,
+            uid: owner_uid(),
+            gid: owner_gid(),
+        }
+    }
+
+    fn ino(&self, path: &str) -> u64 {
+        let mut t = self.inodes.lock().unwrap();
+        if let Some(i) = t.by_path.get(path) {
+            return *i;
+        }
+        t.paths.push(path.to_string());
+        let ino = t.paths.len() as u64;
+        t.by_path.insert(path.to_string(), ino);
+        ino
+    }
+
+    fn path(&self, ino: INodeNo) -> Result<String, Errno> {
+        let t = self.inodes.lock().unwrap();
+        t.paths
+            .get((u64::from(ino) as usize).wrapping_sub(1))
+            .cloned()
+            .ok_or(Errno::ENOENT)
+    }
+
+    fn child(&self, parent: INodeNo, name: &OsStr) -> Result<String, Errno> {
+        let parent = self.path(parent)?;
+        let name = name.to_str().ok_or(Errno::ENOENT)?;
+        Ok(if parent.is_empty() {
+            name.to_string()
+        } else {
+            format!("{parent}/{name}")
+        })
+    }
+
+    fn attr(&self, ino: u64, entry: &Entry) -> (Duration, FileAttr) {
+        let (kind, size, mtime, perm, nlink) = match entry {
+            Entry::Dir { mtime, .. } => (FileType::Directory, 0, *mtime, 0o555, 2),
+            Entry::File { size, mtime, .. } => (FileType::RegularFile, *size, *mtime, 0o444, 1),
+            Entry::Symlink { target, mtime } => {
+                (FileType::Symlink, target.len() as u64, *mtime, 0o777, 1)
+            }
+        };
+        let t = to_system(mtime);
+        let attr = FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            kind,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            flags: 0,
+            blksize: 4096,
+        };
+        let ttl = if entry.immutable() {
+            IMMUTABLE_TTL
+        } else {
+            self.mutable_ttl
+        };
+        (ttl, attr)
+    }
+}
+
+// The mount shows files as owned by the user who mounted it.
+fn owner_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0)
+}
+
+fn owner_gid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
+        .unwrap_or(0)
+}
+
+impl Filesystem for ProtoshelfFs {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.core.counters.lookups.fetch_add(1, Relaxed);
+        let result = self.child(parent, name).and_then(|p| {
+            let e = self.core.entry(&p).map_err(errno)?;
+            Ok(self.attr(self.ino(&p), &e))
+        });
+        match result {
+            Ok((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let result = self
+            .path(ino)
+            .and_then(|p| self.core.entry(&p).map_err(errno));
+        match result {
+            Ok(e) => {
+                let (ttl, attr) = self.attr(u64::from(ino), &e);
+                reply.attr(&ttl, &attr)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self
+            .path(ino)
+            .and_then(|p| self.core.readlink(&p).map_err(errno))
+        {
+            Ok(target) => reply.data(target.as_bytes()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.core.counters.opens.fetch_add(1, Relaxed);
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        let result = self.path(ino).and_then(|p| {
+            let e = self.core.entry(&p).map_err(errno)?;
+            // The whole content, held by the handle: an open file never
+            // mixes versions, whatever is promoted meanwhile.
+            let bytes = self.core.content(&p).map_err(errno)?;
+            Ok((e.immutable(), bytes))
+        });
+        match result {
+            Ok((immutable, bytes)) => {
+                let fh = self.next_fh.fetch_add(1, Relaxed);
+                self.handles.lock().unwrap().insert(fh, bytes);
+                let flags = if immutable {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(fh), flags)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let handles = self.handles.lock().unwrap();
+        let Some(bytes) = handles.get(&u64::from(fh)) else {
+            return reply.error(Errno::EBADF);
+        };
+        let start = (offset as usize).min(bytes.len());
+        let end = start.saturating_add(size as usize).min(bytes.len());
+        reply.data(&bytes[start..end])
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.lock().unwrap().remove(&u64::from(fh));
+        reply.ok()
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self
+            .path(ino)
+            .and_then(|p| self.core.entry(&p).map_err(errno))
+        {
+            Ok(Entry::Dir { .. }) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(_) => reply.error(Errno::ENOTDIR),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let result = self
+            .path(ino)
+            .and_then(|p| Ok((self.core.list(&p).map_err(errno)?, p)));
+        let (listing, dir) = match result {
+            Ok(x) => x,
+            Err(e) => return reply.error(e),
+        };
+        let parent = match dir.rsplit_once('/') {
+            Some((p, _)) => self.ino(p),
+            None if dir.is_empty() => 1,
+            None => 1,
+        };
+        let mut entries = vec![
+            (u64::from(ino), FileType::Directory, ".".to_string()),
+            (parent, FileType::Directory, "..".to_string()),
+        ];
+        for (name, is_dir) in listing {
+            let child = if dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
+            let kind = if is_dir {
+                FileType::Directory
+            } else if matches!(self.core.entry(&child), Ok(Entry::Symlink { .. })) {
+                FileType::Symlink
+            } else {
+                FileType::RegularFile
+            };
+            entries.push((self.ino(&child), kind, name));
+        }
+        for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(ino), (i + 1) as u64, kind, name) {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if mask.contains(AccessFlags::W_OK) {
+            return reply.error(Errno::EROFS);
+        }
+        match self
+            .path(ino)
+            .and_then(|p| self.core.entry(&p).map_err(errno))
+        {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    // Read-only: everything that would change something.
+
+    #[allow(clippy::too_many_arguments)]
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _m: u32,
+        _u: u32,
+        _r: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &Path, reply: ReplyEntry) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _np: INodeNo,
+        _nn: &OsStr,
+        _f: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn link(&self, _req: &Request, _i: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: fuser::ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _m: u32,
+        _u: u32,
+        _f: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _n: &OsStr,
+        _v: &[u8],
+        _f: i32,
+        _p: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn removexattr(&self, _req: &Request, _i: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _fh: FileHandle,
+        _o: u64,
+        _l: u64,
+        _m: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+}

@@ -1,0 +1,8 @@
+//! The read-only FUSE view: `core` maps paths to entries and contents from
+//! cached namespace snapshots; `fuse` adapts it to the kernel through fuser.
+
+pub mod core;
+pub mod fuse;
+pub mod snapshot;
+
+pub use self::core::{Entry, FsCore, FsError, Options};

@@ -1,0 +1,222 @@
+//! One namespace as the mount shows it at one commit: its current and
+//! proposed trees (merged with builtins), its schemas' pointers, and the
+//! descriptor sets of both trees (built on first read).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use prost::Message;
+
+use crate::error::Result;
+use crate::ids::BUILTINS;
+use crate::objstore::records::Pointers;
+use crate::objstore::{NsState, ObjStore};
+use crate::store::Store;
+
+/// A file of a tree: where its bytes live and when its version was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    pub namespace: String,
+    pub sha256: String,
+    pub mtime: DateTime<Utc>,
+}
+
+/// A merged include root: import path → file, plus the versions it is made
+/// of (for its descriptor set).
+#[derive(Debug, Default)]
+pub struct Tree {
+    pub files: BTreeMap<String, FileRef>,
+    /// (namespace, schema, version) of every version in the tree.
+    pub versions: Vec<(String, String, u64)>,
+    descriptor_set: OnceLock<Bytes>,
+}
+
+impl Tree {
+    /// Whether `dir` ("" for the root) is a directory of this tree.
+    pub fn is_dir(&self, dir: &str) -> bool {
+        dir.is_empty()
+            || self
+                .files
+                .range(format!("{dir}/")..)
+                .next()
+                .is_some_and(|(p, _)| p.starts_with(&format!("{dir}/")))
+    }
+
+    /// The entries directly in `dir`: name → is a directory.
+    pub fn list(&self, dir: &str) -> BTreeMap<String, bool> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut out = BTreeMap::new();
+        for path in self
+            .files
+            .range(prefix.clone()..)
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(&prefix))
+        {
+            let rest = &path[prefix.len()..];
+            match rest.split_once('/') {
+                Some((d, _)) => out.insert(d.to_string(), true),
+                None => out.insert(rest.to_string(), false),
+            };
+        }
+        out
+    }
+
+    /// The tree's `FileDescriptorSet`: the union of its versions' sets,
+    /// dependencies first, built once.
+    pub fn descriptor_set(&self, store: &ObjStore, rt: &tokio::runtime::Handle) -> Result<Bytes> {
+        if let Some(done) = self.descriptor_set.get() {
+            return Ok(done.clone());
+        }
+        let mut sets = Vec::new();
+        for (ns, schema, v) in &self.versions {
+            sets.push(rt.block_on(store.get_version(ns, schema, *v))?.compiled);
+        }
+        let merged = merge_sets(&sets);
+        Ok(self.descriptor_set.get_or_init(|| merged).clone())
+    }
+}
+
+/// `FileDescriptorSet` read at the wire level, so each file's bytes (custom
+/// options included) pass through untouched.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawSet {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    file: Vec<Bytes>,
+}
+
+/// The union of several self-contained sets, each file once, dependencies first.
+pub fn merge_sets(sets: &[Bytes]) -> Bytes {
+    let mut files: HashMap<String, (Bytes, Vec<String>)> = HashMap::new();
+    let mut order = Vec::new();
+    for set in sets {
+        let Ok(raw) = RawSet::decode(set.clone()) else {
+            continue;
+        };
+        for f in raw.file {
+            let Ok(proto) = prost_types::FileDescriptorProto::decode(f.clone()) else {
+                continue;
+            };
+            let name = proto.name().to_string();
+            if !files.contains_key(&name) {
+                order.push(name.clone());
+                files.insert(name, (f, proto.dependency));
+            }
+        }
+    }
+    // Depth-first: every file after its dependencies.
+    fn visit(
+        n: &str,
+        files: &HashMap<String, (Bytes, Vec<String>)>,
+        done: &mut BTreeSet<String>,
+        out: &mut Vec<Bytes>,
+    ) {
+        if !done.insert(n.to_string()) {
+            return;
+        }
+        if let Some((bytes, deps)) = files.get(n) {
+            for d in deps {
+                visit(d, files, done, out);
+            }
+            out.push(bytes.clone());
+        }
+    }
+    let (mut done, mut out) = (BTreeSet::new(), Vec::new());
+    for n in &order {
+        visit(n, &files, &mut done, &mut out);
+    }
+    RawSet { file: out }.encode_to_vec().into()
+}
+
+/// A namespace at one commit.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub namespace: String,
+    pub seq: u64,
+    pub schemas: BTreeMap<String, Pointers>,
+    pub current: Tree,
+    pub staged: Tree,
+    /// When the namespace last changed (directories of mutable trees).
+    pub mtime: DateTime<Utc>,
+}
+
+async fn add_versions(
+    store: &ObjStore,
+    tree: &mut Tree,
+    ns: &str,
+    picks: Vec<(String, u64)>,
+    skip_existing: bool,
+) -> Result<()> {
+    for (schema, v) in picks {
+        let m = store.manifest(ns, &schema, v).await?;
+        for f in m.files {
+            if skip_existing && tree.files.contains_key(&f.path) {
+                continue; // the namespace shadows the builtin
+            }
+            let r = FileRef {
+                namespace: ns.to_string(),
+                sha256: f.sha256,
+                mtime: m.created_at,
+            };
+            tree.files.insert(f.path, r);
+        }
+        tree.versions.push((ns.to_string(), schema, v));
+    }
+    Ok(())
+}
+
+fn picks(state: &NsState, staged: bool) -> Vec<(String, u64)> {
+    state
+        .snapshot
+        .schemas
+        .iter()
+        .filter_map(|(s, p)| {
+            if staged {
+                p.staged.or(p.current)
+            } else {
+                p.current
+            }
+            .map(|v| (s.clone(), v))
+        })
+        .collect()
+}
+
+impl Snapshot {
+    /// Builds the snapshot of `ns` at `state`, merging `builtins` (the
+    /// builtins' current state) under it.
+    pub async fn build(
+        store: &ObjStore,
+        ns: &str,
+        state: &NsState,
+        builtins: Option<&NsState>,
+    ) -> Result<Snapshot> {
+        let mut current = Tree::default();
+        let mut staged = Tree::default();
+        add_versions(store, &mut current, ns, picks(state, false), false).await?;
+        add_versions(store, &mut staged, ns, picks(state, true), false).await?;
+        if let Some(b) = builtins.filter(|_| ns != BUILTINS) {
+            add_versions(store, &mut current, BUILTINS, picks(b, false), true).await?;
+            add_versions(store, &mut staged, BUILTINS, picks(b, false), true).await?;
+        }
+        let mtime = match state.seq {
+            0 => store.get_namespace(ns).await?.created_at,
+            seq => store.log_entries(ns, seq, seq).await?.remove(0).created_at,
+        };
+        Ok(Snapshot {
+            namespace: ns.to_string(),
+            seq: state.seq,
+            schemas: state.snapshot.schemas.clone(),
+            current,
+            staged,
+            mtime,
+        })
+    }
+}
+
+/// Shared, cheaply cloned.
+pub type SharedSnapshot = Arc<Snapshot>;

@@ -1,0 +1,253 @@
+//! The filesystem core without a kernel, on every backend: the tree, the
+//! attributes, contents, refresh, history and the negative cache.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Backend;
+use protoshelf::Store;
+use protoshelf::fs::{Entry, FsCore, FsError, Options};
+use protoshelf::registry::{Registry, SourceFile};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+
+fn files(dir: &str) -> Vec<SourceFile> {
+    let root = std::path::Path::new(EXAMPLES).join(dir);
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(&root).sort_by_file_name() {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let rel = e
+                .path()
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.push(SourceFile::new(rel, std::fs::read(e.path()).unwrap()));
+        }
+    }
+    out
+}
+
+fn check(backend: Backend) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some((url, _dir)) = rt.block_on(common::fresh_url(backend)) else {
+        return;
+    };
+    let registry = rt.block_on(Registry::open(&url)).unwrap();
+    rt.block_on(async {
+        registry
+            .create_namespace("shop", Default::default(), Default::default())
+            .await
+            .unwrap();
+        registry
+            .publish(
+                "__builtins__",
+                "common",
+                files("builtins"),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        registry.promote("__builtins__", false).await.unwrap();
+        let shop: Vec<SourceFile> = files("shop")
+            .into_iter()
+            .filter(|f| !f.path.contains("orders"))
+            .collect();
+        registry
+            .publish("shop", "shop.base", shop, Default::default())
+            .await
+            .unwrap();
+        registry.promote("shop", false).await.unwrap();
+    });
+    let store = rt.block_on(protoshelf::ObjStore::open(&url)).unwrap();
+    let core = Arc::new(FsCore::new(
+        store,
+        rt.handle().clone(),
+        Options {
+            namespaces: vec![],
+            refresh: Duration::from_millis(50),
+        },
+    ));
+
+    // The root and a namespace.
+    let root = core.list("").unwrap();
+    assert!(
+        root.contains_key("shop")
+            && root.contains_key("__builtins__")
+            && root.contains_key(".protoshelf")
+    );
+    let ns: Vec<String> = core.list("shop").unwrap().into_keys().collect();
+    assert_eq!(
+        ns,
+        [
+            "current",
+            "current.binpb",
+            "history",
+            "schemas",
+            "staged",
+            "staged.binpb"
+        ]
+    );
+    // current/ merges builtins under the namespace's files.
+    let top: Vec<String> = core.list("shop/current").unwrap().into_keys().collect();
+    assert_eq!(top, ["common", "shop"]);
+    let price = core.content("shop/current/shop/types/price.proto").unwrap();
+    assert_eq!(
+        price,
+        std::fs::read(format!("{EXAMPLES}/shop/shop/types/price.proto")).unwrap()
+    );
+    match core.entry("shop/current/shop/types/price.proto").unwrap() {
+        Entry::File {
+            size, immutable, ..
+        } => assert_eq!((size, immutable), (price.len() as u64, false)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        core.entry("shop/current/shop").unwrap(),
+        Entry::Dir { .. }
+    ));
+    assert_eq!(
+        core.entry("shop/current/nope.proto"),
+        Err(FsError::NotFound)
+    );
+    assert_eq!(
+        core.list("shop/current/common/money.proto"),
+        Err(FsError::NotDir)
+    );
+    assert_eq!(core.entry("nope"), Err(FsError::NotFound));
+    assert_eq!(core.entry("shop/schemas/x"), Err(FsError::NotFound));
+    assert_eq!(core.entry("shop/history/99"), Err(FsError::NotFound));
+
+    // Schemas: symlinks, versions, descriptor and version.json.
+    assert_eq!(
+        core.readlink("shop/schemas/shop.base/current").unwrap(),
+        "versions/1"
+    );
+    assert_eq!(
+        core.entry("shop/schemas/shop.base/staged"),
+        Err(FsError::NotFound)
+    );
+    let v1: Vec<String> = core
+        .list("shop/schemas/shop.base/versions/1")
+        .unwrap()
+        .into_keys()
+        .collect();
+    assert_eq!(v1, ["descriptor.binpb", "shop", "version.json"]);
+    assert!(
+        core.entry("shop/schemas/shop.base/versions/1/descriptor.binpb")
+            .unwrap()
+            .immutable()
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &core
+            .content("shop/schemas/shop.base/versions/1/version.json")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["version"], 1);
+    assert!(json.get("writer_id").is_none());
+    // The tree's descriptor set holds every file of current/, dependencies first.
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(core.content("shop/current.binpb").unwrap())
+        .unwrap();
+    let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+    for f in [
+        "common/money.proto",
+        "shop/types/price.proto",
+        "shop/catalog/item.proto",
+        "google/protobuf/timestamp.proto",
+    ] {
+        assert!(names.contains(&f), "{f} missing from {names:?}");
+    }
+    assert!(
+        names.iter().position(|n| *n == "common/money.proto")
+            < names.iter().position(|n| *n == "shop/types/price.proto")
+    );
+
+    // A change appears after a refresh; history keeps the old tree; an open
+    // file's bytes (held by its handle) do not change.
+    let held = core.content("shop/current/shop/types/price.proto").unwrap();
+    let seq_before = core.list("shop/history").unwrap().len() as u64;
+    rt.block_on(async {
+        let mut shop = files("shop");
+        for f in shop.iter_mut().filter(|f| f.path.ends_with("price.proto")) {
+            f.content.extend_from_slice(b"\n// revised\n");
+        }
+        registry
+            .publish("shop", "shop.base", shop, Default::default())
+            .await
+            .unwrap();
+    });
+    core.refresh();
+    assert!(
+        core.content("shop/staged/shop/orders/order.proto").is_ok(),
+        "staged shows the proposed tree"
+    );
+    assert_eq!(
+        core.entry("shop/current/shop/orders/order.proto"),
+        Err(FsError::NotFound)
+    );
+    rt.block_on(registry.promote("shop", false)).unwrap();
+    core.refresh();
+    assert!(
+        String::from_utf8_lossy(&core.content("shop/current/shop/types/price.proto").unwrap())
+            .contains("revised")
+    );
+    assert!(!String::from_utf8_lossy(&held).contains("revised"));
+    let old = core
+        .content(&format!("shop/history/{seq_before}/shop/types/price.proto"))
+        .unwrap();
+    assert_eq!(
+        old, held,
+        "history shows the tree as it was after that commit"
+    );
+    assert!(
+        core.entry(&format!("shop/history/{seq_before}"))
+            .unwrap()
+            .immutable()
+    );
+
+    // A namespace created later appears; misses are cached until the next refresh.
+    assert_eq!(core.entry("late"), Err(FsError::NotFound));
+    let before = core.store().requests();
+    assert_eq!(core.entry("late"), Err(FsError::NotFound));
+    assert_eq!(
+        (core.store().requests() - before).total(),
+        0,
+        "a repeated miss costs no request"
+    );
+    rt.block_on(registry.create_namespace("late", Default::default(), Default::default()))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    core.refresh();
+    assert!(matches!(core.entry("late"), Ok(Entry::Dir { .. })));
+
+    // An idle refresh round costs one GET per loaded namespace.
+    core.refresh();
+    let before = core.store().requests();
+    core.refresh();
+    let cost = core.store().requests() - before;
+    let loaded = 3; // shop, late, __builtins__
+    assert_eq!((cost.get, cost.put, cost.list), (loaded, 0, 0), "{cost}");
+    assert!(core.stats().contains("refreshes"));
+    drop(core);
+    drop(rt);
+}
+
+#[test]
+fn core_on_memory() {
+    check(Backend::Memory);
+}
+
+#[test]
+fn core_on_local_directory() {
+    check(Backend::Local);
+}
+
+#[test]
+fn core_on_s3() {
+    check(Backend::S3);
+}
