@@ -102,16 +102,21 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         a.mountpoint.display()
     );
 
-    // Refresh loop: one GET per loaded namespace per interval when idle.
+    // Refresh loop on its own thread (the core blocks on the runtime):
+    // one GET per loaded namespace per interval when idle. Stopped and
+    // joined before the runtime goes away.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refresher = {
-        let core = core.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(a.refresh);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let core = core.clone();
-                let _ = tokio::task::spawn_blocking(move || core.refresh()).await;
+        let (core, stop, every) = (core.clone(), stop.clone(), a.refresh);
+        std::thread::spawn(move || {
+            let step = Duration::from_millis(20).min(every);
+            let mut next = std::time::Instant::now() + every;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(step);
+                if std::time::Instant::now() >= next {
+                    core.refresh();
+                    next = std::time::Instant::now() + every;
+                }
             }
         })
     };
@@ -135,12 +140,13 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
             }
         }
     };
-    refresher.abort();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let result = if signalled {
         session.umount_and_join()
     } else {
         session.join()
     };
+    let _ = tokio::task::spawn_blocking(move || refresher.join()).await;
     tracing::info!("unmounted; stats:\n{}", core.stats());
     result.map_err(|e| Error::InvalidInput(format!("unmounting {}: {e}", a.mountpoint.display())))
 }

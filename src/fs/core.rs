@@ -33,10 +33,13 @@ pub enum Entry {
         mtime: DateTime<Utc>,
         immutable: bool,
     },
+    /// `content_id` names the exact bytes (a content hash) when they can
+    /// change under the same path, so the adapter gives each its own inode.
     File {
         size: u64,
         mtime: DateTime<Utc>,
         immutable: bool,
+        content_id: Option<String>,
     },
     Symlink {
         target: String,
@@ -328,6 +331,7 @@ impl FsCore {
                 size: self.blob_size(&f.namespace, &f.sha256)?,
                 mtime: f.mtime,
                 immutable,
+                content_id: Some(f.sha256.clone()),
             });
         }
         if tree.is_dir(&path) {
@@ -351,6 +355,7 @@ impl FsCore {
                 size: self.stats().len() as u64,
                 mtime: Utc::now(),
                 immutable: false,
+                content_id: None,
             }),
             [ns, rest @ ..] => {
                 let snap = self.snapshot(ns)?;
@@ -375,6 +380,7 @@ impl FsCore {
                     size: bytes.len() as u64,
                     mtime: snap.mtime,
                     immutable: false,
+                    content_id: Some(format!("{set}@{}", snap.seq)),
                 })
             }
             ["schemas", schema, tail @ ..] => {
@@ -417,6 +423,7 @@ impl FsCore {
                 size,
                 mtime: m.created_at,
                 immutable: true,
+                content_id: None,
             })
         };
         match tail {

@@ -32,11 +32,20 @@ fn errno(e: FsError) -> Errno {
     }
 }
 
-/// Path ↔ inode, stable for the life of the mount.
+/// Inode numbers, stable for the life of the mount. A file whose bytes
+/// can change under the same path (`current/x.proto`) gets one inode per
+/// content, so the kernel never serves one version's cached pages for
+/// another; such an inode remembers its attributes for handles still open.
 #[derive(Default)]
 struct Inodes {
-    by_path: HashMap<String, u64>,
-    paths: Vec<String>,
+    by_key: HashMap<String, u64>,
+    nodes: Vec<Node>,
+}
+
+struct Node {
+    path: String,
+    content_id: Option<String>,
+    attr: Option<FileAttr>,
 }
 
 pub struct ProtoshelfFs {
@@ -56,9 +65,14 @@ fn to_system(t: chrono::DateTime<chrono::Utc>) -> SystemTime {
 
 impl ProtoshelfFs {
     pub fn new(core: Arc<FsCore>, mutable_ttl: Duration) -> Self {
+        let root = Node {
+            path: String::new(),
+            content_id: None,
+            attr: None,
+        };
         let inodes = Inodes {
-            by_path: HashMap::from([(String::new(), 1)]),
-            paths: vec![String::new()],
+            by_key: HashMap::from([(String::new(), 1)]),
+            nodes: vec![root],
         };
         ProtoshelfFs {
             core,
@@ -71,23 +85,62 @@ impl ProtoshelfFs {
         }
     }
 
-    fn ino(&self, path: &str) -> u64 {
+    fn ino_for(&self, path: &str, content_id: Option<&str>) -> u64 {
+        let key = match content_id {
+            Some(id) => format!("{path}\0{id}"),
+            None => path.to_string(),
+        };
         let mut t = self.inodes.lock().unwrap();
-        if let Some(i) = t.by_path.get(path) {
+        if let Some(i) = t.by_key.get(&key) {
             return *i;
         }
-        t.paths.push(path.to_string());
-        let ino = t.paths.len() as u64;
-        t.by_path.insert(path.to_string(), ino);
+        t.nodes.push(Node {
+            path: path.to_string(),
+            content_id: content_id.map(str::to_string),
+            attr: None,
+        });
+        let ino = t.nodes.len() as u64;
+        t.by_key.insert(key, ino);
         ino
+    }
+
+    fn ino(&self, path: &str, entry: Option<&Entry>) -> u64 {
+        let id = match entry {
+            Some(Entry::File { content_id, .. }) => content_id.as_deref(),
+            _ => None,
+        };
+        self.ino_for(path, id)
     }
 
     fn path(&self, ino: INodeNo) -> Result<String, Errno> {
         let t = self.inodes.lock().unwrap();
-        t.paths
+        t.nodes
             .get((u64::from(ino) as usize).wrapping_sub(1))
-            .cloned()
+            .map(|n| n.path.clone())
             .ok_or(Errno::ENOENT)
+    }
+
+    /// The attributes of `ino`: fresh when its path still shows the same
+    /// content, else the ones it had (an older version held open).
+    fn attr_of(&self, ino: u64, entry: &Entry) -> (Duration, FileAttr) {
+        let fresh = self.attr(ino, entry);
+        let mut t = self.inodes.lock().unwrap();
+        let Some(node) = t.nodes.get_mut(ino as usize - 1) else {
+            return fresh;
+        };
+        let current_id = match entry {
+            Entry::File { content_id, .. } => content_id.as_deref(),
+            _ => None,
+        };
+        match (&node.content_id, &node.attr) {
+            (Some(id), Some(old)) if Some(id.as_str()) != current_id => (self.mutable_ttl, *old),
+            _ => {
+                if node.content_id.is_some() {
+                    node.attr = Some(fresh.1);
+                }
+                fresh
+            }
+        }
     }
 
     fn child(&self, parent: INodeNo, name: &OsStr) -> Result<String, Errno> {
@@ -153,7 +206,7 @@ impl Filesystem for ProtoshelfFs {
         self.core.counters.lookups.fetch_add(1, Relaxed);
         let result = self.child(parent, name).and_then(|p| {
             let e = self.core.entry(&p).map_err(errno)?;
-            Ok(self.attr(self.ino(&p), &e))
+            Ok(self.attr_of(self.ino(&p, Some(&e)), &e))
         });
         match result {
             Ok((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
@@ -167,7 +220,7 @@ impl Filesystem for ProtoshelfFs {
             .and_then(|p| self.core.entry(&p).map_err(errno));
         match result {
             Ok(e) => {
-                let (ttl, attr) = self.attr(u64::from(ino), &e);
+                let (ttl, attr) = self.attr_of(u64::from(ino), &e);
                 reply.attr(&ttl, &attr)
             }
             Err(e) => reply.error(e),
@@ -191,6 +244,18 @@ impl Filesystem for ProtoshelfFs {
         }
         let result = self.path(ino).and_then(|p| {
             let e = self.core.entry(&p).map_err(errno)?;
+            // An inode of an older content whose path moved on: stale.
+            if let Entry::File {
+                content_id: Some(now),
+                ..
+            } = &e
+            {
+                let t = self.inodes.lock().unwrap();
+                let node = &t.nodes[u64::from(ino) as usize - 1];
+                if node.content_id.as_deref().is_some_and(|id| id != now) {
+                    return Err(Errno::ESTALE);
+                }
+            }
             // The whole content, held by the handle: an open file never
             // mixes versions, whatever is promoted meanwhile.
             let bytes = self.core.content(&p).map_err(errno)?;
@@ -245,6 +310,17 @@ impl Filesystem for ProtoshelfFs {
         reply.ok()
     }
 
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok()
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self
             .path(ino)
@@ -272,8 +348,7 @@ impl Filesystem for ProtoshelfFs {
             Err(e) => return reply.error(e),
         };
         let parent = match dir.rsplit_once('/') {
-            Some((p, _)) => self.ino(p),
-            None if dir.is_empty() => 1,
+            Some((p, _)) => self.ino(p, None),
             None => 1,
         };
         let mut entries = vec![
@@ -286,14 +361,17 @@ impl Filesystem for ProtoshelfFs {
             } else {
                 format!("{dir}/{name}")
             };
-            let kind = if is_dir {
-                FileType::Directory
-            } else if matches!(self.core.entry(&child), Ok(Entry::Symlink { .. })) {
-                FileType::Symlink
+            let entry = if is_dir {
+                None
             } else {
-                FileType::RegularFile
+                self.core.entry(&child).ok()
             };
-            entries.push((self.ino(&child), kind, name));
+            let kind = match &entry {
+                None => FileType::Directory,
+                Some(Entry::Symlink { .. }) => FileType::Symlink,
+                Some(_) => FileType::RegularFile,
+            };
+            entries.push((self.ino(&child, entry.as_ref()), kind, name));
         }
         for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(ino), (i + 1) as u64, kind, name) {

@@ -1,0 +1,456 @@
+//! The FUSE view mounted for real (fuse3 is on the test machines;
+//! scripts/test.sh installs it), on a local directory and on S3: protoc
+//! through the mount equals protoc on a local copy, changes appear without
+//! remounting, history is immutable, every write fails with EROFS, unknown
+//! paths give ENOENT, and an idle mount costs one GET per namespace per
+//! refresh interval.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::Backend;
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+const BIN: &str = env!("CARGO_BIN_EXE_protoshelf");
+const EROFS: i32 = 30;
+
+/// Whether FUSE can be used here; under CI=true its absence fails.
+fn fuse_available() -> bool {
+    let ok =
+        Path::new("/dev/fuse").exists() && Command::new("fusermount3").arg("-V").output().is_ok();
+    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true but FUSE is unavailable (/dev/fuse, fusermount3): scripts/test.sh installs fuse3"
+        );
+    }
+    if !ok {
+        eprintln!("SKIPPED: mount test (no /dev/fuse or fusermount3)");
+    }
+    ok
+}
+
+fn cli(url: &str, args: &[&str]) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("PROTOSHELF_STORE", url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "protoshelf {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Mounted {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mounted {
+    fn start(url: &str, extra: &[&str]) -> Mounted {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(BIN)
+            .args(["mount", dir.path().to_str().unwrap(), "--refresh", "200ms"])
+            .args(extra)
+            .env("PROTOSHELF_STORE", url)
+            .spawn()
+            .unwrap();
+        let m = Mounted {
+            dir,
+            child: Some(child),
+        };
+        wait_for(
+            || m.path(".protoshelf/stats").exists(),
+            "the mount to come up",
+        );
+        m
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Stops with SIGTERM, as a service manager would: the mount must
+    /// unmount itself and exit 0.
+    fn terminate(mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "mount exited with {exit} on SIGTERM");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        assert!(
+            !mounts.contains(self.dir.path().to_str().unwrap()),
+            "still mounted after SIGTERM"
+        );
+    }
+
+    /// Unmounts like a user would and requires a clean exit 0.
+    fn stop(mut self) {
+        let out = Command::new("fusermount3")
+            .arg("-u")
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fusermount3 -u: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = self.child.take().unwrap().wait().unwrap();
+        assert!(status.success(), "mount exited with {status}");
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        // A failing test must not leave a mount or a process behind.
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(self.dir.path())
+                .output();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool, what: &str) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+fn protoc(include: &Path, out: &Path, files: &[String]) -> Vec<u8> {
+    let status = Command::new("protoc")
+        .arg("-I")
+        .arg(include)
+        .arg("--include_imports")
+        .arg(format!("--descriptor_set_out={}", out.display()))
+        .args(files)
+        .status()
+        .expect("protoc is installed by scripts/test.sh");
+    assert!(status.success(), "protoc failed in {}", include.display());
+    std::fs::read(out).unwrap()
+}
+
+fn proto_files(root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "proto"))
+        .map(|e| {
+            e.path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for rel in proto_files(from) {
+        let target = to.join(&rel);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(&rel), target).unwrap();
+    }
+}
+
+fn setup(url: &str) {
+    cli(url, &["namespace", "create", "shop"]);
+    cli(
+        url,
+        &[
+            "load",
+            "__builtins__",
+            &format!("{EXAMPLES}/builtins"),
+            "--promote",
+        ],
+    );
+    cli(
+        url,
+        &["load", "shop", &format!("{EXAMPLES}/shop"), "--promote"],
+    );
+}
+
+fn stats(m: &Mounted) -> std::collections::HashMap<String, u64> {
+    std::fs::read_to_string(m.path(".protoshelf/stats"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        })
+        .collect()
+}
+
+async fn protoc_through_the_mount(backend: Backend) {
+    if !fuse_available() {
+        return;
+    }
+    let Some((url, _dir)) = common::fresh_url(backend).await else {
+        return;
+    };
+    setup(&url);
+    let m = Mounted::start(&url, &[]);
+    let current = m.path("shop/current");
+    let files = proto_files(&current);
+    assert!(
+        files.contains(&"common/money.proto".to_string()),
+        "builtins are in the include root: {files:?}"
+    );
+    let local = tempfile::tempdir().unwrap();
+    copy_tree(&current, local.path());
+    let out = tempfile::tempdir().unwrap();
+    let mounted = protoc(&current, &out.path().join("m.pb"), &files);
+    let copied = protoc(local.path(), &out.path().join("l.pb"), &files);
+    assert_eq!(
+        mounted, copied,
+        "protoc through the mount differs from a local copy"
+    );
+    // The mount's own descriptor set decodes and covers the tree.
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(
+        std::fs::read(m.path("shop/current.binpb"))
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    assert!(
+        set.file
+            .iter()
+            .any(|f| f.name() == "shop/orders/order.proto")
+    );
+    // ls -R and find behave.
+    for cmd in [vec!["ls", "-R"], vec!["find", "."]] {
+        let status = Command::new(cmd[0])
+            .args(&cmd[1..])
+            .current_dir(m.dir.path())
+            .output()
+            .unwrap()
+            .status;
+        assert!(status.success(), "{cmd:?}");
+    }
+    m.terminate();
+}
+
+async fn live_changes_history_and_read_only(backend: Backend) {
+    if !fuse_available() {
+        return;
+    }
+    let Some((url, _dir)) = common::fresh_url(backend).await else {
+        return;
+    };
+    setup(&url);
+    let m = Mounted::start(&url, &[]);
+    let order = "shop/orders/order.proto";
+    let current_order = m.path(&format!("shop/current/{order}"));
+    let before = std::fs::read_to_string(&current_order).unwrap();
+    // Attributes: size is right, mtime is the version's creation time.
+    let meta = std::fs::metadata(&current_order).unwrap();
+    assert_eq!(meta.len(), before.len() as u64);
+    assert!(meta.modified().unwrap().elapsed().unwrap() < Duration::from_secs(600));
+    // An open file keeps its version across a promote.
+    let mut held = std::fs::File::open(&current_order).unwrap();
+
+    cli(
+        &url,
+        &[
+            "push",
+            "shop",
+            "shop.orders",
+            &format!("{EXAMPLES}/changes/compatible"),
+        ],
+    );
+    let staged = m.path(&format!("shop/staged/{order}"));
+    wait_for(
+        || std::fs::read_to_string(&staged).is_ok_and(|s| s.contains("note")),
+        "the staged change",
+    );
+    assert_eq!(
+        std::fs::read_to_string(&current_order).unwrap(),
+        before,
+        "current is untouched by staging"
+    );
+    assert_eq!(
+        std::fs::read_link(m.path("shop/schemas/shop.orders/staged")).unwrap(),
+        Path::new("versions/2")
+    );
+
+    let promoted_at = Instant::now();
+    cli(&url, &["promote", "shop"]);
+    let visible = wait_for(
+        || std::fs::read_to_string(&current_order).is_ok_and(|s| s.contains("note")),
+        "the promote",
+    );
+    eprintln!(
+        "{backend:?}: a promote became visible in the mount after {:?} (refresh 200ms; {:?} including the CLI)",
+        visible,
+        promoted_at.elapsed()
+    );
+    let mut old = String::new();
+    std::io::Read::read_to_string(&mut held, &mut old).unwrap();
+    assert_eq!(old, before, "an open file mixed versions");
+    drop(held);
+
+    // History: the tree after commit 2 (the first load) is still the old one.
+    assert_eq!(
+        std::fs::read_to_string(m.path(&format!("shop/history/2/{order}"))).unwrap(),
+        before
+    );
+    let newest = std::fs::read_dir(m.path("shop/history")).unwrap().count();
+    assert!(
+        std::fs::read_to_string(m.path(&format!("shop/history/{newest}/{order}")))
+            .unwrap()
+            .contains("note")
+    );
+    let v1 =
+        std::fs::read_to_string(m.path(&format!("shop/schemas/shop.orders/versions/1/{order}")))
+            .unwrap();
+    assert_eq!(v1, before);
+
+    // A namespace created after mounting appears.
+    cli(&url, &["namespace", "create", "late"]);
+    wait_for(|| m.path("late").exists(), "a new namespace");
+
+    // Read-only: every write call fails with EROFS.
+    let erofs = |r: std::io::Result<()>, what: &str| {
+        let e = r
+            .err()
+            .unwrap_or_else(|| panic!("{what} succeeded on a read-only mount"));
+        assert_eq!(e.raw_os_error(), Some(EROFS), "{what}: {e}");
+    };
+    let existing = m.path("shop/current/common/money.proto");
+    erofs(
+        std::fs::write(m.path("shop/current/new.proto"), "x"),
+        "create",
+    );
+    erofs(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&existing)
+            .map(|_| ()),
+        "open for writing",
+    );
+    erofs(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&existing)
+            .map(|_| ()),
+        "open for appending",
+    );
+    erofs(std::fs::create_dir(m.path("shop/current/dir")), "mkdir");
+    erofs(std::fs::remove_file(&existing), "unlink");
+    erofs(std::fs::remove_dir(m.path("shop/current/common")), "rmdir");
+    erofs(
+        std::fs::rename(&existing, m.path("shop/current/common/moved.proto")),
+        "rename",
+    );
+    erofs(
+        std::os::unix::fs::symlink("x", m.path("shop/current/link")),
+        "symlink",
+    );
+    erofs(
+        std::fs::hard_link(&existing, m.path("shop/current/hard.proto")),
+        "link",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    erofs(
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o777)),
+        "chmod",
+    );
+    // truncate(2) by path reaches setattr (ftruncate on a read-only fd
+    // would be refused by the kernel before the filesystem sees it).
+    let out = Command::new("truncate")
+        .arg("-s0")
+        .arg(&existing)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+        "truncate"
+    );
+    let out = Command::new("touch").arg(&existing).output().unwrap();
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+        "touch"
+    );
+
+    // Unknown paths: ENOENT, at every level.
+    for p in [
+        "nope",
+        "shop/nope",
+        "shop/current/nope.proto",
+        "shop/schemas/nope",
+        "shop/schemas/shop.orders/versions/99",
+        "shop/history/999",
+        "shop/history/x",
+    ] {
+        let e = std::fs::metadata(m.path(p)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{p}: {e}");
+    }
+
+    // Idle: at most one GET per loaded namespace per refresh interval.
+    std::thread::sleep(Duration::from_millis(500));
+    let a = stats(&m);
+    std::thread::sleep(Duration::from_secs(2));
+    let b = stats(&m);
+    let rounds = b["refreshes"] - a["refreshes"];
+    let requests = b["requests_total"] - a["requests_total"];
+    let namespaces = 3; // shop, late (through the stats file and lookups: loaded), __builtins__ read once per round
+    eprintln!(
+        "{backend:?}: idle mount, {rounds} refresh rounds: {requests} requests ({} GET, {} LIST, {} PUT)",
+        b["requests_get"] - a["requests_get"],
+        b["requests_list"] - a["requests_list"],
+        b["requests_put"] - a["requests_put"]
+    );
+    assert!(rounds >= 5, "{rounds} refresh rounds in 2 s");
+    assert!(
+        requests <= namespaces * (rounds + 1),
+        "{requests} requests in {rounds} idle rounds"
+    );
+    assert_eq!(b["requests_put"], a["requests_put"]);
+    m.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protoc_through_the_mount_local() {
+    protoc_through_the_mount(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protoc_through_the_mount_s3() {
+    protoc_through_the_mount(Backend::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_changes_history_and_read_only_local() {
+    live_changes_history_and_read_only(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_changes_history_and_read_only_s3() {
+    live_changes_history_and_read_only(Backend::S3).await;
+}
