@@ -49,5 +49,28 @@ run discard shop
 run rollback shop shop.orders 1 --force --promote
 run schema source shop shop.orders
 run log shop
+
+# The registry as plain files: mount it read-only and compile with protoc,
+# no client needed. (Needs /dev/fuse and fusermount3; skipped without them.)
+if [[ -e /dev/fuse ]] && command -v fusermount3 >/dev/null && command -v protoc >/dev/null; then
+  mnt="$work/mnt"
+  mkdir -p "$mnt"
+  say "protoshelf mount $mnt &"
+  "$bin" mount "$mnt" &
+  mount_pid=$!
+  for _ in $(seq 100); do [[ -e "$mnt/.protoshelf/stats" ]] && break; sleep 0.1; done
+  say "ls $mnt/shop/current/shop/orders"
+  ls "$mnt/shop/current/shop/orders"
+  say "protoc -I $mnt/shop/current --include_imports -o $work/shop.binpb shop/orders/order.proto shop/catalog/item.proto"
+  protoc -I "$mnt/shop/current" --include_imports -o "$work/shop.binpb" shop/orders/order.proto shop/catalog/item.proto
+  echo "compiled $(wc -c <"$work/shop.binpb") bytes of descriptors through the mount"
+  say "readlink $mnt/shop/schemas/shop.orders/current"
+  readlink "$mnt/shop/schemas/shop.orders/current"
+  say "fusermount3 -u $mnt"
+  fusermount3 -u "$mnt"
+  wait "$mount_pid"
+else
+  echo "(skipping the mount step: needs /dev/fuse, fusermount3 and protoc; scripts/test.sh installs them)"
+fi
 echo
 echo "demo finished: store at $PROTOSHELF_STORE (removed on exit)"

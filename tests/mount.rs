@@ -454,3 +454,160 @@ async fn live_changes_history_and_read_only_local() {
 async fn live_changes_history_and_read_only_s3() {
     live_changes_history_and_read_only(Backend::S3).await;
 }
+
+/// A TCP proxy in front of the S3 endpoint that the test can cut and
+/// restore, on the same port: storage becoming unreachable for real.
+struct Proxy {
+    port: u16,
+    upstream: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let p = Proxy {
+            port,
+            upstream: upstream.to_string(),
+            tasks: Default::default(),
+        };
+        p.serve(listener);
+        p
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (tasks, upstream) = (self.tasks.clone(), self.upstream.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = upstream.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Closes the listener and every open connection.
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serve(listener);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_outage_serves_cache_and_recovers_s3() {
+    if !fuse_available() {
+        return;
+    }
+    let Some((url, _dir)) = common::fresh_url(Backend::S3).await else {
+        return;
+    };
+    setup(&url);
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = Proxy::start(endpoint.trim_start_matches("http://").trim_end_matches('/')).await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(BIN)
+        .args(["mount", dir.path().to_str().unwrap(), "--refresh", "200ms"])
+        .env("PROTOSHELF_STORE", &url)
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", proxy.port),
+        )
+        .spawn()
+        .unwrap();
+    let m = Mounted {
+        dir,
+        child: Some(child),
+    };
+    let path = |rel: &str| m.path(rel);
+    let blocking = |f: Box<dyn FnOnce() + Send>| tokio::task::spawn_blocking(f);
+    let order = path("shop/current/shop/orders/order.proto");
+    let order2 = order.clone();
+    let stats_path = path(".protoshelf/stats");
+    blocking(Box::new(move || {
+        wait_for(|| stats_path.exists(), "the mount");
+        assert!(
+            std::fs::read_to_string(&order2)
+                .unwrap()
+                .contains("message Order")
+        );
+    }))
+    .await
+    .unwrap();
+
+    proxy.cut();
+    let (o, d) = (
+        order.clone(),
+        path("shop/schemas/shop.catalog/versions/1/descriptor.binpb"),
+    );
+    blocking(Box::new(move || {
+        // Cached content keeps being served.
+        assert!(
+            std::fs::read_to_string(&o)
+                .unwrap()
+                .contains("message Order")
+        );
+        // Content never read before: EIO, quickly, and the mount stays up.
+        let started = Instant::now();
+        let e = std::fs::read(&d).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(5),
+            "uncached read during the outage: {e}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "EIO took {:?}",
+            started.elapsed()
+        );
+    }))
+    .await
+    .unwrap();
+    // Meanwhile someone promotes a change (straight to S3), and the mount's
+    // refresh rounds fail for a while.
+    cli(
+        &url,
+        &[
+            "push",
+            "shop",
+            "shop.orders",
+            &format!("{EXAMPLES}/changes/compatible"),
+            "--promote",
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let during = stats(&m)["refresh_errors"];
+    assert!(during > 0, "refresh rounds during the outage did not fail");
+
+    proxy.restore().await;
+    let (o, d) = (
+        order.clone(),
+        path("shop/schemas/shop.catalog/versions/1/descriptor.binpb"),
+    );
+    blocking(Box::new(move || {
+        wait_for(
+            || std::fs::read_to_string(&o).is_ok_and(|s| s.contains("note")),
+            "recovery after the outage",
+        );
+        assert!(std::fs::read(&d).unwrap().len() > 100);
+    }))
+    .await
+    .unwrap();
+    tokio::task::spawn_blocking(move || m.stop()).await.unwrap();
+}

@@ -71,8 +71,15 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
             a.mountpoint.display()
         )));
     }
+    // Unreachable storage must surface as EIO within seconds, not block
+    // protoc for object_store's default three minutes of retries.
+    let retry = object_store::RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
     let backend = match ctx.store.as_deref() {
-        Some(u) => url::open(u)?,
+        Some(u) => url::open_with(u, Some(retry))?,
         None => url::open(url::default_store_dir().to_string_lossy().as_ref())?,
     };
     let store = ObjStore::with_cache(backend, a.cache_size).await?;

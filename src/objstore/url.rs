@@ -113,6 +113,13 @@ fn scoped(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
 /// Cloud backends take their credentials and endpoint from the standard
 /// environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
 pub fn open(url: &str) -> Result<Backend> {
+    open_with(url, None)
+}
+
+/// [`open`] with the cloud backends' retry budget replaced: a mount answers
+/// EIO after a few seconds of unreachable storage instead of blocking a
+/// reader for object_store's default three minutes.
+pub fn open_with(url: &str, retry: Option<object_store::RetryConfig>) -> Result<Backend> {
     let url = url.trim();
     if url.is_empty() {
         return Err(invalid(url, "empty store URL"));
@@ -156,30 +163,33 @@ pub fn open(url: &str) -> Result<Backend> {
             if bucket.is_empty() {
                 return Err(invalid(url, "missing bucket: s3://bucket/prefix"));
             }
-            let s3 = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(build_err)?;
+            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Some(r) = retry.clone() {
+                b = b.with_retry(r);
+            }
+            let s3 = b.build().map_err(build_err)?;
             (BackendKind::S3, Arc::new(s3))
         }
         "gs" => {
             if bucket.is_empty() {
                 return Err(invalid(url, "missing bucket: gs://bucket/prefix"));
             }
-            let gcs = GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(build_err)?;
+            let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+            if let Some(r) = retry.clone() {
+                b = b.with_retry(r);
+            }
+            let gcs = b.build().map_err(build_err)?;
             (BackendKind::Gcs, Arc::new(gcs))
         }
         "az" | "azure" | "abfs" => {
             if bucket.is_empty() {
                 return Err(invalid(url, "missing container: az://container/prefix"));
             }
-            let az = MicrosoftAzureBuilder::from_env()
-                .with_container_name(bucket)
-                .build()
-                .map_err(build_err)?;
+            let mut b = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
+            if let Some(r) = retry.clone() {
+                b = b.with_retry(r);
+            }
+            let az = b.build().map_err(build_err)?;
             (BackendKind::Azure, Arc::new(az))
         }
         other => {
