@@ -33,6 +33,29 @@ fn fuse_available() -> bool {
     ok
 }
 
+/// buf, as scripts/test.sh installs it (skipped when absent outside CI).
+fn buf_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PROTOSHELF_BUF")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cache = std::env::var_os("PROTOSHELF_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/protoshelf"))
+                })?;
+            Some(cache.join("buf/node_modules/.bin/buf"))
+        })?;
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "CI=true but buf is missing"
+    );
+    eprintln!("SKIPPED: buf build through the mount (no buf)");
+    None
+}
+
 fn cli(url: &str, args: &[&str]) {
     let out = Command::new(BIN)
         .args(args)
@@ -241,6 +264,29 @@ async fn protoc_through_the_mount(backend: Backend) {
             .iter()
             .any(|f| f.name() == "shop/orders/order.proto")
     );
+    // buf builds the mounted tree exactly as a local copy.
+    if let Some(buf) = buf_binary() {
+        let image = |dir: &Path, out: &str| {
+            let target = local.path().parent().unwrap().join(out);
+            let status = Command::new(&buf)
+                .arg("build")
+                .arg(dir)
+                .arg("-o")
+                .arg(&target)
+                .status()
+                .unwrap();
+            assert!(status.success(), "buf build {}", dir.display());
+            std::fs::read(target).unwrap()
+        };
+        let (a, b) = (
+            image(&current, "mount.binpb"),
+            image(local.path(), "local.binpb"),
+        );
+        assert_eq!(
+            a, b,
+            "buf build through the mount differs from a local copy"
+        );
+    }
     // ls -R and find behave.
     for cmd in [vec!["ls", "-R"], vec!["find", "."]] {
         let status = Command::new(cmd[0])
