@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Backend;
-use protoshelf::Store;
 use protoshelf::fs::{Entry, FsCore, FsError, Options};
 use protoshelf::registry::{Registry, SourceFile};
 

@@ -227,15 +227,24 @@ fn stats(m: &Mounted) -> std::collections::HashMap<String, u64> {
         .collect()
 }
 
-async fn protoc_through_the_mount(backend: Backend) {
+/// The examples loaded on a fresh store of `backend`, mounted (None when
+/// FUSE or S3 is unavailable outside CI).
+async fn mounted_example(
+    backend: Backend,
+) -> Option<(Mounted, String, Option<std::sync::Arc<tempfile::TempDir>>)> {
     if !fuse_available() {
-        return;
+        return None;
     }
-    let Some((url, _dir)) = common::fresh_url(backend).await else {
-        return;
-    };
+    let (url, dir) = common::fresh_url(backend).await?;
     setup(&url);
     let m = Mounted::start(&url, &[]);
+    Some((m, url, dir))
+}
+
+async fn protoc_through_the_mount(backend: Backend) {
+    let Some((m, _url, _dir)) = mounted_example(backend).await else {
+        return;
+    };
     let current = m.path("shop/current");
     let files = proto_files(&current);
     assert!(
@@ -301,14 +310,9 @@ async fn protoc_through_the_mount(backend: Backend) {
 }
 
 async fn live_changes_history_and_read_only(backend: Backend) {
-    if !fuse_available() {
-        return;
-    }
-    let Some((url, _dir)) = common::fresh_url(backend).await else {
+    let Some((m, url, _dir)) = mounted_example(backend).await else {
         return;
     };
-    setup(&url);
-    let m = Mounted::start(&url, &[]);
     let order = "shop/orders/order.proto";
     let current_order = m.path(&format!("shop/current/{order}"));
     let before = std::fs::read_to_string(&current_order).unwrap();
