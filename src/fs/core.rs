@@ -153,10 +153,10 @@ impl FsCore {
             return Ok(self.opts.namespaces.clone());
         }
         let mut listing = self.listing.lock().unwrap();
-        if let Some((at, names)) = &*listing {
-            if at.elapsed() < self.opts.refresh {
-                return Ok(names.clone());
-            }
+        if let Some((at, names)) = &*listing
+            && at.elapsed() < self.opts.refresh
+        {
+            return Ok(names.clone());
         }
         match self.rt.block_on(self.store.list_namespaces()) {
             Ok(all) => {
@@ -180,11 +180,11 @@ impl FsCore {
         if let Some(s) = self.snapshots.lock().unwrap().get(ns) {
             return Ok(s.clone());
         }
-        if let Some(until) = self.negative.lock().unwrap().get(ns) {
-            if Instant::now() < *until {
-                self.counters.negative_hits.fetch_add(1, Relaxed);
-                return Err(FsError::NotFound);
-            }
+        if let Some(until) = self.negative.lock().unwrap().get(ns)
+            && Instant::now() < *until
+        {
+            self.counters.negative_hits.fetch_add(1, Relaxed);
+            return Err(FsError::NotFound);
         }
         match self.load(ns) {
             Ok(s) => Ok(s),
@@ -238,10 +238,12 @@ impl FsCore {
         };
         let builtins = builtins.filter(|_| ns != BUILTINS);
         let builtins_seq = builtins.map_or(0, |b| b.seq);
-        if let Some(old) = self.snapshots.lock().unwrap().get(ns) {
-            if old.seq == state.seq && self.builtins_seq(ns) == builtins_seq {
-                return Ok(old.clone());
-            }
+        let cached = self.snapshots.lock().unwrap().get(ns).cloned();
+        if let Some(old) = cached
+            && old.seq == state.seq
+            && self.builtins_seq(ns) == builtins_seq
+        {
+            return Ok(old);
         }
         self.counters.snapshot_builds.fetch_add(1, Relaxed);
         let snap =
