@@ -103,9 +103,9 @@ pub fn merge_sets(sets: &[Bytes]) -> Bytes {
                 continue;
             };
             let name = proto.name().to_string();
-            if !files.contains_key(&name) {
-                order.push(name.clone());
-                files.insert(name, (f, proto.dependency));
+            if let std::collections::hash_map::Entry::Vacant(slot) = files.entry(name.clone()) {
+                order.push(name);
+                slot.insert((f, proto.dependency));
             }
         }
     }
