@@ -120,6 +120,23 @@ fn check(backend: Backend) {
     assert_eq!(core.entry("shop/schemas/x"), Err(FsError::NotFound));
     assert_eq!(core.entry("shop/history/99"), Err(FsError::NotFound));
 
+    // Listings come from cached state: no request per entry, kinds included.
+    let before = core.store().requests();
+    let types = core.list("shop/current/shop/types").unwrap();
+    assert!(matches!(
+        types["price.proto"],
+        protoshelf::fs::Kind::File(Some(_))
+    ));
+    assert_eq!(
+        (core.store().requests() - before).total(),
+        0,
+        "a listing made requests"
+    );
+    assert_eq!(
+        core.list("shop/schemas/shop.base").unwrap()["current"],
+        protoshelf::fs::Kind::Symlink
+    );
+
     // Schemas: symlinks, versions, descriptor and version.json.
     assert_eq!(
         core.readlink("shop/schemas/shop.base/current").unwrap(),

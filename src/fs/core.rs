@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::snapshot::{SharedSnapshot, Snapshot, Tree};
+use super::snapshot::{FileRef, Kind, SharedSnapshot, Snapshot, Tree};
 use crate::error::Error;
 use crate::ids::{BUILTINS, validate_namespace_id};
 use crate::objstore::ObjStore;
@@ -452,71 +452,83 @@ impl FsCore {
         }
     }
 
-    /// The entries of directory `path`: name → is a directory (symlinks
-    /// and files are `false`; `entry` tells them apart).
-    pub fn list(&self, path: &str) -> FsResult<BTreeMap<String, bool>> {
+    /// The entries of directory `path` with their kinds, from cached state
+    /// (no request per entry).
+    pub fn list(&self, path: &str) -> FsResult<BTreeMap<String, Kind>> {
         self.counters.readdirs.fetch_add(1, Relaxed);
         let parts = split(path);
-        let names = |v: &[&str], d: bool| {
+        let names = |v: &[&str], k: Kind| {
             v.iter()
-                .map(|n| (n.to_string(), d))
+                .map(|n| (n.to_string(), k.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let dirs = |v: Vec<String>| {
+            v.into_iter()
+                .map(|n| (n, Kind::Dir))
                 .collect::<BTreeMap<_, _>>()
         };
         match parts.as_slice() {
             [] => {
-                let mut out: BTreeMap<String, bool> =
-                    self.namespaces()?.into_iter().map(|n| (n, true)).collect();
-                out.insert(STATS_DIR.into(), true);
+                let mut out = dirs(self.namespaces()?);
+                out.insert(STATS_DIR.into(), Kind::Dir);
                 Ok(out)
             }
-            [STATS_DIR] => Ok(names(&["stats"], false)),
+            [STATS_DIR] => Ok(names(&["stats"], Kind::File(None))),
             [ns, rest @ ..] => {
                 let snap = self.snapshot(ns)?;
                 match rest {
                     [] => {
-                        let mut out = names(&["current", "staged", "schemas", "history"], true);
-                        out.extend(names(&["current.binpb", "staged.binpb"], false));
+                        let mut out =
+                            names(&["current", "staged", "schemas", "history"], Kind::Dir);
+                        for set in ["current.binpb", "staged.binpb"] {
+                            out.insert(set.into(), Kind::File(Some(format!("{set}@{}", snap.seq))));
+                        }
                         Ok(out)
                     }
                     ["current", tail @ ..] => tree_list(&snap.current, tail),
                     ["staged", tail @ ..] => tree_list(&snap.staged, tail),
-                    ["schemas"] => Ok(snap.schemas.keys().map(|s| (s.clone(), true)).collect()),
+                    ["schemas"] => Ok(dirs(snap.schemas.keys().cloned().collect())),
                     ["schemas", schema] => {
                         let p = snap.schemas.get(*schema).ok_or(FsError::NotFound)?;
-                        let mut out = names(&["versions"], true);
+                        let mut out = names(&["versions"], Kind::Dir);
                         if p.current.is_some() {
-                            out.insert("current".into(), false);
+                            out.insert("current".into(), Kind::Symlink);
                         }
                         if p.staged.is_some() {
-                            out.insert("staged".into(), false);
+                            out.insert("staged".into(), Kind::Symlink);
                         }
                         Ok(out)
                     }
                     ["schemas", schema, "versions"] => {
                         let vs = self.rt.block_on(self.store.list_versions(ns, schema))?;
-                        Ok(vs.into_iter().map(|v| (v.to_string(), true)).collect())
+                        Ok(dirs(vs.into_iter().map(|v| v.to_string()).collect()))
                     }
                     ["schemas", schema, "versions", v, tail @ ..] => {
                         let v: u64 = v.parse().map_err(|_| FsError::NotFound)?;
                         let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
                         let mut tree = Tree::default();
                         for f in &m.files {
-                            tree.files.insert(
-                                f.path.clone(),
-                                super::snapshot::FileRef {
-                                    namespace: ns.to_string(),
-                                    sha256: f.sha256.clone(),
-                                    mtime: m.created_at,
-                                },
-                            );
+                            let r = FileRef {
+                                namespace: ns.to_string(),
+                                sha256: f.sha256.clone(),
+                                mtime: m.created_at,
+                            };
+                            tree.files.insert(f.path.clone(), r);
                         }
-                        let mut out = tree_list(&tree, tail)?;
+                        // Version files are immutable: one inode per path is enough.
+                        let mut out: BTreeMap<String, Kind> = tree_list(&tree, tail)?
+                            .into_iter()
+                            .map(|(n, k)| (n, if k == Kind::Dir { k } else { Kind::File(None) }))
+                            .collect();
                         if tail.is_empty() {
-                            out.extend(names(&["descriptor.binpb", "version.json"], false));
+                            out.extend(names(
+                                &["descriptor.binpb", "version.json"],
+                                Kind::File(None),
+                            ));
                         }
                         Ok(out)
                     }
-                    ["history"] => Ok((1..=snap.seq).map(|s| (s.to_string(), true)).collect()),
+                    ["history"] => Ok(dirs((1..=snap.seq).map(|s| s.to_string()).collect())),
                     ["history", seq, tail @ ..] => {
                         let seq: u64 = seq.parse().map_err(|_| FsError::NotFound)?;
                         if seq == 0 || seq > snap.seq {
@@ -626,7 +638,7 @@ impl FsCore {
     }
 }
 
-fn tree_list(tree: &Tree, tail: &[&str]) -> FsResult<BTreeMap<String, bool>> {
+fn tree_list(tree: &Tree, tail: &[&str]) -> FsResult<BTreeMap<String, Kind>> {
     let path = tail.join("/");
     if tree.files.contains_key(&path) {
         return Err(FsError::NotDir);

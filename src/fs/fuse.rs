@@ -17,6 +17,7 @@ use fuser::{
 };
 
 use super::core::{Entry, FsCore, FsError};
+use super::snapshot::Kind;
 
 /// Kernel cache lifetime of immutable entries (versions, history).
 const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -355,23 +356,18 @@ impl Filesystem for ProtoshelfFs {
             (u64::from(ino), FileType::Directory, ".".to_string()),
             (parent, FileType::Directory, "..".to_string()),
         ];
-        for (name, is_dir) in listing {
+        for (name, kind) in listing {
             let child = if dir.is_empty() {
                 name.clone()
             } else {
                 format!("{dir}/{name}")
             };
-            let entry = if is_dir {
-                None
-            } else {
-                self.core.entry(&child).ok()
+            let (file_type, ino) = match kind {
+                Kind::Dir => (FileType::Directory, self.ino_for(&child, None)),
+                Kind::Symlink => (FileType::Symlink, self.ino_for(&child, None)),
+                Kind::File(id) => (FileType::RegularFile, self.ino_for(&child, id.as_deref())),
             };
-            let kind = match &entry {
-                None => FileType::Directory,
-                Some(Entry::Symlink { .. }) => FileType::Symlink,
-                Some(_) => FileType::RegularFile,
-            };
-            entries.push((self.ino(&child, entry.as_ref()), kind, name));
+            entries.push((ino, file_type, name));
         }
         for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(ino), (i + 1) as u64, kind, name) {

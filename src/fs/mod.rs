@@ -6,3 +6,4 @@ pub mod fuse;
 pub mod snapshot;
 
 pub use self::core::{Entry, FsCore, FsError, Options};
+pub use self::snapshot::Kind;

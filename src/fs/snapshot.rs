@@ -15,6 +15,16 @@ use crate::objstore::records::Pointers;
 use crate::objstore::{NsState, ObjStore};
 use crate::store::Store;
 
+/// What a directory entry is, as listings report it. A file's content ID
+/// (see [`super::Entry::File`]) lets the adapter pick its inode without
+/// fetching the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File(Option<String>),
+    Symlink,
+}
+
 /// A file of a tree: where its bytes live and when its version was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRef {
@@ -44,24 +54,24 @@ impl Tree {
                 .is_some_and(|(p, _)| p.starts_with(&format!("{dir}/")))
     }
 
-    /// The entries directly in `dir`: name → is a directory.
-    pub fn list(&self, dir: &str) -> BTreeMap<String, bool> {
+    /// The entries directly in `dir`, with their kinds (files carry their
+    /// content hash), without any request.
+    pub fn list(&self, dir: &str) -> BTreeMap<String, Kind> {
         let prefix = if dir.is_empty() {
             String::new()
         } else {
             format!("{dir}/")
         };
         let mut out = BTreeMap::new();
-        for path in self
+        for (path, f) in self
             .files
             .range(prefix.clone()..)
-            .map(|(p, _)| p)
-            .take_while(|p| p.starts_with(&prefix))
+            .take_while(|(p, _)| p.starts_with(&prefix))
         {
             let rest = &path[prefix.len()..];
             match rest.split_once('/') {
-                Some((d, _)) => out.insert(d.to_string(), true),
-                None => out.insert(rest.to_string(), false),
+                Some((d, _)) => out.insert(d.to_string(), Kind::Dir),
+                None => out.insert(rest.to_string(), Kind::File(Some(f.sha256.clone()))),
             };
         }
         out
