@@ -550,9 +550,25 @@ async fn batches_compile_together_and_stage_in_one_commit(t: TestStore) {
             schema_id: "y".into(),
             files: vec![file("y/y1.proto", y1), file("y/y2.proto", y2)],
         },
+        // Waits on the cycle without being part of it: not named.
+        BatchMember {
+            schema_id: "z".into(),
+            files: vec![file(
+                "z/z.proto",
+                "syntax = \"proto3\";\npackage z;\nimport \"x/x2.proto\";\nmessage Z { x.X2 x = 1; }\n",
+            )],
+        },
     ];
-    let err = r.publish_many("shop", cycle, opts()).await.unwrap_err();
-    assert!(err.to_string().contains("cycle"), "{err}");
+    let err = r
+        .publish_many("shop", cycle, opts())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cycle") && err.contains("\"x\"") && err.contains("\"y\""),
+        "{err}"
+    );
+    assert!(!err.contains("\"z\""), "{err}");
 }
 
 async fn promote_checks_compatibility_all_or_nothing(t: TestStore) {

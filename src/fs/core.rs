@@ -88,11 +88,17 @@ pub struct Options {
 /// Per-operation counters, shown in `.protoshelf/stats`.
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub lookups: AtomicU64,
-    pub getattrs: AtomicU64,
-    pub readdirs: AtomicU64,
-    pub reads: AtomicU64,
-    pub opens: AtomicU64,
+    /// Kernel requests, counted by the adapter.
+    pub fuse_lookup: AtomicU64,
+    pub fuse_getattr: AtomicU64,
+    pub fuse_open: AtomicU64,
+    pub fuse_read: AtomicU64,
+    pub fuse_readdir: AtomicU64,
+    pub fuse_release: AtomicU64,
+    /// Core work: paths resolved, directories listed, contents loaded.
+    pub resolves: AtomicU64,
+    pub listings: AtomicU64,
+    pub content_loads: AtomicU64,
     pub refreshes: AtomicU64,
     pub refresh_errors: AtomicU64,
     pub snapshot_builds: AtomicU64,
@@ -112,6 +118,8 @@ pub struct FsCore {
     listing: Mutex<Option<(Instant, Vec<String>)>>,
     /// The builtins' seq each namespace snapshot was built with.
     builtins_seen: Mutex<HashMap<String, u64>>,
+    /// Until when the builtins namespace is taken to be absent.
+    builtins_absent_until: Mutex<Option<Instant>>,
     pub counters: Counters,
     started: DateTime<Utc>,
 }
@@ -133,6 +141,7 @@ impl FsCore {
             negative: Mutex::default(),
             listing: Mutex::default(),
             builtins_seen: Mutex::default(),
+            builtins_absent_until: Mutex::default(),
             counters: Counters::default(),
             started: Utc::now(),
         }
@@ -207,10 +216,26 @@ impl FsCore {
         self.read_builtins()
     }
 
+    /// The builtins' current state, or None when there is no builtins
+    /// namespace. Its absence is remembered for 30 refresh intervals, so an
+    /// idle mount without builtins costs one GET per namespace per interval;
+    /// builtins created later appear within that time.
     fn read_builtins(&self) -> FsResult<Option<crate::objstore::NsState>> {
+        if self
+            .builtins_absent_until
+            .lock()
+            .unwrap()
+            .is_some_and(|t| Instant::now() < t)
+        {
+            return Ok(None);
+        }
         match self.rt.block_on(self.store.namespace_state(BUILTINS)) {
             Ok(s) => Ok(Some((*s).clone())),
-            Err(Error::NotFound(_)) => Ok(None),
+            Err(Error::NotFound(_)) => {
+                *self.builtins_absent_until.lock().unwrap() =
+                    Some(Instant::now() + self.opts.refresh * 30);
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -347,7 +372,7 @@ impl FsCore {
 
     /// What `path` is.
     pub fn entry(&self, path: &str) -> FsResult<Entry> {
-        self.counters.getattrs.fetch_add(1, Relaxed);
+        self.counters.resolves.fetch_add(1, Relaxed);
         let parts = split(path);
         let dir = |mtime, immutable| Ok(Entry::Dir { mtime, immutable });
         match parts.as_slice() {
@@ -455,7 +480,7 @@ impl FsCore {
     /// The entries of directory `path` with their kinds, from cached state
     /// (no request per entry).
     pub fn list(&self, path: &str) -> FsResult<BTreeMap<String, Kind>> {
-        self.counters.readdirs.fetch_add(1, Relaxed);
+        self.counters.listings.fetch_add(1, Relaxed);
         let parts = split(path);
         let names = |v: &[&str], k: Kind| {
             v.iter()
@@ -548,7 +573,7 @@ impl FsCore {
     /// The bytes of file `path`. Callers keep them for the life of an open
     /// file, so a file never mixes versions.
     pub fn content(&self, path: &str) -> FsResult<Bytes> {
-        self.counters.reads.fetch_add(1, Relaxed);
+        self.counters.content_loads.fetch_add(1, Relaxed);
         let parts = split(path);
         let blob = |ns: &str, sha: &str| -> FsResult<Bytes> {
             Ok(self.rt.block_on(self.store.get_blob(ns, sha))?.source)
@@ -616,25 +641,30 @@ impl FsCore {
         let c = &self.counters;
         let p = self.store.protocol_stats();
         let r = self.store.requests();
-        format!(
-            "lookups {}\ngetattrs {}\nreaddirs {}\nreads {}\nopens {}\nrefreshes {}\nrefresh_errors {}\nsnapshot_builds {}\nnegative_cache_hits {}\ncache_hits {}\nrequests_total {}\nrequests_get {}\nrequests_get_not_found {}\nrequests_head {}\nrequests_put {}\nrequests_list {}\n",
-            c.lookups.load(Relaxed),
-            c.getattrs.load(Relaxed),
-            c.readdirs.load(Relaxed),
-            c.reads.load(Relaxed),
-            c.opens.load(Relaxed),
-            c.refreshes.load(Relaxed),
-            c.refresh_errors.load(Relaxed),
-            c.snapshot_builds.load(Relaxed),
-            c.negative_hits.load(Relaxed),
-            p.cache_hits,
-            r.total(),
-            r.get,
-            r.get_not_found,
-            r.head,
-            r.put,
-            r.list,
-        )
+        let rows: [(&str, u64); 21] = [
+            ("fuse_lookup", c.fuse_lookup.load(Relaxed)),
+            ("fuse_getattr", c.fuse_getattr.load(Relaxed)),
+            ("fuse_open", c.fuse_open.load(Relaxed)),
+            ("fuse_read", c.fuse_read.load(Relaxed)),
+            ("fuse_readdir", c.fuse_readdir.load(Relaxed)),
+            ("fuse_release", c.fuse_release.load(Relaxed)),
+            ("resolves", c.resolves.load(Relaxed)),
+            ("listings", c.listings.load(Relaxed)),
+            ("content_loads", c.content_loads.load(Relaxed)),
+            ("refreshes", c.refreshes.load(Relaxed)),
+            ("refresh_errors", c.refresh_errors.load(Relaxed)),
+            ("snapshot_builds", c.snapshot_builds.load(Relaxed)),
+            ("negative_cache_hits", c.negative_hits.load(Relaxed)),
+            ("cache_hits", p.cache_hits),
+            ("requests_total", r.total()),
+            ("requests_get", r.get),
+            ("requests_get_not_found", r.get_not_found),
+            ("requests_head", r.head),
+            ("requests_put", r.put),
+            ("requests_list", r.list),
+            ("requests_delete", r.delete),
+        ];
+        rows.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
     }
 }
 

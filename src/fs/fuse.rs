@@ -204,7 +204,7 @@ fn owner_gid() -> u32 {
 
 impl Filesystem for ProtoshelfFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.core.counters.lookups.fetch_add(1, Relaxed);
+        self.core.counters.fuse_lookup.fetch_add(1, Relaxed);
         let result = self.child(parent, name).and_then(|p| {
             let e = self.core.entry(&p).map_err(errno)?;
             Ok(self.attr_of(self.ino(&p, Some(&e)), &e))
@@ -216,6 +216,7 @@ impl Filesystem for ProtoshelfFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.core.counters.fuse_getattr.fetch_add(1, Relaxed);
         let result = self
             .path(ino)
             .and_then(|p| self.core.entry(&p).map_err(errno));
@@ -239,7 +240,7 @@ impl Filesystem for ProtoshelfFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.core.counters.opens.fetch_add(1, Relaxed);
+        self.core.counters.fuse_open.fetch_add(1, Relaxed);
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
@@ -260,7 +261,17 @@ impl Filesystem for ProtoshelfFs {
             // The whole content, held by the handle: an open file never
             // mixes versions, whatever is promoted meanwhile.
             let bytes = self.core.content(&p).map_err(errno)?;
-            Ok((e.immutable(), bytes))
+            // Immutable files, and files whose inode names one content, can
+            // keep their pages across opens.
+            let keep = e.immutable()
+                || matches!(
+                    &e,
+                    Entry::File {
+                        content_id: Some(_),
+                        ..
+                    }
+                );
+            Ok((keep, bytes))
         });
         match result {
             Ok((immutable, bytes)) => {
@@ -288,6 +299,7 @@ impl Filesystem for ProtoshelfFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.core.counters.fuse_read.fetch_add(1, Relaxed);
         let handles = self.handles.lock().unwrap();
         let Some(bytes) = handles.get(&u64::from(fh)) else {
             return reply.error(Errno::EBADF);
@@ -307,6 +319,7 @@ impl Filesystem for ProtoshelfFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.core.counters.fuse_release.fetch_add(1, Relaxed);
         self.handles.lock().unwrap().remove(&u64::from(fh));
         reply.ok()
     }
@@ -319,7 +332,9 @@ impl Filesystem for ProtoshelfFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok()
+        // Nothing to flush on a read-only filesystem: ENOSYS once makes the
+        // kernel stop sending FLUSH on every close().
+        reply.error(Errno::ENOSYS)
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -341,6 +356,7 @@ impl Filesystem for ProtoshelfFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.core.counters.fuse_readdir.fetch_add(1, Relaxed);
         let result = self
             .path(ino)
             .and_then(|p| Ok((self.core.list(&p).map_err(errno)?, p)));

@@ -90,12 +90,24 @@ impl Io {
     /// GETs an immutable object, from the cache when it was read before.
     /// Absence is not cached: an absent key may be created later.
     pub async fn get_immutable(&self, key: &Path) -> Result<Option<Object>> {
+        self.get_checked(key, |_| Ok(())).await
+    }
+
+    /// [`Self::get_immutable`], running `check` on what storage returns
+    /// before it is cached: only checked objects enter the cache, so a hit
+    /// needs no check (content hashing once per object, not per read).
+    pub async fn get_checked(
+        &self,
+        key: &Path,
+        check: impl FnOnce(&Object) -> Result<()>,
+    ) -> Result<Option<Object>> {
         if let Some(hit) = self.cache.get(key.as_ref()).await {
             self.counters.cache_hits.fetch_add(1, Relaxed);
             return Ok(Some(hit));
         }
         let found = self.get(key).await?;
         if let Some(obj) = &found {
+            check(obj)?;
             self.cache.insert(key.to_string(), obj.clone()).await;
         }
         Ok(found)

@@ -91,21 +91,24 @@ impl ObjStore {
         Ok(manifest)
     }
 
-    /// Reads a content-addressed object and checks its hash.
+    /// Reads a content-addressed object; its hash is checked when it comes
+    /// from storage (cached copies were checked, or written by this handle).
     async fn verified(&self, key: &Path, sha: &str, what: &str) -> Result<super::io::Object> {
-        let obj = self
-            .io()
-            .get_immutable(key)
+        let check = |obj: &super::io::Object| {
+            let actual = sha256_hex(&obj.bytes);
+            if actual == sha {
+                Ok(())
+            } else {
+                Err(Error::Corrupt {
+                    key: key.to_string(),
+                    reason: format!("content hashes to {actual}, not to its key"),
+                })
+            }
+        };
+        self.io()
+            .get_checked(key, check)
             .await?
-            .ok_or_else(|| Error::NotFound(what.to_string()))?;
-        let actual = sha256_hex(&obj.bytes);
-        if actual != sha {
-            return Err(Error::Corrupt {
-                key: key.to_string(),
-                reason: format!("content hashes to {actual}, not to its key"),
-            });
-        }
-        Ok(obj)
+            .ok_or_else(|| Error::NotFound(what.to_string()))
     }
 
     async fn descriptor(&self, m: &VersionManifest) -> Result<Bytes> {

@@ -555,9 +555,28 @@ fn dependency_order(
             .map(|(i, _)| *i)
             .collect();
         if ready.is_empty() {
-            let stuck: Vec<&str> = needs
-                .keys()
-                .filter(|i| !done.contains(*i))
+            // Every member left waits on another one left: walking those
+            // edges must come back to a member already seen, and the walk
+            // from there is the cycle to report (not every waiting member).
+            let mut walk: Vec<usize> = vec![
+                *needs
+                    .keys()
+                    .find(|i| !done.contains(*i))
+                    .expect("members left"),
+            ];
+            let start = loop {
+                let last = *walk.last().unwrap();
+                let next = *needs[&last]
+                    .iter()
+                    .find(|d| !done.contains(*d))
+                    .expect("waits on someone");
+                if let Some(at) = walk.iter().position(|&w| w == next) {
+                    break at;
+                }
+                walk.push(next);
+            };
+            let stuck: Vec<&str> = walk[start..]
+                .iter()
                 .map(|&i| prepared[i].schema_id.as_str())
                 .collect();
             return Err(Error::InvalidInput(format!(
