@@ -358,7 +358,7 @@ impl FsCore {
                 size: self.blob_size(&f.namespace, &f.sha256)?,
                 mtime: f.mtime,
                 immutable,
-                content_id: Some(f.sha256.clone()),
+                content_id: Some(format!("{}:{}", f.namespace, f.sha256)),
             });
         }
         if tree.is_dir(&path) {
@@ -626,6 +626,12 @@ impl FsCore {
             }
             _ => Err(FsError::NotFound),
         }
+    }
+
+    /// A blob's bytes (what a content ID `namespace:sha256` names).
+    pub fn blob(&self, ns: &str, sha: &str) -> FsResult<Bytes> {
+        self.counters.content_loads.fetch_add(1, Relaxed);
+        Ok(self.rt.block_on(self.store.get_blob(ns, sha))?.source)
     }
 
     /// The target of symlink `path`.

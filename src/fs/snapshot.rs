@@ -71,7 +71,10 @@ impl Tree {
             let rest = &path[prefix.len()..];
             match rest.split_once('/') {
                 Some((d, _)) => out.insert(d.to_string(), Kind::Dir),
-                None => out.insert(rest.to_string(), Kind::File(Some(f.sha256.clone()))),
+                None => out.insert(
+                    rest.to_string(),
+                    Kind::File(Some(format!("{}:{}", f.namespace, f.sha256))),
+                ),
             };
         }
         out
