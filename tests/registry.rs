@@ -30,6 +30,19 @@ fn file(path: &str, text: &str) -> SourceFile {
     SourceFile::new(path, text)
 }
 
+/// Publishes one file as `schema`, with the test options.
+async fn push(
+    r: &Registry,
+    ns: &str,
+    schema: &str,
+    path: &str,
+    text: &str,
+) -> protoshelf::registry::Published {
+    r.publish(ns, schema, vec![file(path, text)], opts())
+        .await
+        .unwrap()
+}
+
 fn opts() -> PublishOptions {
     PublishOptions {
         created_by: Some("tests".into()),
@@ -96,15 +109,9 @@ async fn publish_stage_promote_and_no_change(t: TestStore) {
     assert_eq!(promoted.promoted[0].current_version, 1);
     // Still no change against current.
     assert!(
-        r.publish(
-            "shop",
-            "orders",
-            vec![file("shop/order.proto", ORDER_V1)],
-            opts()
-        )
-        .await
-        .unwrap()
-        .no_change
+        push(&r, "shop", "orders", "shop/order.proto", ORDER_V1)
+            .await
+            .no_change
     );
     let p2 = r
         .publish(
@@ -125,14 +132,7 @@ async fn publish_stage_promote_and_no_change(t: TestStore) {
 
 async fn normalization_decides_what_is_a_change(t: TestStore) {
     let r = registry(&t, &["shop"]).await;
-    r.publish(
-        "shop",
-        "orders",
-        vec![file("shop/order.proto", ORDER_V1)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "orders", "shop/order.proto", ORDER_V1).await;
     let noisy = format!("\u{feff}{}\n\n", ORDER_V1.replace('\n', "  \r\n"));
     let p = r
         .publish(
@@ -171,24 +171,10 @@ async fn normalization_decides_what_is_a_change(t: TestStore) {
 async fn imports_resolve_across_schemas_builtins_and_well_known_types(t: TestStore) {
     let r = registry(&t, &["shop"]).await;
     let money = "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; string currency = 2; }\n";
-    r.publish(
-        BUILTINS,
-        "money",
-        vec![file("common/money.proto", money)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, BUILTINS, "money", "common/money.proto", money).await;
     r.promote(BUILTINS, false).await.unwrap();
     let types = "syntax = \"proto3\";\npackage shop;\nimport \"google/protobuf/timestamp.proto\";\nimport \"common/money.proto\";\nmessage Price { common.Money amount = 1; google.protobuf.Timestamp at = 2; }\n";
-    r.publish(
-        "shop",
-        "types",
-        vec![file("shop/types.proto", types)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "types", "shop/types.proto", types).await;
     // Not promoted: the orders schema compiles against the proposed tree.
     let orders = "syntax = \"proto3\";\npackage shop;\nimport \"shop/types.proto\";\nmessage Order { string id = 1; Price price = 2; }\n";
     let before = t.store.requests();
@@ -392,14 +378,7 @@ async fn bad_input_is_refused_before_anything_is_written(t: TestStore) {
 
 async fn one_owner_per_path_and_per_name(t: TestStore) {
     let r = registry(&t, &["shop"]).await;
-    r.publish(
-        "shop",
-        "orders",
-        vec![file("shop/order.proto", ORDER_V1)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "orders", "shop/order.proto", ORDER_V1).await;
     let before = common::snapshot(&t.raw()).await;
     // The same path from another schema.
     let err = r
@@ -431,14 +410,7 @@ async fn one_owner_per_path_and_per_name(t: TestStore) {
     assert_eq!(common::snapshot(&t.raw()).await, before);
     // Against builtins.
     let money = "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; }\n";
-    r.publish(
-        BUILTINS,
-        "money",
-        vec![file("common/money.proto", money)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, BUILTINS, "money", "common/money.proto", money).await;
     r.promote(BUILTINS, false).await.unwrap();
     let err = r
         .publish(
@@ -464,24 +436,10 @@ async fn one_owner_per_path_and_per_name(t: TestStore) {
         "{err}"
     );
     // A schema may move its own file and keep its own names.
-    r.publish(
-        "shop",
-        "orders",
-        vec![file("shop/v2/order.proto", ORDER_V1)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "orders", "shop/v2/order.proto", ORDER_V1).await;
     // Once moved, the old path is free.
     let free = "syntax = \"proto3\";\npackage shop.legacy;\nmessage Old { string id = 1; }\n";
-    r.publish(
-        "shop",
-        "legacy",
-        vec![file("shop/order.proto", free)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "legacy", "shop/order.proto", free).await;
 }
 
 async fn batches_compile_together_and_stage_in_one_commit(t: TestStore) {
@@ -573,43 +531,15 @@ async fn batches_compile_together_and_stage_in_one_commit(t: TestStore) {
 
 async fn promote_checks_compatibility_all_or_nothing(t: TestStore) {
     let r = registry(&t, &["shop"]).await;
-    r.publish(
-        "shop",
-        "orders",
-        vec![file("shop/order.proto", ORDER_V1)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "orders", "shop/order.proto", ORDER_V1).await;
     let other = "syntax = \"proto3\";\npackage stock;\nmessage Item { string sku = 1; }\n";
-    r.publish(
-        "shop",
-        "stock",
-        vec![file("stock/item.proto", other)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "stock", "stock/item.proto", other).await;
     r.promote("shop", false).await.unwrap();
 
     let other2 =
         "syntax = \"proto3\";\npackage stock;\nmessage Item { string sku = 1; int32 count = 2; }\n";
-    r.publish(
-        "shop",
-        "stock",
-        vec![file("stock/item.proto", other2)],
-        opts(),
-    )
-    .await
-    .unwrap();
-    r.publish(
-        "shop",
-        "orders",
-        vec![file("shop/order.proto", ORDER_BROKEN)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "stock", "stock/item.proto", other2).await;
+    push(&r, "shop", "orders", "shop/order.proto", ORDER_BROKEN).await;
     let dry = r.promote("shop", true);
     assert!(matches!(dry.await, Err(Error::Incompatible(_))));
     let err = r.promote("shop", false).await.unwrap_err();
@@ -659,23 +589,9 @@ async fn promote_checks_compatibility_all_or_nothing(t: TestStore) {
 
 async fn rollback_and_discard(t: TestStore) {
     let r = registry(&t, &["shop"]).await;
-    r.publish(
-        "shop",
-        "orders",
-        vec![file("shop/order.proto", ORDER_V1)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "orders", "shop/order.proto", ORDER_V1).await;
     r.promote("shop", false).await.unwrap();
-    r.publish(
-        "shop",
-        "orders",
-        vec![file("shop/order.proto", ORDER_V2)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "orders", "shop/order.proto", ORDER_V2).await;
     r.promote("shop", false).await.unwrap();
     // Back to v1 removes a field: refused under strict unless forced.
     let err = r
@@ -702,14 +618,7 @@ async fn rollback_and_discard(t: TestStore) {
         Some(1)
     );
 
-    r.publish(
-        "shop",
-        "orders",
-        vec![file("shop/order.proto", ORDER_V2)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "orders", "shop/order.proto", ORDER_V2).await;
     assert!(r.discard("shop").await.unwrap());
     assert!(!r.discard("shop").await.unwrap());
     let s = t.store.get_schema("shop", "orders").await.unwrap();
@@ -719,23 +628,9 @@ async fn rollback_and_discard(t: TestStore) {
 async fn stale_descriptors_are_recompiled_on_restore(t: TestStore) {
     let r = registry(&t, &["shop"]).await;
     let types = "syntax = \"proto3\";\npackage shop;\nmessage Price { int64 cents = 1; }\n";
-    r.publish(
-        "shop",
-        "types",
-        vec![file("shop/types.proto", types)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "types", "shop/types.proto", types).await;
     let orders = "syntax = \"proto3\";\npackage shop;\nimport \"shop/types.proto\";\nmessage Order { Price price = 1; }\n";
-    r.publish(
-        "shop",
-        "orders",
-        vec![file("shop/order.proto", orders)],
-        opts(),
-    )
-    .await
-    .unwrap();
+    push(&r, "shop", "orders", "shop/order.proto", orders).await;
     r.promote("shop", false).await.unwrap();
     let fresh = t
         .store
