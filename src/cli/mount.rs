@@ -78,10 +78,8 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         retry_timeout: Duration::from_secs(3),
         ..Default::default()
     };
-    let backend = match ctx.store.as_deref() {
-        Some(u) => url::open_with(u, Some(retry))?,
-        None => url::open(url::default_store_dir().to_string_lossy().as_ref())?,
-    };
+    let default = url::default_store_dir().to_string_lossy().into_owned();
+    let backend = url::open_with(ctx.store.as_deref().unwrap_or(&default), Some(retry))?;
     let store = ObjStore::with_cache(backend, a.cache_size).await?;
     let opts = Options {
         namespaces: ctx.namespaces.clone(),
