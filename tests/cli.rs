@@ -443,6 +443,13 @@ async fn bad_input_changes_nothing(backend: Backend) {
         (vec!["schema", "info"], "required"),
         (vec!["schema", "info", "shop.orders"], "no namespace"),
         (vec!["promote", "--no-such-flag"], "unexpected argument"),
+        (vec!["mount", "/nonexistent/mnt"], "not a directory"),
+        (vec!["mount", &txt], "not a directory"),
+        (
+            vec!["mount", &empty, "--refresh", "0s"],
+            "between 0 and 24 hours",
+        ),
+        (vec!["mount", &empty, "--cache-size", "1TB"], "unit must be"),
     ];
     let before = c.content().await;
     for (args, needle) in &cases {
