@@ -92,7 +92,16 @@ fn check(backend: Backend) {
     );
     // current/ merges builtins under the namespace's files.
     let top: Vec<String> = core.list("shop/current").unwrap().into_keys().collect();
-    assert_eq!(top, ["common", "shop"]);
+    assert_eq!(top, ["common", "google", "shop"]);
+    // The well-known types are part of the include root.
+    let ts = core
+        .content("shop/current/google/protobuf/timestamp.proto")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ts).contains("message Timestamp"));
+    assert!(
+        core.entry("shop/staged/google/protobuf/descriptor.proto")
+            .is_ok()
+    );
     let price = core.content("shop/current/shop/types/price.proto").unwrap();
     assert_eq!(
         price,
@@ -240,6 +249,35 @@ fn check(backend: Backend) {
     std::thread::sleep(Duration::from_millis(60));
     core.refresh();
     assert!(matches!(core.entry("late"), Ok(Entry::Dir { .. })));
+
+    // A namespace file at a well-known path (a forced publish) shadows it.
+    let custom = "syntax = \"proto3\";\npackage google.protobuf;\nmessage Timestamp { int64 seconds = 1; }\n";
+    rt.block_on(async {
+        let opts = protoshelf::registry::PublishOptions {
+            force: true,
+            ..Default::default()
+        };
+        let file = SourceFile::new("google/protobuf/timestamp.proto", custom);
+        registry
+            .publish("late", "wkt", vec![file], opts)
+            .await
+            .unwrap();
+        registry.promote("late", false).await.unwrap();
+    });
+    core.refresh();
+    assert_eq!(
+        core.content("late/current/google/protobuf/timestamp.proto")
+            .unwrap(),
+        custom.as_bytes()
+    );
+    assert!(
+        String::from_utf8_lossy(
+            &core
+                .content("late/current/google/protobuf/duration.proto")
+                .unwrap()
+        )
+        .contains("message Duration")
+    );
 
     // An idle refresh round costs one GET per loaded namespace.
     core.refresh();

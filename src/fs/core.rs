@@ -355,10 +355,10 @@ impl FsCore {
         let path = rest.join("/");
         if let Some(f) = tree.files.get(&path) {
             return Ok(Entry::File {
-                size: self.blob_size(&f.namespace, &f.sha256)?,
+                size: self.file_bytes(f)?.len() as u64,
                 mtime: f.mtime,
                 immutable,
-                content_id: Some(format!("{}:{}", f.namespace, f.sha256)),
+                content_id: f.content_id(),
             });
         }
         if tree.is_dir(&path) {
@@ -584,7 +584,7 @@ impl FsCore {
                 let snap = self.snapshot(ns)?;
                 let from_tree = |tree: &Tree, tail: &[&str]| -> FsResult<Bytes> {
                     let f = tree.files.get(&tail.join("/")).ok_or(FsError::NotFound)?;
-                    blob(&f.namespace, &f.sha256)
+                    self.file_bytes(f)
                 };
                 match rest {
                     ["current", tail @ ..] => from_tree(&snap.current, tail),
@@ -626,6 +626,17 @@ impl FsCore {
             }
             _ => Err(FsError::NotFound),
         }
+    }
+
+    /// The bytes of a tree file: its blob, or a well-known type's source.
+    fn file_bytes(&self, f: &FileRef) -> FsResult<Bytes> {
+        if f.is_well_known() {
+            let src = super::wkt::sources()
+                .get(&f.sha256)
+                .ok_or(FsError::NotFound)?;
+            return Ok(Bytes::from_static(src.as_bytes()));
+        }
+        self.blob(&f.namespace, &f.sha256)
     }
 
     /// A blob's bytes (what a content ID `namespace:sha256` names).

@@ -4,6 +4,7 @@
 pub mod core;
 pub mod fuse;
 pub mod snapshot;
+pub mod wkt;
 
 pub use self::core::{Entry, FsCore, FsError, Options};
 pub use self::snapshot::Kind;

@@ -25,6 +25,10 @@ pub enum Kind {
     Symlink,
 }
 
+/// The `namespace` of a [`FileRef`] for a well-known type, served from
+/// [`super::wkt`] rather than from a blob (not a valid namespace ID).
+pub const WELL_KNOWN: &str = "(well-known)";
+
 /// A file of a tree: where its bytes live and when its version was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRef {
@@ -43,7 +47,38 @@ pub struct Tree {
     descriptor_set: OnceLock<Bytes>,
 }
 
+impl FileRef {
+    /// A well-known type: `sha256` holds its import path (its bytes are
+    /// generated, not stored).
+    fn well_known(path: &str) -> FileRef {
+        FileRef {
+            namespace: WELL_KNOWN.into(),
+            sha256: path.to_string(),
+            mtime: DateTime::UNIX_EPOCH,
+        }
+    }
+
+    pub fn is_well_known(&self) -> bool {
+        self.namespace == WELL_KNOWN
+    }
+
+    /// What names these exact bytes (`namespace:sha256`); None for a
+    /// well-known type, whose bytes never change.
+    pub fn content_id(&self) -> Option<String> {
+        (!self.is_well_known()).then(|| format!("{}:{}", self.namespace, self.sha256))
+    }
+}
+
 impl Tree {
+    /// Adds the well-known types the tree does not shadow.
+    fn add_well_known(&mut self) {
+        for path in super::wkt::sources().keys() {
+            self.files
+                .entry(path.clone())
+                .or_insert_with(|| FileRef::well_known(path));
+        }
+    }
+
     /// Whether `dir` ("" for the root) is a directory of this tree.
     pub fn is_dir(&self, dir: &str) -> bool {
         dir.is_empty()
@@ -90,6 +125,13 @@ impl Tree {
         for (ns, schema, v) in &self.versions {
             sets.push(rt.block_on(store.get_version(ns, schema, *v))?.compiled);
         }
+        // The well-known types last: a shadowing file of the tree wins.
+        let wkt: Vec<Bytes> = prost_reflect::DescriptorPool::global()
+            .files()
+            .filter(|f| f.name().starts_with("google/protobuf/"))
+            .map(|f| f.encode_to_vec().into())
+            .collect();
+        sets.push(RawSet { file: wkt }.encode_to_vec().into());
         let merged = merge_sets(&sets);
         Ok(self.descriptor_set.get_or_init(|| merged).clone())
     }
@@ -216,6 +258,8 @@ impl Snapshot {
             add_versions(store, &mut current, BUILTINS, picks(b, false), true).await?;
             add_versions(store, &mut staged, BUILTINS, picks(b, false), true).await?;
         }
+        current.add_well_known();
+        staged.add_well_known();
         let mtime = match state.seq {
             0 => store.get_namespace(ns).await?.created_at,
             seq => store.log_entries(ns, seq, seq).await?.remove(0).created_at,
