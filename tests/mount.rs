@@ -462,6 +462,19 @@ async fn live_changes_history_and_read_only(backend: Backend) {
         assert_eq!(e.kind(), ErrorKind::NotFound, "{p}: {e}");
     }
 
+    // Misses are cached by the kernel for the refresh interval: a second
+    // probe of the same missing path does not reach the filesystem.
+    let before = stats(&m)["fuse_lookup"];
+    for _ in 0..5 {
+        assert!(std::fs::metadata(m.path("shop/current/probe/missing.proto")).is_err());
+    }
+    // One for the miss; reading the stats file may look its path up again.
+    let lookups = stats(&m)["fuse_lookup"] - before;
+    assert!(
+        lookups <= 3,
+        "{lookups} lookups for 5 probes of one missing path"
+    );
+
     // Idle: at most one GET per loaded namespace per refresh interval.
     std::thread::sleep(Duration::from_millis(500));
     let a = stats(&m);

@@ -151,6 +151,11 @@ impl ProtoshelfFs {
         let Some(node) = t.nodes.get_mut(ino as usize - 1) else {
             return fresh;
         };
+        if node.path.starts_with(".protoshelf") {
+            // Live counters: always revalidated (a new mtime each time drops
+            // the kernel's cached pages).
+            return (Duration::ZERO, fresh.1);
+        }
         let current_id = match entry {
             Entry::File { content_id, .. } => content_id.as_deref(),
             _ => None,
@@ -244,6 +249,18 @@ impl Filesystem for ProtoshelfFs {
         });
         match result {
             Ok((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
+            // A negative entry (inode 0) the kernel keeps for the refresh
+            // interval: protoc probes every include path for every import.
+            Err(e) if e == Errno::ENOENT => {
+                let missing = Entry::File {
+                    size: 0,
+                    mtime: chrono::DateTime::UNIX_EPOCH,
+                    immutable: false,
+                    content_id: None,
+                };
+                let (_, attr) = self.attr(0, &missing);
+                reply.entry(&self.mutable_ttl, &attr, Generation(0))
+            }
             Err(e) => reply.error(e),
         }
     }
