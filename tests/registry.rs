@@ -463,10 +463,26 @@ async fn batches_compile_together_and_stage_in_one_commit(t: TestStore) {
         },
     ];
     let seq = t.store.namespace_state("shop").await.unwrap().seq;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let progress = {
+        let seen = seen.clone();
+        protoshelf::registry::Progress(std::sync::Arc::new(move |done, total| {
+            seen.lock().unwrap().push((done, total))
+        }))
+    };
+    let with_progress = PublishOptions {
+        progress: Some(progress),
+        ..opts()
+    };
     let out = r
-        .publish_many("shop", members.clone(), opts())
+        .publish_many("shop", members.clone(), with_progress)
         .await
         .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(1, 3), (2, 3), (3, 3)],
+        "progress per stored version"
+    );
     assert_eq!(
         out.iter().map(|p| p.schema_id.as_str()).collect::<Vec<_>>(),
         ["c", "b", "a"]

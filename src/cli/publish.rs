@@ -117,6 +117,7 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
         force: a.force,
         created_by: a.created_by,
         metadata: a.metadata.into_iter().collect(),
+        ..Default::default()
     };
     let published = registry.publish(&ns, &schema, files, opts).await?;
     let promoted = if a.promote {
@@ -175,23 +176,35 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         .map(|(schema_id, files)| BatchMember { schema_id, files })
         .collect();
     let count: usize = members.iter().map(|m| m.files.len()).sum();
-    let spinner = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(format!(
-            "publishing {count} files as {} schemas into {ns}",
-            members.len()
-        ));
+    // A bar on a terminal: versions stored out of versions to store.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(members.len() as u64);
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} schemas ({elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(format!("compiling {count} files into {ns}"));
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     });
     let registry = ctx.registry().await?;
+    let progress = bar.clone().map(|bar| {
+        protoshelf::registry::Progress(std::sync::Arc::new(move |done, total| {
+            bar.set_message("storing versions".to_string());
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }))
+    });
     let opts = PublishOptions {
         force: a.force,
         created_by: a.created_by,
+        progress,
         ..Default::default()
     };
     let result = registry.publish_many(&ns, members, opts).await;
-    if let Some(bar) = &spinner {
+    if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let published = result?;

@@ -67,6 +67,18 @@ pub struct PublishOptions {
     pub force: bool,
     pub created_by: Option<String>,
     pub metadata: Metadata,
+    /// Told (versions stored, versions to store) as a batch is stored.
+    pub progress: Option<Progress>,
+}
+
+/// A progress callback for long publishes (`load` draws a bar with it).
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// What a publish did for one schema.

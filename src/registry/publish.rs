@@ -431,6 +431,9 @@ impl Registry {
                 }
             };
             versions.insert(i, version);
+            if let Some(progress) = &opts.progress {
+                (progress.0)(versions.len(), order.len());
+            }
         }
 
         let changes: Vec<StageChange> = changed
