@@ -323,6 +323,15 @@ impl FsCore {
         }
     }
 
+    /// `history/<seq>` of a namespace: commits 1 to the latest exist.
+    fn history_at(&self, snap: &Snapshot, seq: &str) -> FsResult<SharedSnapshot> {
+        let seq = number(seq)?;
+        if seq == 0 || seq > snap.seq {
+            return Err(FsError::NotFound);
+        }
+        self.history_snapshot(&snap.namespace, seq)
+    }
+
     fn history_snapshot(&self, ns: &str, seq: u64) -> FsResult<SharedSnapshot> {
         let key = (ns.to_string(), seq);
         if let Some(s) = self.history.get(&key) {
@@ -431,11 +440,7 @@ impl FsCore {
                 }
             }
             ["history", seq, tail @ ..] => {
-                let seq: u64 = seq.parse().map_err(|_| FsError::NotFound)?;
-                if seq == 0 || seq > snap.seq {
-                    return Err(FsError::NotFound);
-                }
-                let old = self.history_snapshot(ns, seq)?;
+                let old = self.history_at(snap, seq)?;
                 self.tree_entry(&old.current, tail, old.mtime, true)
             }
             _ => Err(FsError::NotFound),
@@ -443,7 +448,7 @@ impl FsCore {
     }
 
     fn version_entry(&self, ns: &str, schema: &str, v: &str, tail: &[&str]) -> FsResult<Entry> {
-        let v: u64 = v.parse().map_err(|_| FsError::NotFound)?;
+        let v = number(v)?;
         let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
         let file = |size| {
             Ok(Entry::File {
@@ -529,7 +534,7 @@ impl FsCore {
                         Ok(dirs(vs.into_iter().map(|v| v.to_string()).collect()))
                     }
                     ["schemas", schema, "versions", v, tail @ ..] => {
-                        let v: u64 = v.parse().map_err(|_| FsError::NotFound)?;
+                        let v = number(v)?;
                         let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
                         let mut tree = Tree::default();
                         for f in &m.files {
@@ -555,11 +560,7 @@ impl FsCore {
                     }
                     ["history"] => Ok(dirs((1..=snap.seq).map(|s| s.to_string()).collect())),
                     ["history", seq, tail @ ..] => {
-                        let seq: u64 = seq.parse().map_err(|_| FsError::NotFound)?;
-                        if seq == 0 || seq > snap.seq {
-                            return Err(FsError::NotFound);
-                        }
-                        tree_list(&self.history_snapshot(ns, seq)?.current, tail)
+                        tree_list(&self.history_at(&snap, seq)?.current, tail)
                     }
                     _ => match self.entry(path)? {
                         Entry::Dir { .. } => Err(FsError::NotFound),
@@ -592,7 +593,7 @@ impl FsCore {
                     ["current.binpb"] => Ok(snap.current.descriptor_set(&self.store, &self.rt)?),
                     ["staged.binpb"] => Ok(snap.staged.descriptor_set(&self.store, &self.rt)?),
                     ["schemas", schema, "versions", v, tail @ ..] => {
-                        let v: u64 = v.parse().map_err(|_| FsError::NotFound)?;
+                        let v = number(v)?;
                         match tail {
                             ["descriptor.binpb"] => Ok(self
                                 .rt
@@ -615,11 +616,7 @@ impl FsCore {
                         }
                     }
                     ["history", seq, tail @ ..] => {
-                        let seq: u64 = seq.parse().map_err(|_| FsError::NotFound)?;
-                        if seq == 0 || seq > snap.seq {
-                            return Err(FsError::NotFound);
-                        }
-                        from_tree(&self.history_snapshot(ns, seq)?.current, tail)
+                        from_tree(&self.history_at(&snap, seq)?.current, tail)
                     }
                     _ => Err(FsError::NotFound),
                 }
@@ -683,6 +680,11 @@ impl FsCore {
         ];
         rows.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
     }
+}
+
+/// A numeric path segment (a version or a commit).
+fn number(segment: &str) -> FsResult<u64> {
+    segment.parse().map_err(|_| FsError::NotFound)
 }
 
 fn tree_list(tree: &Tree, tail: &[&str]) -> FsResult<BTreeMap<String, Kind>> {
