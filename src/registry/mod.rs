@@ -182,6 +182,35 @@ impl Registry {
     }
 }
 
+/// Attempts of an operation whose checks must hold on the state it commits
+/// on (publish, promote, rollback).
+const ATTEMPTS: u32 = 8;
+
+/// Runs `attempt` again, after a backoff, while it fails with `Conflict`: a
+/// concurrent commit moved the namespace, so everything is re-read and
+/// re-checked. The last attempt's result is returned as is.
+async fn retrying<T>(
+    namespace: &str,
+    what: &str,
+    mut attempt: impl AsyncFnMut() -> Result<T>,
+) -> Result<T> {
+    let mut n = 0;
+    loop {
+        match attempt().await {
+            Err(crate::Error::Conflict(why)) if n + 1 < ATTEMPTS => {
+                tracing::debug!(
+                    namespace,
+                    attempt = n,
+                    "namespace moved during {what} ({why}); re-checking"
+                );
+                crate::objstore::io::backoff(n).await;
+                n += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn policy_of(config: &BTreeMap<String, String>) -> Result<Policy> {
     match config.get(POLICY_KEY) {
         None => Ok(Policy::default()),

@@ -3,7 +3,7 @@
 use prost_reflect::DescriptorPool;
 use serde::Serialize;
 
-use super::{Promoted, Registry, policy_of};
+use super::{Promoted, Registry, policy_of, retrying};
 use crate::compat::{self, Violation};
 use crate::error::{Error, Result};
 use crate::model::PromotedSchema;
@@ -22,8 +22,6 @@ impl std::fmt::Display for SchemaViolation {
         write!(f, "schema {}: {}", self.schema_id, self.violation)
     }
 }
-
-const ATTEMPTS: u32 = 8;
 
 impl Registry {
     async fn pool(&self, namespace: &str, schema: &str, version: u64) -> Result<DescriptorPool> {
@@ -102,48 +100,49 @@ impl Registry {
     /// and is not checked. If the namespace moves between the check and the
     /// commit, the check runs again.
     pub async fn promote(&self, namespace: &str, dry_run: bool) -> Result<Promoted> {
-        for attempt in 0..ATTEMPTS {
-            let state = self.store.namespace_state(namespace).await?;
-            let policy = policy_of(&state.snapshot.config)?;
-            let mut planned = Promoted {
-                dry_run,
-                ..Default::default()
-            };
-            let mut violations = Vec::new();
-            for (schema, p) in &state.snapshot.schemas {
-                let Some(staged) = p.staged else { continue };
-                match p.current {
-                    Some(current) if staged < current => planned.rollbacks.push(schema.clone()),
-                    Some(current) => violations.extend(
-                        self.violations(namespace, schema, current, staged, policy)
-                            .await?,
-                    ),
-                    None => {}
-                }
-                planned.promoted.push(PromotedSchema {
-                    schema_id: schema.clone(),
-                    prior_version: p.current,
-                    current_version: staged,
-                });
+        retrying(namespace, "promote", async || {
+            self.try_promote(namespace, dry_run).await
+        })
+        .await
+    }
+
+    /// One check-and-commit; `Conflict` when the namespace moved meanwhile.
+    async fn try_promote(&self, namespace: &str, dry_run: bool) -> Result<Promoted> {
+        let state = self.store.namespace_state(namespace).await?;
+        let policy = policy_of(&state.snapshot.config)?;
+        let mut planned = Promoted {
+            dry_run,
+            ..Default::default()
+        };
+        let mut violations = Vec::new();
+        for (schema, p) in &state.snapshot.schemas {
+            let Some(staged) = p.staged else { continue };
+            match p.current {
+                Some(current) if staged < current => planned.rollbacks.push(schema.clone()),
+                Some(current) => violations.extend(
+                    self.violations(namespace, schema, current, staged, policy)
+                        .await?,
+                ),
+                None => {}
             }
-            if !violations.is_empty() {
-                return Err(Error::Incompatible(violations));
-            }
-            if dry_run || planned.promoted.is_empty() {
-                return Ok(planned);
-            }
-            match self.store.promote(namespace, Some(state.seq)).await {
-                Ok(done) => {
-                    planned.promoted = done.promoted;
-                    return Ok(planned);
-                }
-                Err(Error::Conflict(_)) => crate::objstore::io::backoff(attempt).await,
-                Err(e) => return Err(e),
-            }
+            planned.promoted.push(PromotedSchema {
+                schema_id: schema.clone(),
+                prior_version: p.current,
+                current_version: staged,
+            });
         }
-        Err(Error::Conflict(format!(
-            "namespace {namespace} kept changing during promote; try again"
-        )))
+        if !violations.is_empty() {
+            return Err(Error::Incompatible(violations));
+        }
+        if dry_run || planned.promoted.is_empty() {
+            return Ok(planned);
+        }
+        planned.promoted = self
+            .store
+            .promote(namespace, Some(state.seq))
+            .await?
+            .promoted;
+        Ok(planned)
     }
 
     /// Drops every staged version of the namespace. Returns whether anything
@@ -167,10 +166,9 @@ impl Registry {
         self.store
             .get_version_files(namespace, schema, version)
             .await?;
-        for attempt in 0..ATTEMPTS {
+        retrying(namespace, "rollback", async || {
             let state = self.store.namespace_state(namespace).await?;
-            let current = state.pointers(schema).current;
-            if !force && let Some(current) = current {
+            if !force && let Some(current) = state.pointers(schema).current {
                 let policy = policy_of(&state.snapshot.config)?;
                 let v = self
                     .violations(namespace, schema, current, version, policy)
@@ -183,24 +181,15 @@ impl Registry {
                 schema_id: schema.to_string(),
                 version: Some(version),
             };
-            match self
-                .store
+            self.store
                 .stage(namespace, &[change], Some(state.seq))
                 .await
-            {
-                Ok(_) => {
-                    return if promote {
-                        self.promote(namespace, false).await.map(Some)
-                    } else {
-                        Ok(None)
-                    };
-                }
-                Err(Error::Conflict(_)) => crate::objstore::io::backoff(attempt).await,
-                Err(e) => return Err(e),
-            }
+        })
+        .await?;
+        if promote {
+            self.promote(namespace, false).await.map(Some)
+        } else {
+            Ok(None)
         }
-        Err(Error::Conflict(format!(
-            "namespace {namespace} kept changing during rollback; try again"
-        )))
     }
 }

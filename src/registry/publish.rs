@@ -14,7 +14,7 @@ use super::compile::{COMPILER_VERSION, Origin, Sources, closure, encode_set};
 use super::limits::is_well_known;
 use super::normalize::normalize;
 use super::view::{Tree, View};
-use super::{PublishOptions, Published, Registry, SourceFile, ownership};
+use super::{PublishOptions, Published, Registry, SourceFile, ownership, retrying};
 use crate::error::{Error, Result};
 use crate::ids::{BUILTINS, validate_file_path, validate_namespace_id, validate_schema_id};
 use crate::model::{ProtoBlob, Schema, SchemaVersion, VersionDep, VersionFile};
@@ -73,8 +73,6 @@ pub struct CheckReport {
 /// Batches above this many files sweep the claims index with one LIST per
 /// kind instead of one LIST per name.
 const SWEEP_ABOVE: usize = 32;
-/// Attempts when concurrent writers keep moving the namespace.
-const ATTEMPTS: u32 = 8;
 
 fn fingerprint(files: &[VersionFile]) -> String {
     let mut h = Sha256::new();
@@ -123,23 +121,11 @@ impl Registry {
         // Versions created by an earlier attempt, reused when a retry
         // computes exactly the same content and dependencies.
         let mut created: HashMap<String, (u64, String, Vec<VersionDep>)> = HashMap::new();
-        for attempt in 0..ATTEMPTS {
-            match self
-                .try_publish(namespace, &prepared, &opts, &mut created)
+        retrying(namespace, "publish", async || {
+            self.try_publish(namespace, &prepared, &opts, &mut created)
                 .await
-            {
-                Err(Error::Conflict(why)) if attempt + 1 < ATTEMPTS => {
-                    tracing::debug!(
-                        namespace,
-                        attempt,
-                        "namespace moved during publish ({why}); re-validating"
-                    );
-                    crate::objstore::io::backoff(attempt).await;
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the last attempt returns")
+        })
+        .await
     }
 
     /// Input checks and normalization: everything before the first request.
