@@ -10,7 +10,7 @@ use protoshelf::Error;
 use protoshelf::compat::Policy;
 use protoshelf::ids::BUILTINS;
 use protoshelf::registry::view::Tree;
-use protoshelf::registry::{BatchMember, Limits, PublishOptions, Registry, SourceFile};
+use protoshelf::registry::{BatchMember, Limits, PublishOptions, Published, Registry, SourceFile};
 use protoshelf::store::Store;
 
 on_every_backend!(
@@ -31,16 +31,18 @@ fn file(path: &str, text: &str) -> SourceFile {
 }
 
 /// Publishes one file as `schema`, with the test options.
-async fn push(
+async fn try_push(
     r: &Registry,
     ns: &str,
     schema: &str,
     path: &str,
     text: &str,
-) -> protoshelf::registry::Published {
-    r.publish(ns, schema, vec![file(path, text)], opts())
-        .await
-        .unwrap()
+) -> protoshelf::Result<Published> {
+    r.publish(ns, schema, vec![file(path, text)], opts()).await
+}
+
+async fn push(r: &Registry, ns: &str, schema: &str, path: &str, text: &str) -> Published {
+    try_push(r, ns, schema, path, text).await.unwrap()
 }
 
 fn opts() -> PublishOptions {
@@ -67,15 +69,7 @@ const ORDER_BROKEN: &str =
 
 async fn publish_stage_promote_and_no_change(t: TestStore) {
     let r = registry(&t, &["shop"]).await;
-    let p = r
-        .publish(
-            "shop",
-            "orders",
-            vec![file("shop/order.proto", ORDER_V1)],
-            opts(),
-        )
-        .await
-        .unwrap();
+    let p = push(&r, "shop", "orders", "shop/order.proto", ORDER_V1).await;
     assert_eq!((p.version, p.no_change), (1, false));
     assert_eq!(p.fingerprint.len(), 64);
     let s = t.store.get_schema("shop", "orders").await.unwrap();
@@ -89,15 +83,7 @@ async fn publish_stage_promote_and_no_change(t: TestStore) {
 
     // Same files again: no change, nothing written.
     let before = common::snapshot(&t.raw()).await;
-    let again = r
-        .publish(
-            "shop",
-            "orders",
-            vec![file("shop/order.proto", ORDER_V1)],
-            opts(),
-        )
-        .await
-        .unwrap();
+    let again = push(&r, "shop", "orders", "shop/order.proto", ORDER_V1).await;
     assert_eq!(
         (again.version, again.no_change, &again.fingerprint),
         (1, true, &p.fingerprint)
@@ -113,15 +99,7 @@ async fn publish_stage_promote_and_no_change(t: TestStore) {
             .await
             .no_change
     );
-    let p2 = r
-        .publish(
-            "shop",
-            "orders",
-            vec![file("shop/order.proto", ORDER_V2)],
-            opts(),
-        )
-        .await
-        .unwrap();
+    let p2 = push(&r, "shop", "orders", "shop/order.proto", ORDER_V2).await;
     assert_eq!((p2.version, p2.no_change), (2, false));
     assert!(matches!(
         r.publish("nope", "x", vec![file("x.proto", ORDER_V1)], opts())
@@ -134,29 +112,13 @@ async fn normalization_decides_what_is_a_change(t: TestStore) {
     let r = registry(&t, &["shop"]).await;
     push(&r, "shop", "orders", "shop/order.proto", ORDER_V1).await;
     let noisy = format!("\u{feff}{}\n\n", ORDER_V1.replace('\n', "  \r\n"));
-    let p = r
-        .publish(
-            "shop",
-            "orders",
-            vec![file("shop/order.proto", &noisy)],
-            opts(),
-        )
-        .await
-        .unwrap();
+    let p = push(&r, "shop", "orders", "shop/order.proto", &noisy).await;
     assert!(
         p.no_change,
         "BOM, CRLF and trailing whitespace are not a change"
     );
     let comment = ORDER_V1.replace("// An order.", "// An order placed by a customer.");
-    let p = r
-        .publish(
-            "shop",
-            "orders",
-            vec![file("shop/order.proto", &comment)],
-            opts(),
-        )
-        .await
-        .unwrap();
+    let p = push(&r, "shop", "orders", "shop/order.proto", &comment).await;
     assert!(!p.no_change, "a comment is content");
     // The stored blob is the normalized text, verifiable by hashing.
     let files = t
@@ -178,15 +140,7 @@ async fn imports_resolve_across_schemas_builtins_and_well_known_types(t: TestSto
     // Not promoted: the orders schema compiles against the proposed tree.
     let orders = "syntax = \"proto3\";\npackage shop;\nimport \"shop/types.proto\";\nmessage Order { string id = 1; Price price = 2; }\n";
     let before = t.store.requests();
-    let p = r
-        .publish(
-            "shop",
-            "orders",
-            vec![file("shop/order.proto", orders)],
-            opts(),
-        )
-        .await
-        .unwrap();
+    let p = push(&r, "shop", "orders", "shop/order.proto", orders).await;
     eprintln!(
         "{:?}: publish with 2 cross-schema imports: {}",
         t.backend,
@@ -256,25 +210,13 @@ async fn compile_errors_name_file_line_column_and_write_nothing(t: TestStore) {
     let r = registry(&t, &["shop"]).await;
     let before = common::snapshot(&t.raw()).await;
     let syntax = "syntax = \"proto3\";\npackage shop;\nmessage Order {\n  string id = ;\n}\n";
-    let err = r
-        .publish(
-            "shop",
-            "orders",
-            vec![file("shop/order.proto", syntax)],
-            opts(),
-        )
+    let err = try_push(&r, "shop", "orders", "shop/order.proto", syntax)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Compile(_)), "{err}");
     assert!(err.to_string().contains("shop/order.proto:4:"), "{err}");
     let missing = "syntax = \"proto3\";\npackage shop;\nimport \"shop/nowhere.proto\";\nmessage Order { string id = 1; }\n";
-    let err = r
-        .publish(
-            "shop",
-            "orders",
-            vec![file("shop/order.proto", missing)],
-            opts(),
-        )
+    let err = try_push(&r, "shop", "orders", "shop/order.proto", missing)
         .await
         .unwrap_err();
     assert!(
@@ -283,13 +225,7 @@ async fn compile_errors_name_file_line_column_and_write_nothing(t: TestStore) {
         "{err}"
     );
     let undefined = "syntax = \"proto3\";\npackage shop;\nmessage Order { Missing m = 1; }\n";
-    let err = r
-        .publish(
-            "shop",
-            "orders",
-            vec![file("shop/order.proto", undefined)],
-            opts(),
-        )
+    let err = try_push(&r, "shop", "orders", "shop/order.proto", undefined)
         .await
         .unwrap_err();
     assert!(
@@ -381,13 +317,7 @@ async fn one_owner_per_path_and_per_name(t: TestStore) {
     push(&r, "shop", "orders", "shop/order.proto", ORDER_V1).await;
     let before = common::snapshot(&t.raw()).await;
     // The same path from another schema.
-    let err = r
-        .publish(
-            "shop",
-            "other",
-            vec![file("shop/order.proto", ORDER_V2)],
-            opts(),
-        )
+    let err = try_push(&r, "shop", "other", "shop/order.proto", ORDER_V2)
         .await
         .unwrap_err();
     assert!(
@@ -396,8 +326,7 @@ async fn one_owner_per_path_and_per_name(t: TestStore) {
     );
     // The same name from another file of another schema.
     let dup = "syntax = \"proto3\";\npackage shop;\nmessage Order { string x = 1; }\n";
-    let err = r
-        .publish("shop", "other", vec![file("shop/dup.proto", dup)], opts())
+    let err = try_push(&r, "shop", "other", "shop/dup.proto", dup)
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -412,23 +341,11 @@ async fn one_owner_per_path_and_per_name(t: TestStore) {
     let money = "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; }\n";
     push(&r, BUILTINS, "money", "common/money.proto", money).await;
     r.promote(BUILTINS, false).await.unwrap();
-    let err = r
-        .publish(
-            "shop",
-            "money",
-            vec![file("common/money.proto", money)],
-            opts(),
-        )
+    let err = try_push(&r, "shop", "money", "common/money.proto", money)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("builtin"), "{err}");
-    let err = r
-        .publish(
-            "shop",
-            "money2",
-            vec![file("shop/money.proto", money)],
-            opts(),
-        )
+    let err = try_push(&r, "shop", "money2", "shop/money.proto", money)
         .await
         .unwrap_err();
     assert!(
