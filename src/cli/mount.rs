@@ -78,8 +78,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         retry_timeout: Duration::from_secs(3),
         ..Default::default()
     };
-    let default = url::default_store_dir().to_string_lossy().into_owned();
-    let backend = url::open_with(ctx.store.as_deref().unwrap_or(&default), Some(retry))?;
+    let backend = url::open_with(&url::resolve(ctx.store.as_deref()), Some(retry))?;
     let store = ObjStore::with_cache(backend, a.cache_size).await?;
     let opts = Options {
         namespaces: ctx.namespaces.clone(),

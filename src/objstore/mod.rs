@@ -86,13 +86,7 @@ impl ObjStore {
 
     /// Opens `url`, else `$PROTOSHELF_STORE`, else the embedded local store.
     pub async fn open_or_default(url: Option<&str>) -> Result<Self> {
-        match url {
-            Some(u) => Self::open(u).await,
-            None => match std::env::var(url::STORE_ENV).ok().filter(|s| !s.is_empty()) {
-                Some(u) => Self::open(&u).await,
-                None => Self::open(url::default_store_dir().to_string_lossy().as_ref()).await,
-            },
-        }
+        Self::open(&url::resolve(url)).await
     }
 
     /// Opens an already-built backend (tests wrap one in a fault injector).

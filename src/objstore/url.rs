@@ -59,6 +59,14 @@ pub fn default_store_dir() -> PathBuf {
         .join("protoshelf")
 }
 
+/// The store to use: `url` when given, else `$PROTOSHELF_STORE`, else the
+/// embedded local store.
+pub fn resolve(url: Option<&str>) -> String {
+    url.map(str::to_string)
+        .or_else(|| std::env::var(STORE_ENV).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| default_store_dir().to_string_lossy().into_owned())
+}
+
 /// Named in-memory stores of this process: `memory://name` opened twice is
 /// the same store, so several handles can share one (`memory://` alone is a
 /// fresh, private store each time).
