@@ -135,6 +135,7 @@ impl ObjectStore for Instrumented {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         bump(&self.counters.put);
+        tracing::debug!(target: "protoshelf::requests", "PUT {location}");
         let create = matches!(opts.mode, PutMode::Create);
         let result = self.inner.put_opts(location, payload, opts).await;
         if create && matches!(result, Err(object_store::Error::AlreadyExists { .. })) {
@@ -163,6 +164,7 @@ impl ObjectStore for Instrumented {
         } else {
             bump(&self.counters.get);
         }
+        tracing::debug!(target: "protoshelf::requests", "GET {location}");
         let result = self.inner.get_opts(location, options).await;
         if matches!(result, Err(object_store::Error::NotFound { .. })) {
             bump(&self.counters.get_not_found);
@@ -195,6 +197,7 @@ impl ObjectStore for Instrumented {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         bump(&self.counters.list);
+        tracing::debug!(target: "protoshelf::requests", "LIST {prefix:?}");
         self.inner.list(prefix)
     }
 
@@ -204,11 +207,13 @@ impl ObjectStore for Instrumented {
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         bump(&self.counters.list);
+        tracing::debug!(target: "protoshelf::requests", "LIST {prefix:?} after {offset}");
         self.inner.list_with_offset(prefix, offset)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         bump(&self.counters.list);
+        tracing::debug!(target: "protoshelf::requests", "LIST {prefix:?} /");
         self.inner.list_with_delimiter(prefix).await
     }
 
