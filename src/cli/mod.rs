@@ -15,6 +15,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use protoshelf::objstore::metrics::RequestCounts;
 use protoshelf::registry::Registry;
 use protoshelf::{Error, Result};
 use serde::Serialize;
@@ -46,6 +47,10 @@ pub struct Cli {
     /// More logging (-v, -vv); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Print the storage requests by kind and the bytes written to stderr
+    /// when the command ends (S3 bills per request).
+    #[arg(long, global = true)]
+    stats: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,13 +98,30 @@ pub struct Ctx {
     pub namespace: Option<String>,
     /// Every `-n` given (mount shows only these).
     pub namespaces: Vec<String>,
+    /// Stores this command opened, for `--stats`.
+    opened: std::sync::Mutex<Vec<protoshelf::ObjStore>>,
 }
 
 impl Ctx {
     pub async fn registry(&self) -> Result<Registry> {
-        Ok(Registry::new(
-            protoshelf::ObjStore::open_or_default(self.store.as_deref()).await?,
-        ))
+        let store = protoshelf::ObjStore::open_or_default(self.store.as_deref()).await?;
+        Ok(Registry::new(self.track(store)))
+    }
+
+    /// Remembers a store so `--stats` can report its requests.
+    pub fn track(&self, store: protoshelf::ObjStore) -> protoshelf::ObjStore {
+        self.opened.lock().unwrap().push(store.clone());
+        store
+    }
+
+    /// `--stats`: one line, summed over every store the command opened.
+    fn print_stats(&self) {
+        let opened = self.opened.lock().unwrap();
+        let r = opened
+            .iter()
+            .fold(RequestCounts::default(), |acc, s| acc + s.requests());
+        let bytes: u64 = opened.iter().map(|s| s.bytes_written()).sum();
+        eprintln!("requests: {r}; bytes written {bytes}");
     }
 
     fn default_namespace(&self) -> Result<String> {
@@ -222,6 +244,7 @@ pub fn main() -> ExitCode {
         output: cli.output,
         namespace: cli.namespace.last().cloned(),
         namespaces: cli.namespace,
+        opened: Default::default(),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -230,7 +253,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(&ctx, cli.command)) {
+    let result = runtime.block_on(run(&ctx, cli.command));
+    if cli.stats {
+        ctx.print_stats();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let (Output::Json, Error::Incompatible(v)) = (ctx.output, &e) {

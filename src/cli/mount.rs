@@ -79,7 +79,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         ..Default::default()
     };
     let backend = url::open_with(&url::resolve(ctx.store.as_deref()), Some(retry))?;
-    let store = ObjStore::with_cache(backend, a.cache_size).await?;
+    let store = ctx.track(ObjStore::with_cache(backend, a.cache_size).await?);
     let opts = Options {
         namespaces: ctx.namespaces.clone(),
         refresh: a.refresh,

@@ -2,7 +2,7 @@
 //! request, so every cost claim in docs/ and in tests is read off these.
 
 use std::fmt;
-use std::ops::Sub;
+use std::ops::{Add, Sub};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -40,19 +40,33 @@ impl RequestCounts {
     }
 }
 
+impl RequestCounts {
+    /// Combines two counts field by field.
+    fn zip(self, o: Self, f: impl Fn(u64, u64) -> u64) -> Self {
+        RequestCounts {
+            get: f(self.get, o.get),
+            get_not_found: f(self.get_not_found, o.get_not_found),
+            head: f(self.head, o.head),
+            put: f(self.put, o.put),
+            put_conflict: f(self.put_conflict, o.put_conflict),
+            list: f(self.list, o.list),
+            delete: f(self.delete, o.delete),
+            copy: f(self.copy, o.copy),
+        }
+    }
+}
+
 impl Sub for RequestCounts {
     type Output = RequestCounts;
     fn sub(self, o: Self) -> Self {
-        RequestCounts {
-            get: self.get - o.get,
-            get_not_found: self.get_not_found - o.get_not_found,
-            head: self.head - o.head,
-            put: self.put - o.put,
-            put_conflict: self.put_conflict - o.put_conflict,
-            list: self.list - o.list,
-            delete: self.delete - o.delete,
-            copy: self.copy - o.copy,
-        }
+        self.zip(o, |a, b| a - b)
+    }
+}
+
+impl Add for RequestCounts {
+    type Output = RequestCounts;
+    fn add(self, o: Self) -> Self {
+        self.zip(o, |a, b| a + b)
     }
 }
 
@@ -84,6 +98,9 @@ struct Counters {
     list: AtomicU64,
     delete: AtomicU64,
     copy: AtomicU64,
+    /// Payload bytes of every PUT (kept out of `RequestCounts`, whose
+    /// equality tests compare request shapes, not sizes).
+    put_bytes: AtomicU64,
 }
 
 /// The counting wrapper. Cloning shares the counters.
@@ -114,6 +131,11 @@ impl Instrumented {
             copy: c.copy.load(Relaxed),
         }
     }
+
+    /// Payload bytes written by PUTs so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.counters.put_bytes.load(Relaxed)
+    }
 }
 
 fn bump(counter: &AtomicU64) {
@@ -135,6 +157,9 @@ impl ObjectStore for Instrumented {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         bump(&self.counters.put);
+        self.counters
+            .put_bytes
+            .fetch_add(payload.content_length() as u64, Relaxed);
         tracing::debug!(target: "protoshelf::requests", "PUT {location}");
         let create = matches!(opts.mode, PutMode::Create);
         let result = self.inner.put_opts(location, payload, opts).await;

@@ -129,6 +129,11 @@ impl ObjStore {
         self.inner.metrics.counts()
     }
 
+    /// Payload bytes this handle has written.
+    pub fn bytes_written(&self) -> u64 {
+        self.inner.metrics.bytes_written()
+    }
+
     pub fn protocol_stats(&self) -> ProtocolStats {
         let c = &self.inner.io.counters;
         ProtocolStats {
