@@ -6,8 +6,10 @@
 //!   cargo bench --bench scale -- --store BASE [--sizes 10,100,1000,10000]
 //!       [--reps 8] [--idle 1,100] [--rounds 10]
 //!
-//! BASE is a directory, `s3://bucket/prefix` or `memory://`; every
-//! experiment uses a new store under it. Run by `cargo test` (no
+//! BASE is a directory, `memory://` or `s3://NAME`; every experiment uses a
+//! new store under it, on S3 a new bucket `NAME-<experiment>-<id>`: LocalStack
+//! LISTs scan the whole bucket, so sharing one would charge each experiment
+//! for the objects of the ones before it. Run by `cargo test` (no
 //! `--bench`), it is a quick smoke run of every experiment in memory. Requests are counted by the handle doing the work (the
 //! same counters as `--stats`), time is wall time of that one operation.
 
@@ -28,6 +30,8 @@ struct Args {
     reps: usize,
     idle: Vec<usize>,
     rounds: usize,
+    /// Where to write the numbers as JSON too (for scripts/bench_report.py).
+    json: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -37,6 +41,7 @@ fn parse_args() -> Args {
         reps: 8,
         idle: vec![1, 100],
         rounds: 10,
+        json: None,
     };
     let list = |v: String| -> Vec<usize> {
         v.split(',')
@@ -54,6 +59,7 @@ fn parse_args() -> Args {
             "--reps" => a.reps = value().parse().expect("a number"),
             "--idle" => a.idle = list(value()),
             "--rounds" => a.rounds = value().parse().expect("a number"),
+            "--json" => a.json = Some(value()),
             "--bench" => bench = true, // cargo bench passes it; cargo test does not
             other => panic!("unknown argument {other}"),
         }
@@ -66,17 +72,25 @@ fn parse_args() -> Args {
             reps: 2,
             idle: vec![2],
             rounds: 2,
+            json: None,
         };
     }
     a
 }
 
 /// A new, empty store under the base.
-fn store_url(base: &str, name: &str) -> String {
+fn store_url(rt: &Runtime, base: &str, name: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    match base.strip_prefix("memory://") {
-        Some(_) => format!("memory://{name}-{}", &id[..8]),
-        None => format!("{}/{name}-{}", base.trim_end_matches('/'), &id[..8]),
+    let id = &id[..8];
+    if base.starts_with("memory://") {
+        format!("memory://{name}-{id}")
+    } else if let Some(prefix) = base.strip_prefix("s3://") {
+        let url = format!("s3://{}-{name}-{id}", prefix.trim_end_matches('/'));
+        rt.block_on(protoshelf::objstore::admin::create_bucket(&url))
+            .expect("create the bucket");
+        url
+    } else {
+        format!("{}/{name}-{id}", base.trim_end_matches('/'))
     }
 }
 
@@ -179,7 +193,7 @@ struct SizeResult {
 }
 
 fn run_size(rt: &Runtime, base: &str, size: usize, reps: usize) -> SizeResult {
-    let url = store_url(base, &format!("scale-{size}"));
+    let url = store_url(rt, base, &format!("scale-{size}"));
     let t0 = Instant::now();
     let builder = Registry::new(rt.block_on(ObjStore::open(&url)).expect("open store"));
     rt.block_on(async {
@@ -257,7 +271,7 @@ fn run_size(rt: &Runtime, base: &str, size: usize, reps: usize) -> SizeResult {
 /// Requests per refresh round of a mount that has loaded `count` namespaces
 /// and sees no change.
 fn run_idle(rt: &Runtime, base: &str, count: usize, rounds: usize) -> (f64, RequestCounts) {
-    let url = store_url(base, &format!("idle-{count}"));
+    let url = store_url(rt, base, &format!("idle-{count}"));
     let reg = Registry::new(rt.block_on(ObjStore::open(&url)).unwrap());
     let names: Vec<String> = (0..count).map(|i| format!("n{i}")).collect();
     rt.block_on(async {
@@ -319,6 +333,20 @@ fn main() {
         eprintln!("scale: {size} schemas ...");
         results.push(run_size(&rt, &args.base, size, args.reps));
     }
+    let mut summary = serde_json::json!({ "sizes": [], "idle": [] });
+    for r in &results {
+        summary["sizes"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "size": r.size,
+                "publish_requests_max": r.publish.requests().range().1,
+                "promote_requests_max": r.promote.requests().range().1,
+                "publish_ms": r.publish.ms().median(),
+                "promote_ms": r.promote.ms().median(),
+                "promote_bytes_max": r.promote.bytes().range().1,
+            }));
+    }
     if let Some(first) = results.first() {
         println!(
             "| schemas | build (s) | publish: requests | publish: mix | publish ms | × smallest | promote: requests | promote ms | × smallest | bytes per promote commit | cold open: requests | cold open ms | mount sees change: requests | ms |"
@@ -360,6 +388,13 @@ fn main() {
         for &count in &args.idle {
             eprintln!("idle: {count} namespaces ...");
             let (per_round, r) = run_idle(&rt, &args.base, count, args.rounds);
+            summary["idle"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "namespaces": count,
+                    "per_namespace_per_round": per_round / count as f64,
+                }));
             println!(
                 "| {count} | {per_round:.1} | {:.2} | {r} | {:.0} |",
                 per_round / count as f64,
@@ -367,5 +402,9 @@ fn main() {
             );
         }
         println!();
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&summary).unwrap())
+            .expect("write --json");
     }
 }
