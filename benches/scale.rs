@@ -19,8 +19,11 @@ use protoshelf::ObjStore;
 use protoshelf::compat::Policy;
 use protoshelf::fs::{FsCore, Options};
 use protoshelf::objstore::metrics::RequestCounts;
-use protoshelf::registry::{BatchMember, Registry, SourceFile};
+use protoshelf::registry::{Registry, SourceFile};
 use tokio::runtime::Runtime;
+
+mod common;
+use common::small_schema;
 
 const NS: &str = "bench";
 
@@ -113,16 +116,6 @@ fn measure<T>(store: &ObjStore, f: impl FnOnce() -> T) -> (T, Cost) {
     (out, cost)
 }
 
-fn schema(i: usize) -> BatchMember {
-    BatchMember {
-        schema_id: format!("s{i}"),
-        files: vec![SourceFile::new(
-            format!("s{i}/s{i}.proto"),
-            format!("syntax = \"proto3\";\npackage p{i};\nmessage M{i} {{ string id = 1; }}\n"),
-        )],
-    }
-}
-
 /// A small schema importing one file of the namespace.
 fn app(i: usize, import: usize) -> Vec<SourceFile> {
     vec![SourceFile::new(
@@ -201,7 +194,11 @@ fn run_size(rt: &Runtime, base: &str, size: usize, reps: usize) -> SizeResult {
             .create_namespace(NS, Policy::Strict, Default::default())
             .await?;
         builder
-            .publish_many(NS, (0..size).map(schema).collect(), Default::default())
+            .publish_many(
+                NS,
+                (0..size).map(small_schema).collect(),
+                Default::default(),
+            )
             .await?;
         builder.promote(NS, false).await
     })
@@ -278,7 +275,7 @@ fn run_idle(rt: &Runtime, base: &str, count: usize, rounds: usize) -> (f64, Requ
         for ns in &names {
             reg.create_namespace(ns, Policy::Strict, Default::default())
                 .await?;
-            reg.publish_many(ns, vec![schema(0)], Default::default())
+            reg.publish_many(ns, vec![small_schema(0)], Default::default())
                 .await?;
             reg.promote(ns, false).await?;
         }
