@@ -20,24 +20,37 @@ pub struct StageChange {
     pub version: Option<u64>,
 }
 
-/// What a schema can claim in its namespace's index: the file paths and
-/// the proto packages its versions define. Claims are never withdrawn; a
-/// claimant owns the name only while its proposed (or current) version
-/// still defines it, which the caller checks. They let the registry find
-/// who defines an import or a package without reading every schema.
+/// What a schema can claim in its namespace's index: the directories (or,
+/// in format-1 stores, the file paths) and the proto packages its versions
+/// define files in. Claims are never withdrawn; a claimant owns a file or
+/// name only while its proposed (or current) version still defines it,
+/// which the caller checks. They let the registry find who defines an
+/// import or a package without reading every schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ClaimKind {
+    /// A file path (format 1 stores only).
     Path,
     Package,
+    /// A directory of file paths (`""` is the root): one claim per
+    /// (directory, schema) instead of one per file (format 2).
+    Dir,
 }
 
 impl ClaimKind {
+    pub const ALL: [ClaimKind; 3] = [ClaimKind::Path, ClaimKind::Package, ClaimKind::Dir];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ClaimKind::Path => "path",
             ClaimKind::Package => "package",
+            ClaimKind::Dir => "dir",
         }
     }
+}
+
+/// The directory of a file path (`""` for a file at the root).
+pub fn dir_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
 /// A keyset page: at most `limit` items whose ID is strictly greater than
@@ -144,6 +157,9 @@ pub trait Store: Send + Sync {
         kind: ClaimKind,
         names: &[String],
     ) -> Result<()>;
+    /// Which claim stands for the file `path` in this store: its directory
+    /// (format 2), or the path itself (format 1).
+    fn path_claim(&self, path: &str) -> (ClaimKind, String);
     /// The schemas that ever claimed `name`, sorted.
     async fn claimants(
         &self,

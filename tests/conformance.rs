@@ -20,7 +20,8 @@ on_every_backend!(
     many_schemas_stage_in_one_commit,
     expect_seq_refuses_a_moved_namespace,
     a_second_handle_sees_every_commit,
-    claims_index_paths_and_packages,
+    claims_index_dirs_and_packages,
+    format1_store_keeps_path_claims,
 );
 
 async fn namespaces_create_get_list_and_pages(t: TestStore) {
@@ -477,13 +478,113 @@ async fn a_second_handle_sees_every_commit(t: TestStore) {
     );
 }
 
-async fn claims_index_paths_and_packages(t: TestStore) {
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+async fn claims_index_dirs_and_packages(t: TestStore) {
     let s = &t.store;
+    assert!(s.claims_dirs(), "new stores claim directories");
+    s.create_namespace(&namespace("ns")).await.unwrap();
+    // "b" is also the name of a subdirectory of "a": a claim and a
+    // directory prefix must not collide (a local directory cannot hold a
+    // file and a directory of one name).
+    for id in ["s1", "s2", "b"] {
+        s.create_schema(&schema("ns", id)).await.unwrap();
+    }
+    for (schema, kind, claimed) in [
+        ("s1", ClaimKind::Dir, &["a", ""][..]),
+        ("s1", ClaimKind::Dir, &["a"]),
+        ("b", ClaimKind::Dir, &["a"]),
+        ("s2", ClaimKind::Dir, &["a/b", "a/b/c"]),
+        ("s2", ClaimKind::Package, &["acme.v1"]),
+    ] {
+        s.add_claims("ns", schema, kind, &names(claimed))
+            .await
+            .unwrap();
+    }
+    // A fresh handle lists; a directory's claims exclude its subdirectories'.
+    let r = t.reopen().await;
+    for (dir, want) in [
+        ("a", &["b", "s1"][..]),
+        ("a/b", &["s2"]),
+        ("a/b/c", &["s2"]),
+        ("", &["s1"]),
+        ("zz", &[]),
+    ] {
+        assert_eq!(
+            r.claimants("ns", ClaimKind::Dir, dir).await.unwrap(),
+            want,
+            "{dir:?}"
+        );
+    }
+    assert_eq!(
+        r.claimants("ns", ClaimKind::Package, "acme.v1")
+            .await
+            .unwrap(),
+        ["s2"]
+    );
+    assert_eq!(r.path_claim("a/b/x.proto"), (ClaimKind::Dir, "a/b".into()));
+    assert_eq!(r.path_claim("x.proto"), (ClaimKind::Dir, String::new()));
+    let all = t.reopen().await.all_claims("ns").await.unwrap();
+    let dirs = &all[&ClaimKind::Dir];
+    assert_eq!(dirs.len(), 4, "{dirs:?}");
+    assert_eq!(dirs["a"], ["b", "s1"]);
+    assert_eq!(dirs[""], ["s1"]);
+    assert_eq!(dirs["a/b/c"], ["s2"]);
+    assert_eq!(all[&ClaimKind::Package]["acme.v1"], ["s2"]);
+    assert!(all[&ClaimKind::Path].is_empty());
+
+    // A claim seen in a LIST or written is never written again.
+    let before = r.requests();
+    r.add_claims("ns", "s1", ClaimKind::Dir, &names(&["a"]))
+        .await
+        .unwrap();
+    r.add_claims("ns", "s2", ClaimKind::Package, &names(&["acme.v1"]))
+        .await
+        .unwrap();
+    assert_eq!((r.requests() - before).put, 0);
+    assert_eq!(r.known_claimants("ns", ClaimKind::Dir, "a"), ["b", "s1"]);
+
+    // Bad names, the other layout and unknown schemas change nothing.
+    let raw = t.raw();
+    let before = common::snapshot(&raw).await;
+    for bad in ["../x", "/abs", "a//b", "sp ace"] {
+        assert!(
+            matches!(
+                s.add_claims("ns", "s1", ClaimKind::Dir, &names(&[bad]))
+                    .await,
+                Err(Error::InvalidId { .. })
+            ),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        s.add_claims("ns", "s1", ClaimKind::Path, &names(&["x.proto"]))
+            .await,
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        s.add_claims("ns", "nope", ClaimKind::Dir, &names(&["x"]))
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(common::snapshot(&raw).await, before);
+}
+
+/// A store created by a format-1 build keeps format 1: path claims, read
+/// and written as before.
+async fn format1_store_keeps_path_claims(t: TestStore) {
+    let Some(t) = common::fresh_format1(t.backend).await else {
+        return;
+    };
+    let s = &t.store;
+    assert_eq!(s.format_marker().format_version, 1);
+    assert!(!s.claims_dirs());
     s.create_namespace(&namespace("ns")).await.unwrap();
     for id in ["s1", "s2"] {
         s.create_schema(&schema("ns", id)).await.unwrap();
     }
-    let names = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     s.add_claims(
         "ns",
         "s1",
@@ -492,9 +593,6 @@ async fn claims_index_paths_and_packages(t: TestStore) {
     )
     .await
     .unwrap();
-    s.add_claims("ns", "s1", ClaimKind::Path, &names(&["a/b.proto"]))
-        .await
-        .unwrap();
     // A path nested under another path's "directory" stays separate.
     s.add_claims(
         "ns",
@@ -504,34 +602,30 @@ async fn claims_index_paths_and_packages(t: TestStore) {
     )
     .await
     .unwrap();
-    s.add_claims("ns", "s2", ClaimKind::Package, &names(&["acme.v1"]))
-        .await
-        .unwrap();
+    let r = t.reopen().await;
     assert_eq!(
-        s.claimants("ns", ClaimKind::Path, "a/b.proto")
+        r.path_claim("a/b.proto"),
+        (ClaimKind::Path, "a/b.proto".into())
+    );
+    assert_eq!(
+        r.claimants("ns", ClaimKind::Path, "a/b.proto")
             .await
             .unwrap(),
         ["s1", "s2"]
     );
     assert_eq!(
-        s.claimants("ns", ClaimKind::Path, "a/b.proto/d.proto")
+        r.claimants("ns", ClaimKind::Path, "a/b.proto/d.proto")
             .await
             .unwrap(),
         ["s2"]
     );
     assert!(
-        s.claimants("ns", ClaimKind::Path, "zz.proto")
+        r.claimants("ns", ClaimKind::Path, "zz.proto")
             .await
             .unwrap()
             .is_empty()
     );
-    assert_eq!(
-        s.claimants("ns", ClaimKind::Package, "acme.v1")
-            .await
-            .unwrap(),
-        ["s2"]
-    );
-    let all = s
+    let all = r
         .all_claims("ns")
         .await
         .unwrap()
@@ -539,28 +633,16 @@ async fn claims_index_paths_and_packages(t: TestStore) {
         .unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all["a/b.proto"], ["s1", "s2"]);
-    assert_eq!(all["a/b.proto/d.proto"], ["s2"]);
-    assert_eq!(
-        t.reopen().await.all_claims("ns").await.unwrap()[&ClaimKind::Package]["acme.v1"],
-        ["s2"]
-    );
-    // Bad names and unknown schemas change nothing.
-    let raw = t.raw();
-    let before = common::snapshot(&raw).await;
-    for bad in ["../x.proto", "/abs.proto", "a//b.proto", "sp ace.proto"] {
-        assert!(
-            matches!(
-                s.add_claims("ns", "s1", ClaimKind::Path, &names(&[bad]))
-                    .await,
-                Err(Error::InvalidId { .. })
-            ),
-            "{bad}"
-        );
-    }
     assert!(matches!(
-        s.add_claims("ns", "nope", ClaimKind::Path, &names(&["x.proto"]))
+        s.add_claims("ns", "s1", ClaimKind::Dir, &names(&["a"]))
             .await,
-        Err(Error::NotFound(_))
+        Err(Error::InvalidInput(_))
     ));
-    assert_eq!(common::snapshot(&raw).await, before);
+    // Records written into it say format 1.
+    let v = publish(s, "ns", "s1", "one").await;
+    let info = s.set_staged("ns", "s1", v).await.unwrap();
+    assert_eq!(
+        r.log_entries("ns", info.seq, info.seq).await.unwrap()[0].format_version,
+        1
+    );
 }

@@ -82,12 +82,38 @@ async fn request_counts_per_operation(t: TestStore) {
     table.push(("create_version", c));
 
     let (_, c) = cost(s, s.set_staged("ns", "a", v2)).await;
-    assert_eq!(c, counts(1, 1, 2), "set_staged: state check + entry + hint");
+    assert_eq!(c, counts(1, 1, 1), "set_staged: state check + entry");
     table.push(("set_staged", c));
 
     let (_, c) = cost(s, s.promote("ns", None)).await;
-    assert_eq!(c, counts(1, 1, 2), "promote: state check + entry + hint");
+    assert_eq!(c, counts(1, 1, 1), "promote: state check + entry");
     table.push(("promote", c));
+
+    // A schema this handle just created has no version: number 1 needs no
+    // LIST. If another writer made one meanwhile, the create falls back to
+    // listing and takes the next number.
+    s.create_schema(&schema("ns", "fresh")).await.unwrap();
+    let (v, c) = cost(
+        s,
+        s.create_version(&version("ns", "fresh", 0, "f"), &files, &[]),
+    )
+    .await;
+    assert_eq!(v.unwrap(), 1);
+    assert_eq!(
+        c,
+        counts(0, 0, 2),
+        "create_version of a new schema: descriptor + manifest"
+    );
+    table.push(("create_version (new schema)", c));
+    s.create_schema(&schema("ns", "raced")).await.unwrap();
+    let other = t.reopen().await;
+    other
+        .put_version(&version("ns", "raced", 1, "theirs"), &files, &[])
+        .await
+        .unwrap();
+    let mine = version("ns", "raced", 0, "mine");
+    let v = s.create_version(&mine, &files, &[]).await.unwrap();
+    assert_eq!(v, 2, "a taken number 1 is listed past");
 
     let (_, c) = cost(s, s.get_schema("ns", "a")).await;
     assert_eq!(c, counts(1, 1, 0));
@@ -97,11 +123,12 @@ async fn request_counts_per_operation(t: TestStore) {
     assert_eq!(c.total(), 0, "immutable objects come from the cache");
     table.push(("get_version (cached)", c));
 
-    // A cold handle: namespace record, hint, newest entry, probe past it.
+    // A cold handle before the first hinted commit: namespace record, the
+    // missing hint, entries 1..=3, probe past them.
     let cold = t.reopen().await;
     let (_, c) = cost(&cold, cold.namespace_state("ns")).await;
-    assert_eq!(c, counts(4, 1, 0), "cold open of a small namespace");
-    table.push(("cold namespace open", c));
+    assert_eq!(c, counts(6, 2, 0), "cold open of a small namespace, seq 3");
+    table.push(("cold namespace open (seq 3)", c));
     let (_, c) = cost(&cold, cold.get_version("ns", "a", v2)).await;
     assert_eq!(c, counts(3, 0, 0), "schema record + manifest + descriptor");
     table.push(("get_version (cold)", c));
@@ -112,6 +139,37 @@ async fn request_counts_per_operation(t: TestStore) {
     assert_eq!(st.unwrap().pointers("a").staged, Some(v1));
     assert_eq!(c, counts(2, 1, 0), "one new entry + probe");
     table.push(("warm check, one new commit", c));
+
+    // Only every CHAIN_MAX-th commit moves the hint, and it is a checkpoint:
+    // a cold reader then reads hint, checkpoint, the entries since, probe.
+    let mut seq = s.namespace_state("ns").await.unwrap().seq;
+    while seq < CHAIN_MAX + 2 {
+        let (info, c) = cost(
+            s,
+            s.set_staged("ns", "a", if seq % 2 == 0 { v1 } else { v2 }),
+        )
+        .await;
+        seq = info.unwrap().seq;
+        let hinted = seq % CHAIN_MAX == 0;
+        assert_eq!(c.put, 1 + hinted as u64, "commit {seq}");
+    }
+    let raw = t.raw();
+    let hint = raw
+        .get(&Path::from("ns/ns/head.json"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&hint).unwrap()["seq"],
+        CHAIN_MAX
+    );
+    let cold = t.reopen().await;
+    let (st, c) = cost(&cold, cold.namespace_state("ns")).await;
+    assert_eq!(st.unwrap().seq, CHAIN_MAX + 2);
+    assert_eq!(c, counts(6, 1, 0), "cold open 2 past the hint");
+    table.push(("cold namespace open (hint + 2)", c));
 
     eprintln!("request counts on {:?}:", t.backend);
     for (op, c) in table {
@@ -303,8 +361,8 @@ async fn format_marker_and_create_if_absent_probe(t: TestStore) {
     )
     .unwrap();
     assert_eq!(marker["format"], "protoshelf");
-    assert_eq!(marker["format_version"], 1);
-    assert!(t.reopen().await.format_marker().format_version == 1);
+    assert_eq!(marker["format_version"], 2);
+    assert!(t.reopen().await.format_marker().format_version == 2);
     // The probe leaves nothing behind.
     let leftovers = common::snapshot(&raw).await;
     assert!(

@@ -70,6 +70,26 @@ pub fn claim(ns: &str, kind: &str, name: &str, schema: &str) -> Path {
     Path::from(format!("ns/{ns}/claims/{kind}/{name}/{schema}"))
 }
 
+/// A directory claim, `claims/dir/<dir>/!<schema>` (`claims/dir/!<schema>`
+/// for the root). `!` cannot start a path segment or a schema ID, so a
+/// claim never shares a name with a subdirectory's prefix (a local
+/// directory cannot hold a file and a directory of one name).
+pub fn dir_claim(ns: &str, dir: &str, schema: &str) -> Path {
+    Path::from(format!("{}/{DIR_CLAIM_MARK}{schema}", dir_claims(ns, dir)))
+}
+
+/// Where the claims of one directory are: a delimited LIST of it returns
+/// them (and the subdirectories' prefixes, which are skipped).
+pub fn dir_claims(ns: &str, dir: &str) -> Path {
+    if dir.is_empty() {
+        Path::from(format!("ns/{ns}/claims/dir"))
+    } else {
+        Path::from(format!("ns/{ns}/claims/dir/{dir}"))
+    }
+}
+
+pub const DIR_CLAIM_MARK: char = '!';
+
 /// The best-effort "latest entry" hint of a namespace's log.
 pub fn head(ns: &str) -> Path {
     Path::from(format!("ns/{ns}/head.json"))
@@ -97,5 +117,10 @@ mod tests {
         assert_eq!(parse_version_file("00000000000000000042.json"), Some(42));
         assert_eq!(parse_version_file("42.json"), None);
         assert_eq!(parse_version_file("0000000000000000004x.json"), None);
+        assert_eq!(
+            dir_claim("n", "a/b", "s").as_ref(),
+            "ns/n/claims/dir/a/b/!s"
+        );
+        assert_eq!(dir_claim("n", "", "s").as_ref(), "ns/n/claims/dir/!s");
     }
 }

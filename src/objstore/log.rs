@@ -5,11 +5,14 @@
 //! A writer that loses the race re-reads, lets its caller re-validate, and
 //! retries with backoff. An entry is a delta, or a checkpoint carrying the
 //! whole state; `head.json` is a hint (plain overwrite, never trusted) that
-//! lets a cold reader start near the end. Costs (requests):
+//! lets a cold reader start near the end. Every `CHAIN_MAX`-th entry is a
+//! checkpoint and only those move the hint, so most commits are one PUT.
+//! Costs (requests):
 //! - warm reader, nothing new: 1 GET (the next entry, not found);
-//! - cold reader: hint + newest entry + the entries since its checkpoint
-//!   (at most `CHAIN_MAX - 1`, fetched concurrently) + 1 probe;
-//! - commit: the reads above + 1 conditional PUT + 1 hint PUT.
+//! - cold reader: hint + the checkpoint it names + the entries after it (at
+//!   most `CHAIN_MAX - 1`) + 1 probe;
+//! - commit: the reads above + 1 conditional PUT (+ 1 hint PUT on every
+//!   `CHAIN_MAX`-th entry).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
@@ -24,8 +27,10 @@ use super::records::*;
 use crate::error::{Error, Result};
 use crate::model::CommitInfo;
 
-/// An entry is written as a checkpoint when the delta chain since the last
-/// one reaches this length, bounding what a cold reader fetches.
+/// Every entry whose seq is a multiple of this is a checkpoint, and only
+/// those update the hint: a cold reader starts at the hinted checkpoint and
+/// walks fewer than this many entries forward. (Also the longest delta
+/// chain behind any entry.)
 pub const CHAIN_MAX: u64 = 8;
 /// ... or when the state is this small (estimated), so small namespaces
 /// are always read in one entry.
@@ -95,14 +100,17 @@ pub struct Log {
     /// The newest state seen per namespace; never moves backwards.
     heads: Mutex<HashMap<String, Arc<NsState>>>,
     writer: String,
+    /// The store's format version, recorded in every entry.
+    format_version: u32,
 }
 
 impl Log {
-    pub fn new(io: Arc<Io>, writer: String) -> Self {
+    pub fn new(io: Arc<Io>, writer: String, format_version: u32) -> Self {
         Log {
             io,
             heads: Mutex::default(),
             writer,
+            format_version,
         }
     }
 
@@ -145,6 +153,12 @@ impl Log {
         })
     }
 
+    /// Whether commit `seq` moves the hint: only checkpoints at multiples of
+    /// `CHAIN_MAX` do, so a hint names one of them or is stale.
+    pub fn hints(seq: u64) -> bool {
+        seq % CHAIN_MAX == 0
+    }
+
     async fn write_hint(&self, ns: &str, seq: u64) {
         let bytes = to_json(&HeadHint { seq });
         if let Err(e) = self.io.put_overwrite(&keys::head(ns), bytes).await {
@@ -163,12 +177,11 @@ impl Log {
         let warm = known.is_some();
         let mut state = known.as_deref().cloned().unwrap_or_default();
         let mut found = 0u32;
-        // Entries found past where the hint took us: more than one means the
-        // hint is stale (a writer died before updating it); repair it.
-        let mut past_hint: Option<u32> = None;
+        // The hint read, once jumped: if the walk passes a hint position
+        // beyond it, a writer died before updating it; repair it.
+        let mut hint: Option<u64> = None;
         if !warm {
-            self.jump(ns, &mut state).await?;
-            past_hint = Some(0);
+            hint = Some(self.jump(ns, &mut state).await?);
         }
         loop {
             let seq = state.seq + 1;
@@ -177,19 +190,15 @@ impl Log {
             };
             state.apply(&entry, keys::log_entry(ns, seq).as_ref())?;
             found += 1;
-            match &mut past_hint {
-                Some(n) => *n += 1,
-                // Two new entries in a row: far behind, let the hint take us
-                // near the end instead of walking entry by entry.
-                None if found == 2 => {
-                    self.jump(ns, &mut state).await?;
-                    past_hint = Some(0);
-                }
-                None => {}
+            // Two new entries in a row: far behind, let the hint take us
+            // near the end instead of walking entry by entry.
+            if hint.is_none() && found == 2 {
+                hint = Some(self.jump(ns, &mut state).await?);
             }
         }
-        if past_hint.is_some_and(|n| n > 1) {
-            self.write_hint(ns, state.seq).await;
+        let due = state.seq - state.seq % CHAIN_MAX;
+        if hint.is_some_and(|h| h < due) {
+            self.write_hint(ns, due).await;
         }
         if warm && found == 0 {
             return Ok(known.expect("warm"));
@@ -198,14 +207,15 @@ impl Log {
     }
 
     /// Moves `state` to the entry the hint names, reading only the entries
-    /// since that entry's checkpoint (or since `state`, if newer).
-    async fn jump(&self, ns: &str, state: &mut NsState) -> Result<()> {
+    /// since that entry's checkpoint (or since `state`, if newer). Returns
+    /// the hint.
+    async fn jump(&self, ns: &str, state: &mut NsState) -> Result<u64> {
         let target = self.hint(ns).await?;
         if target <= state.seq {
-            return Ok(());
+            return Ok(target);
         }
         let Some(last) = self.entry(ns, target).await? else {
-            return Ok(()); // a hint ahead of the log: ignore it
+            return Ok(0); // a hint ahead of the log: ignore it (and repair)
         };
         let key = |seq| keys::log_entry(ns, seq).to_string();
         if last.state.is_some() {
@@ -215,7 +225,7 @@ impl Log {
             };
             fresh.apply(&last, &key(target))?;
             *state = fresh;
-            return Ok(());
+            return Ok(target);
         }
         let start = if last.base > state.seq {
             last.base
@@ -242,7 +252,7 @@ impl Log {
             }
             state.apply(entry, &key(entry.seq))?;
         }
-        Ok(())
+        Ok(target)
     }
 
     /// Commits the mutation `plan` computes from the latest state.
@@ -295,7 +305,9 @@ impl Log {
                         counters.checkpoints.fetch_add(1, Relaxed);
                     }
                     let state = self.remember(ns, Arc::new(next));
-                    self.write_hint(ns, entry.seq).await;
+                    if Self::hints(entry.seq) {
+                        self.write_hint(ns, entry.seq).await;
+                    }
                     let info = CommitInfo {
                         seq: entry.seq,
                         commit_id: entry.commit_id.clone(),
@@ -346,10 +358,13 @@ impl Log {
             .map(|k| k.len() + 48)
             .chain(snapshot.config.iter().map(|(k, v)| k.len() + v.len() + 8))
             .sum::<usize>();
-        let checkpoint = estimate <= SMALL_STATE_BYTES || seq - state.base >= CHAIN_MAX;
+        // Hinted entries must be checkpoints, so a cold reader needs no chain
+        // behind the hint.
+        let checkpoint =
+            estimate <= SMALL_STATE_BYTES || Self::hints(seq) || seq - state.base >= CHAIN_MAX;
         let base = if checkpoint { seq } else { state.base };
         let entry = LogEntry {
-            format_version: FORMAT_VERSION,
+            format_version: self.format_version,
             seq,
             commit_id: uuid::Uuid::new_v4().to_string(),
             writer: self.writer.clone(),

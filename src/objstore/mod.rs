@@ -59,7 +59,21 @@ struct Inner {
     io: Arc<io::Io>,
     log: log::Log,
     marker: FormatMarker,
+    /// Schemas whose record this handle created and which have no version
+    /// from it yet: no version can predate its schema record, so the first
+    /// `create_version` tries number 1 without listing (see store_impl.rs).
+    fresh_schemas: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Claims this handle has seen in a LIST or written: claims are never
+    /// removed, so they are never written again, and a lookup may try
+    /// them before listing (see `known_claimants`).
+    known_claims: std::sync::Mutex<ClaimIndex>,
 }
+
+/// (namespace, kind, name) → claimants.
+type ClaimIndex = std::collections::HashMap<
+    (String, crate::store::ClaimKind, String),
+    std::collections::BTreeSet<String>,
+>;
 
 impl std::fmt::Debug for ObjStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,7 +113,7 @@ impl ObjStore {
         let os: Arc<dyn ObjectStore> = Arc::new(metrics.clone());
         let io = Arc::new(io::Io::new(os, cache_bytes));
         let marker = format::ensure(&io).await?;
-        let log = log::Log::new(io.clone(), writer_name());
+        let log = log::Log::new(io.clone(), writer_name(), marker.format_version);
         Ok(ObjStore {
             inner: Arc::new(Inner {
                 kind: backend.kind,
@@ -108,6 +122,8 @@ impl ObjStore {
                 io,
                 log,
                 marker,
+                fresh_schemas: Default::default(),
+                known_claims: Default::default(),
             }),
         })
     }
@@ -122,6 +138,51 @@ impl ObjStore {
 
     pub fn format_marker(&self) -> &FormatMarker {
         &self.inner.marker
+    }
+
+    /// The schemas this handle knows to have claimed `name` (from LISTs and
+    /// its own writes; no request). A subset of [`Store::claimants`]: a
+    /// caller that needs *every* claimant must list.
+    ///
+    /// [`Store::claimants`]: crate::store::Store::claimants
+    pub fn known_claimants(
+        &self,
+        ns: &str,
+        kind: crate::store::ClaimKind,
+        name: &str,
+    ) -> Vec<String> {
+        let known = self.inner.known_claims.lock().unwrap();
+        known
+            .get(&(ns.to_string(), kind, name.to_string()))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn learn_claims<'a>(
+        &self,
+        ns: &str,
+        kind: crate::store::ClaimKind,
+        name: &str,
+        schemas: impl IntoIterator<Item = &'a String>,
+    ) {
+        let mut known = self.inner.known_claims.lock().unwrap();
+        known
+            .entry((ns.to_string(), kind, name.to_string()))
+            .or_default()
+            .extend(schemas.into_iter().cloned());
+    }
+
+    fn claim_known(
+        &self,
+        ns: &str,
+        kind: crate::store::ClaimKind,
+        name: &str,
+        schema: &str,
+    ) -> bool {
+        let known = self.inner.known_claims.lock().unwrap();
+        known
+            .get(&(ns.to_string(), kind, name.to_string()))
+            .is_some_and(|s| s.contains(schema))
     }
 
     /// Requests made through this handle so far.

@@ -9,8 +9,12 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::error::{Error, Result};
 use crate::model::{Metadata, VersionDep, VersionFile};
 
-/// The storage format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The storage format this build writes into new stores and the newest it
+/// reads. 2: directory claims (`claims/dir/`) instead of path claims. A
+/// format-1 store keeps format 1 (and path claims) when this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format with directory claims.
+pub const FORMAT_DIR_CLAIMS: u32 = 2;
 
 /// `protoshelf.json`: identifies a protoshelf store and its format.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -288,7 +288,7 @@ impl ObjStore {
         deps: &[VersionDep],
     ) -> Result<bool> {
         let manifest = VersionManifest {
-            format_version: FORMAT_VERSION,
+            format_version: self.inner.marker.format_version,
             namespace_id: ver.namespace_id.clone(),
             schema_id: ver.schema_id.clone(),
             version,
@@ -329,6 +329,28 @@ impl ObjStore {
         Ok(versions)
     }
 
+    /// Whether this store claims directories (format 2) or paths (format 1).
+    pub fn claims_dirs(&self) -> bool {
+        self.inner.marker.format_version >= FORMAT_DIR_CLAIMS
+    }
+
+    /// Each store has one layout of path claims: refuse the other one.
+    fn check_claim_kind(&self, kind: ClaimKind) -> Result<()> {
+        let wrong = match kind {
+            ClaimKind::Dir => !self.claims_dirs(),
+            ClaimKind::Path => self.claims_dirs(),
+            ClaimKind::Package => false,
+        };
+        if wrong {
+            return Err(Error::InvalidInput(format!(
+                "{} claims do not exist in a format-{} store",
+                kind.as_str(),
+                self.inner.marker.format_version
+            )));
+        }
+        Ok(())
+    }
+
     async fn check_stage_change(&self, ns: &str, c: &StageChange) -> Result<()> {
         match c.version {
             Some(v) => self.manifest(ns, &c.schema_id, v).await.map(|_| ()),
@@ -345,6 +367,25 @@ impl ObjStore {
         self.require_namespace(ns).await?;
         self.inner.log.commit(ns, expect_seq, plan).await
     }
+}
+
+/// Claim PUTs in flight at once (a large load writes hundreds).
+const CLAIM_WRITE_CONCURRENCY: usize = 32;
+
+fn claim_key(ns: &str, kind: ClaimKind, name: &str, schema: &str) -> Path {
+    match kind {
+        ClaimKind::Dir => keys::dir_claim(ns, name, schema),
+        _ => keys::claim(ns, kind.as_str(), name, schema),
+    }
+}
+
+/// Claim names are file paths or packages; a directory may also be the
+/// root (`""`).
+fn validate_claim_name(kind: ClaimKind, name: &str) -> Result<()> {
+    if kind == ClaimKind::Dir && name.is_empty() {
+        return Ok(());
+    }
+    crate::ids::validate_name("claim", name)
 }
 
 fn to_schema(r: SchemaRecord, state: &NsState) -> Schema {
@@ -448,7 +489,14 @@ impl Store for ObjStore {
             .create_record::<SchemaRecord>(&key, to_json(&record), |r| r.writer_id == mine)
             .await?
         {
-            Created::Mine => Ok(()),
+            Created::Mine => {
+                self.inner
+                    .fresh_schemas
+                    .lock()
+                    .unwrap()
+                    .insert((ns.clone(), schema.schema_id.clone()));
+                Ok(())
+            }
             Created::Theirs(_) => Err(Error::AlreadyExists(format!(
                 "schema {:?} in namespace {ns:?}",
                 schema.schema_id
@@ -487,6 +535,13 @@ impl Store for ObjStore {
             return Err(Error::InvalidInput("version numbers start at 1".into()));
         }
         let descriptor = self.prepare_version(ver, files).await?;
+        // An explicit number ends the "no version yet" knowledge, whatever
+        // the outcome: `create_version` must list from now on.
+        self.inner
+            .fresh_schemas
+            .lock()
+            .unwrap()
+            .remove(&(ver.namespace_id.clone(), ver.schema_id.clone()));
         if self
             .create_manifest(ver, ver.version, &descriptor, files, deps)
             .await?
@@ -525,14 +580,29 @@ impl Store for ObjStore {
             .latest
             .max(p.current.unwrap_or(0))
             .max(p.staged.unwrap_or(0));
+        // A schema this handle just created had no version when its record
+        // appeared (`put_version` needs the record): the first number to try
+        // is the log's floor + 1, with no LIST. A version another writer
+        // made since then makes that create fail, and the loop lists.
+        let fresh = self
+            .inner
+            .fresh_schemas
+            .lock()
+            .unwrap()
+            .remove(&(ns.clone(), schema.clone()));
+        let mut listed = !fresh;
         loop {
-            let next = self
-                .versions_after(ns, schema, floor)
-                .await?
-                .last()
-                .copied()
-                .unwrap_or(floor)
-                + 1;
+            let next = if listed {
+                self.versions_after(ns, schema, floor)
+                    .await?
+                    .last()
+                    .copied()
+                    .unwrap_or(floor)
+                    + 1
+            } else {
+                floor + 1
+            };
+            listed = true;
             if self
                 .create_manifest(ver, next, &descriptor, files, deps)
                 .await?
@@ -756,26 +826,39 @@ impl Store for ObjStore {
         names: &[String],
     ) -> Result<()> {
         self.require_schema(namespace_id, schema_id).await?;
+        self.check_claim_kind(kind)?;
         for name in names {
-            crate::ids::validate_name("claim", name)?;
+            validate_claim_name(kind, name)?;
         }
-        let writes: Vec<_> = names
+        let names: BTreeSet<&String> = names
             .iter()
+            .filter(|name| !self.claim_known(namespace_id, kind, name, schema_id))
+            .collect();
+        let writes: Vec<_> = names
+            .into_iter()
             .map(|name| {
-                let key = keys::claim(namespace_id, kind.as_str(), name, schema_id);
+                let key = claim_key(namespace_id, kind, name, schema_id);
                 async move {
-                    if self.io().known(&key) {
-                        return Ok(());
-                    }
-                    self.io().create_content(&key, Bytes::new()).await
+                    self.io().create_content(&key, Bytes::new()).await?;
+                    let me = schema_id.to_string();
+                    self.learn_claims(namespace_id, kind, name, [&me]);
+                    Ok::<_, Error>(())
                 }
             })
             .collect();
         futures::stream::iter(writes)
-            .buffer_unordered(FETCH_CONCURRENCY)
+            .buffer_unordered(CLAIM_WRITE_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    fn path_claim(&self, path: &str) -> (ClaimKind, String) {
+        if self.claims_dirs() {
+            (ClaimKind::Dir, crate::store::dir_of(path).to_string())
+        } else {
+            (ClaimKind::Path, path.to_string())
+        }
     }
 
     async fn claimants(
@@ -785,12 +868,33 @@ impl Store for ObjStore {
         name: &str,
     ) -> Result<Vec<String>> {
         self.require_namespace(namespace_id).await?;
-        crate::ids::validate_name("claim", name)?;
-        let dir = object_store::path::Path::from(format!(
-            "{}/{name}",
-            keys::claims_dir(namespace_id, kind.as_str())
-        ));
-        self.list_ids(&dir, "", None).await
+        validate_claim_name(kind, name)?;
+        let found = if kind == ClaimKind::Dir {
+            // Only this directory's claims, not its subdirectories'.
+            let listed = self
+                .io()
+                .os
+                .list_with_delimiter(Some(&keys::dir_claims(namespace_id, name)))
+                .await
+                .map_err(Error::Storage)?;
+            let mut ids: Vec<String> = listed
+                .objects
+                .iter()
+                .filter_map(|m| m.location.filename())
+                .filter_map(|f| f.strip_prefix(keys::DIR_CLAIM_MARK))
+                .map(str::to_string)
+                .collect();
+            ids.sort();
+            ids
+        } else {
+            let dir = object_store::path::Path::from(format!(
+                "{}/{name}",
+                keys::claims_dir(namespace_id, kind.as_str())
+            ));
+            self.list_ids(&dir, "", None).await?
+        };
+        self.learn_claims(namespace_id, kind, name, &found);
+        Ok(found)
     }
 
     async fn all_claims(
@@ -807,11 +911,10 @@ impl Store for ObjStore {
             .try_collect()
             .await
             .map_err(Error::Storage)?;
-        let mut claims: BTreeMap<ClaimKind, BTreeMap<String, Vec<String>>> =
-            [ClaimKind::Path, ClaimKind::Package]
-                .into_iter()
-                .map(|k| (k, BTreeMap::new()))
-                .collect();
+        let mut claims: BTreeMap<ClaimKind, BTreeMap<String, Vec<String>>> = ClaimKind::ALL
+            .into_iter()
+            .map(|k| (k, BTreeMap::new()))
+            .collect();
         for meta in metas {
             let parts: Vec<String> = meta
                 .location
@@ -823,23 +926,34 @@ impl Store for ObjStore {
             let Some((kind, rest)) = parts.split_first() else {
                 continue;
             };
-            let Some(kind) = [ClaimKind::Path, ClaimKind::Package]
-                .into_iter()
-                .find(|k| k.as_str() == kind)
-            else {
+            let Some(kind) = ClaimKind::ALL.into_iter().find(|k| k.as_str() == kind) else {
                 continue;
             };
-            if let Some((schema, name)) = rest.split_last().filter(|(_, n)| !n.is_empty()) {
+            // Directory claims: <dir...>/!<schema>, the root directory being
+            // empty. Others: <name...>/<schema>.
+            let parsed = match rest.split_last() {
+                Some((last, dir)) if kind == ClaimKind::Dir => last
+                    .strip_prefix(keys::DIR_CLAIM_MARK)
+                    .map(|schema| (dir.join("/"), schema.to_string())),
+                Some((schema, name)) if !name.is_empty() && kind != ClaimKind::Dir => {
+                    Some((name.join("/"), schema.clone()))
+                }
+                _ => None,
+            };
+            if let Some((name, schema)) = parsed {
                 claims
                     .get_mut(&kind)
                     .unwrap()
-                    .entry(name.join("/"))
+                    .entry(name)
                     .or_default()
-                    .push(schema.clone());
+                    .push(schema);
             }
         }
-        for names in claims.values_mut() {
-            names.values_mut().for_each(|v| v.sort());
+        for (kind, names) in claims.iter_mut() {
+            for (name, schemas) in names.iter_mut() {
+                schemas.sort();
+                self.learn_claims(namespace_id, *kind, name, schemas.iter());
+            }
         }
         Ok(claims)
     }

@@ -145,12 +145,12 @@ async fn fetch(
     namespace: &View,
     builtins: Option<&View>,
 ) -> Result<Option<(String, File, Origin)>> {
-    if let Some(owner) = namespace.owner_of_path(&path).await? {
+    if let Some(owner) = namespace.owner_of_import(&path).await? {
         let file = parse(&path, &namespace.source(&owner).await?)?;
         return Ok(Some((path, file, Origin::Namespace(owner))));
     }
     if let Some(b) = builtins
-        && let Some(owner) = b.owner_of_path(&path).await?
+        && let Some(owner) = b.owner_of_import(&path).await?
     {
         let file = parse(&path, &b.source(&owner).await?)?;
         return Ok(Some((path, file, Origin::Builtins(owner))));

@@ -484,15 +484,26 @@ impl Registry {
             .map(|f| f.package_name().to_string())
             .filter(|p| !p.is_empty())
             .collect();
-        // Claims first: a version is findable once its number exists. Paths
-        // the previous version had are claimed already.
-        let new_paths: Vec<String> = paths
+        // Claims first: a version is findable once its number exists. What
+        // the previous version's files claimed is claimed already.
+        let (kind, _) = store.path_claim(&paths[0]);
+        let claimed: BTreeSet<String> = previous
             .iter()
-            .filter(|path| !previous.iter().flatten().any(|f| &f.path == *path))
-            .cloned()
+            .flatten()
+            .map(|f| store.path_claim(&f.path).1)
+            .collect();
+        let new_claims: BTreeSet<String> = paths
+            .iter()
+            .map(|path| store.path_claim(path).1)
+            .filter(|name| !claimed.contains(name))
             .collect();
         store
-            .add_claims(namespace, &p.schema_id, ClaimKind::Path, &new_paths)
+            .add_claims(
+                namespace,
+                &p.schema_id,
+                kind,
+                &new_claims.into_iter().collect::<Vec<_>>(),
+            )
             .await?;
         store
             .add_claims(

@@ -1,6 +1,7 @@
 //! A namespace's files as of one state: which schema's version defines an
-//! import path, found lazily through the claims index (one LIST per path,
-//! or one sweep for large batches), never by reading every schema.
+//! import path, found lazily through the claims index (one LIST per
+//! directory, or one sweep for large batches), never by reading every
+//! schema.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -98,9 +99,31 @@ impl View {
             .await
     }
 
-    /// Which schema of this view defines `path`, if any.
+    /// Which schema of this view defines `path`, if any: every claimant is
+    /// listed, so "none" is an answer (ownership checks need that).
     pub async fn owner_of_path(&self, path: &str) -> Result<Option<Owner>> {
-        for schema in self.claimants(ClaimKind::Path, path).await? {
+        let (kind, name) = self.store.path_claim(path);
+        let claimants = self.claimants(kind, &name).await?;
+        self.first_defining(path, claimants).await
+    }
+
+    /// The schema that defines the imported `path`. A claimant this handle
+    /// already knows of (claims are never removed) is tried first, without
+    /// a LIST: if its version in this view defines the path, it is the
+    /// owner, since a path has one owner in a proposed tree. Otherwise
+    /// every claimant is listed.
+    pub async fn owner_of_import(&self, path: &str) -> Result<Option<Owner>> {
+        let (kind, name) = self.store.path_claim(path);
+        let known = self.store.known_claimants(&self.namespace, kind, &name);
+        if let Some(owner) = self.first_defining(path, known).await? {
+            return Ok(Some(owner));
+        }
+        self.owner_of_path(path).await
+    }
+
+    /// The first of `schemas` whose version in this view defines `path`.
+    async fn first_defining(&self, path: &str, schemas: Vec<String>) -> Result<Option<Owner>> {
+        for schema in schemas {
             if self.excluded.contains(&schema) {
                 continue;
             }

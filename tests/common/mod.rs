@@ -114,6 +114,31 @@ pub async fn fresh(backend: Backend) -> Option<TestStore> {
     })
 }
 
+/// A fresh store created by a format-1 protoshelf (path claims): its marker
+/// is planted before the first open.
+pub async fn fresh_format1(backend: Backend) -> Option<TestStore> {
+    use object_store::ObjectStoreExt;
+    let (url, dir) = fresh_url(backend).await?;
+    let marker = serde_json::json!({"format": "protoshelf", "format_version": 1,
+        "created_at": "2026-01-01T00:00:00Z", "writer_id": "format-1"});
+    url::open(&url)
+        .unwrap()
+        .store
+        .put(
+            &object_store::path::Path::from("protoshelf.json"),
+            serde_json::to_vec(&marker).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let store = ObjStore::open(&url).await.expect("open store");
+    Some(TestStore {
+        store,
+        url,
+        backend,
+        _dir: dir,
+    })
+}
+
 /// Every key in the store with its size and content hash: what "nothing
 /// was written" is compared on.
 pub async fn snapshot(raw: &Arc<dyn ObjectStore>) -> Vec<(String, u64)> {
