@@ -45,9 +45,17 @@ pub struct ProtocolCounters {
 /// How many times a create whose outcome stayed unknown is tried again.
 const WRITE_ATTEMPTS: u32 = 5;
 
+/// Objects this process writes are kept in the cache up to this size;
+/// larger ones (big descriptors) only as "known to exist", so a load of a
+/// whole tree does not hold every descriptor it wrote in memory.
+const REMEMBER_BYTES: usize = 256 * 1024;
+
 pub struct Io {
     pub os: Arc<dyn ObjectStore>,
     cache: moka::future::Cache<String, Object>,
+    /// Keys of large immutable objects this process wrote (see
+    /// `REMEMBER_BYTES`).
+    written: std::sync::Mutex<std::collections::HashSet<String>>,
     pub counters: ProtocolCounters,
 }
 
@@ -67,6 +75,7 @@ impl Io {
         Io {
             os,
             cache,
+            written: Default::default(),
             counters: ProtocolCounters::default(),
         }
     }
@@ -124,7 +133,7 @@ impl Io {
 
     /// Whether an immutable object is known to exist without a request.
     pub fn known(&self, key: &Path) -> bool {
-        self.cache.contains_key(key.as_ref())
+        self.cache.contains_key(key.as_ref()) || self.written.lock().unwrap().contains(key.as_ref())
     }
 
     /// Plain overwrite (only for hints, which readers never trust).
@@ -143,7 +152,11 @@ impl Io {
         for attempt in 0..WRITE_ATTEMPTS {
             match self.create_once(key, bytes.clone()).await {
                 Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {
-                    self.remember(key, bytes).await;
+                    if bytes.len() <= REMEMBER_BYTES {
+                        self.remember(key, bytes).await;
+                    } else {
+                        self.written.lock().unwrap().insert(key.to_string());
+                    }
                     return Ok(());
                 }
                 Err(e) => {

@@ -3,7 +3,6 @@
 //! compile synchronously from memory, within the time limit.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,10 +28,12 @@ pub enum Origin {
     Builtins(Owner),
 }
 
-/// The sources of one compile, by import path.
+/// The sources of one compile, by import path. Compiling hands each parsed
+/// file to the compiler (`None` afterwards): the compiled pool holds the
+/// same descriptors, and keeping both doubled a whole-tree load's memory.
 #[derive(Default)]
 pub struct Sources {
-    pub files: HashMap<String, (File, Origin)>,
+    pub files: HashMap<String, (Option<File>, Origin)>,
 }
 
 /// Formats a protox error as `file:line:column: message` when it has a
@@ -74,7 +75,10 @@ impl Sources {
     pub fn new(own: &[(usize, String, String)]) -> Result<Self> {
         let mut files = HashMap::new();
         for (member, path, source) in own {
-            files.insert(path.clone(), (parse(path, source)?, Origin::Own(*member)));
+            files.insert(
+                path.clone(),
+                (Some(parse(path, source)?), Origin::Own(*member)),
+            );
         }
         Ok(Sources { files })
     }
@@ -82,7 +86,7 @@ impl Sources {
     /// Adds a file from elsewhere (a recorded dependency).
     pub fn add(&mut self, path: &str, source: &str, origin: Origin) -> Result<()> {
         self.files
-            .insert(path.to_string(), (parse(path, source)?, origin));
+            .insert(path.to_string(), (Some(parse(path, source)?), origin));
         Ok(())
     }
 
@@ -101,7 +105,7 @@ impl Sources {
                 .try_collect()
                 .await?;
             for (path, file, origin) in found.into_iter().flatten() {
-                self.files.insert(path, (file, origin));
+                self.files.insert(path, (Some(file), origin));
             }
             wanted = self.imports_not_in(&seen);
         }
@@ -111,21 +115,29 @@ impl Sources {
     fn imports_not_in(&self, seen: &BTreeSet<String>) -> BTreeSet<String> {
         self.files
             .values()
-            .flat_map(|(f, _)| f.file_descriptor_proto().dependency.iter())
+            .filter_map(|(f, _)| f.as_ref())
+            .flat_map(|f| f.file_descriptor_proto().dependency.iter())
             .filter(|d| !seen.contains(*d))
             .cloned()
             .collect()
     }
 
     /// Compiles `roots` (with everything they import), off the async
-    /// runtime and within `timeout`.
+    /// runtime and within `timeout`. The parsed files move into the
+    /// compiler; origins stay.
     pub async fn compile(
-        self: Arc<Self>,
+        &mut self,
         roots: Vec<String>,
         timeout: Duration,
     ) -> Result<DescriptorPool> {
+        let files: HashMap<String, File> = self
+            .files
+            .iter_mut()
+            .filter_map(|(path, (f, _))| Some((path.clone(), f.take()?)))
+            .collect();
+        let resolver = Resolver(std::sync::Mutex::new(files));
         let job = tokio::task::spawn_blocking(move || {
-            let mut compiler = protox::Compiler::with_file_resolver(Resolver(self));
+            let mut compiler = protox::Compiler::with_file_resolver(resolver);
             compiler.include_imports(true).include_source_info(true);
             compiler.open_files(&roots).map_err(|e| compile_error(&e))?;
             Ok(compiler.descriptor_pool())
@@ -160,13 +172,14 @@ async fn fetch(
     Ok(None)
 }
 
-/// Serves gathered files, then the well-known types.
-struct Resolver(Arc<Sources>);
+/// Serves gathered files, then the well-known types. The compiler opens
+/// each file once, so a file is handed over, not copied.
+struct Resolver(std::sync::Mutex<HashMap<String, File>>);
 
 impl FileResolver for Resolver {
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-        if let Some((file, _)) = self.0.files.get(name) {
-            return Ok(file.clone());
+        if let Some(file) = self.0.lock().unwrap().remove(name) {
+            return Ok(file);
         }
         let mut chain = ChainFileResolver::new();
         chain.add(GoogleFileResolver::new());
@@ -198,6 +211,33 @@ pub fn encode_set(files: &[FileDescriptor]) -> Bytes {
         prost::encoding::bytes::encode(1, &f.encode_to_vec(), &mut buf);
     }
     buf.into()
+}
+
+/// Encodes many overlapping closures (a batch's versions share most of
+/// their imports): each file is encoded once, then copied into each set.
+#[derive(Default)]
+pub struct SetEncoder {
+    files: std::sync::Mutex<HashMap<String, Bytes>>,
+}
+
+impl SetEncoder {
+    /// The same bytes as [`encode_set`].
+    pub fn encode(&self, files: &[FileDescriptor]) -> Bytes {
+        let mut buf = Vec::new();
+        for f in files {
+            let known = self.files.lock().unwrap().get(f.name()).cloned();
+            let bytes = known.unwrap_or_else(|| {
+                let b = Bytes::from(f.encode_to_vec());
+                self.files
+                    .lock()
+                    .unwrap()
+                    .insert(f.name().to_string(), b.clone());
+                b
+            });
+            prost::encoding::bytes::encode(1, &bytes, &mut buf);
+        }
+        buf.into()
+    }
 }
 
 /// The fully-qualified names a file defines at package or message scope

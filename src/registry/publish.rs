@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use super::compile::{COMPILER_VERSION, Origin, Sources, closure, encode_set};
+use super::compile::{COMPILER_VERSION, Origin, SetEncoder, Sources, closure, encode_set};
 use super::limits::is_well_known;
 use super::normalize::normalize;
 use super::view::{Tree, View};
@@ -55,7 +56,7 @@ struct Plan {
     view: View,
     /// The gathered sources, the compiled pool and the creation order;
     /// None when nothing changed.
-    compiled: Option<(Arc<Sources>, prost_reflect::DescriptorPool, Vec<usize>)>,
+    compiled: Option<(Arc<Sources>, prost_reflect::DescriptorPool, Vec<Vec<usize>>)>,
 }
 
 /// The result of [`Registry::check`].
@@ -69,6 +70,9 @@ pub struct CheckReport {
     pub policy: crate::compat::Policy,
     pub violations: Vec<super::SchemaViolation>,
 }
+
+/// Writes of one publish in flight at once (blobs; versions of one wave).
+const WRITE_CONCURRENCY: usize = 32;
 
 /// Batches above this many files sweep the claims index with one LIST per
 /// kind instead of one LIST per name.
@@ -116,6 +120,8 @@ impl Registry {
     ) -> Result<Vec<Published>> {
         validate_namespace_id(namespace)?;
         let prepared = self.prepare(&members, opts.force)?;
+        // The normalized copies are all that is needed from here on.
+        drop(members);
         self.ensure_builtins(namespace).await?;
         self.store.get_namespace(namespace).await?;
         // Versions created by an earlier attempt, reused when a retry
@@ -286,12 +292,10 @@ impl Registry {
             .collect();
         let mut sources = Sources::new(&own)?;
         sources.gather(&view, builtins.as_ref()).await?;
-        let sources = Arc::new(sources);
         let roots: Vec<String> = own.iter().map(|(_, p, _)| p.clone()).collect();
-        let pool = sources
-            .clone()
-            .compile(roots, self.limits.compile_timeout)
-            .await?;
+        drop(own);
+        let pool = sources.compile(roots, self.limits.compile_timeout).await?;
+        let sources = Arc::new(sources);
         ownership::check_symbols(&view, builtins.as_ref(), &pool, &ours).await?;
         // Member-level dependencies, to create versions dependencies first.
         let order = dependency_order(&changed, prepared, &sources, &pool)?;
@@ -361,64 +365,68 @@ impl Registry {
             return Ok(results.into_iter().map(Option::unwrap).collect());
         };
 
-        for &i in &changed {
-            for (_, text, sha) in &prepared[i].files {
-                let blob = ProtoBlob {
-                    namespace_id: namespace.to_string(),
-                    sha256: sha.clone(),
-                    source: Bytes::from(text.clone()),
-                    created_at: None,
-                };
-                store.put_blob(&blob).await?;
-            }
-        }
+        // Blobs are independent: write them concurrently.
+        let blobs: Vec<ProtoBlob> = changed
+            .iter()
+            .flat_map(|&i| &prepared[i].files)
+            .map(|(_, text, sha)| ProtoBlob {
+                namespace_id: namespace.to_string(),
+                sha256: sha.clone(),
+                source: Bytes::from(text.clone()),
+                created_at: None,
+            })
+            .collect();
+        futures::stream::iter(blobs.iter().map(|b| store.put_blob(b)))
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        drop(blobs);
+        // Versions wave by wave: a member's version names the versions of
+        // the members it imports, made in an earlier wave.
+        let encoder = SetEncoder::default();
         let mut versions: HashMap<usize, u64> = HashMap::new();
-        for &i in &order {
-            let p = &prepared[i];
-            let roots: Vec<String> = p.files.iter().map(|(path, ..)| path.clone()).collect();
-            let files = closure(&pool, &roots);
-            let mut deps = Vec::new();
-            for f in &files {
-                let dep = match sources.files.get(f.name()).map(|(_, o)| o) {
-                    Some(Origin::Own(j)) if *j != i => VersionDep {
-                        path: f.name().to_string(),
-                        namespace_id: namespace.to_string(),
-                        schema_id: prepared[*j].schema_id.clone(),
-                        version: versions[j],
-                    },
-                    Some(Origin::Namespace(o)) => VersionDep {
-                        path: f.name().to_string(),
-                        namespace_id: namespace.to_string(),
-                        schema_id: o.schema_id.clone(),
-                        version: o.version,
-                    },
-                    Some(Origin::Builtins(o)) => VersionDep {
-                        path: f.name().to_string(),
-                        namespace_id: BUILTINS.to_string(),
-                        schema_id: o.schema_id.clone(),
-                        version: o.version,
-                    },
-                    _ => continue,
-                };
-                deps.push(dep);
-            }
-            let version = match created.get(&p.schema_id) {
-                Some((v, fp, d)) if *fp == p.fingerprint && *d == deps => *v,
-                _ => {
-                    let previous = match view.version_of(&p.schema_id) {
-                        Some(v) => Some(store.get_version_files(namespace, &p.schema_id, v).await?),
-                        None => None,
-                    };
-                    let v = self
-                        .store_version(namespace, p, &files, &deps, opts, previous)
-                        .await?;
+        for wave in &order {
+            let made: Vec<(usize, u64, Vec<VersionDep>, bool)> =
+                futures::stream::iter(wave.iter().map(|&i| {
+                    let (versions, encoder, created) = (&versions, &encoder, &*created);
+                    let (sources, pool, view) = (&sources, &pool, &view);
+                    async move {
+                        let p = &prepared[i];
+                        let roots: Vec<String> =
+                            p.files.iter().map(|(path, ..)| path.clone()).collect();
+                        let files = closure(pool, &roots);
+                        let deps = version_deps(namespace, i, prepared, sources, versions, &files);
+                        if let Some((v, fp, d)) = created.get(&p.schema_id)
+                            && *fp == p.fingerprint
+                            && *d == deps
+                        {
+                            return Ok::<_, Error>((i, *v, deps, false));
+                        }
+                        let previous = match view.version_of(&p.schema_id) {
+                            Some(v) => {
+                                Some(store.get_version_files(namespace, &p.schema_id, v).await?)
+                            }
+                            None => None,
+                        };
+                        let compiled = encoder.encode(&files);
+                        let v = self
+                            .store_version(namespace, p, &files, compiled, &deps, opts, previous)
+                            .await?;
+                        Ok((i, v, deps, true))
+                    }
+                }))
+                .buffer_unordered(WRITE_CONCURRENCY)
+                .try_collect()
+                .await?;
+            for (i, v, deps, new) in made {
+                if new {
+                    let p = &prepared[i];
                     created.insert(p.schema_id.clone(), (v, p.fingerprint.clone(), deps));
-                    v
                 }
-            };
-            versions.insert(i, version);
+                versions.insert(i, v);
+            }
             if let Some(progress) = &opts.progress {
-                (progress.0)(versions.len(), order.len());
+                (progress.0)(versions.len(), changed.len());
             }
         }
 
@@ -447,6 +455,7 @@ impl Registry {
         namespace: &str,
         p: &Prepared,
         files: &[prost_reflect::FileDescriptor],
+        compiled: Bytes,
         deps: &[VersionDep],
         opts: &PublishOptions,
         previous: Option<Vec<VersionFile>>,
@@ -471,7 +480,7 @@ impl Registry {
             namespace_id: namespace.to_string(),
             schema_id: p.schema_id.clone(),
             version: 0,
-            compiled: encode_set(files),
+            compiled,
             compiler_version: COMPILER_VERSION.to_string(),
             created_at: Utc::now(),
             created_by: opts.created_by.clone().unwrap_or_else(default_author),
@@ -517,19 +526,52 @@ impl Registry {
     }
 }
 
+/// What member `i`'s version was compiled against: for every file of its
+/// closure from another member, the namespace or builtins, that schema's
+/// version (members' from `versions`, made in earlier waves).
+fn version_deps(
+    namespace: &str,
+    i: usize,
+    prepared: &[Prepared],
+    sources: &Sources,
+    versions: &HashMap<usize, u64>,
+    files: &[prost_reflect::FileDescriptor],
+) -> Vec<VersionDep> {
+    let dep = |path: &str, ns: &str, schema: &str, version: u64| VersionDep {
+        path: path.to_string(),
+        namespace_id: ns.to_string(),
+        schema_id: schema.to_string(),
+        version,
+    };
+    files
+        .iter()
+        .filter_map(|f| match sources.files.get(f.name()).map(|(_, o)| o) {
+            Some(Origin::Own(j)) if *j != i => Some(dep(
+                f.name(),
+                namespace,
+                &prepared[*j].schema_id,
+                versions[j],
+            )),
+            Some(Origin::Namespace(o)) => Some(dep(f.name(), namespace, &o.schema_id, o.version)),
+            Some(Origin::Builtins(o)) => Some(dep(f.name(), BUILTINS, &o.schema_id, o.version)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn default_author() -> String {
     std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
-/// Orders changed members so every member comes after the members whose
-/// files it imports. Schemas importing each other's files are refused:
+/// Orders changed members in waves: every member comes in a wave after the
+/// members whose files it imports, and a wave's members are independent. Schemas importing each other's files are refused:
 /// their versions could not name each other.
 fn dependency_order(
     changed: &[usize],
     prepared: &[Prepared],
     sources: &Sources,
     pool: &prost_reflect::DescriptorPool,
-) -> Result<Vec<usize>> {
+) -> Result<Vec<Vec<usize>>> {
     let mut needs: BTreeMap<usize, BTreeSet<usize>> =
         changed.iter().map(|&i| (i, BTreeSet::new())).collect();
     for &i in changed {
@@ -548,7 +590,7 @@ fn dependency_order(
     }
     let mut order = Vec::new();
     let mut done = BTreeSet::new();
-    while order.len() < changed.len() {
+    while done.len() < changed.len() {
         let ready: Vec<usize> = needs
             .iter()
             .filter(|(i, deps)| !done.contains(*i) && deps.iter().all(|d| done.contains(d)))
@@ -583,10 +625,8 @@ fn dependency_order(
                 "schemas {stuck:?} import each other's files in a cycle; put those files in one schema"
             )));
         }
-        for i in ready {
-            done.insert(i);
-            order.push(i);
-        }
+        done.extend(ready.iter().copied());
+        order.push(ready);
     }
     Ok(order)
 }

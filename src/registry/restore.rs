@@ -3,8 +3,6 @@
 //! recompiled from the stored sources (at the exact dependency versions the
 //! version recorded) when they were not.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
@@ -74,7 +72,7 @@ impl Registry {
             sources.add(&dep.path, &text, Origin::Namespace(owner))?;
         }
         let roots: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-        let pool = Arc::new(sources)
+        let pool = sources
             .compile(roots.clone(), self.limits.compile_timeout)
             .await?;
         Ok(encode_set(&closure(&pool, &roots)))
