@@ -84,21 +84,24 @@ fn compile_large_schema(c: &mut Criterion) {
 
 fn commit(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
-    let reg = namespace(&rt, "micro-commit", 1000);
+    let reg = namespace(&rt, "micro-commit", 10_000);
     let store = reg.store().clone();
     let change = [StageChange {
         schema_id: "s1".into(),
         version: Some(1),
     }];
-    c.bench_function("commit: stage + discard in a 1,000-schema namespace", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                store.stage("bench", &change, None).await?;
-                store.discard_staging("bench").await
+    c.bench_function(
+        "commit: stage + discard in a 10,000-schema namespace",
+        |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    store.stage("bench", &change, None).await?;
+                    store.discard_staging("bench").await
+                })
+                .unwrap()
             })
-            .unwrap()
-        })
-    });
+        },
+    );
 }
 
 fn fs_lookup_read(c: &mut Criterion) {

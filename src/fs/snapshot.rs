@@ -267,7 +267,7 @@ impl Snapshot {
         Ok(Snapshot {
             namespace: ns.to_string(),
             seq: state.seq,
-            schemas: state.snapshot.schemas.clone(),
+            schemas: state.snapshot.schemas.clone().into_iter().collect(),
             current,
             staged,
             mtime,

@@ -351,17 +351,20 @@ impl Log {
             .extend(m.changes.iter().map(|(k, v)| (k.clone(), *v)));
         snapshot.config.extend(m.config.clone());
         // An estimate is enough to decide; serializing a large state per
-        // commit only to measure it would cost more than it saves.
-        let estimate = snapshot
-            .schemas
-            .keys()
-            .map(|k| k.len() + 48)
-            .chain(snapshot.config.iter().map(|(k, v)| k.len() + v.len() + 8))
-            .sum::<usize>();
+        // commit only to measure it would cost more than it saves. Every
+        // schema counts at least 48 bytes, so a long map is large without
+        // walking it (keeping the commit's cost flat in namespace size).
+        let small = snapshot.schemas.len() * 48 <= SMALL_STATE_BYTES
+            && snapshot
+                .schemas
+                .keys()
+                .map(|k| k.len() + 48)
+                .chain(snapshot.config.iter().map(|(k, v)| k.len() + v.len() + 8))
+                .sum::<usize>()
+                <= SMALL_STATE_BYTES;
         // Hinted entries must be checkpoints, so a cold reader needs no chain
         // behind the hint.
-        let checkpoint =
-            estimate <= SMALL_STATE_BYTES || Self::hints(seq) || seq - state.base >= CHAIN_MAX;
+        let checkpoint = small || Self::hints(seq) || seq - state.base >= CHAIN_MAX;
         let base = if checkpoint { seq } else { state.base };
         let entry = LogEntry {
             format_version: self.format_version,

@@ -89,9 +89,12 @@ pub struct Pointers {
 }
 
 /// The full pointer state of a namespace (as stored in checkpoints).
+/// `schemas` is a persistent map: every commit derives a new state from
+/// the last, and cloning 10,000 entries per commit would make a commit's
+/// CPU cost grow with the namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateSnapshot {
-    pub schemas: BTreeMap<String, Pointers>,
+    pub schemas: imbl::OrdMap<String, Pointers>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
 }
