@@ -86,6 +86,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     };
     let core = Arc::new(FsCore::new(store, tokio::runtime::Handle::current(), opts));
     let fs = ProtoshelfFs::new(core.clone(), a.refresh);
+    let invalidator = fs.invalidator();
 
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -107,18 +108,23 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     );
 
     // Refresh loop on its own thread (the core blocks on the runtime):
-    // one GET per loaded namespace per interval when idle. Stopped and
-    // joined before the runtime goes away.
+    // one GET per loaded namespace per interval when idle; what changed is
+    // dropped from the kernel's caches from here (never from a callback).
+    // Stopped and joined before the runtime goes away.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refresher = {
         let (core, stop, every) = (core.clone(), stop.clone(), a.refresh);
+        let notifier = session.notifier();
         std::thread::spawn(move || {
             let step = Duration::from_millis(20).min(every);
             let mut next = std::time::Instant::now() + every;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(step);
                 if std::time::Instant::now() >= next {
-                    core.refresh();
+                    let changes = core.refresh();
+                    if !changes.is_empty() {
+                        invalidator.apply(&changes, &notifier);
+                    }
                     next = std::time::Instant::now() + every;
                 }
             }
