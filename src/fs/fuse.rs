@@ -68,8 +68,11 @@ pub struct ProtoshelfFs {
     gid: u32,
 }
 
+// Nanoseconds: the stats file's mtime is "now", and two reads within one
+// millisecond must not look unchanged (its cached page would be served).
 fn to_system(t: chrono::DateTime<chrono::Utc>) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(t.timestamp_millis().max(0) as u64)
+    SystemTime::UNIX_EPOCH
+        + Duration::from_nanos(t.timestamp_nanos_opt().unwrap_or(0).max(0) as u64)
 }
 
 impl ProtoshelfFs {
