@@ -68,6 +68,7 @@ fn check(backend: Backend) {
         Options {
             namespaces: vec![],
             refresh: Duration::from_millis(50),
+            prefetch: false,
         },
     ));
 
@@ -353,7 +354,54 @@ fn check(backend: Backend) {
     assert_eq!((cost.get, cost.put, cost.list), (loaded, 0, 0), "{cost}");
     assert!(core.stats().contains("refreshes"));
     drop(core);
+
+    // Prefetch: once a namespace is shown, its current/ is fetched in the
+    // background; reading all of it then costs no request.
+    let store = rt.block_on(protoshelf::ObjStore::open(&url)).unwrap();
+    let core = FsCore::new(
+        store,
+        rt.handle().clone(),
+        Options {
+            namespaces: vec![],
+            refresh: Duration::from_secs(60),
+            prefetch: true,
+        },
+    );
+    let files = tree_files(&core, "shop/current");
+    assert!(files.len() > 5, "{files:?}");
+    let quiet = || {
+        let before = core.store().requests().total();
+        std::thread::sleep(Duration::from_millis(200));
+        core.store().requests().total() == before
+    };
+    let started = std::time::Instant::now();
+    while !quiet() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "prefetch never ended"
+        );
+    }
+    let before = core.store().requests();
+    for f in &files {
+        core.content(f).unwrap();
+    }
+    let cost = core.store().requests() - before;
+    assert_eq!(cost.total(), 0, "reading a prefetched tree: {cost}");
+    drop(core);
     drop(rt);
+}
+
+/// Every file below `dir`, recursively, as mount paths.
+fn tree_files(core: &FsCore, dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, kind) in core.list(dir).unwrap() {
+        let path = format!("{dir}/{name}");
+        match kind {
+            protoshelf::fs::Kind::Dir => out.extend(tree_files(core, &path)),
+            _ => out.push(path),
+        }
+    }
+    out
 }
 
 #[test]

@@ -25,6 +25,9 @@ pub struct Args {
     /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root).
     #[arg(long)]
     allow_other: bool,
+    /// Do not fetch a namespace's current/ files in the background when it is first shown.
+    #[arg(long)]
+    no_prefetch: bool,
 }
 
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
@@ -83,6 +86,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let opts = Options {
         namespaces: ctx.namespaces.clone(),
         refresh: a.refresh,
+        prefetch: !a.no_prefetch,
     };
     let core = Arc::new(FsCore::new(store, tokio::runtime::Handle::current(), opts));
     let fs = ProtoshelfFs::new(core.clone(), a.refresh);

@@ -95,7 +95,14 @@ pub struct Options {
     pub namespaces: Vec<String>,
     /// How often namespaces are checked for new commits.
     pub refresh: Duration,
+    /// Fetch the files of a namespace's `current/` into the content cache,
+    /// in the background, when the namespace is first shown.
+    pub prefetch: bool,
 }
+
+/// Blobs fetched ahead of use at once: enough to hide one round trip per
+/// file, few enough not to crowd out requests a reader waits for.
+const PREFETCH_CONCURRENCY: usize = 16;
 
 /// Per-operation counters, shown in `.protoshelf/stats`.
 #[derive(Debug, Default)]
@@ -244,7 +251,12 @@ impl FsCore {
             return Err(FsError::NotFound);
         }
         match self.load(ns) {
-            Ok(s) => Ok(s),
+            Ok(s) => {
+                if self.opts.prefetch {
+                    self.prefetch(&s);
+                }
+                Ok(s)
+            }
             Err(FsError::NotFound) => {
                 // protoc and shells probe names: remember misses briefly.
                 let until = Instant::now() + self.opts.refresh;
@@ -253,6 +265,32 @@ impl FsCore {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Fetches the blobs of `snap`'s current tree into the content cache in
+    /// the background, a few at a time, in path order: a cold compile then
+    /// finds most files already fetched instead of waiting for one GET per
+    /// file in turn. Failures are ignored (a read fetches again).
+    fn prefetch(&self, snap: &Snapshot) {
+        use futures::StreamExt;
+        let blobs: std::collections::BTreeSet<(String, String)> = snap
+            .current
+            .files
+            .values()
+            .filter(|f| !f.is_well_known())
+            .map(|f| (f.namespace.clone(), f.sha256.clone()))
+            .collect();
+        let store = self.store.clone();
+        self.rt.spawn(async move {
+            futures::stream::iter(blobs)
+                .map(|(ns, sha)| {
+                    let store = store.clone();
+                    async move { store.get_blob(&ns, &sha).await.ok() }
+                })
+                .buffer_unordered(PREFETCH_CONCURRENCY)
+                .for_each(|_| async {})
+                .await
+        });
     }
 
     /// The builtins' current state, for merging under `ns` (None for the
