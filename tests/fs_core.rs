@@ -68,7 +68,6 @@ fn check(backend: Backend) {
         Options {
             namespaces: vec![],
             refresh: Duration::from_millis(50),
-            prefetch: false,
         },
     ));
 
@@ -364,9 +363,9 @@ fn check(backend: Backend) {
         Options {
             namespaces: vec![],
             refresh: Duration::from_secs(60),
-            prefetch: true,
         },
-    );
+    )
+    .with_prefetch(true);
     let files = tree_files(&core, "shop/current");
     assert!(files.len() > 5, "{files:?}");
     let quiet = || {

@@ -86,9 +86,10 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let opts = Options {
         namespaces: ctx.namespaces.clone(),
         refresh: a.refresh,
-        prefetch: !a.no_prefetch,
     };
-    let core = Arc::new(FsCore::new(store, tokio::runtime::Handle::current(), opts));
+    let core = Arc::new(
+        FsCore::new(store, tokio::runtime::Handle::current(), opts).with_prefetch(!a.no_prefetch),
+    );
     let fs = ProtoshelfFs::new(core.clone(), a.refresh);
     let invalidator = fs.invalidator();
 

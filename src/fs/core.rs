@@ -95,9 +95,6 @@ pub struct Options {
     pub namespaces: Vec<String>,
     /// How often namespaces are checked for new commits.
     pub refresh: Duration,
-    /// Fetch the files of a namespace's `current/` into the content cache,
-    /// in the background, when the namespace is first shown.
-    pub prefetch: bool,
 }
 
 /// Blobs fetched ahead of use at once: enough to hide one round trip per
@@ -152,6 +149,8 @@ pub struct FsCore {
     builtins_absent_until: Mutex<Option<Instant>>,
     pub counters: Counters,
     started: DateTime<Utc>,
+    /// See [`FsCore::with_prefetch`].
+    prefetch: bool,
 }
 
 const STATS_DIR: &str = ".protoshelf";
@@ -176,7 +175,15 @@ impl FsCore {
             builtins_absent_until: Mutex::default(),
             counters: Counters::default(),
             started: Utc::now(),
+            prefetch: false,
         }
+    }
+
+    /// Fetch the files of a namespace's `current/` into the content cache,
+    /// in the background, when the namespace is first shown (off by default).
+    pub fn with_prefetch(mut self, on: bool) -> Self {
+        self.prefetch = on;
+        self
     }
 
     pub fn store(&self) -> &ObjStore {
@@ -252,7 +259,7 @@ impl FsCore {
         }
         match self.load(ns) {
             Ok(s) => {
-                if self.opts.prefetch {
+                if self.prefetch {
                     self.prefetch(&s);
                 }
                 Ok(s)
