@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Backend;
-use protoshelf::fs::{Entry, FsCore, FsError, Options};
+use protoshelf::fs::{Entry, FsCore, FsError, Options, Validity};
 use protoshelf::registry::{Registry, SourceFile};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
@@ -206,7 +206,39 @@ fn check(backend: Backend) {
             .await
             .unwrap();
     });
-    core.refresh();
+    // A refresh reports what changed (for the kernel to forget), and only that.
+    let changes = core.refresh();
+    for p in [
+        "shop/staged/shop/orders",
+        "shop/staged/shop/orders/order.proto",
+        "shop/staged/shop/types/price.proto",
+        "shop/staged.binpb",
+        "shop/schemas/shop.base/staged",
+        "shop/schemas/shop.base/versions/2",
+        &format!("shop/history/{}", seq_before + 1),
+    ] {
+        assert!(changes.entries.contains(p), "{p} not in {changes:?}");
+    }
+    for dir in [
+        "shop",
+        "shop/staged/shop",
+        "shop/staged/shop/types",
+        "shop/history",
+    ] {
+        assert!(changes.inodes.contains(dir), "{dir} not in {changes:?}");
+    }
+    assert!(
+        !changes
+            .entries
+            .iter()
+            .any(|p| p.starts_with("shop/current/")),
+        "staging reported changes in current/: {changes:?}"
+    );
+    assert!(!changes.entries.contains("shop/staged/common/money.proto"));
+    assert!(
+        core.refresh().is_empty(),
+        "an idle refresh reported changes"
+    );
     assert!(
         core.content("shop/staged/shop/orders/order.proto").is_ok(),
         "staged shows the proposed tree"
@@ -216,7 +248,18 @@ fn check(backend: Backend) {
         Err(FsError::NotFound)
     );
     rt.block_on(registry.promote("shop", false)).unwrap();
-    core.refresh();
+    let changes = core.refresh();
+    for p in [
+        "shop/current/shop/types/price.proto",
+        "shop/current/shop/orders",
+        "shop/current/shop/orders/order.proto",
+        "shop/schemas/shop.base/current",
+        "shop/current.binpb",
+    ] {
+        assert!(changes.entries.contains(p), "{p} not in {changes:?}");
+    }
+    assert!(changes.inodes.contains("shop/schemas/shop.base/current"));
+    assert!(!changes.entries.contains("shop/current/common/money.proto"));
     assert!(
         String::from_utf8_lossy(&core.content("shop/current/shop/types/price.proto").unwrap())
             .contains("revised")
@@ -235,7 +278,25 @@ fn check(backend: Backend) {
             .immutable()
     );
 
-    // A namespace created later appears; misses are cached until the next refresh.
+    // What the kernel may cache until told: everything below a namespace
+    // (misses included); misses at the root and the root for one interval.
+    assert_eq!(
+        core.validity("shop/current/nope.proto", false),
+        Validity::UntilChanged
+    );
+    assert_eq!(core.validity("shop/current", true), Validity::UntilChanged);
+    assert_eq!(core.validity("late", false), Validity::Refresh);
+    assert_eq!(core.validity("", true), Validity::Refresh);
+    assert_eq!(core.validity(".protoshelf/stats", true), Validity::Live);
+    assert_eq!(core.validity(".protoshelf", true), Validity::UntilChanged);
+
+    // A namespace created later appears; misses are cached until the next
+    // refresh; the root's mtime moves, so the kernel re-reads its listing.
+    let root_mtime = |core: &FsCore| match core.entry("").unwrap() {
+        Entry::Dir { mtime, .. } => mtime,
+        other => panic!("{other:?}"),
+    };
+    let root_before = root_mtime(&core);
     assert_eq!(core.entry("late"), Err(FsError::NotFound));
     let before = core.store().requests();
     assert_eq!(core.entry("late"), Err(FsError::NotFound));
@@ -249,6 +310,10 @@ fn check(backend: Backend) {
     std::thread::sleep(Duration::from_millis(60));
     core.refresh();
     assert!(matches!(core.entry("late"), Ok(Entry::Dir { .. })));
+    assert!(
+        root_mtime(&core) > root_before,
+        "the root's mtime did not move"
+    );
 
     // A namespace file at a well-known path (a forced publish) shadows it.
     let custom = "syntax = \"proto3\";\npackage google.protobuf;\nmessage Timestamp { int64 seconds = 1; }\n";
@@ -288,7 +353,54 @@ fn check(backend: Backend) {
     assert_eq!((cost.get, cost.put, cost.list), (loaded, 0, 0), "{cost}");
     assert!(core.stats().contains("refreshes"));
     drop(core);
+
+    // Prefetch: once a namespace is shown, its current/ is fetched in the
+    // background; reading all of it then costs no request.
+    let store = rt.block_on(protoshelf::ObjStore::open(&url)).unwrap();
+    let core = FsCore::new(
+        store,
+        rt.handle().clone(),
+        Options {
+            namespaces: vec![],
+            refresh: Duration::from_secs(60),
+        },
+    )
+    .with_prefetch(true);
+    let files = tree_files(&core, "shop/current");
+    assert!(files.len() > 5, "{files:?}");
+    let quiet = || {
+        let before = core.store().requests().total();
+        std::thread::sleep(Duration::from_millis(200));
+        core.store().requests().total() == before
+    };
+    let started = std::time::Instant::now();
+    while !quiet() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "prefetch never ended"
+        );
+    }
+    let before = core.store().requests();
+    for f in &files {
+        core.content(f).unwrap();
+    }
+    let cost = core.store().requests() - before;
+    assert_eq!(cost.total(), 0, "reading a prefetched tree: {cost}");
+    drop(core);
     drop(rt);
+}
+
+/// Every file below `dir`, recursively, as mount paths.
+fn tree_files(core: &FsCore, dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, kind) in core.list(dir).unwrap() {
+        let path = format!("{dir}/{name}");
+        match kind {
+            protoshelf::fs::Kind::Dir => out.extend(tree_files(core, &path)),
+            _ => out.push(path),
+        }
+    }
+    out
 }
 
 #[test]

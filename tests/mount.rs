@@ -260,6 +260,34 @@ async fn protoc_through_the_mount(backend: Backend) {
         mounted, copied,
         "protoc through the mount differs from a local copy"
     );
+    // What is below a namespace stays in the kernel's caches past the
+    // refresh interval (a refresh invalidates what changed): compiling and
+    // walking the tree again costs no lookups and no listings.
+    let walk = || {
+        for f in &files {
+            std::fs::read(current.join(f)).unwrap();
+        }
+        proto_files(&current).len()
+    };
+    walk();
+    std::thread::sleep(Duration::from_millis(700)); // > 3 refresh intervals
+    // Reading the stats file costs requests of its own (it is never cached).
+    let (s0, s1) = (stats(&m), stats(&m));
+    let protoc_and_walk = || {
+        protoc(&current, &out.path().join("again.pb"), &files);
+        assert_eq!(walk(), files.len());
+    };
+    protoc_and_walk();
+    let s2 = stats(&m);
+    for op in ["fuse_lookup", "fuse_getattr", "fuse_readdir", "fuse_read"] {
+        let (own, total) = (s1[op] - s0[op], s2[op] - s1[op]);
+        assert_eq!(
+            total - own,
+            0,
+            "{op}: a warm compile and walk of {} files reached the filesystem",
+            files.len()
+        );
+    }
     // The mount's own descriptor set decodes and covers the tree.
     use prost::Message;
     let set = prost_types::FileDescriptorSet::decode(
@@ -379,9 +407,17 @@ async fn live_changes_history_and_read_only(backend: Backend) {
             .unwrap();
     assert_eq!(v1, before);
 
-    // A namespace created after mounting appears.
+    // A namespace created after mounting appears, in lookups and in the
+    // (kernel-cached) listing of the root.
+    let root_has = |name: &str| {
+        std::fs::read_dir(m.dir.path())
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == name)
+    };
+    assert!(!root_has("late"));
     cli(&url, &["namespace", "create", "late"]);
     wait_for(|| m.path("late").exists(), "a new namespace");
+    wait_for(|| root_has("late"), "a new namespace in the root's listing");
 
     // Read-only: every write call fails with EROFS.
     let erofs = |r: std::io::Result<()>, what: &str| {
@@ -462,8 +498,8 @@ async fn live_changes_history_and_read_only(backend: Backend) {
         assert_eq!(e.kind(), ErrorKind::NotFound, "{p}: {e}");
     }
 
-    // Misses are cached by the kernel for the refresh interval: a second
-    // probe of the same missing path does not reach the filesystem.
+    // Misses are cached by the kernel until a refresh says otherwise: a
+    // second probe of the same missing path does not reach the filesystem.
     let before = stats(&m)["fuse_lookup"];
     for _ in 0..5 {
         assert!(std::fs::metadata(m.path("shop/current/probe/missing.proto")).is_err());
@@ -473,6 +509,40 @@ async fn live_changes_history_and_read_only(backend: Backend) {
     assert!(
         lookups <= 3,
         "{lookups} lookups for 5 probes of one missing path"
+    );
+    // A file published at that path appears after the promote (the refresh
+    // drops the cached miss), and so does its directory in the cached
+    // listing of current/.
+    let current_has = |name: &str| {
+        std::fs::read_dir(m.path("shop/current"))
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == name)
+    };
+    assert!(!current_has("probe"));
+    let probe = tempfile::tempdir().unwrap();
+    std::fs::create_dir(probe.path().join("probe")).unwrap();
+    std::fs::write(
+        probe.path().join("probe/missing.proto"),
+        "syntax = \"proto3\";\npackage probe;\nmessage Missing {}\n",
+    )
+    .unwrap();
+    cli(
+        &url,
+        &[
+            "push",
+            "shop",
+            "probe",
+            probe.path().to_str().unwrap(),
+            "--promote",
+        ],
+    );
+    wait_for(
+        || m.path("shop/current/probe/missing.proto").exists(),
+        "a file at a path cached as missing",
+    );
+    assert!(
+        current_has("probe"),
+        "current/ listing misses the new directory"
     );
 
     // Idle: at most one GET per loaded namespace per refresh interval.

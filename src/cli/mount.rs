@@ -25,6 +25,9 @@ pub struct Args {
     /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root).
     #[arg(long)]
     allow_other: bool,
+    /// Do not fetch a namespace's current/ files in the background when it is first shown.
+    #[arg(long)]
+    no_prefetch: bool,
 }
 
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
@@ -84,8 +87,11 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         namespaces: ctx.namespaces.clone(),
         refresh: a.refresh,
     };
-    let core = Arc::new(FsCore::new(store, tokio::runtime::Handle::current(), opts));
+    let core = Arc::new(
+        FsCore::new(store, tokio::runtime::Handle::current(), opts).with_prefetch(!a.no_prefetch),
+    );
     let fs = ProtoshelfFs::new(core.clone(), a.refresh);
+    let invalidator = fs.invalidator();
 
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -107,18 +113,23 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     );
 
     // Refresh loop on its own thread (the core blocks on the runtime):
-    // one GET per loaded namespace per interval when idle. Stopped and
-    // joined before the runtime goes away.
+    // one GET per loaded namespace per interval when idle; what changed is
+    // dropped from the kernel's caches from here (never from a callback).
+    // Stopped and joined before the runtime goes away.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refresher = {
         let (core, stop, every) = (core.clone(), stop.clone(), a.refresh);
+        let notifier = session.notifier();
         std::thread::spawn(move || {
             let step = Duration::from_millis(20).min(every);
             let mut next = std::time::Instant::now() + every;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(step);
                 if std::time::Instant::now() >= next {
-                    core.refresh();
+                    let changes = core.refresh();
+                    if !changes.is_empty() {
+                        invalidator.apply(&changes, &notifier);
+                    }
                     next = std::time::Instant::now() + every;
                 }
             }

@@ -14,13 +14,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::snapshot::{FileRef, Kind, SharedSnapshot, Snapshot, Tree};
+use super::snapshot::{Changes, FileRef, Kind, SharedSnapshot, Snapshot, Tree};
 use crate::error::Error;
 use crate::ids::{BUILTINS, validate_namespace_id};
 use crate::objstore::ObjStore;
@@ -76,6 +76,18 @@ impl From<Error> for FsError {
 
 pub type FsResult<T> = Result<T, FsError>;
 
+/// How long the kernel may keep what a lookup or getattr answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// Ask again every time (live counters).
+    Live,
+    /// Keep it for one refresh interval: nothing announces its changes.
+    Refresh,
+    /// Keep it until [`FsCore::refresh`] reports it in its [`Changes`]
+    /// (or forever: immutable paths never are).
+    UntilChanged,
+}
+
 /// Mount options the core needs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -84,6 +96,10 @@ pub struct Options {
     /// How often namespaces are checked for new commits.
     pub refresh: Duration,
 }
+
+/// Blobs fetched ahead of use at once: enough to hide one round trip per
+/// file, few enough not to crowd out requests a reader waits for.
+const PREFETCH_CONCURRENCY: usize = 16;
 
 /// Per-operation counters, shown in `.protoshelf/stats`.
 #[derive(Debug, Default)]
@@ -100,6 +116,9 @@ pub struct Counters {
     pub listings: AtomicU64,
     pub content_loads: AtomicU64,
     pub refreshes: AtomicU64,
+    /// Kernel cache entries and inodes dropped after refreshes.
+    pub invalidated_entries: AtomicU64,
+    pub invalidated_inodes: AtomicU64,
     pub refresh_errors: AtomicU64,
     pub snapshot_builds: AtomicU64,
     pub negative_hits: AtomicU64,
@@ -116,12 +135,22 @@ pub struct FsCore {
     negative: Mutex<HashMap<String, Instant>>,
     /// The namespace list, and when it was read.
     listing: Mutex<Option<(Instant, Vec<String>)>>,
+    /// When the namespace list last changed (the root's mtime: a changed
+    /// mtime makes the kernel drop its cached listing of the root).
+    listing_changed: Mutex<DateTime<Utc>>,
+    /// Held shared by every kernel request that can be cached, and taken
+    /// exclusively once by a refresh after it swapped snapshots: so no
+    /// answer computed from an old snapshot reaches the kernel after the
+    /// invalidations meant to replace it.
+    gate: RwLock<()>,
     /// The builtins' seq each namespace snapshot was built with.
     builtins_seen: Mutex<HashMap<String, u64>>,
     /// Until when the builtins namespace is taken to be absent.
     builtins_absent_until: Mutex<Option<Instant>>,
     pub counters: Counters,
     started: DateTime<Utc>,
+    /// See [`FsCore::with_prefetch`].
+    prefetch: bool,
 }
 
 const STATS_DIR: &str = ".protoshelf";
@@ -140,15 +169,45 @@ impl FsCore {
             history: moka::sync::Cache::new(64),
             negative: Mutex::default(),
             listing: Mutex::default(),
+            listing_changed: Mutex::new(Utc::now()),
+            gate: RwLock::default(),
             builtins_seen: Mutex::default(),
             builtins_absent_until: Mutex::default(),
             counters: Counters::default(),
             started: Utc::now(),
+            prefetch: false,
         }
+    }
+
+    /// Fetch the files of a namespace's `current/` into the content cache,
+    /// in the background, when the namespace is first shown (off by default).
+    pub fn with_prefetch(mut self, on: bool) -> Self {
+        self.prefetch = on;
+        self
     }
 
     pub fn store(&self) -> &ObjStore {
         &self.store
+    }
+
+    /// Held while answering a kernel request whose answer it may cache
+    /// (see the `gate` field). Not reentrant: take it once per request.
+    pub fn serving(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long the kernel may cache the answer for `path` (`found`: it
+    /// exists). Refreshes report every change below a namespace, so those
+    /// answers, misses included, stay until invalidated; namespaces
+    /// themselves appear unannounced (a refresh does not LIST the store),
+    /// so the root and misses at the root last one refresh interval.
+    pub fn validity(&self, path: &str, found: bool) -> Validity {
+        match split(path).as_slice() {
+            [STATS_DIR, _] if found => Validity::Live,
+            [] => Validity::Refresh,
+            [_] if !found => Validity::Refresh,
+            _ => Validity::UntilChanged,
+        }
     }
 
     fn visible(&self, ns: &str) -> bool {
@@ -170,6 +229,9 @@ impl FsCore {
         match self.rt.block_on(self.store.list_namespaces()) {
             Ok(all) => {
                 let names: Vec<String> = all.into_iter().map(|n| n.id).collect();
+                if listing.as_ref().is_some_and(|(_, old)| *old != names) {
+                    *self.listing_changed.lock().unwrap() = Utc::now();
+                }
                 *listing = Some((Instant::now(), names.clone()));
                 Ok(names)
             }
@@ -196,7 +258,12 @@ impl FsCore {
             return Err(FsError::NotFound);
         }
         match self.load(ns) {
-            Ok(s) => Ok(s),
+            Ok(s) => {
+                if self.prefetch {
+                    self.prefetch(&s);
+                }
+                Ok(s)
+            }
             Err(FsError::NotFound) => {
                 // protoc and shells probe names: remember misses briefly.
                 let until = Instant::now() + self.opts.refresh;
@@ -205,6 +272,32 @@ impl FsCore {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Fetches the blobs of `snap`'s current tree into the content cache in
+    /// the background, a few at a time, in path order: a cold compile then
+    /// finds most files already fetched instead of waiting for one GET per
+    /// file in turn. Failures are ignored (a read fetches again).
+    fn prefetch(&self, snap: &Snapshot) {
+        use futures::StreamExt;
+        let blobs: std::collections::BTreeSet<(String, String)> = snap
+            .current
+            .files
+            .values()
+            .filter(|f| !f.is_well_known())
+            .map(|f| (f.namespace.clone(), f.sha256.clone()))
+            .collect();
+        let store = self.store.clone();
+        self.rt.spawn(async move {
+            futures::stream::iter(blobs)
+                .map(|(ns, sha)| {
+                    let store = store.clone();
+                    async move { store.get_blob(&ns, &sha).await.ok() }
+                })
+                .buffer_unordered(PREFETCH_CONCURRENCY)
+                .for_each(|_| async {})
+                .await
+        });
     }
 
     /// The builtins' current state, for merging under `ns` (None for the
@@ -298,8 +391,20 @@ impl FsCore {
 
     /// One refresh round: every loaded namespace checks for new commits (one
     /// GET each when nothing changed; builtins once). Errors keep the old
-    /// snapshot; the next round tries again.
-    pub fn refresh(&self) {
+    /// snapshot; the next round tries again. Returns what changed, for the
+    /// kernel to forget; by then no request still works from a replaced
+    /// snapshot.
+    pub fn refresh(&self) -> Changes {
+        let mut changes = Changes::default();
+        self.refresh_into(&mut changes);
+        if !changes.is_empty() {
+            // Wait for requests that may have read a replaced snapshot.
+            drop(self.gate.write().unwrap_or_else(|e| e.into_inner()));
+        }
+        changes
+    }
+
+    fn refresh_into(&self, changes: &mut Changes) {
         self.counters.refreshes.fetch_add(1, Relaxed);
         let loaded: Vec<String> = self.snapshots.lock().unwrap().keys().cloned().collect();
         self.negative.lock().unwrap().clear();
@@ -313,12 +418,20 @@ impl FsCore {
             }
         };
         for ns in loaded {
-            if let Err(e) = self.load_with(&ns, builtins.as_ref()) {
-                self.counters.refresh_errors.fetch_add(1, Relaxed);
-                tracing::warn!(
-                    namespace = ns,
-                    "refresh failed, serving the cached tree: {e:?}"
-                );
+            let old = self.snapshots.lock().unwrap().get(&ns).cloned();
+            match self.load_with(&ns, builtins.as_ref()) {
+                Ok(new) => {
+                    if let Some(old) = old.filter(|old| !Arc::ptr_eq(old, &new)) {
+                        old.diff(&new, changes);
+                    }
+                }
+                Err(e) => {
+                    self.counters.refresh_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        namespace = ns,
+                        "refresh failed, serving the cached tree: {e:?}"
+                    );
+                }
             }
         }
     }
@@ -385,6 +498,12 @@ impl FsCore {
         let parts = split(path);
         let dir = |mtime, immutable| Ok(Entry::Dir { mtime, immutable });
         match parts.as_slice() {
+            [] if self.opts.namespaces.is_empty() => {
+                // Re-list (at most once per interval), so a new namespace
+                // changes the root's mtime. Storage trouble: the last mtime.
+                let _ = self.namespaces();
+                dir(*self.listing_changed.lock().unwrap(), false)
+            }
             [] => dir(self.started, false),
             [STATS_DIR] => dir(self.started, false),
             [STATS_DIR, "stats"] => Ok(Entry::File {
@@ -655,7 +774,7 @@ impl FsCore {
         let c = &self.counters;
         let p = self.store.protocol_stats();
         let r = self.store.requests();
-        let rows: [(&str, u64); 21] = [
+        let rows: [(&str, u64); 23] = [
             ("fuse_lookup", c.fuse_lookup.load(Relaxed)),
             ("fuse_getattr", c.fuse_getattr.load(Relaxed)),
             ("fuse_open", c.fuse_open.load(Relaxed)),
@@ -667,6 +786,8 @@ impl FsCore {
             ("content_loads", c.content_loads.load(Relaxed)),
             ("refreshes", c.refreshes.load(Relaxed)),
             ("refresh_errors", c.refresh_errors.load(Relaxed)),
+            ("invalidated_entries", c.invalidated_entries.load(Relaxed)),
+            ("invalidated_inodes", c.invalidated_inodes.load(Relaxed)),
             ("snapshot_builds", c.snapshot_builds.load(Relaxed)),
             ("negative_cache_hits", c.negative_hits.load(Relaxed)),
             ("cache_hits", p.cache_hits),

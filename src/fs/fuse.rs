@@ -1,6 +1,6 @@
 //! The thin adapter between fuser's kernel callbacks and [`FsCore`]: inode
-//! numbers, file handles, attributes and TTLs, errnos. Every write-type
-//! call answers EROFS.
+//! numbers, file handles, attributes and TTLs, errnos, and the kernel cache
+//! invalidations a refresh asks for. Every write-type call answers EROFS.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -16,11 +16,13 @@ use fuser::{
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, Request,
 };
 
-use super::core::{Entry, FsCore, FsError};
-use super::snapshot::Kind;
+use super::core::{Entry, FsCore, FsError, Validity};
+use super::snapshot::{Changes, Kind};
 
-/// Kernel cache lifetime of immutable entries (versions, history).
-const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Kernel cache lifetime of what only changes when a refresh says so
+/// ([`Validity::UntilChanged`]): immutable paths, and everything below a
+/// namespace, which [`Invalidator`] drops when it changes.
+const LONG_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn errno(e: FsError) -> Errno {
     match e {
@@ -51,11 +53,14 @@ struct Node {
 
 pub struct ProtoshelfFs {
     core: Arc<FsCore>,
-    inodes: Mutex<Inodes>,
+    inodes: Arc<Mutex<Inodes>>,
     handles: Mutex<HashMap<u64, Bytes>>,
     /// The kernel skips OPEN/RELEASE once we answer ENOSYS (saving two round
     /// trips per file opened); reads then come by inode.
     no_open: std::sync::atomic::AtomicBool,
+    /// The same for OPENDIR/RELEASEDIR; the kernel then also caches
+    /// listings, until the directory's mtime changes or it is invalidated.
+    no_opendir: std::sync::atomic::AtomicBool,
     next_fh: AtomicU64,
     /// Kernel cache lifetime of entries that change (current/, staged/, ...).
     mutable_ttl: Duration,
@@ -63,8 +68,11 @@ pub struct ProtoshelfFs {
     gid: u32,
 }
 
+// Nanoseconds: the stats file's mtime is "now", and two reads within one
+// millisecond must not look unchanged (its cached page would be served).
 fn to_system(t: chrono::DateTime<chrono::Utc>) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(t.timestamp_millis().max(0) as u64)
+    SystemTime::UNIX_EPOCH
+        + Duration::from_nanos(t.timestamp_nanos_opt().unwrap_or(0).max(0) as u64)
 }
 
 impl ProtoshelfFs {
@@ -80,9 +88,10 @@ impl ProtoshelfFs {
         };
         ProtoshelfFs {
             core,
-            inodes: Mutex::new(inodes),
+            inodes: Arc::new(Mutex::new(inodes)),
             handles: Mutex::default(),
             no_open: std::sync::atomic::AtomicBool::new(false),
+            no_opendir: std::sync::atomic::AtomicBool::new(false),
             next_fh: AtomicU64::new(1),
             mutable_ttl,
             uid: owner_uid(),
@@ -143,19 +152,24 @@ impl ProtoshelfFs {
         }
     }
 
+    /// How long the kernel may keep the answer for `path`.
+    fn ttl(&self, path: &str, found: bool) -> Duration {
+        match self.core.validity(path, found) {
+            // Live counters: a new mtime each time drops cached pages.
+            Validity::Live => Duration::ZERO,
+            Validity::Refresh => self.mutable_ttl,
+            Validity::UntilChanged => LONG_TTL,
+        }
+    }
+
     /// The attributes of `ino`: fresh when its path still shows the same
     /// content, else the ones it had (an older version held open).
     fn attr_of(&self, ino: u64, entry: &Entry) -> (Duration, FileAttr) {
-        let fresh = self.attr(ino, entry);
         let mut t = self.inodes.lock().unwrap();
         let Some(node) = t.nodes.get_mut(ino as usize - 1) else {
-            return fresh;
+            return (Duration::ZERO, self.attr(ino, entry));
         };
-        if node.path.starts_with(".protoshelf") {
-            // Live counters: always revalidated (a new mtime each time drops
-            // the kernel's cached pages).
-            return (Duration::ZERO, fresh.1);
-        }
+        let fresh = (self.ttl(&node.path, true), self.attr(ino, entry));
         let current_id = match entry {
             Entry::File { content_id, .. } => content_id.as_deref(),
             _ => None,
@@ -181,7 +195,7 @@ impl ProtoshelfFs {
         })
     }
 
-    fn attr(&self, ino: u64, entry: &Entry) -> (Duration, FileAttr) {
+    fn attr(&self, ino: u64, entry: &Entry) -> FileAttr {
         let (kind, size, mtime, perm, nlink) = match entry {
             Entry::Dir { mtime, .. } => (FileType::Directory, 0, *mtime, 0o555, 2),
             Entry::File { size, mtime, .. } => (FileType::RegularFile, *size, *mtime, 0o444, 1),
@@ -190,7 +204,7 @@ impl ProtoshelfFs {
             }
         };
         let t = to_system(mtime);
-        let attr = FileAttr {
+        FileAttr {
             ino: INodeNo(ino),
             size,
             blocks: size.div_ceil(512),
@@ -206,13 +220,16 @@ impl ProtoshelfFs {
             rdev: 0,
             flags: 0,
             blksize: 4096,
-        };
-        let ttl = if entry.immutable() {
-            IMMUTABLE_TTL
-        } else {
-            self.mutable_ttl
-        };
-        (ttl, attr)
+        }
+    }
+
+    /// A handle for the refresh thread to drop what changed from the
+    /// kernel's caches (invalidating from a callback would deadlock).
+    pub fn invalidator(&self) -> Invalidator {
+        Invalidator {
+            core: self.core.clone(),
+            inodes: self.inodes.clone(),
+        }
     }
 }
 
@@ -234,23 +251,32 @@ impl Filesystem for ProtoshelfFs {
         // Changed sizes and times invalidate cached pages (a file read by
         // inode without OPEN still sees a new version of a dynamic file).
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_AUTO_INVAL_DATA);
-        let no_open = config
-            .capabilities()
-            .contains(fuser::InitFlags::FUSE_NO_OPEN_SUPPORT);
-        self.no_open.store(no_open, Relaxed);
+        let caps = config.capabilities();
+        self.no_open.store(
+            caps.contains(fuser::InitFlags::FUSE_NO_OPEN_SUPPORT),
+            Relaxed,
+        );
+        self.no_opendir.store(
+            caps.contains(fuser::InitFlags::FUSE_NO_OPENDIR_SUPPORT),
+            Relaxed,
+        );
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.core.counters.fuse_lookup.fetch_add(1, Relaxed);
-        let result = self.child(parent, name).and_then(|p| {
-            let e = self.core.entry(&p).map_err(errno)?;
-            Ok(self.attr_of(self.ino(&p, Some(&e)), &e))
-        });
-        match result {
-            Ok((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
-            // A negative entry (inode 0) the kernel keeps for the refresh
-            // interval: protoc probes every include path for every import.
+        let _serving = self.core.serving();
+        let path = match self.child(parent, name) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        match self.core.entry(&path).map_err(errno) {
+            Ok(e) => {
+                let (ttl, attr) = self.attr_of(self.ino(&path, Some(&e)), &e);
+                reply.entry(&ttl, &attr, Generation(0))
+            }
+            // A negative entry (inode 0) the kernel keeps like a positive
+            // one: protoc probes every include path for every import.
             Err(e) if e == Errno::ENOENT => {
                 let missing = Entry::File {
                     size: 0,
@@ -258,8 +284,8 @@ impl Filesystem for ProtoshelfFs {
                     immutable: false,
                     content_id: None,
                 };
-                let (_, attr) = self.attr(0, &missing);
-                reply.entry(&self.mutable_ttl, &attr, Generation(0))
+                let attr = self.attr(0, &missing);
+                reply.entry(&self.ttl(&path, false), &attr, Generation(0))
             }
             Err(e) => reply.error(e),
         }
@@ -267,6 +293,7 @@ impl Filesystem for ProtoshelfFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.core.counters.fuse_getattr.fetch_add(1, Relaxed);
+        let _serving = self.core.serving();
         let result = self
             .path(ino)
             .and_then(|p| self.core.entry(&p).map_err(errno));
@@ -386,6 +413,11 @@ impl Filesystem for ProtoshelfFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_opendir.load(Relaxed) {
+            // The kernel stops sending OPENDIR/RELEASEDIR and caches
+            // listings; errors then come from READDIR.
+            return reply.error(Errno::ENOSYS);
+        }
         match self
             .path(ino)
             .and_then(|p| self.core.entry(&p).map_err(errno))
@@ -405,6 +437,7 @@ impl Filesystem for ProtoshelfFs {
         mut reply: ReplyDirectory,
     ) {
         self.core.counters.fuse_readdir.fetch_add(1, Relaxed);
+        let _serving = self.core.serving();
         let result = self
             .path(ino)
             .and_then(|p| Ok((self.core.list(&p).map_err(errno)?, p)));
@@ -580,5 +613,48 @@ impl Filesystem for ProtoshelfFs {
         reply: ReplyEmpty,
     ) {
         reply.error(Errno::EROFS)
+    }
+}
+
+/// Drops from the kernel's caches what a refresh reports as changed. Runs
+/// on the refresh thread, never inside a callback: the kernel handles an
+/// invalidation only after in-flight requests on that directory finish.
+pub struct Invalidator {
+    core: Arc<FsCore>,
+    inodes: Arc<Mutex<Inodes>>,
+}
+
+impl Invalidator {
+    /// Paths the kernel never saw an inode for are skipped: nothing of
+    /// them (or below them) can be cached.
+    pub fn apply(&self, changes: &Changes, notifier: &fuser::Notifier) {
+        let counters = &self.core.counters;
+        let (entries, inodes) = {
+            let t = self.inodes.lock().unwrap();
+            let ino = |path: &str| t.by_key.get(path).copied();
+            let entries: Vec<(u64, String)> = changes
+                .entries
+                .iter()
+                .filter_map(|p| {
+                    let (dir, name) = p.rsplit_once('/').unwrap_or(("", p));
+                    Some((ino(dir)?, name.to_string()))
+                })
+                .collect();
+            let inodes: Vec<u64> = changes.inodes.iter().filter_map(|p| ino(p)).collect();
+            (entries, inodes)
+        };
+        for ino in inodes {
+            // Attributes and cached listing (offset 0, length 0: all).
+            match notifier.inval_inode(INodeNo(ino), 0, 0) {
+                Ok(()) => counters.invalidated_inodes.fetch_add(1, Relaxed),
+                Err(e) => return tracing::warn!("kernel refused an invalidation: {e}"),
+            };
+        }
+        for (parent, name) in entries {
+            match notifier.inval_entry(INodeNo(parent), OsStr::new(&name)) {
+                Ok(()) => counters.invalidated_entries.fetch_add(1, Relaxed),
+                Err(e) => return tracing::warn!("kernel refused an invalidation: {e}"),
+            };
+        }
     }
 }

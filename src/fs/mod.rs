@@ -6,5 +6,5 @@ pub mod fuse;
 pub mod snapshot;
 pub mod wkt;
 
-pub use self::core::{Entry, FsCore, FsError, Options};
-pub use self::snapshot::Kind;
+pub use self::core::{Entry, FsCore, FsError, Options, Validity};
+pub use self::snapshot::{Changes, Kind};

@@ -277,3 +277,122 @@ impl Snapshot {
 
 /// Shared, cheaply cloned.
 pub type SharedSnapshot = Arc<Snapshot>;
+
+/// What a refresh changed, as mount paths: the adapter has the kernel
+/// forget exactly these, so everything else can stay cached for long.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Paths whose lookup answer changed: added, removed, or now another
+    /// file (content, time), kind or target. Missing paths included, so a
+    /// cached "does not exist" is dropped too.
+    pub entries: BTreeSet<String>,
+    /// Directories and symlinks (one inode per path) whose attributes,
+    /// listing or target changed.
+    pub inodes: BTreeSet<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.inodes.is_empty()
+    }
+
+    /// `path` answers differently now, and so does its directory's listing.
+    fn entry(&mut self, path: String) {
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            self.inodes.insert(dir.to_string());
+        }
+        self.entries.insert(path);
+    }
+}
+
+/// The directory part of a tree path ("" for the tree's root).
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+fn join(prefix: &str, path: &str) -> String {
+    if path.is_empty() {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/{path}")
+    }
+}
+
+impl Tree {
+    /// Records into `out` (paths under `prefix`) every file that differs
+    /// between `self` and `new`, and every directory that appeared or
+    /// disappeared with them.
+    fn diff(&self, new: &Tree, prefix: &str, out: &mut Changes) {
+        let mut changed: Vec<&str> = Vec::new();
+        let (mut a, mut b) = (self.files.iter().peekable(), new.files.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some((pa, fa)), Some((pb, fb))) if pa == pb => {
+                    if fa != fb {
+                        out.entry(join(prefix, pa));
+                    }
+                    a.next();
+                    b.next();
+                }
+                (Some((pa, _)), Some((pb, _))) if pa < pb => changed.push(a.next().unwrap().0),
+                (Some(_), None) => changed.push(a.next().unwrap().0),
+                _ => changed.push(b.next().unwrap().0),
+            }
+        }
+        for path in changed {
+            out.entry(join(prefix, path));
+            // Ancestors that exist on one side only, up to the first shared one.
+            let mut dir = parent(path);
+            while !dir.is_empty() && self.is_dir(dir) != new.is_dir(dir) {
+                out.entry(join(prefix, dir));
+                dir = parent(dir);
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    /// What differs, as the mount shows it, between this snapshot of a
+    /// namespace and `new` (a later one of the same namespace).
+    pub fn diff(&self, new: &Snapshot, out: &mut Changes) {
+        let ns = &new.namespace;
+        out.inodes.insert(ns.clone());
+        for set in ["current.binpb", "staged.binpb"] {
+            out.entry(format!("{ns}/{set}"));
+        }
+        self.current
+            .diff(&new.current, &format!("{ns}/current"), out);
+        self.staged.diff(&new.staged, &format!("{ns}/staged"), out);
+        for seq in self.seq + 1..=new.seq {
+            out.entry(format!("{ns}/history/{seq}"));
+        }
+        let schemas: BTreeSet<&String> = self.schemas.keys().chain(new.schemas.keys()).collect();
+        for s in schemas {
+            let (old, now) = (self.schemas.get(s), new.schemas.get(s));
+            if old == now {
+                continue;
+            }
+            let dir = format!("{ns}/schemas/{s}");
+            if old.is_none() || now.is_none() {
+                out.entry(dir.clone());
+            }
+            let (old, now) = (
+                old.copied().unwrap_or_default(),
+                now.copied().unwrap_or_default(),
+            );
+            for (link, was, is) in [
+                ("current", old.current, now.current),
+                ("staged", old.staged, now.staged),
+            ] {
+                if was != is {
+                    out.entry(format!("{dir}/{link}"));
+                    out.inodes.insert(format!("{dir}/{link}"));
+                }
+            }
+            for v in old.latest + 1..=now.latest {
+                out.entry(format!("{dir}/versions/{v}"));
+            }
+        }
+    }
+}
