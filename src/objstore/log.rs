@@ -45,9 +45,41 @@ pub struct NsState {
     /// The newest checkpoint at or before `seq`.
     pub base: u64,
     pub snapshot: StateSnapshot,
+    /// The schemas with a staged version, kept beside the snapshot so
+    /// promote and discard need not walk every schema of the namespace.
+    staged: imbl::OrdSet<String>,
 }
 
 impl NsState {
+    /// The schemas with a staged version, in ID order.
+    pub fn staged_schemas(&self) -> impl Iterator<Item = (&String, Pointers)> {
+        self.staged.iter().map(|s| (s, self.pointers(s)))
+    }
+
+    /// Sets pointers and keeps the staged index in step.
+    fn set(&mut self, changes: &BTreeMap<String, Pointers>, config: &BTreeMap<String, String>) {
+        for (schema, p) in changes {
+            if p.staged.is_some() {
+                self.staged.insert(schema.clone());
+            } else {
+                self.staged.remove(schema);
+            }
+            self.snapshot.schemas.insert(schema.clone(), *p);
+        }
+        self.snapshot.config.extend(config.clone());
+    }
+
+    /// Replaces the whole state (a checkpoint), rebuilding the index.
+    fn reset(&mut self, snapshot: &StateSnapshot) {
+        self.snapshot = snapshot.clone();
+        self.staged = snapshot
+            .schemas
+            .iter()
+            .filter(|(_, p)| p.staged.is_some())
+            .map(|(s, _)| s.clone())
+            .collect();
+    }
+
     pub fn pointers(&self, schema: &str) -> Pointers {
         self.snapshot
             .schemas
@@ -64,13 +96,8 @@ impl NsState {
             });
         }
         match &entry.state {
-            Some(state) => self.snapshot = state.clone(),
-            None => {
-                let s = &mut self.snapshot;
-                s.schemas
-                    .extend(entry.changes.iter().map(|(k, v)| (k.clone(), *v)));
-                s.config.extend(entry.config.clone());
-            }
+            Some(state) => self.reset(state),
+            None => self.set(&entry.changes, &entry.config),
         }
         self.seq = entry.seq;
         self.base = entry.base;
@@ -156,7 +183,7 @@ impl Log {
     /// Whether commit `seq` moves the hint: only checkpoints at multiples of
     /// `CHAIN_MAX` do, so a hint names one of them or is stale.
     pub fn hints(seq: u64) -> bool {
-        seq % CHAIN_MAX == 0
+        seq.is_multiple_of(CHAIN_MAX)
     }
 
     async fn write_hint(&self, ns: &str, seq: u64) {
@@ -345,11 +372,9 @@ impl Log {
 
     fn build(&self, state: &NsState, m: Mutation) -> (LogEntry, NsState) {
         let seq = state.seq + 1;
-        let mut snapshot = state.snapshot.clone();
-        snapshot
-            .schemas
-            .extend(m.changes.iter().map(|(k, v)| (k.clone(), *v)));
-        snapshot.config.extend(m.config.clone());
+        let mut next = state.clone(); // persistent maps: no copy of the entries
+        next.set(&m.changes, &m.config);
+        let snapshot = &next.snapshot;
         // An estimate is enough to decide; serializing a large state per
         // commit only to measure it would cost more than it saves. Every
         // schema counts at least 48 bytes, so a long map is large without
@@ -378,14 +403,9 @@ impl Log {
             base,
             state: checkpoint.then(|| snapshot.clone()),
         };
-        (
-            entry,
-            NsState {
-                seq,
-                base,
-                snapshot,
-            },
-        )
+        next.seq = seq;
+        next.base = base;
+        (entry, next)
     }
 
     /// The state right after entry `seq` (immutable, so the entries come

@@ -731,7 +731,7 @@ impl Store for ObjStore {
             .commit(namespace_id, expect_seq, |state| {
                 let mut changes = BTreeMap::new();
                 let mut promoted = Vec::new();
-                for (schema, p) in &state.snapshot.schemas {
+                for (schema, p) in state.staged_schemas() {
                     let Some(staged) = p.staged else { continue };
                     promoted.push(PromotedSchema {
                         schema_id: schema.clone(),
@@ -772,11 +772,8 @@ impl Store for ObjStore {
         let committed = self
             .commit(namespace_id, None, |state| {
                 let changes: BTreeMap<String, Pointers> = state
-                    .snapshot
-                    .schemas
-                    .iter()
-                    .filter(|(_, p)| p.staged.is_some())
-                    .map(|(s, p)| (s.clone(), Pointers { staged: None, ..*p }))
+                    .staged_schemas()
+                    .map(|(s, p)| (s.clone(), Pointers { staged: None, ..p }))
                     .collect();
                 Ok((!changes.is_empty()).then(|| Mutation {
                     operation: Operation::Discard {

@@ -115,7 +115,7 @@ impl Registry {
             ..Default::default()
         };
         let mut violations = Vec::new();
-        for (schema, p) in &state.snapshot.schemas {
+        for (schema, p) in state.staged_schemas() {
             let Some(staged) = p.staged else { continue };
             match p.current {
                 Some(current) if staged < current => planned.rollbacks.push(schema.clone()),
