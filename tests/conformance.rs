@@ -240,10 +240,15 @@ async fn versions_are_atomic_and_numbers_never_reused(t: TestStore) {
     assert_eq!(got.metadata["token"], "one");
     assert_eq!(s.get_version_files("ns", "a", 1).await.unwrap(), files);
     assert_eq!(s.get_version_deps("ns", "a", 1).await.unwrap(), deps);
-    assert!(matches!(
-        s.get_version("ns", "a", 2).await,
-        Err(Error::NotFound(_))
-    ));
+    // Which one is missing, the version or the schema, is named.
+    match s.get_version("ns", "a", 2).await {
+        Err(Error::NotFound(m)) => assert!(m.starts_with("version 2 of schema"), "{m}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    match s.get_version("ns", "zz", 1).await {
+        Err(Error::NotFound(m)) => assert!(m.starts_with("schema \"zz\""), "{m}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
 
     // Allocation skips taken numbers, including versions never staged.
     assert_eq!(

@@ -130,7 +130,7 @@ async fn request_counts_per_operation(t: TestStore) {
     assert_eq!(c, counts(6, 2, 0), "cold open of a small namespace, seq 3");
     table.push(("cold namespace open (seq 3)", c));
     let (_, c) = cost(&cold, cold.get_version("ns", "a", v2)).await;
-    assert_eq!(c, counts(3, 0, 0), "schema record + manifest + descriptor");
+    assert_eq!(c, counts(2, 0, 0), "manifest + descriptor");
     table.push(("get_version (cold)", c));
 
     // Another writer commits: the warm reader sees it with two GETs.

@@ -72,13 +72,17 @@ impl ObjStore {
 
     /// A version's manifest (cached): files, deps, descriptor key, author, time.
     pub async fn manifest(&self, ns: &str, schema: &str, version: u64) -> Result<VersionManifest> {
-        self.require_schema(ns, schema).await?;
+        validate_namespace_id(ns)?;
+        validate_schema_id(schema)?;
         let key = keys::version(ns, schema, version);
-        let manifest: VersionManifest = self.read_record(&key).await?.ok_or_else(|| {
-            Error::NotFound(format!(
+        // The manifest alone proves the schema exists; the schema record is
+        // read only to say which of the two is missing.
+        let Some(manifest) = self.read_record::<VersionManifest>(&key).await? else {
+            self.require_schema(ns, schema).await?;
+            return Err(Error::NotFound(format!(
                 "version {version} of schema {schema:?} in namespace {ns:?}"
-            ))
-        })?;
+            )));
+        };
         if manifest.version != version
             || manifest.schema_id != schema
             || manifest.namespace_id != ns

@@ -410,7 +410,7 @@ impl Registry {
                         };
                         let compiled = encoder.encode(&files);
                         let v = self
-                            .store_version(namespace, p, &files, compiled, &deps, opts, previous)
+                            .store_version(namespace, p, (&files, compiled), &deps, opts, previous)
                             .await?;
                         Ok((i, v, deps, true))
                     }
@@ -454,8 +454,8 @@ impl Registry {
         &self,
         namespace: &str,
         p: &Prepared,
-        files: &[prost_reflect::FileDescriptor],
-        compiled: Bytes,
+        // The version's self-contained set: its files and their encoding.
+        (files, compiled): (&[prost_reflect::FileDescriptor], Bytes),
         deps: &[VersionDep],
         opts: &PublishOptions,
         previous: Option<Vec<VersionFile>>,
