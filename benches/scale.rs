@@ -186,6 +186,9 @@ struct SizeResult {
     promote: Samples,
     cold_open: Samples,
     mount_sees: Samples,
+    /// Milliseconds of one LIST of an empty prefix on the raw backend: what
+    /// the storage itself charges for a LIST at this namespace size.
+    empty_list_ms: Series,
 }
 
 fn run_size(rt: &Runtime, base: &str, size: usize, reps: usize) -> SizeResult {
@@ -207,6 +210,7 @@ fn run_size(rt: &Runtime, base: &str, size: usize, reps: usize) -> SizeResult {
     })
     .expect("build the namespace");
     let setup = t0.elapsed();
+    let empty_list_ms = rt.block_on(empty_list_ms(&url));
 
     // The publisher and the mount are handles of their own, warmed by one
     // namespace read: what a long-lived publisher or mount holds.
@@ -232,6 +236,7 @@ fn run_size(rt: &Runtime, base: &str, size: usize, reps: usize) -> SizeResult {
         promote: Samples::default(),
         cold_open: Samples::default(),
         mount_sees: Samples::default(),
+        empty_list_ms,
     };
     // One more rep than asked: the first warms the process up and is dropped.
     for i in 0..=reps {
@@ -280,6 +285,24 @@ fn run_size(rt: &Runtime, base: &str, size: usize, reps: usize) -> SizeResult {
         }
     }
     r
+}
+
+/// Median time of a LIST that finds nothing, on the raw backend (no
+/// protoshelf code): LocalStack scans the whole bucket, real S3 does not.
+async fn empty_list_ms(url: &str) -> Series {
+    use futures::TryStreamExt;
+    let raw = protoshelf::objstore::url::open(url)
+        .expect("raw backend")
+        .store;
+    let prefix = object_store::path::Path::from("ns/bench/claims/dir/nothing-here");
+    let mut times = Vec::new();
+    for _ in 0..8 {
+        let t0 = Instant::now();
+        let found: Vec<_> = raw.list(Some(&prefix)).try_collect().await.expect("LIST");
+        assert!(found.is_empty());
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Series(times)
 }
 
 /// Requests per refresh round of a mount that has loaded `count` namespaces
@@ -364,13 +387,13 @@ fn main() {
     }
     if let Some(first) = results.first() {
         println!(
-            "| schemas | build (s) | publish: requests | publish: mix | publish ms | × smallest | publish, unseen import: requests | mix | promote: requests | promote ms | × smallest | bytes per promote commit | cold open: requests | cold open ms | mount sees change: requests | ms |"
+            "| schemas | build (s) | publish: requests | publish: mix | publish ms | × smallest | publish, unseen import: requests | mix | promote: requests | promote ms | × smallest | bytes per promote commit | cold open: requests | cold open ms | mount sees change: requests | ms | backend: empty LIST ms |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let (p0, q0) = (first.publish.ms().median(), first.promote.ms().median());
         for r in &results {
             println!(
-                "| {} | {:.1} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
+                "| {} | {:.1} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} |",
                 r.size,
                 r.setup.as_secs_f64(),
                 fmt_range(&r.publish.requests()),
@@ -387,11 +410,12 @@ fn main() {
                 fmt_ms(&r.cold_open.ms()),
                 fmt_range(&r.mount_sees.requests()),
                 fmt_ms(&r.mount_sees.ms()),
+                fmt_ms(&r.empty_list_ms),
             );
         }
         println!();
         println!(
-            "Medians of {} repetitions; requests as min–max. Publish: a new one-file schema importing a file of another schema, from a warm handle that has read that file before (e.g. a long-lived publisher); unseen import: the same with a file it never read (2 more GETs: the import's manifest and source). Bytes per promote commit: the log entry plus the head hint when written.",
+            "Medians of {} repetitions; requests as min–max. Publish: a new one-file schema importing a file of another schema, from a warm handle that has read that file before (e.g. a long-lived publisher); unseen import: the same with a file it never read (2 more GETs: the import's manifest and source). Bytes per promote commit: the log entry plus the head hint when written. Backend empty LIST: one LIST finding nothing, timed on the raw backend without protoshelf (on LocalStack it grows with the objects in the bucket).",
             args.reps
         );
         println!();

@@ -223,10 +223,11 @@ bench_backend() {
     --command-name "mount" "find $mnt/g/current -type f -exec cat {} + >/dev/null" \
     --command-name "local disk" "find $copy -type f -exec cat {} + >/dev/null"
   grep -E '^VmHWM' "/proc/$MOUNT_PID/status" | awk '{print $2}' >"$RESULTS/mount-rss-$label.txt"
-  # Idle: requests and refresh rounds over 10 s of a mount nobody uses.
+  # Idle: requests and refresh rounds over 30 s of a mount nobody uses (a
+  # window can cut one round between its count and its GET: ±1).
   local s0 s1
   s0=$(awk '$1=="requests_total"||$1=="refreshes"{printf "%s ", $2}' "$mnt/.protoshelf/stats")
-  sleep 10
+  sleep 30
   s1=$(awk '$1=="requests_total"||$1=="refreshes"{printf "%s ", $2}' "$mnt/.protoshelf/stats")
   echo "$s0 $s1" | awk '{print $4 - $2, $3 - $1}' >"$RESULTS/idle-$label.txt"
   stop_mount "$mnt"

@@ -115,7 +115,7 @@ for b in backends:
     mrss = int(text(f"mount-rss-{b}.txt")) / 1024
     idle_requests, idle_rounds = map(int, text(f"idle-{b}.txt").split())
     per_round = idle_requests / max(idle_rounds, 1)
-    misc_tbl.append(f"| {LABEL[b]} | {first} ms | {mrss:.0f} MB | {idle_requests} in {idle_rounds} refresh rounds (10 s) |")
+    misc_tbl.append(f"| {LABEL[b]} | {first} ms | {mrss:.0f} MB | {idle_requests} in {idle_rounds} refresh rounds (30 s) |")
     if exists(f"scale-{b}.json"):
         sc = json.load(open(path(f"scale-{b}.json")))
         sz = sc["sizes"]
