@@ -105,13 +105,17 @@ pub async fn fresh_url(backend: Backend) -> Option<(String, Option<Arc<tempfile:
 
 pub async fn fresh(backend: Backend) -> Option<TestStore> {
     let (url, dir) = fresh_url(backend).await?;
+    Some(open_at(url, dir, backend).await)
+}
+
+async fn open_at(url: String, dir: Option<Arc<tempfile::TempDir>>, backend: Backend) -> TestStore {
     let store = ObjStore::open(&url).await.expect("open store");
-    Some(TestStore {
+    TestStore {
         store,
         url,
         backend,
         _dir: dir,
-    })
+    }
 }
 
 /// A fresh store created by a format-1 protoshelf (path claims): its marker
@@ -130,13 +134,7 @@ pub async fn fresh_format1(backend: Backend) -> Option<TestStore> {
         )
         .await
         .unwrap();
-    let store = ObjStore::open(&url).await.expect("open store");
-    Some(TestStore {
-        store,
-        url,
-        backend,
-        _dir: dir,
-    })
+    Some(open_at(url, dir, backend).await)
 }
 
 /// Every key in the store with its size and content hash: what "nothing
