@@ -13,7 +13,7 @@ use protoshelf::compat::Policy;
 use protoshelf::fs::{FsCore, Options};
 use protoshelf::registry::normalize::normalize;
 use protoshelf::registry::{Registry, SourceFile};
-use protoshelf::store::{StageChange, Store};
+use protoshelf::store::StageChange;
 use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 

@@ -1,8 +1,8 @@
 //! protoshelf: a protobuf schema registry whose only database is object
 //! storage.
 //!
-//! - [`store::Store`] is the persistence contract;
-//!   [`objstore::ObjStore`] implements it over any `object_store` backend
+//! - [`objstore::ObjStore`] is the persistence contract (types in
+//!   [`store`]), over any `object_store` backend
 //!   (local directory, memory, S3, GCS, Azure) with a commit protocol built
 //!   on create-if-absent writes.
 
@@ -18,4 +18,3 @@ pub mod store;
 pub use error::{Error, Result};
 pub use objstore::ObjStore;
 pub use registry::Registry;
-pub use store::Store;

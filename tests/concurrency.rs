@@ -14,7 +14,7 @@ use protoshelf::ObjStore;
 use protoshelf::model::PromotedSchema;
 use protoshelf::objstore::ProtocolStats;
 use protoshelf::objstore::records::Operation;
-use protoshelf::store::Store;
+
 use serde::{Deserialize, Serialize};
 
 const NS: &str = "race";

@@ -8,7 +8,7 @@ use common::data::*;
 use object_store::ObjectStoreExt;
 use protoshelf::Error;
 use protoshelf::model::*;
-use protoshelf::store::{ClaimKind, StageChange, Store};
+use protoshelf::store::{ClaimKind, StageChange};
 
 on_every_backend!(
     namespaces_create_get_list_and_pages,

@@ -10,7 +10,7 @@ use common::Backend;
 use common::data::*;
 use proptest::prelude::*;
 use protoshelf::model::PromotedSchema;
-use protoshelf::store::Store;
+
 use protoshelf::{Error, ObjStore};
 
 const NAMESPACES: [&str; 2] = ["n1", "n2"];

@@ -11,7 +11,7 @@ use aws_sdk_s3::Client;
 use common::data::*;
 use prost::Message;
 use protoshelf::ObjStore;
-use protoshelf::store::{StageChange, Store};
+use protoshelf::store::StageChange;
 use serde_json::Value;
 
 struct Reader {

@@ -14,7 +14,7 @@ use protoshelf::objstore::faults::{Fault, FaultyStore};
 use protoshelf::objstore::log::CHAIN_MAX;
 use protoshelf::objstore::metrics::RequestCounts;
 use protoshelf::objstore::{Backend, url};
-use protoshelf::store::Store;
+
 use protoshelf::{Error, ObjStore};
 
 on_every_backend!(

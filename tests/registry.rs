@@ -11,7 +11,6 @@ use protoshelf::compat::Policy;
 use protoshelf::ids::BUILTINS;
 use protoshelf::registry::view::Tree;
 use protoshelf::registry::{BatchMember, Limits, PublishOptions, Published, Registry, SourceFile};
-use protoshelf::store::Store;
 
 on_every_backend!(
     publish_stage_promote_and_no_change,

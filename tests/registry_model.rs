@@ -6,9 +6,9 @@ mod common;
 
 use common::Backend;
 use proptest::prelude::*;
+use protoshelf::Error;
 use protoshelf::compat::Policy;
 use protoshelf::registry::{Registry, SourceFile};
-use protoshelf::{Error, Store};
 
 const SCHEMAS: [&str; 2] = ["a", "b"];
 const CONTENTS: u8 = 4;

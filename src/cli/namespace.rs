@@ -1,7 +1,7 @@
 //! `protoshelf namespace ...`
 
+use protoshelf::Result;
 use protoshelf::compat::Policy;
-use protoshelf::{Result, Store};
 use serde_json::json;
 
 use super::Ctx;

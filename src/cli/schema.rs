@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use protoshelf::{Error, Result, Store};
+use protoshelf::{Error, Result};
 use serde_json::json;
 
 use super::Ctx;

@@ -24,7 +24,6 @@ use super::snapshot::{Changes, FileRef, Kind, SharedSnapshot, Snapshot, Tree};
 use crate::error::Error;
 use crate::ids::{BUILTINS, validate_namespace_id};
 use crate::objstore::ObjStore;
-use crate::store::Store;
 
 /// What a path is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,6 @@ use crate::error::Result;
 use crate::ids::BUILTINS;
 use crate::objstore::records::Pointers;
 use crate::objstore::{NsState, ObjStore};
-use crate::store::Store;
 
 /// What a directory entry is, as listings report it. A file's content ID
 /// (see [`super::Entry::File`]) lets the adapter pick its inode without

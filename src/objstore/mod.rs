@@ -1,4 +1,5 @@
-//! The object-storage implementation of [`crate::store::Store`].
+//! The persistence contract (DESIGN §2, the reference registry's
+//! `store.Store` in Rust naming) over object storage.
 //!
 //! Layers, outermost first: [`ObjStore`] (the contract) → [`log`] (the
 //! commit protocol) and [`io`] (cached reads, settled creates) →
@@ -6,15 +7,20 @@
 //! [`url::open`] (memory, local directory, S3, GCS, Azure).
 
 pub mod admin;
+mod blobs;
+mod claims;
 pub mod faults;
 pub mod format;
 pub mod io;
 pub mod keys;
+mod listing;
 pub mod log;
 pub mod metrics;
+mod namespaces;
+mod pointers;
 pub mod records;
-mod store_impl;
 pub mod url;
+mod versions;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,6 +29,7 @@ use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+pub use blobs::sha256_hex;
 pub use log::NsState;
 use metrics::{Instrumented, RequestCounts};
 use records::{FormatMarker, LogEntry};
@@ -30,6 +37,9 @@ pub use url::{Backend, BackendKind};
 
 /// Default bound of the immutable-object cache.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How many independent objects are fetched at once.
+const FETCH_CONCURRENCY: usize = 16;
 
 /// Counts of the commit protocol's events in this handle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +71,7 @@ struct Inner {
     marker: FormatMarker,
     /// Schemas whose record this handle created and which have no version
     /// from it yet: no version can predate its schema record, so the first
-    /// `create_version` tries number 1 without listing (see store_impl.rs).
+    /// `create_version` tries number 1 without listing (see versions.rs).
     fresh_schemas: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     /// Claims this handle has seen in a LIST or written: claims are never
     /// removed, so they are never written again, and a lookup may try
@@ -141,10 +151,9 @@ impl ObjStore {
     }
 
     /// The schemas this handle knows to have claimed `name` (from LISTs and
-    /// its own writes; no request). A subset of [`Store::claimants`]: a
+    /// its own writes; no request). A subset of [`ObjStore::claimants`]: a
     /// caller that needs *every* claimant must list.
     ///
-    /// [`Store::claimants`]: crate::store::Store::claimants
     pub fn known_claimants(
         &self,
         ns: &str,
@@ -229,5 +238,22 @@ impl ObjStore {
     pub async fn log_entries(&self, ns: &str, from: u64, to: u64) -> Result<Vec<LogEntry>> {
         self.require_namespace(ns).await?;
         self.inner.log.entries(ns, from, to).await
+    }
+}
+
+/// Shared by the contract's modules.
+impl ObjStore {
+    pub(super) fn io(&self) -> &io::Io {
+        &self.inner.io
+    }
+
+    pub(super) async fn read_record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &object_store::path::Path,
+    ) -> Result<Option<T>> {
+        match self.io().get_immutable(key).await? {
+            Some(obj) => records::from_json(key.as_ref(), &obj.bytes).map(Some),
+            None => Ok(None),
+        }
     }
 }

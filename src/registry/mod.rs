@@ -36,7 +36,7 @@ use crate::error::Result;
 use crate::ids::BUILTINS;
 use crate::model::{Metadata, Namespace, PromotedSchema};
 use crate::objstore::ObjStore;
-use crate::store::Store;
+
 pub use limits::Limits;
 pub use promote::SchemaViolation;
 pub use publish::{BatchMember, CheckReport};

@@ -12,7 +12,6 @@ use super::compile::symbols;
 use super::view::View;
 use crate::error::{Error, Result};
 use crate::ids::BUILTINS;
-use crate::store::Store;
 
 /// Files being published: (schema, path).
 pub async fn check_paths(

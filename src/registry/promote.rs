@@ -7,7 +7,7 @@ use super::{Promoted, Registry, policy_of, retrying};
 use crate::compat::{self, Violation};
 use crate::error::{Error, Result};
 use crate::model::PromotedSchema;
-use crate::store::{StageChange, Store};
+use crate::store::StageChange;
 
 /// A compatibility violation of one schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

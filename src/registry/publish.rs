@@ -19,7 +19,7 @@ use super::{PublishOptions, Published, Registry, SourceFile, ownership, retrying
 use crate::error::{Error, Result};
 use crate::ids::{BUILTINS, validate_file_path, validate_namespace_id, validate_schema_id};
 use crate::model::{ProtoBlob, Schema, SchemaVersion, VersionDep, VersionFile};
-use crate::store::{ClaimKind, StageChange, Store};
+use crate::store::{ClaimKind, StageChange};
 
 /// One schema of a batch publish.
 #[derive(Debug, Clone)]

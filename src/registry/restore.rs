@@ -11,7 +11,6 @@ use super::compile::{COMPILER_VERSION, Origin, Sources, closure, encode_set};
 use super::view::{Owner, Tree};
 use crate::error::{Error, Result};
 use crate::model::CurrentSchema;
-use crate::store::Store;
 
 impl Registry {
     /// Every schema of the namespace's current (or proposed) tree with its

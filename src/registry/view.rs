@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::Result;
 use crate::model::VersionFile;
 use crate::objstore::{NsState, ObjStore};
-use crate::store::{ClaimKind, Store};
+use crate::store::ClaimKind;
 
 /// Which pointer a view follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use chrono::Utc;
 use prost::Message;
+use protoshelf::ObjStore;
 use protoshelf::model::*;
-use protoshelf::{ObjStore, Store};
 
 pub fn sha(bytes: &[u8]) -> String {
     use sha2::Digest;
