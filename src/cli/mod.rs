@@ -9,6 +9,7 @@ mod mount;
 mod namespace;
 mod publish;
 mod schema;
+mod serve;
 mod staging;
 
 use std::io::Write;
@@ -87,6 +88,8 @@ enum Command {
     Log(history::Args),
     /// Mount the registry read-only (FUSE) until unmounted or interrupted.
     Mount(mount::Args),
+    /// Serve the registry: Confluent Schema Registry REST API and gRPC on one port.
+    Serve(serve::Args),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -211,6 +214,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Rollback(a) => staging::rollback(ctx, a).await,
         Command::Log(a) => history::run(ctx, a).await,
         Command::Mount(a) => mount::run(ctx, a).await,
+        Command::Serve(a) => serve::run(ctx, a).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

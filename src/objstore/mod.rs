@@ -19,6 +19,7 @@ pub mod metrics;
 mod namespaces;
 mod pointers;
 pub mod records;
+pub mod schema_ids;
 pub mod url;
 mod versions;
 
