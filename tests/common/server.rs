@@ -116,7 +116,9 @@ pub fn clients() -> Option<(PathBuf, PathBuf)> {
     let ok = py.exists() && node.join("@kafkajs/confluent-schema-registry").exists();
     if !ok {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but the Schema Registry clients are missing: run scripts/test.sh (it runs scripts/clients.sh install)");
+            panic!(
+                "CI=true but the Schema Registry clients are missing: run scripts/test.sh (it runs scripts/clients.sh install)"
+            );
         }
         eprintln!("SKIPPED: client test (run scripts/clients.sh install)");
         return None;
