@@ -36,8 +36,9 @@ pub use level::Level;
 use schema::{Input, PROTOBUF};
 use subject::{DELETED_PREFIX, ID_KEY, LEVEL_KEY, MAIN_KEY, SCHEMA, SUBJECT_KEY};
 
-/// Attempts of a registration whose version lost a race to another one.
-const REGISTER_ATTEMPTS: u32 = 8;
+/// Attempts of a registration whose version lost a race to another one
+/// (each publish retries conflicts itself too).
+const REGISTER_ATTEMPTS: u32 = 16;
 /// How deep references may nest.
 const MAX_REFERENCE_DEPTH: usize = 32;
 
@@ -781,7 +782,10 @@ impl ConfluentRegistry {
         let pool = cand.pool.as_ref().expect("compiled");
         let ns = self.ensure_namespace(subject).await?;
         let store = self.registry.store();
-        for _ in 0..REGISTER_ATTEMPTS {
+        for round in 0..REGISTER_ATTEMPTS {
+            if round > 0 {
+                crate::objstore::io::backoff(round).await;
+            }
             let view = self.require(subject, true).await?;
             let known = self.ids.find(&cand.hash).await?;
             if let Some(id) = known
@@ -830,8 +834,16 @@ impl ConfluentRegistry {
                 ]),
                 ..Default::default()
             };
-            let published = self.registry.publish(&ns, SCHEMA, files, opts).await?;
-            let v = published.version;
+            let v = match self.registry.publish(&ns, SCHEMA, files, opts).await {
+                Ok(published) => published.version,
+                // Many writers on one subject: try again after a backoff,
+                // checking against whatever landed meanwhile.
+                Err(crate::Error::Conflict(why)) => {
+                    tracing::debug!(subject, round, "publish lost every race ({why}); again");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             // Make it current, unless another registration replaced it.
             let mut landed = false;
             for attempt in 0..REGISTER_ATTEMPTS {
