@@ -325,6 +325,75 @@ async fn grpc_api(backend: Backend) {
         names.contains(&"grpc.health.v1.Health".to_string()),
         "{names:?}"
     );
+
+    // buf curl, knowing nothing but what reflection tells it.
+    if let Some(buf) = find_buf() {
+        let base = &server.url;
+        let out = std::process::Command::new(&buf)
+            .args([
+                "curl",
+                "--protocol",
+                "grpc",
+                "--http2-prior-knowledge",
+                "--list-methods",
+                base,
+            ])
+            .output()
+            .unwrap();
+        let methods = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{methods}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            methods.contains("protoregistry.v1.RegistryService/Publish"),
+            "{methods}"
+        );
+        let out = std::process::Command::new(&buf)
+            .args([
+                "curl",
+                "--protocol",
+                "grpc",
+                "--http2-prior-knowledge",
+                "-d",
+                r#"{"namespace_id": "shop", "schema_id": "orders"}"#,
+            ])
+            .arg(format!("{base}/protoregistry.v1.RegistryService/GetSchema"))
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{answer}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v["schema"]["currentVersion"], "1", "{v}");
+        eprintln!("{backend:?}: buf curl through reflection: list-methods and GetSchema ok");
+    }
+}
+
+/// buf from `$PROTOSHELF_BUF` or scripts/buf-compare.sh's cache; missing
+/// fails under `CI=true`.
+fn find_buf() -> Option<std::path::PathBuf> {
+    let cached = std::env::var("PROTOSHELF_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dirs::home_dir().unwrap().join(".cache/protoshelf"))
+        .join("buf/node_modules/.bin/buf");
+    let buf = std::env::var("PROTOSHELF_BUF")
+        .map(std::path::PathBuf::from)
+        .unwrap_or(cached);
+    if buf.exists() {
+        return Some(buf);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true but buf is missing: run scripts/test.sh (scripts/buf-compare.sh installs it)"
+        );
+    }
+    eprintln!("SKIPPED: buf curl (run scripts/buf-compare.sh)");
+    None
 }
 
 fn tokio_stream_once<T: Send + 'static>(
