@@ -66,12 +66,13 @@ apt_get() {
   return 1
 }
 
-if ! command -v protoc >/dev/null || ! command -v fusermount3 >/dev/null; then
+if ! command -v protoc >/dev/null || ! command -v fusermount3 >/dev/null ||
+  ! command -v openssl >/dev/null || ! command -v curl >/dev/null; then
   command -v apt-get >/dev/null ||
-    { note "protoc and fusermount3 are required; install protobuf-compiler and fuse3"; exit 1; }
-  note "installing fuse3 and protobuf-compiler"
+    { note "protoc, fusermount3, openssl and curl are required; install protobuf-compiler, fuse3, openssl and curl"; exit 1; }
+  note "installing fuse3, protobuf-compiler, openssl and curl"
   apt_get update
-  apt_get install -y --no-install-recommends fuse3 protobuf-compiler
+  apt_get install -y --no-install-recommends fuse3 protobuf-compiler openssl curl
 fi
 command -v cargo >/dev/null || { note "cargo not found (install Rust via rustup)"; exit 1; }
 

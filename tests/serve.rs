@@ -432,3 +432,78 @@ fn bad_tokens_file_is_refused_at_start() {
         "{err}"
     );
 }
+
+/// TLS (rustls): HTTP/1.1 and HTTP/2 (ALPN) with a self-signed certificate
+/// made by openssl, checked by curl against it.
+#[test]
+fn tls_serves_http1_and_http2() {
+    let (url, _keep) = store(Backend::Local).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian's openssl package) is needed for this test");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let server = Server::start(
+        &url,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    for (flag, want) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let out = Command::new("curl")
+            .args(["-sS", flag, "--cacert"])
+            .arg(&cert)
+            .args(["-w", "\n%{http_version}"])
+            .arg(format!("{}/subjects", server.url))
+            .output()
+            .expect("curl is needed for this test");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(text, format!("[]\n{want}"), "{flag}");
+    }
+    // A certificate that is not a certificate stops the start, exit 1.
+    let out = Command::new(env!("CARGO_BIN_EXE_protoshelf"))
+        .args([
+            "--store",
+            &url,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+        ])
+        .arg(&key)
+        .arg("--tls-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no certificate in it"));
+}

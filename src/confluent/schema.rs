@@ -20,7 +20,7 @@ pub const PROTOBUF: &str = "PROTOBUF";
 #[derive(Debug, Clone)]
 pub enum Input {
     Source(String),
-    Descriptor(FileDescriptorProto),
+    Descriptor(Box<FileDescriptorProto>),
 }
 
 impl Input {
@@ -34,7 +34,7 @@ impl Input {
             && let Ok(fdp) = FileDescriptorProto::decode(bytes.as_slice())
             && (fdp.name.is_some() || !fdp.message_type.is_empty() || fdp.syntax.is_some())
         {
-            return Ok(Input::Descriptor(fdp));
+            return Ok(Input::Descriptor(Box::new(fdp)));
         }
         let text = crate::registry::normalize::normalize("schema", schema.as_bytes())
             .map_err(|e| ConfluentError::InvalidSchema(e.to_string()))?;
