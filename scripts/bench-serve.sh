@@ -7,6 +7,9 @@
 #
 # Settings: BENCH_SERVE_DURATION=10s  BENCH_SERVE_CONNECTIONS=32
 #           BENCH_SERVE_REGISTRATIONS=20  BENCH_OUT=docs/benchmarks.md
+#           BENCH_SERVE_BIN=path   measure this protoshelf binary instead of
+#                                  building the release one; BENCH_SERVE_BUILD names
+#                                  it in the report (e.g. "debug build")
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -20,8 +23,14 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
   note "installing wrk and nginx-light (Debian)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk nginx-light >&2
 fi
-cargo build --release --locked --bin protoshelf >&2
-BIN="$PWD/target/release/protoshelf"
+if [[ -n "${BENCH_SERVE_BIN:-}" ]]; then
+  BIN="$BENCH_SERVE_BIN"
+  BUILD="${BENCH_SERVE_BUILD:-the binary given by BENCH_SERVE_BIN}"
+else
+  cargo build --release --locked --bin protoshelf >&2
+  BIN="$PWD/target/release/protoshelf"
+  BUILD="release build"
+fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/protoshelf-bench-serve.XXXXXX")"
 pids=()
@@ -124,7 +133,7 @@ cat >"$section" <<MD
 ## \`protoshelf serve\` against nginx
 
 \`scripts/bench.sh serve\`: \`wrk -t2 -c$CONNS -d$DURATION --latency\` on loopback, against
-\`protoshelf serve\` (release build, local-directory store, one schema registered)
+\`protoshelf serve\` ($BUILD, local-directory store, one schema registered)
 and, in the same run, nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') serving the byte-identical JSON bodies as
 static files (\`worker_processes auto\`, access log off). Both and wrk share
 the machine: $machine. Cached reads: the ID record is immutable and held in
