@@ -9,6 +9,7 @@
 pub mod admin;
 mod blobs;
 mod claims;
+#[cfg(any(test, feature = "fault-injection"))]
 pub mod faults;
 pub mod format;
 pub mod io;
