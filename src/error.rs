@@ -39,7 +39,7 @@ pub enum Error {
     /// A change that breaks the namespace's compatibility policy.
     #[error("incompatible change ({} violation{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" },
         .0.iter().map(|v| format!("  {v}")).collect::<Vec<_>>().join("\n"))]
-    Incompatible(Vec<crate::registry::promote::SchemaViolation>),
+    Incompatible(Vec<crate::compat::SchemaViolation>),
     /// The object store failed (network, permissions, ...).
     #[error("storage error: {0}")]
     Storage(#[source] object_store::Error),

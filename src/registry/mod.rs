@@ -37,8 +37,8 @@ use crate::ids::BUILTINS;
 use crate::model::{Metadata, Namespace, PromotedSchema};
 use crate::objstore::ObjStore;
 
+pub use crate::compat::SchemaViolation;
 pub use limits::Limits;
-pub use promote::SchemaViolation;
 pub use publish::{BatchMember, CheckReport};
 
 /// The namespace setting that holds its compatibility policy.

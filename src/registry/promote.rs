@@ -1,27 +1,12 @@
 //! Promote (compatibility-checked, all-or-nothing), discard and rollback.
 
 use prost_reflect::DescriptorPool;
-use serde::Serialize;
 
 use super::{Promoted, Registry, policy_of, retrying};
-use crate::compat::{self, Violation};
+use crate::compat::{self, SchemaViolation};
 use crate::error::{Error, Result};
 use crate::model::PromotedSchema;
 use crate::store::StageChange;
-
-/// A compatibility violation of one schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SchemaViolation {
-    pub schema_id: String,
-    #[serde(flatten)]
-    pub violation: Violation,
-}
-
-impl std::fmt::Display for SchemaViolation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "schema {}: {}", self.schema_id, self.violation)
-    }
-}
 
 impl Registry {
     async fn pool(&self, namespace: &str, schema: &str, version: u64) -> Result<DescriptorPool> {
