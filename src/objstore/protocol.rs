@@ -331,8 +331,10 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                 hint = Some(self.jump(stream, &mut state).await?);
             }
         }
+        // A hint behind the last checkpoint, ahead of the log or not on a
+        // checkpoint (only checkpoints are hinted) is repaired.
         let due = state.seq - state.seq % CHAIN_MAX;
-        if hint.is_some_and(|h| h < due) {
+        if hint.is_some_and(|h| h != due) {
             self.write_hint(stream, due).await;
         }
         if warm && found == 0 {
@@ -350,7 +352,7 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
             return Ok(target);
         }
         let Some(last) = self.entry(stream, target).await? else {
-            return Ok(0); // a hint ahead of the log: ignore it (and repair)
+            return Ok(target); // ahead of the log: ignored (and repaired)
         };
         let key = |seq| (self.layout.entry)(stream, seq).to_string();
         if last.checkpoint.is_some() {
