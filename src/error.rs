@@ -1,5 +1,6 @@
 //! Typed errors of the library. The CLI maps them to exit codes: user errors
-//! (bad input, not found, conflicts) exit 1, storage and corruption exit 2.
+//! (bad input, not found) exit 1, storage and corruption exit 2, a commit
+//! that lost every race for its whole give-up bound exits 3.
 
 /// Everything a store or registry operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -20,10 +21,17 @@ pub enum Error {
     /// The named thing exists already and cannot be created again.
     #[error("{0} already exists")]
     AlreadyExists(String),
-    /// A concurrent writer changed what this operation depended on, and
-    /// retrying did not get through (or the caller asked not to retry).
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// Every commit attempt lost the race to concurrent writers for the
+    /// whole give-up bound: nothing was committed, so retrying is safe.
+    #[error(
+        "namespace {namespace:?} is too busy: every commit attempt for {}s ({attempts} attempts) lost the race to concurrent writers; nothing was committed, so it is safe to run the command again",
+        waited.as_secs()
+    )]
+    Contended {
+        namespace: String,
+        attempts: u32,
+        waited: std::time::Duration,
+    },
     /// An object whose content does not match its key or its schema.
     #[error("corrupt object {key}: {reason}")]
     Corrupt { key: String, reason: String },
@@ -48,13 +56,52 @@ pub enum Error {
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The CLI's exit code for a contended commit: distinct from user errors
+/// (1) and failures (2), because the right reaction is to run it again.
+pub const EXIT_CONTENDED: u8 = 3;
+
 impl Error {
     /// True when the caller can fix the problem by changing its input: the
-    /// CLI exits 1 for these and 2 for the rest.
+    /// CLI exits 1 for these.
     pub fn is_user_error(&self) -> bool {
         !matches!(
             self,
-            Error::Corrupt { .. } | Error::Storage(_) | Error::Unsupported(_)
+            Error::Corrupt { .. }
+                | Error::Storage(_)
+                | Error::Unsupported(_)
+                | Error::Contended { .. }
         )
+    }
+
+    /// The CLI's exit code: 1 user error, 2 internal or storage failure,
+    /// 3 ([`EXIT_CONTENDED`]) nothing committed under contention.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Contended { .. } => EXIT_CONTENDED,
+            e if e.is_user_error() => 1,
+            _ => 2,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        let contended = Error::Contended {
+            namespace: "ns".into(),
+            attempts: 7,
+            waited: std::time::Duration::from_secs(600),
+        };
+        assert_eq!(contended.exit_code(), 3);
+        let msg = contended.to_string();
+        assert!(
+            msg.contains("nothing was committed") && msg.contains("safe to run the command again"),
+            "{msg}"
+        );
+        assert_eq!(Error::InvalidInput("x".into()).exit_code(), 1);
+        assert_eq!(Error::Unsupported("x".into()).exit_code(), 2);
     }
 }

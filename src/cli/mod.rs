@@ -1,6 +1,6 @@
 //! The `protoshelf` command line: parses, calls the library, prints.
 //! One module per command; exit codes 0 ok, 1 user error, 2 internal or
-//! storage failure.
+//! storage failure, 3 nothing committed under contention (safe to retry).
 
 mod files;
 mod history;
@@ -269,7 +269,7 @@ pub fn main() -> ExitCode {
                 );
             }
             let _ = writeln!(std::io::stderr(), "error: {e}");
-            ExitCode::from(if e.is_user_error() { 1 } else { 2 })
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -179,6 +179,21 @@ impl Io {
         bytes: Bytes,
         is_mine: impl Fn(&T) -> bool,
     ) -> Result<Created<T>> {
+        self.create_record_with(key, bytes, |found| {
+            let record: T = from_json(key.as_ref(), found)?;
+            Ok((is_mine(&record), record))
+        })
+        .await
+    }
+
+    /// [`Self::create_record`] with the caller's decoder: `read_back`
+    /// decodes what is at the key and says whether it is this writer's.
+    pub async fn create_record_with<T>(
+        &self,
+        key: &Path,
+        bytes: Bytes,
+        read_back: impl Fn(&[u8]) -> Result<(bool, T)>,
+    ) -> Result<Created<T>> {
         let mut last = None;
         for attempt in 0..WRITE_ATTEMPTS {
             let outcome = self.create_once(key, bytes.clone()).await;
@@ -192,9 +207,9 @@ impl Io {
                     // failed too: write again. A copy of ours that landed
                     // late is recognised by the next read-back.
                     if let Ok(Some(obj)) = self.get(key).await {
-                        let record: T = from_json(key.as_ref(), &obj.bytes)?;
+                        let (mine, record) = read_back(&obj.bytes)?;
                         self.cache.insert(key.to_string(), obj).await;
-                        if is_mine(&record) {
+                        if mine {
                             // Our write landed although we were told otherwise.
                             self.counters.ambiguous_settled.fetch_add(1, Relaxed);
                             return Ok(Created::Mine);

@@ -19,6 +19,7 @@ pub mod log;
 pub mod metrics;
 mod namespaces;
 mod pointers;
+pub mod protocol;
 pub mod records;
 pub mod url;
 mod versions;
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 pub use blobs::sha256_hex;
-pub use log::NsState;
+pub use log::{Mutation, NsAttempt, NsState};
 use metrics::{Instrumented, RequestCounts};
 use records::{FormatMarker, LogEntry};
 pub use url::{Backend, BackendKind};
@@ -54,6 +55,8 @@ pub struct ProtocolStats {
     pub write_retries: u64,
     pub checkpoints: u64,
     pub cache_hits: u64,
+    /// The most races one commit lost before it landed.
+    pub most_lost: u64,
 }
 
 /// A handle on a protoshelf store. Clones share caches and counters; handles
@@ -124,7 +127,11 @@ impl ObjStore {
         let os: Arc<dyn ObjectStore> = Arc::new(metrics.clone());
         let io = Arc::new(io::Io::new(os, cache_bytes));
         let marker = format::ensure(&io).await?;
-        let log = log::Log::new(io.clone(), writer_name(), marker.format_version);
+        let codec = log::JsonLog {
+            writer: writer_name(),
+            format_version: marker.format_version,
+        };
+        let log = log::Log::new(io.clone(), codec, log::LAYOUT);
         Ok(ObjStore {
             inner: Arc::new(Inner {
                 kind: backend.kind,
@@ -214,6 +221,7 @@ impl ObjStore {
             write_retries: c.write_retries.load(Relaxed),
             checkpoints: c.checkpoints.load(Relaxed),
             cache_hits: c.cache_hits.load(Relaxed),
+            most_lost: self.inner.log.most_lost() as u64,
         }
     }
 
@@ -238,7 +246,19 @@ impl ObjStore {
     /// The log entries `from..=to` of a namespace, oldest first.
     pub async fn log_entries(&self, ns: &str, from: u64, to: u64) -> Result<Vec<LogEntry>> {
         self.require_namespace(ns).await?;
-        self.inner.log.entries(ns, from, to).await
+        let entries = self.inner.log.entries(ns, from, to).await?;
+        Ok(entries.into_iter().map(LogEntry::from).collect())
+    }
+
+    /// How long a commit of this handle (and its clones) keeps losing races
+    /// to concurrent writers before it gives up with
+    /// [`crate::Error::Contended`] ([`protocol::DEFAULT_GIVE_UP`] unless set).
+    pub fn set_commit_give_up(&self, bound: std::time::Duration) {
+        self.inner.log.set_give_up_after(bound);
+    }
+
+    pub fn commit_give_up(&self) -> std::time::Duration {
+        self.inner.log.give_up_after()
     }
 }
 

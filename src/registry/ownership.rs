@@ -19,7 +19,11 @@ pub async fn check_paths(
     builtins: Option<&View>,
     files: &[(String, String)],
 ) -> Result<()> {
-    let clashes: Vec<Option<String>> = futures::stream::iter(files)
+    // Futures collected before streaming them: a stream of a closure over
+    // references is not provably `Send` (rustc's higher-ranked lifetimes),
+    // and a commit's plan must be.
+    let checks: Vec<_> = files
+        .iter()
         .map(|(schema, path)| async move {
             if let Some(o) = view.owner_of_path(path).await? {
                 return Ok::<_, Error>(Some(format!(
@@ -36,6 +40,8 @@ pub async fn check_paths(
                 }
             Ok(None)
         })
+        .collect();
+    let clashes: Vec<Option<String>> = futures::stream::iter(checks)
         .buffered(16)
         .try_collect()
         .await?;

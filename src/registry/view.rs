@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
 use crate::model::VersionFile;
+use crate::objstore::log::NsPointers;
 use crate::objstore::{NsState, ObjStore};
 use crate::store::ClaimKind;
 
@@ -27,6 +28,16 @@ pub struct Owner {
     pub sha256: String,
 }
 
+/// What a view was asked about its state: enough to tell whether a commit
+/// that landed since then could change any answer it gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// Schemas whose version the view looked up, with the version it saw.
+    pub versions: BTreeMap<String, Option<u64>>,
+    /// Claim names the view looked up, with the claimants it found.
+    pub claims: BTreeMap<(ClaimKind, String), Vec<String>>,
+}
+
 pub struct View {
     pub store: ObjStore,
     pub namespace: String,
@@ -37,6 +48,15 @@ pub struct View {
     /// Schemas whose files are being replaced by the caller: ignored here.
     excluded: Vec<String>,
     lookups: Mutex<HashMap<(ClaimKind, String), Vec<String>>>,
+    reads: Mutex<Reads>,
+}
+
+/// The version of `schema` a view of `tree` sees in `state`.
+pub fn version_in(state: &NsPointers, tree: Tree, schema: &str) -> Option<u64> {
+    match tree {
+        Tree::Proposed => state.proposed(schema),
+        Tree::Current => state.pointers(schema).current,
+    }
 }
 
 impl View {
@@ -49,6 +69,7 @@ impl View {
             swept: HashMap::new(),
             excluded: Vec::new(),
             lookups: Mutex::default(),
+            reads: Mutex::default(),
         }
     }
 
@@ -72,14 +93,25 @@ impl View {
 
     /// The version of `schema` this view sees.
     pub fn version_of(&self, schema: &str) -> Option<u64> {
-        let p = self.state.pointers(schema);
-        match self.tree {
-            Tree::Proposed => p.staged.or(p.current),
-            Tree::Current => p.current,
-        }
+        let v = version_in(&self.state, self.tree, schema);
+        let mut reads = self.reads.lock().unwrap();
+        reads.versions.insert(schema.to_string(), v);
+        v
+    }
+
+    /// Everything this view was asked so far.
+    pub fn reads(&self) -> Reads {
+        self.reads.lock().unwrap().clone()
     }
 
     async fn claimants(&self, kind: ClaimKind, name: &str) -> Result<Vec<String>> {
+        let found = self.lookup_claimants(kind, name).await?;
+        let mut reads = self.reads.lock().unwrap();
+        reads.claims.insert((kind, name.to_string()), found.clone());
+        Ok(found)
+    }
+
+    async fn lookup_claimants(&self, kind: ClaimKind, name: &str) -> Result<Vec<String>> {
         if let Some(all) = self.swept.get(&kind) {
             return Ok(all.get(name).cloned().unwrap_or_default());
         }
