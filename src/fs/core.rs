@@ -553,7 +553,7 @@ impl FsCore {
                             mtime: snap.mtime,
                         })
                     }
-                    ["versions", v, tail @ ..] => self.version_entry(ns, schema, v, tail),
+                    ["versions", v, tail @ ..] => self.version_entry(snap, schema, v, tail),
                     _ => Err(FsError::NotFound),
                 }
             }
@@ -565,8 +565,9 @@ impl FsCore {
         }
     }
 
-    fn version_entry(&self, ns: &str, schema: &str, v: &str, tail: &[&str]) -> FsResult<Entry> {
-        let v = number(v)?;
+    fn version_entry(&self, snap: &Snapshot, schema: &str, v: &str, tail: &[&str]) -> FsResult<Entry> {
+        let ns = snap.namespace.as_str();
+        let v = self.published_number(snap, schema, v)?;
         let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
         let file = |size| {
             Ok(Entry::File {
@@ -648,11 +649,16 @@ impl FsCore {
                         Ok(out)
                     }
                     ["schemas", schema, "versions"] => {
-                        let vs = self.rt.block_on(self.store.list_versions(ns, schema))?;
-                        Ok(dirs(vs.into_iter().map(|v| v.to_string()).collect()))
+                        // The versions the log named: a manifest it never
+                        // named is an interrupted or superseded publish's.
+                        let published =
+                            self.rt.block_on(self.store.published_upto(ns, snap.seq))?;
+                        Ok(dirs(
+                            published.of(schema).iter().map(u64::to_string).collect(),
+                        ))
                     }
                     ["schemas", schema, "versions", v, tail @ ..] => {
-                        let v = number(v)?;
+                        let v = self.published_number(&snap, schema, v)?;
                         let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
                         let mut tree = Tree::default();
                         for f in &m.files {
@@ -711,7 +717,7 @@ impl FsCore {
                     ["current.binpb"] => Ok(snap.current.descriptor_set(&self.store, &self.rt)?),
                     ["staged.binpb"] => Ok(snap.staged.descriptor_set(&self.store, &self.rt)?),
                     ["schemas", schema, "versions", v, tail @ ..] => {
-                        let v = number(v)?;
+                        let v = self.published_number(&snap, schema, v)?;
                         match tail {
                             ["descriptor.binpb"] => Ok(self
                                 .rt
@@ -740,6 +746,24 @@ impl FsCore {
                 }
             }
             _ => Err(FsError::NotFound),
+        }
+    }
+
+    /// A `versions/<N>` segment naming a version the log staged or made
+    /// current; any other stored manifest is not shown.
+    fn published_number(&self, snap: &Snapshot, schema: &str, segment: &str) -> FsResult<u64> {
+        let v = number(segment)?;
+        let p = snap.schemas.get(schema).ok_or(FsError::NotFound)?;
+        if p.current == Some(v) || p.staged == Some(v) {
+            return Ok(v);
+        }
+        let published = self
+            .rt
+            .block_on(self.store.published_upto(&snap.namespace, snap.seq))?;
+        if v <= p.latest && published.contains(schema, v) {
+            Ok(v)
+        } else {
+            Err(FsError::NotFound)
         }
     }
 

@@ -135,7 +135,7 @@ impl ObjStore {
         }
         let sha = sha256_hex(&ver.compiled);
         let key = keys::descriptor(ns, &sha);
-        self.io().create_content(&key, ver.compiled.clone()).await?;
+        self.io().create_collectable(&key, ver.compiled.clone()).await?;
         Ok(DescriptorRef {
             key: key.to_string(),
             sha256: sha,
@@ -240,6 +240,33 @@ impl ObjStore {
         files: &[VersionFile],
         deps: &[VersionDep],
     ) -> Result<u64> {
+        self.allocate_version(ver, files, deps, false).await
+    }
+
+    /// [`Self::create_version`], except that when the newest stored version
+    /// is one the log has not named yet and has exactly this content (files,
+    /// deps, descriptor, author, metadata), that version is returned instead
+    /// of a new one: a publish run again after dying between storing and
+    /// staging its version picks up where it stopped rather than leaving
+    /// the first attempt's manifest behind. Only the newest is reused, and
+    /// gc never removes the newest version of a schema, so a reused version
+    /// cannot be collected under the publish.
+    pub async fn create_or_reuse_version(
+        &self,
+        ver: &SchemaVersion,
+        files: &[VersionFile],
+        deps: &[VersionDep],
+    ) -> Result<u64> {
+        self.allocate_version(ver, files, deps, true).await
+    }
+
+    async fn allocate_version(
+        &self,
+        ver: &SchemaVersion,
+        files: &[VersionFile],
+        deps: &[VersionDep],
+        reuse: bool,
+    ) -> Result<u64> {
         self.validate_version_input(ver, files)?;
         let descriptor = self.prepare_version(ver, files).await?;
         let (ns, schema) = (&ver.namespace_id, &ver.schema_id);
@@ -270,14 +297,24 @@ impl ObjStore {
             .unwrap()
             .remove(&(ns.clone(), schema.clone()));
         let mut listed = !fresh;
+        let mut reuse = reuse;
         loop {
             let next = if listed {
-                self.versions_after(ns, schema, floor)
-                    .await?
-                    .last()
-                    .copied()
-                    .unwrap_or(floor)
-                    + 1
+                let newest = self.versions_after(ns, schema, floor).await?.last().copied();
+                if let Some(newest) = newest.filter(|_| reuse) {
+                    reuse = false; // once: a version made since is someone else's
+                    let m = self.manifest(ns, schema, newest).await?;
+                    if m.descriptor == descriptor
+                        && m.files == files
+                        && m.deps == deps
+                        && m.compiler_version == ver.compiler_version
+                        && m.created_by == ver.created_by
+                        && m.metadata == ver.metadata
+                    {
+                        return Ok(newest);
+                    }
+                }
+                newest.unwrap_or(floor) + 1
             } else {
                 floor + 1
             };

@@ -162,10 +162,9 @@ impl Registry {
         force: bool,
         promote: bool,
     ) -> Result<Option<Promoted>> {
-        // Exists?
-        self.store
-            .get_version_files(namespace, schema, version)
-            .await?;
+        // Only versions the log once staged: one it never named was left by
+        // an interrupted or superseded publish, and gc may remove it.
+        self.require_published(namespace, schema, version).await?;
         retrying(namespace, "rollback", async || {
             let state = self.store.namespace_state(namespace).await?;
             if !force && let Some(current) = state.pointers(schema).current {
