@@ -108,14 +108,13 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let (ns, rest) = ctx.ns_fixed(args, 1)?;
             let schema = &rest[0];
             let v = registry.readable_version(&ns, schema, version).await?;
-            let files = store.get_version_files(&ns, schema, v).await?;
-            let mut sources = Vec::new();
-            for f in &files {
+            let sources = store.get_version_sources(&ns, schema, v).await?;
+            for (f, _) in &sources {
                 // Stored paths were validated on publish; check again before
                 // they become local paths.
                 protoshelf::ids::validate_file_path(&f.path)?;
-                sources.push((f, store.get_blob(&ns, &f.sha256).await?.source));
             }
+            let files: Vec<_> = sources.iter().map(|(f, _)| f.clone()).collect();
             if let Some(dir) = out {
                 for (f, bytes) in &sources {
                     let target = Path::new(&dir).join(&f.path);

@@ -463,7 +463,19 @@ impl FsCore {
     }
 
     fn blob_size(&self, ns: &str, sha: &str) -> FsResult<u64> {
-        Ok(self.rt.block_on(self.store.get_blob(ns, sha))?.source.len() as u64)
+        Ok(self.referenced_blob(ns, sha)?.len() as u64)
+    }
+
+    /// A blob a version names: a missing one is damage (EIO naming its
+    /// key), not an absent file.
+    fn referenced_blob(&self, ns: &str, sha: &str) -> FsResult<Bytes> {
+        match self.rt.block_on(self.store.get_blob(ns, sha)) {
+            Ok(b) => Ok(b.source),
+            Err(Error::NotFound(_)) => Err(FsError::Io(format!(
+                "corrupt object ns/{ns}/blobs/{sha}: missing, but a version refers to it"
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn tree_entry(
@@ -700,9 +712,7 @@ impl FsCore {
     pub fn content(&self, path: &str) -> FsResult<Bytes> {
         self.counters.content_loads.fetch_add(1, Relaxed);
         let parts = split(path);
-        let blob = |ns: &str, sha: &str| -> FsResult<Bytes> {
-            Ok(self.rt.block_on(self.store.get_blob(ns, sha))?.source)
-        };
+        let blob = |ns: &str, sha: &str| self.referenced_blob(ns, sha);
         match parts.as_slice() {
             [STATS_DIR, "stats"] => Ok(Bytes::from(self.stats())),
             [ns, rest @ ..] => {
@@ -781,7 +791,7 @@ impl FsCore {
     /// A blob's bytes (what a content ID `namespace:sha256` names).
     pub fn blob(&self, ns: &str, sha: &str) -> FsResult<Bytes> {
         self.counters.content_loads.fetch_add(1, Relaxed);
-        Ok(self.rt.block_on(self.store.get_blob(ns, sha))?.source)
+        self.referenced_blob(ns, sha)
     }
 
     /// The target of symlink `path`.

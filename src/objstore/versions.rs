@@ -15,6 +15,17 @@ use crate::error::{Error, Result};
 use crate::ids::{validate_namespace_id, validate_schema_id};
 use crate::model::*;
 
+/// The error for an object a manifest names that storage does not have.
+pub(super) fn referenced_but_missing(key: &object_store::path::Path, m: &VersionManifest) -> Error {
+    Error::Corrupt {
+        key: key.to_string(),
+        reason: format!(
+            "missing, but {} refers to it",
+            keys::version(&m.namespace_id, &m.schema_id, m.version)
+        ),
+    }
+}
+
 impl ObjStore {
     /// A version's manifest (cached): files, deps, descriptor key, author, time.
     pub async fn manifest(&self, ns: &str, schema: &str, version: u64) -> Result<VersionManifest> {
@@ -25,6 +36,13 @@ impl ObjStore {
         // read only to say which of the two is missing.
         let Some(manifest) = self.read_record::<VersionManifest>(&key).await? else {
             self.require_schema(ns, schema).await?;
+            // A version the log staged cannot be missing: that is damage.
+            if self.is_published(ns, schema, version).await? {
+                return Err(Error::Corrupt {
+                    key: key.to_string(),
+                    reason: "missing, but the log stages this version".into(),
+                });
+            }
             return Err(Error::NotFound(format!(
                 "version {version} of schema {schema:?} in namespace {ns:?}"
             )));
@@ -47,10 +65,33 @@ impl ObjStore {
             "descriptor of version {} of schema {:?}",
             m.version, m.schema_id
         );
-        Ok(self
-            .verified(&key, &m.descriptor.sha256, &what)
-            .await?
-            .bytes)
+        match self.verified(&key, &m.descriptor.sha256, &what).await {
+            Ok(obj) => Ok(obj.bytes),
+            Err(Error::NotFound(_)) => Err(referenced_but_missing(&key, m)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A version's files with their sources, each verified against its
+    /// hash. A blob the manifest names but storage lacks is damage
+    /// (`Corrupt`, naming the blob's key), not a caller's mistake.
+    pub async fn get_version_sources(
+        &self,
+        namespace_id: &str,
+        schema_id: &str,
+        version: u64,
+    ) -> Result<Vec<(VersionFile, Bytes)>> {
+        let m = self.manifest(namespace_id, schema_id, version).await?;
+        let mut out = Vec::new();
+        for f in &m.files {
+            let key = keys::blob(namespace_id, &f.sha256);
+            match self.get_blob(namespace_id, &f.sha256).await {
+                Ok(b) => out.push((f.clone(), b.source)),
+                Err(Error::NotFound(_)) => return Err(referenced_but_missing(&key, &m)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn load_versions(
