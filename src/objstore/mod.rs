@@ -12,6 +12,8 @@ mod claims;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod faults;
 pub mod format;
+pub mod gc;
+pub mod inventory;
 pub mod io;
 pub mod keys;
 mod listing;
@@ -20,8 +22,10 @@ pub mod metrics;
 mod namespaces;
 mod pointers;
 pub mod protocol;
+pub mod published;
 pub mod records;
 pub mod url;
+pub mod verify;
 mod versions;
 
 use std::sync::Arc;
@@ -81,6 +85,8 @@ struct Inner {
     /// removed, so they are never written again, and a lookup may try
     /// them before listing (see `known_claimants`).
     known_claims: std::sync::Mutex<ClaimIndex>,
+    /// Per namespace, the versions its log named (see published.rs).
+    published: std::sync::Mutex<std::collections::HashMap<String, Arc<published::Published>>>,
 }
 
 /// (namespace, kind, name) → claimants.
@@ -123,16 +129,51 @@ impl ObjStore {
     }
 
     pub async fn with_cache(backend: Backend, cache_bytes: u64) -> Result<Self> {
+        let (metrics, io) = Self::layers(&backend, cache_bytes);
+        let marker = format::ensure(&io).await?;
+        Ok(Self::assemble(backend, metrics, io, marker))
+    }
+
+    /// Opens a store to inspect it (`verify`): never writes, and opens even
+    /// when the format marker is missing or damaged, returning that problem
+    /// beside the handle (which then assumes this build's format). A store
+    /// that is empty is `NotFound`.
+    pub async fn inspect(backend: Backend) -> Result<(Self, Option<crate::Error>)> {
+        let (metrics, io) = Self::layers(&backend, DEFAULT_CACHE_BYTES);
+        let (marker, problem) = match format::inspect(&io).await? {
+            Ok(marker) => (marker, None),
+            Err(e @ crate::Error::NotFound(_)) => return Err(e),
+            Err(e) => {
+                let assumed = FormatMarker {
+                    format: "protoshelf".into(),
+                    format_version: records::FORMAT_VERSION,
+                    created_at: chrono::Utc::now(),
+                    writer_id: String::new(),
+                };
+                (assumed, Some(e))
+            }
+        };
+        Ok((Self::assemble(backend, metrics, io, marker), problem))
+    }
+
+    fn layers(backend: &Backend, cache_bytes: u64) -> (Instrumented, Arc<io::Io>) {
         let metrics = Instrumented::new(backend.store.clone());
         let os: Arc<dyn ObjectStore> = Arc::new(metrics.clone());
-        let io = Arc::new(io::Io::new(os, cache_bytes));
-        let marker = format::ensure(&io).await?;
+        (metrics, Arc::new(io::Io::new(os, cache_bytes)))
+    }
+
+    fn assemble(
+        backend: Backend,
+        metrics: Instrumented,
+        io: Arc<io::Io>,
+        marker: FormatMarker,
+    ) -> Self {
         let codec = log::JsonLog {
             writer: writer_name(),
             format_version: marker.format_version,
         };
         let log = log::Log::new(io.clone(), codec, log::LAYOUT);
-        Ok(ObjStore {
+        ObjStore {
             inner: Arc::new(Inner {
                 kind: backend.kind,
                 url: backend.url,
@@ -142,8 +183,9 @@ impl ObjStore {
                 marker,
                 fresh_schemas: Default::default(),
                 known_claims: Default::default(),
+                published: Default::default(),
             }),
-        })
+        }
     }
 
     pub fn url(&self) -> &str {

@@ -17,6 +17,7 @@
 //! # }).unwrap();
 //! ```
 
+pub mod catalog;
 pub mod compile;
 pub mod limits;
 pub mod normalize;
@@ -39,6 +40,7 @@ use crate::ids::BUILTINS;
 use crate::model::{Metadata, Namespace, PromotedSchema};
 use crate::objstore::ObjStore;
 
+pub use catalog::SchemaInfo;
 pub use crate::compat::SchemaViolation;
 pub use limits::Limits;
 pub use publish::{BatchMember, CheckReport};
@@ -163,19 +165,34 @@ impl Registry {
     }
 
     /// Creates a namespace with its compatibility policy.
+    ///
+    /// The record and the policy are two writes: a create interrupted
+    /// between them leaves a namespace with no commit. Creating it again
+    /// with the same metadata finishes the job instead of failing, while the
+    /// namespace has no commit (nothing can tell that create from this one).
     pub async fn create_namespace(
         &self,
         id: &str,
         policy: Policy,
         metadata: Metadata,
     ) -> Result<()> {
-        self.store
+        let created = self
+            .store
             .create_namespace(&Namespace {
                 id: id.to_string(),
                 created_at: Utc::now(),
-                metadata,
+                metadata: metadata.clone(),
             })
-            .await?;
+            .await;
+        if let Err(crate::Error::AlreadyExists(what)) = created {
+            let existing = self.store.get_namespace(id).await?;
+            let state = self.store.namespace_state(id).await?;
+            if state.seq > 0 || existing.metadata != metadata {
+                return Err(crate::Error::AlreadyExists(what));
+            }
+        } else {
+            created?;
+        }
         if policy != Policy::default() {
             self.set_policy(id, policy).await?;
         }

@@ -177,10 +177,9 @@ impl Registry {
             schema_id: schema.to_string(),
             version: Some(version),
         }];
-        // Exists?
-        self.store
-            .get_version_files(namespace, schema, version)
-            .await?;
+        // Only versions the log once staged: one it never named was left by
+        // an interrupted or superseded publish, and gc may remove it.
+        self.require_published(namespace, schema, version).await?;
         let plan = RollbackPlan {
             registry: self,
             namespace,

@@ -729,7 +729,9 @@ impl Registry {
                 &packages.into_iter().collect::<Vec<_>>(),
             )
             .await?;
-        store.create_version(&ver, &p.version_files(), deps).await
+        store
+            .create_or_reuse_version(&ver, &p.version_files(), deps)
+            .await
     }
 }
 
