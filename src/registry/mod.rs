@@ -18,6 +18,7 @@
 //! ```
 
 pub mod compile;
+pub mod guard;
 pub mod limits;
 pub mod normalize;
 mod ownership;
