@@ -1,6 +1,7 @@
 //! Typed errors of the library. The CLI maps them to exit codes: user errors
-//! (bad input, not found) exit 1, storage and corruption exit 2, a commit
-//! that lost every race for its whole give-up bound exits 3.
+//! (bad input, not found) exit 1; storage, corruption and limits a busy
+//! machine can exceed (the compile time limit) exit 2; a commit that lost
+//! every race for its whole give-up bound exits 3.
 
 /// Everything a store or registry operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,13 @@ pub enum Error {
     /// A `.proto` source that does not compile: `file:line:column: message`.
     #[error("compile error: {0}")]
     Compile(String),
+    /// Compiling one schema took longer than `Limits::compile_timeout`: a
+    /// resource limit (a busy machine compiles slower), not bad input.
+    #[error("compile time limit exceeded: compiling {what} took longer than {}, the limit per schema; this is not an error in the files (a busy machine compiles slower): retry, or raise the limit with --compile-timeout (Limits::compile_timeout in the library)", fmt_duration(*.limit))]
+    CompileTimeout {
+        what: String,
+        limit: std::time::Duration,
+    },
     /// A change that breaks the namespace's compatibility policy.
     #[error("incompatible change ({} violation{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" },
         .0.iter().map(|v| format!("  {v}")).collect::<Vec<_>>().join("\n"))]
@@ -70,6 +78,7 @@ impl Error {
                 | Error::Storage(_)
                 | Error::Unsupported(_)
                 | Error::Contended { .. }
+                | Error::CompileTimeout { .. }
         )
     }
 
@@ -103,5 +112,14 @@ mod tests {
         );
         assert_eq!(Error::InvalidInput("x".into()).exit_code(), 1);
         assert_eq!(Error::Unsupported("x".into()).exit_code(), 2);
+    }
+}
+
+/// `30 s`, `1.5 s` or `250 ms`.
+fn fmt_duration(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
     }
 }

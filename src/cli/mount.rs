@@ -30,7 +30,7 @@ pub struct Args {
     no_prefetch: bool,
 }
 
-fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+pub(super) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let (num, unit) = s.trim().split_at(
         s.trim()
             .find(|c: char| c.is_ascii_alphabetic())

@@ -483,9 +483,12 @@ impl Registry {
         sources.gather(&view, builtins.as_ref()).await?;
         let roots: Vec<String> = own.iter().map(|(_, p, _)| p.clone()).collect();
         drop(own);
-        let pool = sources.compile(roots, self.limits.compile_timeout).await?;
+        let members: Vec<&str> = prepared.iter().map(|p| p.schema_id.as_str()).collect();
+        let pool = sources
+            .compile(roots, &members, self.limits.compile_timeout)
+            .await?;
         let sources = Arc::new(sources);
-        ownership::check_symbols(&view, builtins.as_ref(), &pool, &ours).await?;
+        ownership::check_symbols(&view, builtins.as_ref(), &pool, &sources, &ours).await?;
         // Member-level dependencies, to create versions dependencies first.
         let order = dependency_order(&changed, prepared, &sources, &pool)?;
         let builtins_seq = builtins.as_ref().map(|b| b.state.seq);
@@ -773,8 +776,10 @@ fn default_author() -> String {
 }
 
 /// Orders changed members in waves: every member comes in a wave after the
-/// members whose files it imports, and a wave's members are independent. Schemas importing each other's files are refused:
-/// their versions could not name each other.
+/// members whose files it imports, and a wave's members are independent
+/// (levels of a topological sort, linear in the batch and its imports).
+/// Schemas importing each other's files are refused: their versions could
+/// not name each other.
 fn dependency_order(
     changed: &[usize],
     prepared: &[Prepared],
@@ -797,45 +802,65 @@ fn dependency_order(
             }
         }
     }
-    let mut order = Vec::new();
+    let mut waiting: HashMap<usize, usize> = needs.iter().map(|(i, d)| (*i, d.len())).collect();
+    let mut needed_by: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, deps) in &needs {
+        for d in deps {
+            needed_by.entry(*d).or_default().push(*i);
+        }
+    }
+    let mut order: Vec<Vec<usize>> = Vec::new();
     let mut done = BTreeSet::new();
-    while done.len() < changed.len() {
-        let ready: Vec<usize> = needs
-            .iter()
-            .filter(|(i, deps)| !done.contains(*i) && deps.iter().all(|d| done.contains(d)))
-            .map(|(i, _)| *i)
-            .collect();
-        if ready.is_empty() {
-            // Every member left waits on another one left: walking those
-            // edges must come back to a member already seen, and the walk
-            // from there is the cycle to report (not every waiting member).
-            let mut walk: Vec<usize> = vec![
-                *needs
-                    .keys()
-                    .find(|i| !done.contains(*i))
-                    .expect("members left"),
-            ];
-            let start = loop {
-                let last = *walk.last().unwrap();
-                let next = *needs[&last]
-                    .iter()
-                    .find(|d| !done.contains(*d))
-                    .expect("waits on someone");
-                if let Some(at) = walk.iter().position(|&w| w == next) {
-                    break at;
+    let mut ready: Vec<usize> = needs
+        .iter()
+        .filter(|(_, d)| d.is_empty())
+        .map(|(i, _)| *i)
+        .collect();
+    while !ready.is_empty() {
+        let mut next = Vec::new();
+        for i in &ready {
+            for j in needed_by.get(i).into_iter().flatten() {
+                let w = waiting.get_mut(j).unwrap();
+                *w -= 1;
+                if *w == 0 {
+                    next.push(*j);
                 }
-                walk.push(next);
-            };
-            let stuck: Vec<&str> = walk[start..]
-                .iter()
-                .map(|&i| prepared[i].schema_id.as_str())
-                .collect();
-            return Err(Error::InvalidInput(format!(
-                "schemas {stuck:?} import each other's files in a cycle; put those files in one schema"
-            )));
+            }
         }
         done.extend(ready.iter().copied());
-        order.push(ready);
+        next.sort_unstable();
+        order.push(std::mem::replace(&mut ready, next));
+    }
+    if done.len() < changed.len() {
+        // Every member left waits on another one left: walking those
+        // edges must come back to a member already seen, and the walk
+        // from there is the cycle to report (not every waiting member).
+        let mut walk: Vec<usize> = vec![
+            *needs
+                .keys()
+                .find(|i| !done.contains(*i))
+                .expect("members left"),
+        ];
+        let mut on_walk: HashMap<usize, usize> = HashMap::from([(walk[0], 0)]);
+        let start = loop {
+            let last = *walk.last().unwrap();
+            let next = *needs[&last]
+                .iter()
+                .find(|d| !done.contains(*d))
+                .expect("waits on someone");
+            if let Some(&at) = on_walk.get(&next) {
+                break at;
+            }
+            on_walk.insert(next, walk.len());
+            walk.push(next);
+        };
+        let stuck: Vec<&str> = walk[start..]
+            .iter()
+            .map(|&i| prepared[i].schema_id.as_str())
+            .collect();
+        return Err(Error::InvalidInput(format!(
+            "schemas {stuck:?} import each other's files in a cycle; put those files in one schema"
+        )));
     }
     Ok(order)
 }
