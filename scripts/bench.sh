@@ -14,6 +14,9 @@
 #   4. mount to first successful protoc, and the mount's peak RSS;
 #   5. scale curves for 10 -> 10,000 schemas (benches/scale.rs);
 #   6. idle mount requests.
+# `scripts/bench.sh serve` runs only the server benchmark
+# (scripts/bench-serve.sh: protoshelf serve against nginx with wrk); the full
+# run ends with it too.
 # Prints the tables and writes them to docs/benchmarks.md with the machine
 # and the commands. Nothing is asserted: tests check behaviour, this measures.
 #
@@ -26,6 +29,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
+if [[ "${1:-}" == serve ]]; then
+  exec bash scripts/bench-serve.sh
+fi
 
 RUNS="${BENCH_RUNS:-5}"
 SIZES="${BENCH_SIZES:-10,100,1000,10000}"
@@ -286,3 +292,5 @@ python3 scripts/bench_report.py "$RESULTS" "$NFILES" "$CORPUS_MB" "$machine" "$v
 cp "$WORK/report.md" "$OUT"
 cat "$WORK/report.md"
 note "wrote $OUT"
+# The server benchmark adds its section to the report just written.
+BENCH_OUT="$OUT" bash scripts/bench-serve.sh

@@ -115,6 +115,16 @@ else
   note "WARNING: buf unavailable; the buf comparison test will be SKIPPED"
 fi
 
+# --- the Schema Registry clients (tests/serve.rs drives them) ------------------
+if clients_env="$(bash scripts/clients.sh install)"; then
+  eval "$clients_env" # PROTOSHELF_CLIENTS_PY, PROTOSHELF_CLIENTS_NODE_PATH
+elif is_ci; then
+  note "ERROR: the Schema Registry clients could not be installed, and CI=true: their tests must not be skipped"
+  exit 1
+else
+  note "WARNING: Schema Registry clients unavailable; their tests will be SKIPPED"
+fi
+
 # --- tests ----------------------------------------------------------------------
 # --all-targets does not include doctests, hence the second run.
 note "cargo test --all-targets --locked $*"

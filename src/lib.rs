@@ -7,12 +7,14 @@
 //!   on create-if-absent writes.
 
 pub mod compat;
+pub mod confluent;
 pub mod error;
 pub mod fs;
 pub mod ids;
 pub mod model;
 pub mod objstore;
 pub mod registry;
+pub mod server;
 pub mod store;
 
 pub use error::{Error, Result};

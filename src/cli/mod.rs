@@ -10,6 +10,7 @@ mod mount;
 mod namespace;
 mod publish;
 mod schema;
+mod serve;
 mod staging;
 
 use std::io::Write;
@@ -93,6 +94,8 @@ enum Command {
     Gc(maintenance::GcArgs),
     /// Mount the registry read-only (FUSE) until unmounted or interrupted.
     Mount(mount::Args),
+    /// Serve the registry: Confluent Schema Registry REST API and gRPC on one port.
+    Serve(serve::Args),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -226,6 +229,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Verify(a) => maintenance::verify(ctx, a).await,
         Command::Gc(a) => maintenance::gc(ctx, a).await,
         Command::Mount(a) => mount::run(ctx, a).await,
+        Command::Serve(a) => serve::run(ctx, a).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -30,7 +30,7 @@ pub struct Args {
     no_prefetch: bool,
 }
 
-pub(super) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let (num, unit) = s.trim().split_at(
         s.trim()
             .find(|c: char| c.is_ascii_alphabetic())
@@ -51,7 +51,7 @@ pub(super) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_size(s: &str) -> std::result::Result<u64, String> {
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let t = s.trim();
     let (num, unit) = t.split_at(t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len()));
     let n: u64 = num

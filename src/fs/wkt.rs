@@ -41,7 +41,9 @@ fn quote(s: &str) -> String {
     out
 }
 
-fn print_file(f: &FileDescriptorProto) -> String {
+/// Prints a file descriptor as `.proto` source (also the Confluent API's
+/// text form of schemas it receives as descriptors).
+pub fn print_file(f: &FileDescriptorProto) -> String {
     let mut out = String::new();
     let proto3 = f.syntax() == "proto3";
     let _ = writeln!(

@@ -95,6 +95,32 @@ pub fn head(ns: &str) -> Path {
     Path::from(format!("ns/{ns}/head.json"))
 }
 
+/// The Confluent-compatible API's global schema IDs (`protoshelf serve`):
+/// one immutable record per ID, 20 digits so key order is numeric order.
+pub fn schema_id(id: u64) -> Path {
+    Path::from(format!("confluent/ids/{id:020}.json"))
+}
+
+/// Which ID a schema content (by SHA-256) got: created once, never moved.
+pub fn schema_content(sha256: &str) -> Path {
+    Path::from(format!("confluent/content/{sha256}.json"))
+}
+
+/// Best-effort hint of the highest allocated schema ID (plain overwrite).
+pub fn schema_ids_head() -> Path {
+    Path::from("confluent/ids-head.json")
+}
+
+/// The Confluent API's global settings, one numbered immutable entry per
+/// change; the highest is in force.
+pub fn confluent_config_dir() -> Path {
+    Path::from("confluent/config")
+}
+
+pub fn confluent_config(seq: u64) -> Path {
+    Path::from(format!("confluent/config/{seq:020}.json"))
+}
+
 /// Parses the number out of a version key's file name.
 pub fn parse_version_file(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".json")?;

@@ -167,6 +167,60 @@ pub const CHECKSUM_FIELD: &str = "checksum";
 /// `,"checksum":"` + 64 hex digits + `"}`.
 const CHECKSUM_SUFFIX_LEN: usize = 13 + 64 + 2;
 
+/// `confluent/ids/<id:020>.json`: a global schema ID of the Confluent API
+/// and the schema it names. Immutable; created with create-if-absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaIdRecord {
+    pub id: u64,
+    /// SHA-256 of the content this ID names (see `SchemaContent`).
+    pub sha256: String,
+    pub schema_type: String,
+    /// The schema text as served (`.proto` source).
+    pub schema: String,
+    #[serde(default)]
+    pub references: Vec<SchemaReference>,
+    /// Base64 of the main file's `FileDescriptorProto` (`format=serialized`).
+    #[serde(default)]
+    pub serialized: String,
+    pub created_at: DateTime<Utc>,
+    pub writer_id: String,
+}
+
+/// A Confluent schema reference: `import "<name>"` resolved to version
+/// `version` of `subject`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SchemaReference {
+    pub name: String,
+    pub subject: String,
+    pub version: i64,
+}
+
+/// `confluent/content/<sha256>.json`: the ID a content got. The first
+/// creator wins, so identical content gets one ID from every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaContentRecord {
+    pub sha256: String,
+    pub id: u64,
+    pub writer_id: String,
+}
+
+/// `confluent/ids-head.json`: hint of the highest allocated ID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchemaIdsHint {
+    pub id: u64,
+}
+
+/// `confluent/config/<seq:020>.json`: the Confluent API's global settings
+/// after change `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfluentConfigRecord {
+    pub seq: u64,
+    /// A Confluent compatibility level (`BACKWARD`, ...).
+    pub compatibility: String,
+    pub created_at: DateTime<Utc>,
+    pub writer_id: String,
+}
+
 pub fn to_json<T: Serialize>(value: &T) -> bytes::Bytes {
     // Compact: log entries and checkpoints are read on every cold open.
     // Serializing these plain structs cannot fail.

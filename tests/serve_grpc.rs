@@ -1,0 +1,413 @@
+//! The gRPC API of `protoshelf serve` through a Rust tonic client: the
+//! reference registry's RegistryService, reflection and health, with
+//! auth. On the local directory and on S3.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::server::{ADMIN, READER, Server, WRITER, tokens_file};
+use common::{Backend, fresh_url};
+use pb::registry_service_client::RegistryServiceClient;
+use protoshelf::server::grpc::pb;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+const ORDER: &str = "syntax = \"proto3\";\npackage shop;\nmessage Order { string id = 1; }\n";
+
+async fn grpc_api(backend: Backend) {
+    let Some((url, _keep)) = fresh_url(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let server = Server::start(&url, &["--tokens", tokens.to_str().unwrap()]);
+    let channel = Channel::from_shared(server.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = RegistryServiceClient::new(channel.clone());
+
+    let create = pb::CreateNamespaceRequest {
+        id: "shop".into(),
+        metadata: HashMap::from([("team".into(), "orders".into())]),
+        parent_namespace_id: None,
+    };
+    let e = c.create_namespace(create.clone()).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::Unauthenticated,
+        "anonymous callers only read"
+    );
+    let e = c
+        .create_namespace(authed(create.clone(), READER))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    c.create_namespace(authed(create.clone(), WRITER))
+        .await
+        .unwrap();
+    let e = c
+        .create_namespace(authed(create, WRITER))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+
+    let publish = |ns: &str, text: &str, force: bool| pb::PublishRequest {
+        namespace_id: ns.into(),
+        schema_id: "orders".into(),
+        sources: HashMap::from([("shop/order.proto".into(), text.as_bytes().to_vec())]),
+        created_by: String::new(),
+        metadata: HashMap::new(),
+        force,
+    };
+    let p = c
+        .publish(authed(publish("shop", ORDER, false), WRITER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((p.version, p.no_change), (1, false));
+    let again = c
+        .publish(authed(publish("shop", ORDER, false), WRITER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.no_change);
+    let e = c
+        .publish(authed(
+            publish("shop", "syntax = \"proto3\";\nmessage {", false),
+            WRITER,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("shop/order.proto:2:"),
+        "{}",
+        e.message()
+    );
+    // __builtins__ and force need admin.
+    let e = c
+        .publish(authed(publish("__builtins__", ORDER, false), WRITER))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = c
+        .publish(authed(publish("shop", ORDER, true), WRITER))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+
+    let promoted = c
+        .promote(authed(
+            pb::PromoteRequest {
+                namespace_id: "shop".into(),
+            },
+            WRITER,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(promoted.promoted[0].current_version, 1);
+    let info = c
+        .get_schema(pb::GetSchemaRequest {
+            namespace_id: "shop".into(),
+            schema_id: "orders".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .schema
+        .unwrap();
+    assert_eq!(
+        (info.current_version, info.staged_version, info.versions),
+        (Some(1), None, vec![1])
+    );
+    let d = c
+        .get_descriptor(pb::GetDescriptorRequest {
+            namespace_id: "shop".into(),
+            schema_id: "orders".into(),
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.version, 1);
+    assert_eq!(
+        d.file_descriptor_set.unwrap().file[0].name(),
+        "shop/order.proto"
+    );
+    let s = c
+        .get_source(pb::GetSourceRequest {
+            namespace_id: "shop".into(),
+            schema_id: "orders".into(),
+            version: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.sources["shop/order.proto"], ORDER.as_bytes());
+    let e = c
+        .get_schema(pb::GetSchemaRequest {
+            namespace_id: "shop".into(),
+            schema_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    // An incompatible change is refused at promote; discard drops it.
+    let renamed = ORDER.replace("string id = 1", "string key = 1");
+    c.publish(authed(publish("shop", &renamed, false), WRITER))
+        .await
+        .unwrap();
+    let e = c
+        .promote(authed(
+            pb::PromoteRequest {
+                namespace_id: "shop".into(),
+            },
+            WRITER,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("FIELD_SAME_NAME"), "{}", e.message());
+    c.discard_staging(authed(
+        pb::DiscardStagingRequest {
+            namespace_id: "shop".into(),
+        },
+        WRITER,
+    ))
+    .await
+    .unwrap();
+    c.rollback(authed(
+        pb::RollbackRequest {
+            namespace_id: "shop".into(),
+            schema_id: "orders".into(),
+            version: 1,
+            force: false,
+        },
+        WRITER,
+    ))
+    .await
+    .unwrap();
+    let e = c
+        .rollback(authed(
+            pb::RollbackRequest {
+                namespace_id: "shop".into(),
+                schema_id: "orders".into(),
+                version: 1,
+                force: true,
+            },
+            WRITER,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "force needs admin");
+    c.rollback(authed(
+        pb::RollbackRequest {
+            namespace_id: "shop".into(),
+            schema_id: "orders".into(),
+            version: 1,
+            force: true,
+        },
+        ADMIN,
+    ))
+    .await
+    .unwrap();
+
+    // Pages of one namespace at a time.
+    for ns in ["a1", "a2", "a3"] {
+        c.create_namespace(authed(
+            pb::CreateNamespaceRequest {
+                id: ns.into(),
+                ..Default::default()
+            },
+            WRITER,
+        ))
+        .await
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .list_namespaces(pb::ListNamespacesRequest {
+                page_size: 1,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.namespaces.into_iter().map(|n| n.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, ["a1", "a2", "a3", "shop"]);
+    let schemas = c
+        .list_schemas(pb::ListSchemasRequest {
+            namespace_id: "shop".into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(schemas.schemas.len(), 1);
+    let e = c
+        .list_schemas(pb::ListSchemasRequest {
+            namespace_id: "shop".into(),
+            page_size: 0,
+            page_token: "%%".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .rebase(authed(
+            pb::RebaseRequest {
+                namespace_id: "shop".into(),
+                schema_id: "orders".into(),
+            },
+            WRITER,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented);
+
+    // Health and reflection.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "protoregistry.v1.RegistryService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream_once(req))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection answer")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"protoregistry.v1.RegistryService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+
+    // buf curl, knowing nothing but what reflection tells it.
+    if let Some(buf) = find_buf() {
+        let base = &server.url;
+        let out = std::process::Command::new(&buf)
+            .args([
+                "curl",
+                "--protocol",
+                "grpc",
+                "--http2-prior-knowledge",
+                "--list-methods",
+                base,
+            ])
+            .output()
+            .unwrap();
+        let methods = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{methods}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            methods.contains("protoregistry.v1.RegistryService/Publish"),
+            "{methods}"
+        );
+        let out = std::process::Command::new(&buf)
+            .args([
+                "curl",
+                "--protocol",
+                "grpc",
+                "--http2-prior-knowledge",
+                "-d",
+                r#"{"namespace_id": "shop", "schema_id": "orders"}"#,
+            ])
+            .arg(format!("{base}/protoregistry.v1.RegistryService/GetSchema"))
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{answer}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v["schema"]["currentVersion"], "1", "{v}");
+        eprintln!("{backend:?}: buf curl through reflection: list-methods and GetSchema ok");
+    }
+}
+
+/// buf from `$PROTOSHELF_BUF` or scripts/buf-compare.sh's cache; missing
+/// fails under `CI=true`.
+fn find_buf() -> Option<std::path::PathBuf> {
+    let cached = std::env::var("PROTOSHELF_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dirs::home_dir().unwrap().join(".cache/protoshelf"))
+        .join("buf/node_modules/.bin/buf");
+    let buf = std::env::var("PROTOSHELF_BUF")
+        .map(std::path::PathBuf::from)
+        .unwrap_or(cached);
+    if buf.exists() {
+        return Some(buf);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true but buf is missing: run scripts/test.sh (scripts/buf-compare.sh installs it)"
+        );
+    }
+    eprintln!("SKIPPED: buf curl (run scripts/buf-compare.sh)");
+    None
+}
+
+fn tokio_stream_once<T: Send + 'static>(
+    item: T,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::iter(vec![item])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_api_local() {
+    grpc_api(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_api_s3() {
+    grpc_api(Backend::S3).await;
+}
