@@ -183,7 +183,11 @@ fn counts(get: u64, get_not_found: u64, put: u64, put_conflict: u64) -> RequestC
 async fn audit(t: &TestStore) -> Vec<Entry<Tally>> {
     let reader = toy(t);
     let latest = reader.protocol.latest(STREAM).await.unwrap();
-    let entries = reader.protocol.entries(STREAM, 1, latest.seq).await.unwrap();
+    let entries = reader
+        .protocol
+        .entries(STREAM, 1, latest.seq)
+        .await
+        .unwrap();
     let mut replay = Tally::default();
     let mut ids = BTreeSet::new();
     for e in &entries {
@@ -217,7 +221,12 @@ async fn racing_commits_lose_nothing_and_plan_on_the_state_they_land_on(t: TestS
                 for _ in 0..each {
                     acks.push(h.add(&format!("w{w}"), 1).await.unwrap());
                 }
-                (acks, h.io.counters.conflicts.load(std::sync::atomic::Ordering::Relaxed))
+                (
+                    acks,
+                    h.io.counters
+                        .conflicts
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                )
             })
         })
         .collect();
@@ -231,7 +240,11 @@ async fn racing_commits_lose_nothing_and_plan_on_the_state_they_land_on(t: TestS
     let entries = audit(&t).await;
     assert_eq!(entries.len(), writers * each, "a commit was lost");
     for (seq, id, _) in &acks {
-        assert_eq!(&entries[*seq as usize - 1].commit_id, id, "acked {seq} lost");
+        assert_eq!(
+            &entries[*seq as usize - 1].commit_id,
+            id,
+            "acked {seq} lost"
+        );
     }
     let lost: u64 = acks.iter().map(|(.., l)| u64::from(*l)).sum();
     assert_eq!(lost, conflicts, "every lost race is counted once");
@@ -308,7 +321,10 @@ async fn ambiguous_writes_are_settled_by_reading_back(t: TestStore) {
         Fault::FailBeforeWrite,
     ] {
         a.faults.inject("toy/s/log/", fault, 1);
-        let (seq, id, lost) = a.add("a", 1).await.unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+        let (seq, id, lost) = a
+            .add("a", 1)
+            .await
+            .unwrap_or_else(|e| panic!("{fault:?}: {e}"));
         expected += 1;
         assert_eq!((seq, lost), (expected, 0), "{fault:?} commits exactly once");
         let entries = audit(&t).await;
@@ -420,9 +436,15 @@ async fn a_commit_that_keeps_losing_gives_up_and_commits_nothing(t: TestStore) {
     assert!(*attempts >= 2 && *waited >= Duration::from_secs(1), "{err}");
     assert_eq!(err.exit_code(), 3);
     let msg = err.to_string();
-    assert!(msg.contains("nothing was committed") && msg.contains("safe to"), "{msg}");
+    assert!(
+        msg.contains("nothing was committed") && msg.contains("safe to"),
+        "{msg}"
+    );
     let entries = audit(&t).await;
-    assert!(entries.iter().all(|e| e.change.who != "late"), "a lost attempt landed");
+    assert!(
+        entries.iter().all(|e| e.change.who != "late"),
+        "a lost attempt landed"
+    );
     assert_eq!(entries.len() as u32, 1 + attempts);
     // Once the other writer is quiet, the same commit goes through.
     let (seq, _, lost) = a.add("late", 1).await.unwrap();
@@ -436,8 +458,7 @@ fn file(path: &str, text: &str) -> Vec<SourceFile> {
 }
 
 const BASE_V1: &str = "syntax = \"proto3\";\npackage base;\nmessage Money { int64 units = 1; }\n";
-const BASE_V2: &str =
-    "syntax = \"proto3\";\npackage base;\nmessage Money { int64 units = 1; string currency = 2; }\n";
+const BASE_V2: &str = "syntax = \"proto3\";\npackage base;\nmessage Money { int64 units = 1; string currency = 2; }\n";
 const BASE_GONE: &str = "syntax = \"proto3\";\npackage base;\nmessage Coin { int64 units = 1; }\n";
 
 fn app(package: &str, message: &str) -> String {
@@ -462,9 +483,14 @@ async fn racing_registries(t: &TestStore) -> (Registry, Interposer, Registry) {
     a.create_namespace("shop", Policy::Strict, Default::default())
         .await
         .unwrap();
-    a.publish("shop", "base", file("base/base.proto", BASE_V1), Default::default())
-        .await
-        .unwrap();
+    a.publish(
+        "shop",
+        "base",
+        file("base/base.proto", BASE_V1),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     a.promote("shop", false).await.unwrap();
     (a, interposer, b)
 }
@@ -475,11 +501,7 @@ where
     F: Fn(Registry) -> futures::future::BoxFuture<'static, ()> + Send + 'static,
 {
     let other = other.clone();
-    interposer.before_put(
-        "ns/shop/log/",
-        1,
-        Box::new(move |_, _| work(other.clone())),
-    );
+    interposer.before_put("ns/shop/log/", 1, Box::new(move |_, _| work(other.clone())));
 }
 
 fn delta(before: RegistryStats, after: RegistryStats) -> (u64, u64) {
@@ -492,9 +514,14 @@ async fn publish_losing_to_an_unrelated_commit_is_rebased_without_recompiling(t:
     // middle of A's publish: A's checks read nothing B changed.
     before_next_commit(&interposer, &b, |b| {
         Box::pin(async move {
-            b.publish("shop", "other", file("other/o.proto", &app("other", "O")), Default::default())
-                .await
-                .unwrap();
+            b.publish(
+                "shop",
+                "other",
+                file("other/o.proto", &app("other", "O")),
+                Default::default(),
+            )
+            .await
+            .unwrap();
         })
     });
     let before = a.stats();
@@ -502,7 +529,12 @@ async fn publish_losing_to_an_unrelated_commit_is_rebased_without_recompiling(t:
         let s = a.store();
         let r0 = s.requests();
         let p = a
-            .publish("shop", "orders", file("orders/o.proto", &app("orders", "Order")), Default::default())
+            .publish(
+                "shop",
+                "orders",
+                file("orders/o.proto", &app("orders", "Order")),
+                Default::default(),
+            )
             .await
             .unwrap();
         (p, s.requests() - r0)
@@ -511,8 +543,15 @@ async fn publish_losing_to_an_unrelated_commit_is_rebased_without_recompiling(t:
     assert_eq!(a.store().protocol_stats().conflicts, 1);
     let state = b.store().namespace_state("shop").await.unwrap();
     assert_eq!(state.pointers("orders").staged, Some(published.version));
-    assert_eq!(state.pointers("other").staged, Some(1), "the winner's stage kept");
-    eprintln!("{:?}: publish that lost one race and re-based: {cost}", t.backend);
+    assert_eq!(
+        state.pointers("other").staged,
+        Some(1),
+        "the winner's stage kept"
+    );
+    eprintln!(
+        "{:?}: publish that lost one race and re-based: {cost}",
+        t.backend
+    );
 
     // A promote landing first moves no proposed version: re-based too.
     before_next_commit(&interposer, &b, |b| {
@@ -521,9 +560,14 @@ async fn publish_losing_to_an_unrelated_commit_is_rebased_without_recompiling(t:
         })
     });
     let before = a.stats();
-    a.publish("shop", "billing", file("billing/b.proto", &app("billing", "Bill")), Default::default())
-        .await
-        .unwrap();
+    a.publish(
+        "shop",
+        "billing",
+        file("billing/b.proto", &app("billing", "Bill")),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(delta(before, a.stats()), (1, 1), "re-based onto a promote");
     let state = b.store().namespace_state("shop").await.unwrap();
     assert_eq!(state.pointers("orders").current, Some(1), "promoted by B");
@@ -543,14 +587,24 @@ async fn publish_losing_to_a_commit_it_depends_on_is_checked_again(t: TestStore)
     // its version records the new dependency.
     before_next_commit(&interposer, &b, |b| {
         Box::pin(async move {
-            b.publish("shop", "base", file("base/base.proto", BASE_V2), Default::default())
-                .await
-                .unwrap();
+            b.publish(
+                "shop",
+                "base",
+                file("base/base.proto", BASE_V2),
+                Default::default(),
+            )
+            .await
+            .unwrap();
         })
     });
     let before = a.stats();
     let p = a
-        .publish("shop", "orders", file("orders/o.proto", &app("orders", "Order")), Default::default())
+        .publish(
+            "shop",
+            "orders",
+            file("orders/o.proto", &app("orders", "Order")),
+            Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(delta(before, a.stats()), (2, 0), "planned again");
@@ -559,21 +613,34 @@ async fn publish_losing_to_a_commit_it_depends_on_is_checked_again(t: TestStore)
         .get_version_deps("shop", "orders", p.version)
         .await
         .unwrap();
-    let on: Vec<(&str, u64)> = deps.iter().map(|d| (d.schema_id.as_str(), d.version)).collect();
+    let on: Vec<(&str, u64)> = deps
+        .iter()
+        .map(|d| (d.schema_id.as_str(), d.version))
+        .collect();
     assert_eq!(on, [("base", 2)], "compiled against the winner's base");
 
     // B stages a base without the message A uses: A's retry compiles
     // against it and fails, staging nothing.
     before_next_commit(&interposer, &b, |b| {
         Box::pin(async move {
-            b.publish("shop", "base", file("base/base.proto", BASE_GONE), Default::default())
-                .await
-                .unwrap();
+            b.publish(
+                "shop",
+                "base",
+                file("base/base.proto", BASE_GONE),
+                Default::default(),
+            )
+            .await
+            .unwrap();
         })
     });
     let seq = b.store().namespace_state("shop").await.unwrap().seq;
     let err = a
-        .publish("shop", "invoices", file("invoices/i.proto", &app("invoices", "Invoice")), Default::default())
+        .publish(
+            "shop",
+            "invoices",
+            file("invoices/i.proto", &app("invoices", "Invoice")),
+            Default::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Compile(_)), "{err}");
@@ -583,20 +650,35 @@ async fn publish_losing_to_a_commit_it_depends_on_is_checked_again(t: TestStore)
 
     // B claims A's package and defines the same name (in a directory of
     // its own): A's ownership check runs again and refuses.
-    b.publish("shop", "base", file("base/base.proto", BASE_V1), Default::default())
-        .await
-        .unwrap();
+    b.publish(
+        "shop",
+        "base",
+        file("base/base.proto", BASE_V1),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     before_next_commit(&interposer, &b, |b| {
         Box::pin(async move {
             let text = app("payments", "Payment");
-            b.publish("shop", "rival", file("rival/p.proto", &text), Default::default())
-                .await
-                .unwrap();
+            b.publish(
+                "shop",
+                "rival",
+                file("rival/p.proto", &text),
+                Default::default(),
+            )
+            .await
+            .unwrap();
         })
     });
     let before = a.stats();
     let err = a
-        .publish("shop", "payments", file("payments/p.proto", &app("payments", "Payment")), Default::default())
+        .publish(
+            "shop",
+            "payments",
+            file("payments/p.proto", &app("payments", "Payment")),
+            Default::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -613,8 +695,17 @@ async fn publish_losing_to_a_commit_it_depends_on_is_checked_again(t: TestStore)
         })
     });
     let before = a.stats();
-    a.publish("shop", "ledger", file("ledger/l.proto", &app("ledger", "Entry")), Default::default())
-        .await
-        .unwrap();
-    assert_eq!(delta(before, a.stats()), (2, 0), "planned again after a policy change");
+    a.publish(
+        "shop",
+        "ledger",
+        file("ledger/l.proto", &app("ledger", "Entry")),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        delta(before, a.stats()),
+        (2, 0),
+        "planned again after a policy change"
+    );
 }

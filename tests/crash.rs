@@ -39,14 +39,13 @@ fn file(path: &str, text: &str) -> SourceFile {
     SourceFile::new(path, text)
 }
 
-const MONEY_V1: &str = "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; }\n";
-const MONEY_V2: &str =
-    "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; string currency = 2; }\n";
+const MONEY_V1: &str =
+    "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; }\n";
+const MONEY_V2: &str = "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; string currency = 2; }\n";
 const ORDER_V1: &str = "syntax = \"proto3\";\npackage shop;\nimport \"common/money.proto\";\nmessage Order { string id = 1; common.Money total = 2; }\n";
 const ORDER_V2: &str = "syntax = \"proto3\";\npackage shop;\nimport \"common/money.proto\";\nmessage Order { string id = 1; common.Money total = 2; string note = 3; }\n";
 const PAYMENT: &str = "syntax = \"proto3\";\npackage shop.pay;\nimport \"common/money.proto\";\nmessage Payment { string order_id = 1; common.Money amount = 2; }\n";
-const SHIPPING: &str =
-    "syntax = \"proto3\";\npackage shop.ship;\nmessage Parcel { string id = 1; int32 grams = 2; }\n";
+const SHIPPING: &str = "syntax = \"proto3\";\npackage shop.ship;\nmessage Parcel { string id = 1; int32 grams = 2; }\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -71,12 +70,22 @@ async fn base(r: &Registry, op: Op) {
     r.create_namespace(NS, Policy::default(), Default::default())
         .await
         .unwrap();
-    r.publish(NS, "common", vec![file("common/money.proto", MONEY_V1)], Default::default())
-        .await
-        .unwrap();
-    r.publish(NS, "orders", vec![file("shop/order.proto", ORDER_V1)], Default::default())
-        .await
-        .unwrap();
+    r.publish(
+        NS,
+        "common",
+        vec![file("common/money.proto", MONEY_V1)],
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    r.publish(
+        NS,
+        "orders",
+        vec![file("shop/order.proto", ORDER_V1)],
+        Default::default(),
+    )
+    .await
+    .unwrap();
     r.promote(NS, false).await.unwrap();
     match op {
         Op::Promote | Op::Discard => {
@@ -92,9 +101,14 @@ async fn base(r: &Registry, op: Op) {
             .unwrap();
         }
         Op::Rollback => {
-            r.publish(NS, "orders", vec![file("shop/order.proto", ORDER_V2)], Default::default())
-                .await
-                .unwrap();
+            r.publish(
+                NS,
+                "orders",
+                vec![file("shop/order.proto", ORDER_V2)],
+                Default::default(),
+            )
+            .await
+            .unwrap();
             r.promote(NS, false).await.unwrap();
         }
         _ => {}
@@ -111,7 +125,12 @@ fn member(schema: &str, path: &str, text: &str) -> BatchMember {
 async fn run(r: &Registry, op: Op) -> Result<()> {
     match op {
         Op::Push => r
-            .publish(NS, "orders", vec![file("shop/order.proto", ORDER_V2)], Default::default())
+            .publish(
+                NS,
+                "orders",
+                vec![file("shop/order.proto", ORDER_V2)],
+                Default::default(),
+            )
             .await
             .map(|_| ()),
         Op::Load => r
@@ -181,7 +200,10 @@ async fn outcome(r: &Registry) -> Outcome {
                 ),
                 None => None,
             };
-            schemas.insert(schema.clone(), (files(p.current).await, files(p.staged).await));
+            schemas.insert(
+                schema.clone(),
+                (files(p.current).await, files(p.staged).await),
+            );
         }
         all.insert(ns.id, (policy, schemas));
     }
@@ -190,7 +212,12 @@ async fn outcome(r: &Registry) -> Outcome {
 
 /// Copies every object of `from` into `to`.
 async fn copy_all(from: &Arc<dyn ObjectStore>, to: &Arc<dyn ObjectStore>) {
-    let keys: Vec<_> = from.list(None).map_ok(|m| m.location).try_collect().await.unwrap();
+    let keys: Vec<_> = from
+        .list(None)
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .unwrap();
     for key in keys {
         let bytes = from.get(&key).await.unwrap().bytes().await.unwrap();
         to.put(&key, bytes.into()).await.unwrap();
@@ -299,7 +326,10 @@ async fn trial(backend: Backend, op: Op, t: &Template, mode: Mode, k: u64) -> Tr
         fail(&mut out, format!("half state visible: {seen:?}"));
     }
     if matches!(result, Some(Ok(()))) && seen != t.after {
-        fail(&mut out, format!("reported success, but the state is {seen:?}"));
+        fail(
+            &mut out,
+            format!("reported success, but the state is {seen:?}"),
+        );
     }
     if let Err(e) = readers_work(&r, &url).await {
         fail(&mut out, format!("a read failed after the crash: {e}"));
@@ -320,21 +350,38 @@ async fn trial(backend: Backend, op: Op, t: &Template, mode: Mode, k: u64) -> Tr
     match run(&again, op).await {
         Ok(()) => {}
         // Creating again what the first run created in full is refused.
-        Err(protoshelf::Error::AlreadyExists(_)) if op == Op::NamespaceCreate && seen == t.after => {}
+        Err(protoshelf::Error::AlreadyExists(_))
+            if op == Op::NamespaceCreate && seen == t.after => {}
         Err(e) => fail(&mut out, format!("rerun failed: {e}")),
     }
     let converged = outcome(&Registry::open(&url).await.unwrap()).await;
     if converged != t.after {
         fail(&mut out, format!("rerun left {converged:?}"));
     }
-    let report = Registry::open(&url).await.unwrap().store().verify(None).await.unwrap();
+    let report = Registry::open(&url)
+        .await
+        .unwrap()
+        .store()
+        .verify(None)
+        .await
+        .unwrap();
     if !report.clean() {
-        fail(&mut out, format!("verify after the rerun: {:?}", report.problems));
+        fail(
+            &mut out,
+            format!("verify after the rerun: {:?}", report.problems),
+        );
     }
     out.unstaged_after_rerun = report.unstaged_versions.len();
     // And the store takes new work.
-    let ns = if op == Op::NamespaceCreate { "team" } else { NS };
-    let extra = vec![file("extra/extra.proto", "syntax = \"proto3\";\npackage extra;\nmessage E { int32 x = 1; }\n")];
+    let ns = if op == Op::NamespaceCreate {
+        "team"
+    } else {
+        NS
+    };
+    let extra = vec![file(
+        "extra/extra.proto",
+        "syntax = \"proto3\";\npackage extra;\nmessage E { int32 x = 1; }\n",
+    )];
     if let Err(e) = again.publish(ns, "extra", extra, Default::default()).await {
         fail(&mut out, format!("a new publish failed: {e}"));
     } else if let Err(e) = again.promote(ns, false).await {
@@ -381,7 +428,8 @@ async fn readers_work(r: &Registry, url: &str) -> Result<()> {
                 refresh: Duration::from_secs(60),
             },
         );
-        let io = |e: protoshelf::fs::FsError| protoshelf::Error::InvalidInput(format!("mount: {e:?}"));
+        let io =
+            |e: protoshelf::fs::FsError| protoshelf::Error::InvalidInput(format!("mount: {e:?}"));
         for ns in core.namespaces().map_err(io)? {
             for schema in core.list(&format!("{ns}/schemas")).map_err(io)?.keys() {
                 for v in core
@@ -389,8 +437,10 @@ async fn readers_work(r: &Registry, url: &str) -> Result<()> {
                     .map_err(io)?
                     .keys()
                 {
-                    core.content(&format!("{ns}/schemas/{schema}/versions/{v}/descriptor.binpb"))
-                        .map_err(io)?;
+                    core.content(&format!(
+                        "{ns}/schemas/{schema}/versions/{v}/descriptor.binpb"
+                    ))
+                    .map_err(io)?;
                 }
             }
             for tree in ["current", "staged"] {

@@ -41,8 +41,8 @@ use crate::ids::BUILTINS;
 use crate::model::{Metadata, Namespace, PromotedSchema};
 use crate::objstore::ObjStore;
 
-pub use catalog::SchemaInfo;
 pub use crate::compat::SchemaViolation;
+pub use catalog::SchemaInfo;
 pub use limits::Limits;
 pub use publish::{BatchMember, CheckReport};
 
