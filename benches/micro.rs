@@ -95,7 +95,7 @@ fn commit(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    store.stage("bench", &change, None).await?;
+                    store.stage("bench", &change).await?;
                     store.discard_staging("bench").await
                 })
                 .unwrap()

@@ -1,5 +1,7 @@
 //! Typed errors of the library. The CLI maps them to exit codes: user errors
-//! (bad input, not found, conflicts) exit 1, storage and corruption exit 2.
+//! (bad input, not found) exit 1; storage, corruption and limits a busy
+//! machine can exceed (the compile time limit) exit 2; a commit that lost
+//! every race for its whole give-up bound exits 3.
 
 /// Everything a store or registry operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -20,10 +22,17 @@ pub enum Error {
     /// The named thing exists already and cannot be created again.
     #[error("{0} already exists")]
     AlreadyExists(String),
-    /// A concurrent writer changed what this operation depended on, and
-    /// retrying did not get through (or the caller asked not to retry).
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// Every commit attempt lost the race to concurrent writers for the
+    /// whole give-up bound: nothing was committed, so retrying is safe.
+    #[error(
+        "namespace {namespace:?} is too busy: every commit attempt for {}s ({attempts} attempts) lost the race to concurrent writers; nothing was committed, so it is safe to run the command again",
+        waited.as_secs()
+    )]
+    Contended {
+        namespace: String,
+        attempts: u32,
+        waited: std::time::Duration,
+    },
     /// An object whose content does not match its key or its schema.
     #[error("corrupt object {key}: {reason}")]
     Corrupt { key: String, reason: String },
@@ -36,10 +45,17 @@ pub enum Error {
     /// A `.proto` source that does not compile: `file:line:column: message`.
     #[error("compile error: {0}")]
     Compile(String),
+    /// Compiling one schema took longer than `Limits::compile_timeout`: a
+    /// resource limit (a busy machine compiles slower), not bad input.
+    #[error("compile time limit exceeded: compiling {what} took longer than {}, the limit per schema; this is not an error in the files (a busy machine compiles slower): retry, or raise the limit with --compile-timeout (Limits::compile_timeout in the library)", fmt_duration(*.limit))]
+    CompileTimeout {
+        what: String,
+        limit: std::time::Duration,
+    },
     /// A change that breaks the namespace's compatibility policy.
     #[error("incompatible change ({} violation{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" },
         .0.iter().map(|v| format!("  {v}")).collect::<Vec<_>>().join("\n"))]
-    Incompatible(Vec<crate::registry::promote::SchemaViolation>),
+    Incompatible(Vec<crate::compat::SchemaViolation>),
     /// The object store failed (network, permissions, ...).
     #[error("storage error: {0}")]
     Storage(#[source] object_store::Error),
@@ -48,13 +64,62 @@ pub enum Error {
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The CLI's exit code for a contended commit: distinct from user errors
+/// (1) and failures (2), because the right reaction is to run it again.
+pub const EXIT_CONTENDED: u8 = 3;
+
 impl Error {
     /// True when the caller can fix the problem by changing its input: the
-    /// CLI exits 1 for these and 2 for the rest.
+    /// CLI exits 1 for these.
     pub fn is_user_error(&self) -> bool {
         !matches!(
             self,
-            Error::Corrupt { .. } | Error::Storage(_) | Error::Unsupported(_)
+            Error::Corrupt { .. }
+                | Error::Storage(_)
+                | Error::Unsupported(_)
+                | Error::Contended { .. }
+                | Error::CompileTimeout { .. }
         )
+    }
+
+    /// The CLI's exit code: 1 user error, 2 internal or storage failure,
+    /// 3 ([`EXIT_CONTENDED`]) nothing committed under contention.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Contended { .. } => EXIT_CONTENDED,
+            e if e.is_user_error() => 1,
+            _ => 2,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        let contended = Error::Contended {
+            namespace: "ns".into(),
+            attempts: 7,
+            waited: std::time::Duration::from_secs(600),
+        };
+        assert_eq!(contended.exit_code(), 3);
+        let msg = contended.to_string();
+        assert!(
+            msg.contains("nothing was committed") && msg.contains("safe to run the command again"),
+            "{msg}"
+        );
+        assert_eq!(Error::InvalidInput("x".into()).exit_code(), 1);
+        assert_eq!(Error::Unsupported("x".into()).exit_code(), 2);
+    }
+}
+
+/// `30 s`, `1.5 s` or `250 ms`.
+fn fmt_duration(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
     }
 }

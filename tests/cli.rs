@@ -481,3 +481,83 @@ async fn bad_input_changes_nothing_local() {
 async fn bad_input_changes_nothing_s3() {
     bad_input_changes_nothing(Backend::S3).await;
 }
+
+/// The compile guards from the command line: a message option whose
+/// aggregate value nests 1,000 deep is refused as bad input (exit 1, it used
+/// to overflow the stack and abort), a schema exceeding `--compile-timeout`
+/// fails as a limit (exit 2, saying how to raise it) on every command that
+/// compiles, and neither writes anything.
+async fn compile_guards(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.setup_shop();
+    let depth = 1000;
+    let deep = c.file(
+        "deep/deep.proto",
+        format!(
+            "syntax = \"proto2\";\npackage deep;\nimport \"google/protobuf/descriptor.proto\";\n\
+             message Node {{ optional Node a = 1; }}\n\
+             extend google.protobuf.MessageOptions {{ optional Node node = 50000; }}\n\
+             message M {{ option (node) = {}{}; }}\n",
+            "{ a ".repeat(depth),
+            "}".repeat(depth)
+        )
+        .as_bytes(),
+    );
+    let big = c.file(
+        "big/big.proto",
+        (0..2000)
+            .map(|k| format!("message M{k} {{ string a = 1; int64 b = 2; }}\n"))
+            .fold(
+                "syntax = \"proto3\";\npackage big;\n".to_string(),
+                |s, m| s + &m,
+            )
+            .as_bytes(),
+    );
+    let before = c.content().await;
+    let err = c.fails(
+        &["push", "shop", "deep", &deep],
+        "nested more than 64 levels",
+    );
+    assert!(err.contains("deep.proto:6:"), "{err}");
+    c.fails(
+        &["load", "shop", &c.dir("deep")],
+        "nested more than 64 levels",
+    );
+    let limited: [&[&str]; 3] = [
+        &["push", "shop", "big", &big],
+        &["load", "shop", &c.dir("big")],
+        &["check", "shop", "big", &big],
+    ];
+    for args in limited {
+        let mut args = args.to_vec();
+        args.extend(["--compile-timeout", "0.001ms"]);
+        let out = c.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("compile time limit exceeded")
+                && stderr.contains("schema \"big\"")
+                && stderr.contains("--compile-timeout"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        c.content().await,
+        before,
+        "a refused compile wrote something"
+    );
+    // The same file within a generous limit.
+    c.ok(&["push", "shop", "big", &big, "--compile-timeout", "5m"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compile_guards_local() {
+    compile_guards(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compile_guards_s3() {
+    compile_guards(Backend::S3).await;
+}

@@ -59,7 +59,7 @@ async fn worker(url: String, id: usize, ops: usize) -> WorkerReport {
             .wrapping_add(1442695040888963407);
         let schema = SCHEMAS[(x >> 33) as usize % SCHEMAS.len()];
         if (x >> 40).is_multiple_of(4) {
-            let p = s.promote(NS, None).await.unwrap();
+            let p = s.promote(NS).await.unwrap();
             if let Some(c) = p.commit {
                 acks.push(Ack::Commit {
                     seq: c.seq,

@@ -8,6 +8,7 @@ use common::data::*;
 use object_store::ObjectStoreExt;
 use protoshelf::Error;
 use protoshelf::model::*;
+use protoshelf::objstore::{Mutation, NsAttempt};
 use protoshelf::store::{ClaimKind, StageChange};
 
 on_every_backend!(
@@ -18,7 +19,7 @@ on_every_backend!(
     versions_are_atomic_and_numbers_never_reused,
     staging_promote_discard_and_loads,
     many_schemas_stage_in_one_commit,
-    expect_seq_refuses_a_moved_namespace,
+    a_commit_plans_on_the_state_it_lands_on,
     a_second_handle_sees_every_commit,
     claims_index_dirs_and_packages,
     format1_store_keeps_path_claims,
@@ -316,7 +317,7 @@ async fn staging_promote_discard_and_loads(t: TestStore) {
     assert!(s.load_namespace_current("ns").await.unwrap().is_empty());
     assert_eq!(s.load_namespace_proposed("ns").await.unwrap().len(), 2);
 
-    let p = s.promote("ns", None).await.unwrap();
+    let p = s.promote("ns").await.unwrap();
     assert_eq!(
         p.promoted,
         vec![
@@ -334,7 +335,7 @@ async fn staging_promote_discard_and_loads(t: TestStore) {
     );
     // Nothing staged: nothing promoted, nothing written.
     let seq = s.namespace_state("ns").await.unwrap().seq;
-    assert_eq!(s.promote("ns", None).await.unwrap(), Promotion::default());
+    assert_eq!(s.promote("ns").await.unwrap(), Promotion::default());
     assert_eq!(s.discard_staging("ns").await.unwrap(), None);
     assert_eq!(s.namespace_state("ns").await.unwrap().seq, seq);
 
@@ -373,9 +374,9 @@ async fn staging_promote_discard_and_loads(t: TestStore) {
 
     // A rollback is staging an older version, then promoting it.
     s.set_staged("ns", "a", a2).await.unwrap();
-    s.promote("ns", None).await.unwrap();
+    s.promote("ns").await.unwrap();
     s.set_staged("ns", "a", a1).await.unwrap();
-    let p = s.promote("ns", None).await.unwrap();
+    let p = s.promote("ns").await.unwrap();
     assert_eq!(
         p.promoted[0],
         PromotedSchema {
@@ -389,7 +390,7 @@ async fn staging_promote_discard_and_loads(t: TestStore) {
     s.create_schema(&schema("second", "x")).await.unwrap();
     let x1 = publish(s, "second", "x", "x1").await;
     s.set_staged("second", "x", x1).await.unwrap();
-    s.promote("second", None).await.unwrap();
+    s.promote("second").await.unwrap();
     let all = s.load_all_current().await.unwrap();
     let names: Vec<(String, String)> = all
         .iter()
@@ -425,40 +426,79 @@ async fn many_schemas_stage_in_one_commit(t: TestStore) {
         });
     }
     let before = s.namespace_state("ns").await.unwrap().seq;
-    let info = s.stage("ns", &changes, None).await.unwrap();
+    let info = s.stage("ns", &changes).await.unwrap();
     assert_eq!(info.seq, before + 1);
-    let p = s.promote("ns", None).await.unwrap();
+    let p = s.promote("ns").await.unwrap();
     assert_eq!(p.promoted.len(), 40);
     assert_eq!(p.commit.unwrap().seq, before + 2);
     // Duplicates in one commit are refused.
     let dup = vec![changes[0].clone(), changes[0].clone()];
     assert!(matches!(
-        s.stage("ns", &dup, None).await,
+        s.stage("ns", &dup).await,
         Err(Error::InvalidInput(_))
     ));
 }
 
-async fn expect_seq_refuses_a_moved_namespace(t: TestStore) {
+async fn a_commit_plans_on_the_state_it_lands_on(t: TestStore) {
     let s = &t.store;
     s.create_namespace(&namespace("ns")).await.unwrap();
     s.create_schema(&schema("ns", "a")).await.unwrap();
-    let v = publish(s, "ns", "a", "a").await;
-    s.set_staged("ns", "a", v).await.unwrap();
-    let seen = s.namespace_state("ns").await.unwrap().seq;
-    // Another writer moves the namespace after our check.
+    s.create_schema(&schema("ns", "b")).await.unwrap();
+    let va = publish(s, "ns", "a", "a").await;
+    let vb = publish(s, "ns", "b", "b").await;
+    s.set_staged("ns", "a", va).await.unwrap();
     let other = t.reopen().await;
-    other.set_staged("ns", "a", v).await.unwrap();
+    // While the first attempt plans, another writer stages b: the attempt
+    // loses, and the plan runs again on the state with b staged.
+    let seen = std::sync::Mutex::new(Vec::new());
     let before = s.requests();
-    assert!(matches!(
-        s.promote("ns", Some(seen)).await,
-        Err(Error::Conflict(_))
-    ));
-    // Refused after the one lost race, not retried.
-    assert_eq!((s.requests() - before).put_conflict, 1);
+    let committed = s
+        .commit("ns", |a: NsAttempt| {
+            let (seen, other) = (&seen, &other);
+            async move {
+                let b = a.state.pointers("b").staged;
+                seen.lock().unwrap().push((a.number, a.state.seq, b));
+                if a.number == 0 {
+                    other.set_staged("ns", "b", vb).await.unwrap();
+                } else {
+                    assert_eq!(a.landed.len(), 1, "the other writer's commit");
+                    assert!(a.landed[0].change.changes.contains_key("b"));
+                }
+                Ok(Mutation::promote(&a.state))
+            }
+        })
+        .await
+        .unwrap()
+        .expect("committed");
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen, [(0, 1, None), (1, 2, Some(vb))]);
+    assert_eq!(committed.lost, 1);
+    assert_eq!(committed.entry.seq, 3);
+    // The promote carries both: it was computed on the winner's state.
+    let p = committed.promotion();
+    let ids: Vec<&str> = p.promoted.iter().map(|p| p.schema_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    let cost = s.requests() - before;
+    assert_eq!(cost.put_conflict, 1, "{cost}");
     assert_eq!(s.protocol_stats().conflicts, 1);
-    assert_eq!(s.get_schema("ns", "a").await.unwrap().current_version, None);
-    let now = s.namespace_state("ns").await.unwrap().seq;
-    assert_eq!(s.promote("ns", Some(now)).await.unwrap().promoted.len(), 1);
+    // A plan's error ends the commit with nothing written.
+    let seq = s.namespace_state("ns").await.unwrap().seq;
+    let err = s
+        .commit("ns", |_: NsAttempt| async {
+            Err::<Option<Mutation>, _>(Error::InvalidInput("refused".into()))
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    // Nothing to do writes nothing either.
+    let nothing = s.commit("ns", |_: NsAttempt| async { Ok(None::<Mutation>) });
+    assert!(nothing.await.unwrap().is_none());
+    let fresh = t.reopen().await;
+    assert_eq!(fresh.namespace_state("ns").await.unwrap().seq, seq);
+    assert_eq!(
+        fresh.get_schema("ns", "b").await.unwrap().current_version,
+        Some(vb)
+    );
 }
 
 async fn a_second_handle_sees_every_commit(t: TestStore) {
@@ -476,7 +516,7 @@ async fn a_second_handle_sees_every_commit(t: TestStore) {
             assert_eq!(got.staged_version, Some(v));
         }
     }
-    s.promote("ns", None).await.unwrap();
+    s.promote("ns").await.unwrap();
     assert_eq!(
         reader.get_schema("ns", "a").await.unwrap().current_version,
         Some(12)

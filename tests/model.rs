@@ -260,7 +260,7 @@ async fn run(store: &mut ObjStore, url: &str, op: &Op) -> Outcome {
             )
         }
         Op::SetStaged(n, sc, v) => unit(s.set_staged(NAMESPACES[n], SCHEMAS[sc], v).await),
-        Op::Promote(n) => outcome(s.promote(NAMESPACES[n], None).await, |p| {
+        Op::Promote(n) => outcome(s.promote(NAMESPACES[n]).await, |p| {
             format!("{:?}", p.promoted)
         }),
         Op::Discard(n) => unit(s.discard_staging(NAMESPACES[n]).await),

@@ -129,14 +129,14 @@ async fn pipeline_reads_current_descriptor_with_plain_gets() {
             version: Some(v),
         });
     }
-    s.stage("events", &changes, None).await.unwrap();
-    s.promote("events", None).await.unwrap();
+    s.stage("events", &changes).await.unwrap();
+    s.promote("events").await.unwrap();
     let target = &ids[7];
     let mut expected = Vec::new();
     for round in 2..=5 {
         let v = publish(&s, "events", target, &format!("round{round}")).await;
         s.set_staged("events", target, v).await.unwrap();
-        s.promote("events", None).await.unwrap();
+        s.promote("events").await.unwrap();
         expected = s
             .get_version("events", target, v)
             .await

@@ -85,7 +85,7 @@ async fn request_counts_per_operation(t: TestStore) {
     assert_eq!(c, counts(1, 1, 1), "set_staged: state check + entry");
     table.push(("set_staged", c));
 
-    let (_, c) = cost(s, s.promote("ns", None)).await;
+    let (_, c) = cost(s, s.promote("ns")).await;
     assert_eq!(c, counts(1, 1, 1), "promote: state check + entry");
     table.push(("promote", c));
 
@@ -202,8 +202,8 @@ async fn read_cost_and_commit_size_do_not_grow_with_history(t: TestStore) {
             version: Some(*v),
         });
     }
-    s.stage("big", &changes, None).await.unwrap();
-    s.promote("big", None).await.unwrap();
+    s.stage("big", &changes).await.unwrap();
+    s.promote("big").await.unwrap();
 
     let raw = t.raw();
     let mut delta_sizes = Vec::new();

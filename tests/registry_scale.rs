@@ -1,6 +1,7 @@
 //! Lazy resolution: publishing into a namespace of 1,000 schemas costs the
 //! same requests as publishing into one of 10 (the registry reads only the
-//! files imports reach, never every schema).
+//! files imports reach, never every schema), and deep import chains load
+//! and are imported at a cost that does not grow with their depth.
 
 mod common;
 
@@ -9,8 +10,12 @@ use protoshelf::compat::Policy;
 use protoshelf::objstore::log::CHAIN_MAX;
 use protoshelf::objstore::metrics::RequestCounts;
 use protoshelf::registry::{BatchMember, Registry, SourceFile};
+use protoshelf::store::Store;
 
-on_every_backend!(publish_and_promote_cost_is_flat_in_namespace_size);
+on_every_backend!(
+    publish_and_promote_cost_is_flat_in_namespace_size,
+    deep_import_chains_load_and_cost_the_same_as_shallow_ones,
+);
 
 fn schema_file(i: usize) -> SourceFile {
     SourceFile::new(
@@ -165,4 +170,121 @@ async fn publish_and_promote_cost_is_flat_in_namespace_size(t: TestStore) {
         );
         assert_eq!((s.list, s.put), (b.list, b.put));
     }
+}
+
+/// `c/f{k}.proto`, one schema each, importing `c/f{k-1}.proto` (all in
+/// package `c`, so every publish checks its names against every claimant).
+fn chain_member(k: usize) -> BatchMember {
+    let (import, field) = if k == 0 {
+        (String::new(), "int32 x = 1;".to_string())
+    } else {
+        (
+            format!("import \"c/f{}.proto\";\n", k - 1),
+            format!("M{} prev = 1;", k - 1),
+        )
+    };
+    BatchMember {
+        schema_id: format!("c.f{k}"),
+        files: vec![SourceFile::new(
+            format!("c/f{k}.proto"),
+            format!("syntax = \"proto3\";\npackage c;\n{import}message M{k} {{ {field} }}\n"),
+        )],
+    }
+}
+
+/// The requests of what follows loading a `depth`-deep chain into a new
+/// namespace in one batch: a push importing its top (warm, then from a cold
+/// handle) and a 10-deep chain loaded on top of it.
+async fn on_top_of_chain(t: &TestStore, ns: &str, depth: usize) -> [RequestCounts; 3] {
+    let r = Registry::new(t.store.clone());
+    r.create_namespace(ns, Policy::Strict, Default::default())
+        .await
+        .unwrap();
+    // Listed top first: the registry orders the batch itself.
+    let members: Vec<BatchMember> = (0..depth).rev().map(chain_member).collect();
+    let out = r
+        .publish_many(ns, members, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(out.len(), depth);
+    assert!(out.iter().all(|p| p.version == 1 && !p.no_change));
+    let top = |schema: &str| {
+        vec![SourceFile::new(
+            format!("{schema}/top.proto"),
+            format!(
+                "syntax = \"proto3\";\npackage {schema};\nimport \"c/f{}.proto\";\nmessage Top {{ c.M{} last = 1; }}\n",
+                depth - 1,
+                depth - 1
+            ),
+        )]
+    };
+    let before = t.store.requests();
+    r.publish(ns, "warm", top("warm"), Default::default())
+        .await
+        .unwrap();
+    let warm = t.store.requests() - before;
+    let cold_store = t.reopen().await;
+    let cold = Registry::new(cold_store.clone());
+    cold.publish(ns, "cold", top("cold"), Default::default())
+        .await
+        .unwrap();
+    let cold = cold_store.requests();
+    let before = t.store.requests();
+    let more: Vec<BatchMember> = (depth..depth + 10).map(chain_member).collect();
+    let out = r.publish_many(ns, more, Default::default()).await.unwrap();
+    assert_eq!(out.len(), 10);
+    let load = t.store.requests() - before;
+    // What was stored compiles: the top of the new chain imports it all.
+    let stored = t
+        .store
+        .get_version(ns, &format!("c.f{}", depth + 9), 1)
+        .await
+        .unwrap();
+    let pool = prost_reflect::DescriptorPool::decode(stored.compiled).unwrap();
+    assert!(pool.get_message_by_name("c.M0").is_some());
+    [warm, cold, load]
+}
+
+/// A 1,500-deep chain used to overflow the stack, a push importing the top
+/// of a stored 1,200-deep one did not finish in ten minutes (every level
+/// was looked up and walked recursively). Now a deep chain loads, and what
+/// builds on it costs what it costs on a 3-deep chain, plus, from a cold
+/// handle, the closure's manifests and blobs (one GET each, fetched in a few
+/// parallel rounds from the top's recorded deps), never a LIST per level.
+async fn deep_import_chains_load_and_cost_the_same_as_shallow_ones(t: TestStore) {
+    let deep = match t.backend {
+        Backend::Memory => 600,
+        Backend::Local => 300,
+        Backend::S3 => 150,
+    };
+    let [s_warm, s_cold, s_load] = on_top_of_chain(&t, "shallow", 3).await;
+    let [d_warm, d_cold, d_load] = on_top_of_chain(&t, "deep", deep).await;
+    eprintln!(
+        "{:?}: push on top warm/cold, load of 10 on top: 3 deep {s_warm} / {s_cold} / {s_load}; \
+         {deep} deep {d_warm} / {d_cold} / {d_load}",
+        t.backend
+    );
+    assert_eq!(
+        s_warm, d_warm,
+        "a warm push cost grew with the chain's depth"
+    );
+    assert!(d_warm.total() <= PUBLISH_BUDGET, "{d_warm}");
+    let levels = deep as u64 - 3;
+    assert_eq!(
+        (d_cold.get, d_cold.get_not_found, d_cold.list, d_cold.put),
+        (
+            s_cold.get + 2 * levels,
+            s_cold.get_not_found,
+            s_cold.list,
+            s_cold.put
+        ),
+        "a cold push reads more than each level's manifest and blob"
+    );
+    assert_eq!(
+        (d_load.get, d_load.get_not_found, d_load.put),
+        (s_load.get, s_load.get_not_found, s_load.put)
+    );
+    // Claims LISTs of the shared directory and package (which hold `deep`
+    // claims) may page; never one per level.
+    assert!(d_load.list <= s_load.list + 10, "{d_load}");
 }

@@ -1,10 +1,11 @@
 //! The `protoshelf` command line: parses, calls the library, prints.
 //! One module per command; exit codes 0 ok, 1 user error, 2 internal or
-//! storage failure.
+//! storage failure, 3 nothing committed under contention (safe to retry).
 
 mod files;
 mod history;
 mod init;
+mod maintenance;
 mod mount;
 mod namespace;
 mod publish;
@@ -86,6 +87,11 @@ enum Command {
     Rollback(staging::RollbackArgs),
     /// The namespace's commit history.
     Log(history::Args),
+    /// Check every object of the store (or of one namespace): exit 0 when
+    /// clean, 1 when damaged, each problem named by its key.
+    Verify(maintenance::VerifyArgs),
+    /// Delete what nothing references and is older than the grace period.
+    Gc(maintenance::GcArgs),
     /// Mount the registry read-only (FUSE) until unmounted or interrupted.
     Mount(mount::Args),
     /// Serve the registry: Confluent Schema Registry REST API and gRPC on one port.
@@ -103,12 +109,19 @@ pub struct Ctx {
     pub namespaces: Vec<String>,
     /// Stores this command opened, for `--stats`.
     opened: std::sync::Mutex<Vec<protoshelf::ObjStore>>,
+    /// An exit code a command that succeeded chose (verify: 1 = damaged).
+    exit: std::sync::Mutex<Option<u8>>,
 }
 
 impl Ctx {
     pub async fn registry(&self) -> Result<Registry> {
         let store = protoshelf::ObjStore::open_or_default(self.store.as_deref()).await?;
         Ok(Registry::new(self.track(store)))
+    }
+
+    /// Makes the command exit with `code` once it has printed its output.
+    pub fn exit_with(&self, code: u8) {
+        *self.exit.lock().unwrap() = Some(code);
     }
 
     /// Remembers a store so `--stats` can report its requests.
@@ -213,6 +226,8 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Discard(a) => staging::discard(ctx, a).await,
         Command::Rollback(a) => staging::rollback(ctx, a).await,
         Command::Log(a) => history::run(ctx, a).await,
+        Command::Verify(a) => maintenance::verify(ctx, a).await,
+        Command::Gc(a) => maintenance::gc(ctx, a).await,
         Command::Mount(a) => mount::run(ctx, a).await,
         Command::Serve(a) => serve::run(ctx, a).await,
         Command::Completions { shell } => {
@@ -249,6 +264,7 @@ pub fn main() -> ExitCode {
         namespace: cli.namespace.last().cloned(),
         namespaces: cli.namespace,
         opened: Default::default(),
+        exit: Default::default(),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -262,7 +278,10 @@ pub fn main() -> ExitCode {
         ctx.print_stats();
     }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match *ctx.exit.lock().unwrap() {
+            Some(code) => ExitCode::from(code),
+            None => ExitCode::SUCCESS,
+        },
         Err(e) => {
             if let (Output::Json, Error::Incompatible(v)) = (ctx.output, &e) {
                 // CI jobs reading JSON get the violations as data too.
@@ -273,7 +292,7 @@ pub fn main() -> ExitCode {
                 );
             }
             let _ = writeln!(std::io::stderr(), "error: {e}");
-            ExitCode::from(if e.is_user_error() { 1 } else { 2 })
+            ExitCode::from(e.exit_code())
         }
     }
 }

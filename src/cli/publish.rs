@@ -4,12 +4,31 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 
-use protoshelf::registry::{BatchMember, PublishOptions, Published};
+use protoshelf::registry::{BatchMember, Limits, PublishOptions, Published, Registry};
 use protoshelf::{Error, Result};
 use serde_json::json;
 
 use super::namespace::parse_kv;
 use super::{Ctx, files};
+
+/// The options of commands that compile.
+#[derive(clap::Args)]
+pub struct CompileArgs {
+    /// Compile time allowed for each schema (e.g. 30s, 2m), not for a batch
+    /// as a whole. A schema that takes longer fails with exit code 2 (a
+    /// limit a busy machine can hit, not an error in the files).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::mount::parse_duration)]
+    compile_timeout: std::time::Duration,
+}
+
+impl CompileArgs {
+    async fn registry(&self, ctx: &Ctx) -> Result<Registry> {
+        Ok(ctx.registry().await?.with_limits(Limits {
+            compile_timeout: self.compile_timeout,
+            ..Limits::default()
+        }))
+    }
+}
 
 #[derive(clap::Args)]
 pub struct PushArgs {
@@ -27,6 +46,8 @@ pub struct PushArgs {
     created_by: Option<String>,
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
     metadata: Vec<(String, String)>,
+    #[command(flatten)]
+    compile: CompileArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -50,6 +71,8 @@ pub struct LoadArgs {
     group_by: GroupBy,
     #[arg(long, value_name = "WHO")]
     created_by: Option<String>,
+    #[command(flatten)]
+    compile: CompileArgs,
 }
 
 #[derive(clap::Args)]
@@ -59,6 +82,8 @@ pub struct CheckArgs {
     args: Vec<String>,
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    compile: CompileArgs,
 }
 
 fn print_published(
@@ -112,7 +137,7 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let schema = rest[0].clone();
     let files = files::collect(&rest[1..])?;
-    let registry = ctx.registry().await?;
+    let registry = a.compile.registry(ctx).await?;
     let opts = PublishOptions {
         force: a.force,
         created_by: a.created_by,
@@ -189,7 +214,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     });
-    let registry = ctx.registry().await?;
+    let registry = a.compile.registry(ctx).await?;
     let progress = bar.clone().map(|bar| {
         protoshelf::registry::Progress(std::sync::Arc::new(move |done, total| {
             bar.set_message("storing versions".to_string());
@@ -220,7 +245,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
 pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let files = files::collect(&rest[1..])?;
-    let registry = ctx.registry().await?;
+    let registry = a.compile.registry(ctx).await?;
     let report = registry.check(&ns, &rest[0], files, a.force).await?;
     if !report.violations.is_empty() {
         // Reported (as text on stderr, and as JSON on stdout with -o json)

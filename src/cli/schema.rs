@@ -47,22 +47,6 @@ pub enum Cmd {
     },
 }
 
-/// The version a command means: the one given, else current, else staged.
-async fn pick_version(
-    store: &protoshelf::ObjStore,
-    ns: &str,
-    schema: &str,
-    version: Option<u64>,
-) -> Result<u64> {
-    if let Some(v) = version {
-        return Ok(v);
-    }
-    let s = store.get_schema(ns, schema).await?;
-    s.current_version
-        .or(s.staged_version)
-        .ok_or_else(|| Error::NotFound(format!("a current or staged version of schema {schema:?}")))
-}
-
 fn io_error(path: &Path, e: std::io::Error) -> Error {
     Error::InvalidInput(format!("{}: {e}", path.display()))
 }
@@ -73,7 +57,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::List { args } => {
             let (ns, _) = ctx.ns_fixed(args, 0)?;
-            let schemas = store.list_schemas(&ns).await?;
+            let schemas = registry.list_schemas(&ns).await?;
             let value: Vec<_> = schemas
                 .iter()
                 .map(|s| {
@@ -95,8 +79,8 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         }
         Cmd::Info { args } => {
             let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let s = store.get_schema(&ns, &rest[0]).await?;
-            let versions = store.list_versions(&ns, &rest[0]).await?;
+            let info = registry.schema_info(&ns, &rest[0]).await?;
+            let (s, versions) = (info.schema, info.versions);
             let value = json!({
                 "namespace_id": s.namespace_id, "schema_id": s.schema_id,
                 "current_version": s.current_version, "staged_version": s.staged_version,
@@ -123,15 +107,14 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         Cmd::Source { args, version, out } => {
             let (ns, rest) = ctx.ns_fixed(args, 1)?;
             let schema = &rest[0];
-            let v = pick_version(store, &ns, schema, version).await?;
-            let files = store.get_version_files(&ns, schema, v).await?;
-            let mut sources = Vec::new();
-            for f in &files {
+            let v = registry.readable_version(&ns, schema, version).await?;
+            let sources = store.get_version_sources(&ns, schema, v).await?;
+            for (f, _) in &sources {
                 // Stored paths were validated on publish; check again before
                 // they become local paths.
                 protoshelf::ids::validate_file_path(&f.path)?;
-                sources.push((f, store.get_blob(&ns, &f.sha256).await?.source));
             }
+            let files: Vec<_> = sources.iter().map(|(f, _)| f.clone()).collect();
             if let Some(dir) = out {
                 for (f, bytes) in &sources {
                     let target = Path::new(&dir).join(&f.path);
@@ -166,7 +149,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         }
         Cmd::Descriptor { args, version, out } => {
             let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let v = pick_version(store, &ns, &rest[0], version).await?;
+            let v = registry.readable_version(&ns, &rest[0], version).await?;
             let compiled = store.get_version(&ns, &rest[0], v).await?.compiled;
             match out {
                 Some(path) => {

@@ -137,6 +137,21 @@ impl fmt::Display for Violation {
     }
 }
 
+/// A [`Violation`] of one schema of a namespace (what promote, check and
+/// [`crate::Error::Incompatible`] report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchemaViolation {
+    pub schema_id: String,
+    #[serde(flatten)]
+    pub violation: Violation,
+}
+
+impl fmt::Display for SchemaViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "schema {}: {}", self.schema_id, self.violation)
+    }
+}
+
 /// Checks that `new` is a compatible evolution of `old` under `policy`.
 ///
 /// `files` are the paths of the schema's files; only elements defined in

@@ -463,7 +463,19 @@ impl FsCore {
     }
 
     fn blob_size(&self, ns: &str, sha: &str) -> FsResult<u64> {
-        Ok(self.rt.block_on(self.store.get_blob(ns, sha))?.source.len() as u64)
+        Ok(self.referenced_blob(ns, sha)?.len() as u64)
+    }
+
+    /// A blob a version names: a missing one is damage (EIO naming its
+    /// key), not an absent file.
+    fn referenced_blob(&self, ns: &str, sha: &str) -> FsResult<Bytes> {
+        match self.rt.block_on(self.store.get_blob(ns, sha)) {
+            Ok(b) => Ok(b.source),
+            Err(Error::NotFound(_)) => Err(FsError::Io(format!(
+                "corrupt object ns/{ns}/blobs/{sha}: missing, but a version refers to it"
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn tree_entry(
@@ -553,7 +565,7 @@ impl FsCore {
                             mtime: snap.mtime,
                         })
                     }
-                    ["versions", v, tail @ ..] => self.version_entry(ns, schema, v, tail),
+                    ["versions", v, tail @ ..] => self.version_entry(snap, schema, v, tail),
                     _ => Err(FsError::NotFound),
                 }
             }
@@ -565,8 +577,15 @@ impl FsCore {
         }
     }
 
-    fn version_entry(&self, ns: &str, schema: &str, v: &str, tail: &[&str]) -> FsResult<Entry> {
-        let v = number(v)?;
+    fn version_entry(
+        &self,
+        snap: &Snapshot,
+        schema: &str,
+        v: &str,
+        tail: &[&str],
+    ) -> FsResult<Entry> {
+        let ns = snap.namespace.as_str();
+        let v = self.published_number(snap, schema, v)?;
         let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
         let file = |size| {
             Ok(Entry::File {
@@ -648,11 +667,16 @@ impl FsCore {
                         Ok(out)
                     }
                     ["schemas", schema, "versions"] => {
-                        let vs = self.rt.block_on(self.store.list_versions(ns, schema))?;
-                        Ok(dirs(vs.into_iter().map(|v| v.to_string()).collect()))
+                        // The versions the log named: a manifest it never
+                        // named is an interrupted or superseded publish's.
+                        let published =
+                            self.rt.block_on(self.store.published_upto(ns, snap.seq))?;
+                        Ok(dirs(
+                            published.of(schema).iter().map(u64::to_string).collect(),
+                        ))
                     }
                     ["schemas", schema, "versions", v, tail @ ..] => {
-                        let v = number(v)?;
+                        let v = self.published_number(&snap, schema, v)?;
                         let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
                         let mut tree = Tree::default();
                         for f in &m.files {
@@ -694,9 +718,7 @@ impl FsCore {
     pub fn content(&self, path: &str) -> FsResult<Bytes> {
         self.counters.content_loads.fetch_add(1, Relaxed);
         let parts = split(path);
-        let blob = |ns: &str, sha: &str| -> FsResult<Bytes> {
-            Ok(self.rt.block_on(self.store.get_blob(ns, sha))?.source)
-        };
+        let blob = |ns: &str, sha: &str| self.referenced_blob(ns, sha);
         match parts.as_slice() {
             [STATS_DIR, "stats"] => Ok(Bytes::from(self.stats())),
             [ns, rest @ ..] => {
@@ -711,7 +733,7 @@ impl FsCore {
                     ["current.binpb"] => Ok(snap.current.descriptor_set(&self.store, &self.rt)?),
                     ["staged.binpb"] => Ok(snap.staged.descriptor_set(&self.store, &self.rt)?),
                     ["schemas", schema, "versions", v, tail @ ..] => {
-                        let v = number(v)?;
+                        let v = self.published_number(&snap, schema, v)?;
                         match tail {
                             ["descriptor.binpb"] => Ok(self
                                 .rt
@@ -743,6 +765,24 @@ impl FsCore {
         }
     }
 
+    /// A `versions/<N>` segment naming a version the log staged or made
+    /// current; any other stored manifest is not shown.
+    fn published_number(&self, snap: &Snapshot, schema: &str, segment: &str) -> FsResult<u64> {
+        let v = number(segment)?;
+        let p = snap.schemas.get(schema).ok_or(FsError::NotFound)?;
+        if p.current == Some(v) || p.staged == Some(v) {
+            return Ok(v);
+        }
+        let published = self
+            .rt
+            .block_on(self.store.published_upto(&snap.namespace, snap.seq))?;
+        if v <= p.latest && published.contains(schema, v) {
+            Ok(v)
+        } else {
+            Err(FsError::NotFound)
+        }
+    }
+
     /// The bytes of a tree file: its blob, or a well-known type's source.
     fn file_bytes(&self, f: &FileRef) -> FsResult<Bytes> {
         if f.is_well_known() {
@@ -757,7 +797,7 @@ impl FsCore {
     /// A blob's bytes (what a content ID `namespace:sha256` names).
     pub fn blob(&self, ns: &str, sha: &str) -> FsResult<Bytes> {
         self.counters.content_loads.fetch_add(1, Relaxed);
-        Ok(self.rt.block_on(self.store.get_blob(ns, sha))?.source)
+        self.referenced_blob(ns, sha)
     }
 
     /// The target of symlink `path`.

@@ -18,6 +18,11 @@ pub async fn ensure(io: &Io) -> Result<FormatMarker> {
     if let Some(obj) = io.get(&key).await? {
         return check(from_json(key.as_ref(), &obj.bytes)?);
     }
+    // First use, or a marker that was lost: initializing a store that
+    // holds data could give it another format than its objects have.
+    if holds_data(io).await? {
+        return Err(missing_marker());
+    }
     probe_create_if_absent(io).await?;
     let marker = FormatMarker {
         format: FORMAT_NAME.into(),
@@ -33,6 +38,39 @@ pub async fn ensure(io: &Io) -> Result<FormatMarker> {
         Created::Mine => Ok(marker),
         // Another process initialized the store at the same moment.
         Created::Theirs(theirs) => check(theirs),
+    }
+}
+
+/// Reads the marker without ever writing one (for `verify`): the marker,
+/// or what is wrong with it.
+pub async fn inspect(io: &Io) -> Result<std::result::Result<FormatMarker, Error>> {
+    let key = keys::marker();
+    Ok(match io.get(&key).await? {
+        Some(obj) => from_json(key.as_ref(), &obj.bytes).and_then(check),
+        None if holds_data(io).await? => Err(missing_marker()),
+        None => Err(Error::NotFound(format!(
+            "a protoshelf store (no {key}; `protoshelf init` creates one)"
+        ))),
+    })
+}
+
+/// Whether the store has protoshelf objects besides the marker.
+async fn holds_data(io: &Io) -> Result<bool> {
+    let top = io
+        .os
+        .list_with_delimiter(None)
+        .await
+        .map_err(Error::Storage)?;
+    Ok(top
+        .common_prefixes
+        .iter()
+        .any(|p| matches!(p.as_ref(), "namespaces" | "ns")))
+}
+
+fn missing_marker() -> Error {
+    Error::Corrupt {
+        key: keys::marker().to_string(),
+        reason: "missing, but the store holds namespaces: restore the marker from a backup (or write one naming the store's format), then run `protoshelf verify`".into(),
     }
 }
 

@@ -50,12 +50,26 @@ const WRITE_ATTEMPTS: u32 = 5;
 /// whole tree does not hold every descriptor it wrote in memory.
 const REMEMBER_BYTES: usize = 256 * 1024;
 
+/// How long this process trusts that an object it wrote or read still
+/// exists, to skip writing or checking it again. gc may delete an object
+/// nothing references once it is older than gc's grace period, so this
+/// must stay well below the shortest grace the CLI accepts
+/// (`gc::MIN_GRACE`).
+pub const KNOWN_FOR: Duration = Duration::from_secs(10 * 60);
+
+/// A content-addressed object that already exists and is older than this
+/// is rewritten (same bytes) when a writer is about to refer to it: it may
+/// be an unreferenced leftover that gc is about to collect, and a fresh
+/// `last_modified` puts it back under gc's grace period.
+pub const REFRESH_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
 pub struct Io {
     pub os: Arc<dyn ObjectStore>,
     cache: moka::future::Cache<String, Object>,
-    /// Keys of large immutable objects this process wrote (see
-    /// `REMEMBER_BYTES`).
-    written: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Keys known to exist, for `KNOWN_FOR` (the cache above keeps
+    /// immutable bytes longer: reading them stays right, but skipping a
+    /// write on old knowledge could race with gc).
+    known: moka::sync::Cache<String, ()>,
     pub counters: ProtocolCounters,
 }
 
@@ -72,10 +86,14 @@ impl Io {
             })
             .max_capacity(cache_bytes)
             .build();
+        let known = moka::sync::Cache::builder()
+            .max_capacity(1 << 20)
+            .time_to_live(KNOWN_FOR)
+            .build();
         Io {
             os,
             cache,
-            written: Default::default(),
+            known,
             counters: ProtocolCounters::default(),
         }
     }
@@ -118,6 +136,7 @@ impl Io {
         if let Some(obj) = &found {
             check(obj)?;
             self.cache.insert(key.to_string(), obj.clone()).await;
+            self.known.insert(key.to_string(), ());
         }
         Ok(found)
     }
@@ -129,11 +148,13 @@ impl Io {
             last_modified: Utc::now(),
         };
         self.cache.insert(key.to_string(), obj).await;
+        self.known.insert(key.to_string(), ());
     }
 
-    /// Whether an immutable object is known to exist without a request.
+    /// Whether an immutable object is known to exist without a request
+    /// (written or read by this process in the last `KNOWN_FOR`).
     pub fn known(&self, key: &Path) -> bool {
-        self.cache.contains_key(key.as_ref()) || self.written.lock().unwrap().contains(key.as_ref())
+        self.known.contains_key(key.as_ref())
     }
 
     /// Plain overwrite (only for hints, which readers never trust).
@@ -148,14 +169,32 @@ impl Io {
     /// Create-if-absent for content-addressed objects: any object already at
     /// the key has the same content by construction, so "exists" is success.
     pub async fn create_content(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        self.create_content_as(key, bytes, false).await
+    }
+
+    /// [`Self::create_content`] for objects gc may collect (blobs,
+    /// descriptors): one that exists already and is older than
+    /// `REFRESH_AFTER` is rewritten with the same bytes, so gc's grace
+    /// period protects it until the caller's manifest refers to it.
+    pub async fn create_collectable(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        self.create_content_as(key, bytes, true).await
+    }
+
+    async fn create_content_as(&self, key: &Path, bytes: Bytes, refresh: bool) -> Result<()> {
         let mut last = None;
         for attempt in 0..WRITE_ATTEMPTS {
-            match self.create_once(key, bytes.clone()).await {
+            let outcome = match self.create_once(key, bytes.clone()).await {
+                Err(object_store::Error::AlreadyExists { .. }) if refresh => {
+                    self.refresh_if_old(key, &bytes).await
+                }
+                other => other,
+            };
+            match outcome {
                 Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {
                     if bytes.len() <= REMEMBER_BYTES {
                         self.remember(key, bytes).await;
                     } else {
-                        self.written.lock().unwrap().insert(key.to_string());
+                        self.known.insert(key.to_string(), ());
                     }
                     return Ok(());
                 }
@@ -179,6 +218,21 @@ impl Io {
         bytes: Bytes,
         is_mine: impl Fn(&T) -> bool,
     ) -> Result<Created<T>> {
+        self.create_record_with(key, bytes, |found| {
+            let record: T = from_json(key.as_ref(), found)?;
+            Ok((is_mine(&record), record))
+        })
+        .await
+    }
+
+    /// [`Self::create_record`] with the caller's decoder: `read_back`
+    /// decodes what is at the key and says whether it is this writer's.
+    pub async fn create_record_with<T>(
+        &self,
+        key: &Path,
+        bytes: Bytes,
+        read_back: impl Fn(&[u8]) -> Result<(bool, T)>,
+    ) -> Result<Created<T>> {
         let mut last = None;
         for attempt in 0..WRITE_ATTEMPTS {
             let outcome = self.create_once(key, bytes.clone()).await;
@@ -192,9 +246,9 @@ impl Io {
                     // failed too: write again. A copy of ours that landed
                     // late is recognised by the next read-back.
                     if let Ok(Some(obj)) = self.get(key).await {
-                        let record: T = from_json(key.as_ref(), &obj.bytes)?;
+                        let (mine, record) = read_back(&obj.bytes)?;
                         self.cache.insert(key.to_string(), obj).await;
-                        if is_mine(&record) {
+                        if mine {
                             // Our write landed although we were told otherwise.
                             self.counters.ambiguous_settled.fetch_add(1, Relaxed);
                             return Ok(Created::Mine);
@@ -208,6 +262,20 @@ impl Io {
             }
         }
         Err(storage(last.expect("at least one attempt")))
+    }
+
+    /// An existing content-addressed object: rewritten (same bytes) when
+    /// older than `REFRESH_AFTER`, written again if it vanished meanwhile.
+    async fn refresh_if_old(&self, key: &Path, bytes: &Bytes) -> object_store::Result<()> {
+        let old = match self.os.head(key).await {
+            Ok(meta) => Utc::now() - meta.last_modified > REFRESH_AFTER,
+            Err(object_store::Error::NotFound { .. }) => true,
+            Err(e) => return Err(e),
+        };
+        if old {
+            self.os.put(key, PutPayload::from(bytes.clone())).await?;
+        }
+        Ok(())
     }
 
     async fn create_once(&self, key: &Path, bytes: Bytes) -> object_store::Result<()> {

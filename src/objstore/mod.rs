@@ -9,8 +9,11 @@
 pub mod admin;
 mod blobs;
 mod claims;
+#[cfg(any(test, feature = "fault-injection"))]
 pub mod faults;
 pub mod format;
+pub mod gc;
+pub mod inventory;
 pub mod io;
 pub mod keys;
 mod listing;
@@ -18,9 +21,12 @@ pub mod log;
 pub mod metrics;
 mod namespaces;
 mod pointers;
+pub mod protocol;
+pub mod published;
 pub mod records;
 pub mod schema_ids;
 pub mod url;
+pub mod verify;
 mod versions;
 
 use std::sync::Arc;
@@ -31,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 pub use blobs::sha256_hex;
-pub use log::NsState;
+pub use log::{Mutation, NsAttempt, NsState};
 use metrics::{Instrumented, RequestCounts};
 use records::{FormatMarker, LogEntry};
 pub use url::{Backend, BackendKind};
@@ -54,6 +60,8 @@ pub struct ProtocolStats {
     pub write_retries: u64,
     pub checkpoints: u64,
     pub cache_hits: u64,
+    /// The most races one commit lost before it landed.
+    pub most_lost: u64,
 }
 
 /// A handle on a protoshelf store. Clones share caches and counters; handles
@@ -78,6 +86,8 @@ struct Inner {
     /// removed, so they are never written again, and a lookup may try
     /// them before listing (see `known_claimants`).
     known_claims: std::sync::Mutex<ClaimIndex>,
+    /// Per namespace, the versions its log named (see published.rs).
+    published: std::sync::Mutex<std::collections::HashMap<String, Arc<published::Published>>>,
 }
 
 /// (namespace, kind, name) → claimants.
@@ -120,12 +130,51 @@ impl ObjStore {
     }
 
     pub async fn with_cache(backend: Backend, cache_bytes: u64) -> Result<Self> {
+        let (metrics, io) = Self::layers(&backend, cache_bytes);
+        let marker = format::ensure(&io).await?;
+        Ok(Self::assemble(backend, metrics, io, marker))
+    }
+
+    /// Opens a store to inspect it (`verify`): never writes, and opens even
+    /// when the format marker is missing or damaged, returning that problem
+    /// beside the handle (which then assumes this build's format). A store
+    /// that is empty is `NotFound`.
+    pub async fn inspect(backend: Backend) -> Result<(Self, Option<crate::Error>)> {
+        let (metrics, io) = Self::layers(&backend, DEFAULT_CACHE_BYTES);
+        let (marker, problem) = match format::inspect(&io).await? {
+            Ok(marker) => (marker, None),
+            Err(e @ crate::Error::NotFound(_)) => return Err(e),
+            Err(e) => {
+                let assumed = FormatMarker {
+                    format: "protoshelf".into(),
+                    format_version: records::FORMAT_VERSION,
+                    created_at: chrono::Utc::now(),
+                    writer_id: String::new(),
+                };
+                (assumed, Some(e))
+            }
+        };
+        Ok((Self::assemble(backend, metrics, io, marker), problem))
+    }
+
+    fn layers(backend: &Backend, cache_bytes: u64) -> (Instrumented, Arc<io::Io>) {
         let metrics = Instrumented::new(backend.store.clone());
         let os: Arc<dyn ObjectStore> = Arc::new(metrics.clone());
-        let io = Arc::new(io::Io::new(os, cache_bytes));
-        let marker = format::ensure(&io).await?;
-        let log = log::Log::new(io.clone(), writer_name(), marker.format_version);
-        Ok(ObjStore {
+        (metrics, Arc::new(io::Io::new(os, cache_bytes)))
+    }
+
+    fn assemble(
+        backend: Backend,
+        metrics: Instrumented,
+        io: Arc<io::Io>,
+        marker: FormatMarker,
+    ) -> Self {
+        let codec = log::JsonLog {
+            writer: writer_name(),
+            format_version: marker.format_version,
+        };
+        let log = log::Log::new(io.clone(), codec, log::LAYOUT);
+        ObjStore {
             inner: Arc::new(Inner {
                 kind: backend.kind,
                 url: backend.url,
@@ -135,8 +184,9 @@ impl ObjStore {
                 marker,
                 fresh_schemas: Default::default(),
                 known_claims: Default::default(),
+                published: Default::default(),
             }),
-        })
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -214,6 +264,7 @@ impl ObjStore {
             write_retries: c.write_retries.load(Relaxed),
             checkpoints: c.checkpoints.load(Relaxed),
             cache_hits: c.cache_hits.load(Relaxed),
+            most_lost: self.inner.log.most_lost() as u64,
         }
     }
 
@@ -238,7 +289,19 @@ impl ObjStore {
     /// The log entries `from..=to` of a namespace, oldest first.
     pub async fn log_entries(&self, ns: &str, from: u64, to: u64) -> Result<Vec<LogEntry>> {
         self.require_namespace(ns).await?;
-        self.inner.log.entries(ns, from, to).await
+        let entries = self.inner.log.entries(ns, from, to).await?;
+        Ok(entries.into_iter().map(LogEntry::from).collect())
+    }
+
+    /// How long a commit of this handle (and its clones) keeps losing races
+    /// to concurrent writers before it gives up with
+    /// [`crate::Error::Contended`] ([`protocol::DEFAULT_GIVE_UP`] unless set).
+    pub fn set_commit_give_up(&self, bound: std::time::Duration) {
+        self.inner.log.set_give_up_after(bound);
+    }
+
+    pub fn commit_give_up(&self) -> std::time::Duration {
+        self.inner.log.give_up_after()
     }
 }
 

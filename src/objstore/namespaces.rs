@@ -23,17 +23,45 @@ pub(super) fn to_schema(r: SchemaRecord, state: &NsState) -> Schema {
 impl ObjStore {
     pub(super) async fn require_namespace(&self, ns: &str) -> Result<NamespaceRecord> {
         validate_namespace_id(ns)?;
-        self.read_record(&keys::namespace(ns))
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("namespace {ns:?}")))
+        let key = keys::namespace(ns);
+        if let Some(record) = self.read_record(&key).await? {
+            return Ok(record);
+        }
+        // Absent: a mistyped name, or a deleted record (damage) when the
+        // namespace's objects are there. Only this error path pays the LIST.
+        let log = object_store::path::Path::from(format!("ns/{ns}/log"));
+        let listed = self
+            .io()
+            .os
+            .list_with_delimiter(Some(&log))
+            .await
+            .map_err(Error::Storage)?;
+        if !listed.objects.is_empty() {
+            return Err(Error::Corrupt {
+                key: key.to_string(),
+                reason: format!("missing, but ns/{ns}/ holds the namespace's commits"),
+            });
+        }
+        Err(Error::NotFound(format!("namespace {ns:?}")))
     }
 
     pub(super) async fn require_schema(&self, ns: &str, schema: &str) -> Result<SchemaRecord> {
         self.require_namespace(ns).await?;
         validate_schema_id(schema)?;
-        self.read_record(&keys::schema(ns, schema))
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("schema {schema:?} in namespace {ns:?}")))
+        let key = keys::schema(ns, schema);
+        if let Some(record) = self.read_record(&key).await? {
+            return Ok(record);
+        }
+        // A schema the log stages versions of cannot lack its record.
+        if self.inner.log.latest(ns).await?.pointers(schema).latest > 0 {
+            return Err(Error::Corrupt {
+                key: key.to_string(),
+                reason: "missing, but the log stages versions of the schema".into(),
+            });
+        }
+        Err(Error::NotFound(format!(
+            "schema {schema:?} in namespace {ns:?}"
+        )))
     }
 
     pub async fn create_namespace(&self, ns: &Namespace) -> Result<()> {

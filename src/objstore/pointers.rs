@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::log::{Mutation, NsState};
-use super::records::*;
+use super::log::{Committed, JsonLog, Mutation, NsAttempt, NsChange, NsPointers};
+use super::protocol::Plan;
 use super::{FETCH_CONCURRENCY, ObjStore};
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -20,14 +20,25 @@ impl ObjStore {
         }
     }
 
-    pub(super) async fn commit(
+    /// Commits the mutation `plan` computes, inside the commit protocol's
+    /// one retry loop: `plan` runs on the exact state the mutation will be
+    /// applied to, and again on the new state after every lost race, so
+    /// whatever it checks holds for the commit (see
+    /// [`super::protocol::Protocol::commit`]). `Ok(None)` from `plan`
+    /// commits nothing; an error from it ends the commit with nothing
+    /// committed.
+    pub async fn commit(
         &self,
         ns: &str,
-        expect_seq: Option<u64>,
-        plan: impl FnMut(&NsState) -> Result<Option<Mutation>>,
-    ) -> Result<Option<super::log::Committed>> {
+        plan: impl Plan<NsPointers, Mutation>,
+    ) -> Result<Option<Committed>> {
         self.require_namespace(ns).await?;
-        self.inner.log.commit(ns, expect_seq, plan).await
+        let log = &self.inner.log;
+        let stamped = Stamped {
+            plan,
+            codec: log.codec(),
+        };
+        log.commit(ns, stamped).await
     }
 
     /// Stages `version` for a schema; 0 clears its staging.
@@ -41,18 +52,13 @@ impl ObjStore {
             schema_id: schema_id.to_string(),
             version: (version != 0).then_some(version),
         };
-        self.stage(namespace_id, &[change], None).await
+        self.stage(namespace_id, &[change]).await
     }
 
-    /// Applies many staging changes in one commit (a whole tree is one
-    /// commit, not thousands). With `expect_seq`, commits only on top of that
-    /// log position and fails with `Conflict` otherwise.
-    pub async fn stage(
-        &self,
-        namespace_id: &str,
-        changes: &[StageChange],
-        expect_seq: Option<u64>,
-    ) -> Result<CommitInfo> {
+    /// Checks staging changes before a commit: no schema twice, every
+    /// version stored. Versions are immutable, so checking them once,
+    /// before the commit loop, is as good as checking them on every retry.
+    pub async fn check_stage(&self, namespace_id: &str, changes: &[StageChange]) -> Result<()> {
         self.require_namespace(namespace_id).await?;
         if changes.is_empty() {
             return Err(Error::InvalidInput("nothing to stage".into()));
@@ -66,8 +72,6 @@ impl ObjStore {
                 )));
             }
         }
-        // Versions are immutable: checking them once, before the commit
-        // loop, is as good as checking them on every retry.
         let checks: Vec<_> = changes
             .iter()
             .map(|c| self.check_stage_change(namespace_id, c))
@@ -76,73 +80,31 @@ impl ObjStore {
             .buffer_unordered(FETCH_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
+        Ok(())
+    }
+
+    /// Applies many staging changes in one commit (a whole tree is one
+    /// commit, not thousands).
+    pub async fn stage(&self, namespace_id: &str, changes: &[StageChange]) -> Result<CommitInfo> {
+        self.check_stage(namespace_id, changes).await?;
         let committed = self
-            .commit(namespace_id, expect_seq, |state| {
-                let mut m = Mutation {
-                    operation: Operation::Stage {
-                        versions: changes
-                            .iter()
-                            .map(|c| StagedVersion {
-                                schema_id: c.schema_id.clone(),
-                                version: c.version,
-                            })
-                            .collect(),
-                    },
-                    changes: BTreeMap::new(),
-                    config: BTreeMap::new(),
-                };
-                for c in changes {
-                    let mut p = state.pointers(&c.schema_id);
-                    p.staged = c.version;
-                    p.latest = p.latest.max(c.version.unwrap_or(0));
-                    m.changes.insert(c.schema_id.clone(), p);
-                }
-                Ok(Some(m))
+            .commit(namespace_id, |a: NsAttempt| async move {
+                Ok(Some(Mutation::stage(&a.state, changes)))
             })
             .await?;
-        Ok(committed.expect("staging always commits").info)
+        Ok(committed.expect("staging always commits").info())
     }
 
     /// Makes every staged version of the namespace current, atomically.
-    pub async fn promote(&self, namespace_id: &str, expect_seq: Option<u64>) -> Result<Promotion> {
+    pub async fn promote(&self, namespace_id: &str) -> Result<Promotion> {
         let committed = self
-            .commit(namespace_id, expect_seq, |state| {
-                let mut changes = BTreeMap::new();
-                let mut promoted = Vec::new();
-                for (schema, p) in state.staged_schemas() {
-                    let Some(staged) = p.staged else { continue };
-                    promoted.push(PromotedSchema {
-                        schema_id: schema.clone(),
-                        prior_version: p.current,
-                        current_version: staged,
-                    });
-                    changes.insert(
-                        schema.clone(),
-                        Pointers {
-                            current: Some(staged),
-                            staged: None,
-                            latest: p.latest,
-                        },
-                    );
-                }
-                Ok((!promoted.is_empty()).then(|| Mutation {
-                    operation: Operation::Promote { promoted },
-                    changes,
-                    config: BTreeMap::new(),
-                }))
+            .commit(namespace_id, |a: NsAttempt| async move {
+                Ok(Mutation::promote(&a.state))
             })
             .await?;
         Ok(match committed {
             None => Promotion::default(),
-            Some(c) => {
-                let Operation::Promote { promoted } = c.entry.operation else {
-                    unreachable!("a promote commits a promote entry")
-                };
-                Promotion {
-                    promoted,
-                    commit: Some(c.info),
-                }
-            }
+            Some(c) => c.promotion(),
         })
     }
 
@@ -150,21 +112,11 @@ impl ObjStore {
     /// commit, or None when nothing was staged.
     pub async fn discard_staging(&self, namespace_id: &str) -> Result<Option<CommitInfo>> {
         let committed = self
-            .commit(namespace_id, None, |state| {
-                let changes: BTreeMap<String, Pointers> = state
-                    .staged_schemas()
-                    .map(|(s, p)| (s.clone(), Pointers { staged: None, ..p }))
-                    .collect();
-                Ok((!changes.is_empty()).then(|| Mutation {
-                    operation: Operation::Discard {
-                        schemas: changes.keys().cloned().collect(),
-                    },
-                    changes,
-                    config: BTreeMap::new(),
-                }))
+            .commit(namespace_id, |a: NsAttempt| async move {
+                Ok(Mutation::discard(&a.state))
             })
             .await?;
-        Ok(committed.map(|c| c.info))
+        Ok(committed.map(|c| c.info()))
     }
 
     /// Sets a namespace setting (e.g. its compatibility policy) in one commit.
@@ -178,18 +130,11 @@ impl ObjStore {
             return Err(Error::InvalidInput("empty setting name".into()));
         }
         let committed = self
-            .commit(namespace_id, None, |_| {
-                Ok(Some(Mutation {
-                    operation: Operation::SetConfig {
-                        key: key.to_string(),
-                        value: value.to_string(),
-                    },
-                    changes: BTreeMap::new(),
-                    config: BTreeMap::from([(key.to_string(), value.to_string())]),
-                }))
+            .commit(namespace_id, |_: NsAttempt| async move {
+                Ok(Some(Mutation::set_config(key, value)))
             })
             .await?;
-        Ok(committed.expect("setting always commits").info)
+        Ok(committed.expect("setting always commits").info())
     }
 
     /// The namespace's settings as of its latest commit.
@@ -200,5 +145,19 @@ impl ObjStore {
             .snapshot
             .config
             .clone())
+    }
+}
+
+/// A plan of mutations as a plan of log changes: each stamped with the
+/// writer and the store's format.
+struct Stamped<'a, P> {
+    plan: P,
+    codec: &'a JsonLog,
+}
+
+impl<P: Plan<NsPointers, Mutation>> Plan<NsPointers> for Stamped<'_, P> {
+    async fn plan(&mut self, attempt: NsAttempt) -> Result<Option<NsChange>> {
+        let m = self.plan.plan(attempt).await?;
+        Ok(m.map(|m| self.codec.stamp(m)))
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sha2::Digest;
 
 use crate::error::{Error, Result};
 use crate::model::{Metadata, VersionDep, VersionFile};
@@ -157,6 +158,15 @@ pub struct HeadHint {
     pub seq: u64,
 }
 
+/// The field every JSON object protoshelf writes ends with: the SHA-256 of
+/// the object's bytes as they would be without it. JSON records are not
+/// content-addressed, so this is what lets a reader (and `verify`) tell a
+/// damaged record from an intact one, even when the damage leaves valid JSON.
+pub const CHECKSUM_FIELD: &str = "checksum";
+
+/// `,"checksum":"` + 64 hex digits + `"}`.
+const CHECKSUM_SUFFIX_LEN: usize = 13 + 64 + 2;
+
 /// `confluent/ids/<id:020>.json`: a global schema ID of the Confluent API
 /// and the schema it names. Immutable; created with create-if-absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,12 +224,74 @@ pub struct ConfluentConfigRecord {
 pub fn to_json<T: Serialize>(value: &T) -> bytes::Bytes {
     // Compact: log entries and checkpoints are read on every cold open.
     // Serializing these plain structs cannot fail.
-    serde_json::to_vec(value).expect("records serialize").into()
+    let mut bytes = serde_json::to_vec(value).expect("records serialize");
+    if bytes.len() > 2 && bytes.last() == Some(&b'}') {
+        let sum = hex::encode(sha2::Sha256::digest(&bytes));
+        bytes.pop();
+        bytes.extend_from_slice(format!(",\"{CHECKSUM_FIELD}\":\"{sum}\"}}").as_bytes());
+    }
+    bytes.into()
+}
+
+/// The bytes the checksum of `bytes` covers and the checksum, when `bytes`
+/// ends with one (objects written before checksums existed do not).
+fn split_checksum(bytes: &[u8]) -> Option<(Vec<u8>, &str)> {
+    let n = bytes.len();
+    if n < CHECKSUM_SUFFIX_LEN + 1 {
+        return None;
+    }
+    let (body, suffix) = bytes.split_at(n - CHECKSUM_SUFFIX_LEN);
+    let suffix = std::str::from_utf8(suffix).ok()?;
+    let sum = suffix
+        .strip_prefix(&format!(",\"{CHECKSUM_FIELD}\":\""))?
+        .strip_suffix("\"}")?;
+    let mut covered = body.to_vec();
+    covered.push(b'}');
+    Some((covered, sum))
+}
+
+/// Checks a JSON object's checksum (if it has one). `Corrupt` names the key.
+pub fn check_checksum(key: &str, bytes: &[u8]) -> Result<()> {
+    if let Some((covered, sum)) = split_checksum(bytes) {
+        let actual = hex::encode(sha2::Sha256::digest(&covered));
+        if actual != sum {
+            return Err(Error::Corrupt {
+                key: key.to_string(),
+                reason: "damaged: its checksum does not match its content".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub fn from_json<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    check_checksum(key, bytes)?;
     serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
         key: key.to_string(),
         reason: format!("not a valid record: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksummed_records_detect_any_changed_byte() {
+        let hint = HeadHint { seq: 42 };
+        let bytes = to_json(&hint);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.starts_with(r#"{"seq":42,"checksum":""#), "{text}");
+        assert_eq!(from_json::<HeadHint>("k", &bytes).unwrap().seq, 42);
+        // Plain JSON readers see one more field.
+        let plain: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(plain["seq"], 42);
+        // `42` -> `43` is still valid JSON: only the checksum tells.
+        let mut flipped = bytes.to_vec();
+        flipped[8] ^= 1;
+        let err = from_json::<HeadHint>("ns/a/head.json", &flipped).unwrap_err();
+        assert!(err.to_string().contains("ns/a/head.json"), "{err}");
+        // Objects written before checksums are read as before.
+        assert_eq!(from_json::<HeadHint>("k", br#"{"seq":7}"#).unwrap().seq, 7);
+    }
 }

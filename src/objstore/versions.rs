@@ -15,6 +15,17 @@ use crate::error::{Error, Result};
 use crate::ids::{validate_namespace_id, validate_schema_id};
 use crate::model::*;
 
+/// The error for an object a manifest names that storage does not have.
+pub(super) fn referenced_but_missing(key: &object_store::path::Path, m: &VersionManifest) -> Error {
+    Error::Corrupt {
+        key: key.to_string(),
+        reason: format!(
+            "missing, but {} refers to it",
+            keys::version(&m.namespace_id, &m.schema_id, m.version)
+        ),
+    }
+}
+
 impl ObjStore {
     /// A version's manifest (cached): files, deps, descriptor key, author, time.
     pub async fn manifest(&self, ns: &str, schema: &str, version: u64) -> Result<VersionManifest> {
@@ -25,6 +36,13 @@ impl ObjStore {
         // read only to say which of the two is missing.
         let Some(manifest) = self.read_record::<VersionManifest>(&key).await? else {
             self.require_schema(ns, schema).await?;
+            // A version the log staged cannot be missing: that is damage.
+            if self.is_published(ns, schema, version).await? {
+                return Err(Error::Corrupt {
+                    key: key.to_string(),
+                    reason: "missing, but the log stages this version".into(),
+                });
+            }
             return Err(Error::NotFound(format!(
                 "version {version} of schema {schema:?} in namespace {ns:?}"
             )));
@@ -47,10 +65,33 @@ impl ObjStore {
             "descriptor of version {} of schema {:?}",
             m.version, m.schema_id
         );
-        Ok(self
-            .verified(&key, &m.descriptor.sha256, &what)
-            .await?
-            .bytes)
+        match self.verified(&key, &m.descriptor.sha256, &what).await {
+            Ok(obj) => Ok(obj.bytes),
+            Err(Error::NotFound(_)) => Err(referenced_but_missing(&key, m)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A version's files with their sources, each verified against its
+    /// hash. A blob the manifest names but storage lacks is damage
+    /// (`Corrupt`, naming the blob's key), not a caller's mistake.
+    pub async fn get_version_sources(
+        &self,
+        namespace_id: &str,
+        schema_id: &str,
+        version: u64,
+    ) -> Result<Vec<(VersionFile, Bytes)>> {
+        let m = self.manifest(namespace_id, schema_id, version).await?;
+        let mut out = Vec::new();
+        for f in &m.files {
+            let key = keys::blob(namespace_id, &f.sha256);
+            match self.get_blob(namespace_id, &f.sha256).await {
+                Ok(b) => out.push((f.clone(), b.source)),
+                Err(Error::NotFound(_)) => return Err(referenced_but_missing(&key, &m)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn load_versions(
@@ -135,7 +176,9 @@ impl ObjStore {
         }
         let sha = sha256_hex(&ver.compiled);
         let key = keys::descriptor(ns, &sha);
-        self.io().create_content(&key, ver.compiled.clone()).await?;
+        self.io()
+            .create_collectable(&key, ver.compiled.clone())
+            .await?;
         Ok(DescriptorRef {
             key: key.to_string(),
             sha256: sha,
@@ -240,6 +283,33 @@ impl ObjStore {
         files: &[VersionFile],
         deps: &[VersionDep],
     ) -> Result<u64> {
+        self.allocate_version(ver, files, deps, false).await
+    }
+
+    /// [`Self::create_version`], except that when the newest stored version
+    /// is one the log has not named yet and has exactly this content (files,
+    /// deps, descriptor, author, metadata), that version is returned instead
+    /// of a new one: a publish run again after dying between storing and
+    /// staging its version picks up where it stopped rather than leaving
+    /// the first attempt's manifest behind. Only the newest is reused, and
+    /// gc never removes the newest version of a schema, so a reused version
+    /// cannot be collected under the publish.
+    pub async fn create_or_reuse_version(
+        &self,
+        ver: &SchemaVersion,
+        files: &[VersionFile],
+        deps: &[VersionDep],
+    ) -> Result<u64> {
+        self.allocate_version(ver, files, deps, true).await
+    }
+
+    async fn allocate_version(
+        &self,
+        ver: &SchemaVersion,
+        files: &[VersionFile],
+        deps: &[VersionDep],
+        reuse: bool,
+    ) -> Result<u64> {
         self.validate_version_input(ver, files)?;
         let descriptor = self.prepare_version(ver, files).await?;
         let (ns, schema) = (&ver.namespace_id, &ver.schema_id);
@@ -270,14 +340,28 @@ impl ObjStore {
             .unwrap()
             .remove(&(ns.clone(), schema.clone()));
         let mut listed = !fresh;
+        let mut reuse = reuse;
         loop {
             let next = if listed {
-                self.versions_after(ns, schema, floor)
+                let newest = self
+                    .versions_after(ns, schema, floor)
                     .await?
                     .last()
-                    .copied()
-                    .unwrap_or(floor)
-                    + 1
+                    .copied();
+                if let Some(newest) = newest.filter(|_| reuse) {
+                    reuse = false; // once: a version made since is someone else's
+                    let m = self.manifest(ns, schema, newest).await?;
+                    if m.descriptor == descriptor
+                        && m.files == files
+                        && m.deps == deps
+                        && m.compiler_version == ver.compiler_version
+                        && m.created_by == ver.created_by
+                        && m.metadata == ver.metadata
+                    {
+                        return Ok(newest);
+                    }
+                }
+                newest.unwrap_or(floor) + 1
             } else {
                 floor + 1
             };

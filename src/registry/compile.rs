@@ -1,21 +1,28 @@
 //! Compiling with protox: gather the import closure asynchronously (each
-//! file fetched and parsed once, only the files imports reach), then
-//! compile synchronously from memory, within the time limit.
+//! file fetched and parsed once, only the files imports reach, a stored
+//! version's whole recorded closure at once), then compile from memory,
+//! guarded (see [`super::guard`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use prost_reflect::{DescriptorPool, FileDescriptor, MessageDescriptor};
+use prost_reflect::{DescriptorPool, FileDescriptor};
+use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorProto};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
+use super::guard::{self, Budget};
 use super::view::{Owner, View};
 use crate::error::{Error, Result};
+use crate::model::VersionDep;
 
 /// Recorded with every version; descriptors are reused on restore only when
 /// it matches (a test keeps it equal to the locked protox version).
 pub const COMPILER_VERSION: &str = "protox 0.10.0";
+
+/// Imports looked up (and fetched) at once while gathering.
+const FETCH_CONCURRENCY: usize = 32;
 
 /// Where a file of a compile came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +69,28 @@ pub fn describe(e: &protox::Error) -> String {
     })
 }
 
-fn compile_error(e: &protox::Error) -> Error {
+pub(super) fn compile_error(e: &protox::Error) -> Error {
     Error::Compile(describe(e))
 }
 
+/// Parses one source, after the nesting check that keeps every recursive
+/// layer bounded.
 fn parse(path: &str, source: &str) -> Result<File> {
+    guard::check_nesting(path, source)?;
     File::from_source(path, source).map_err(|e| compile_error(&e))
+}
+
+fn imports(file: &File) -> &[String] {
+    &file.file_descriptor_proto().dependency
+}
+
+/// A file found for an import: parsed (a file fetched ahead of need that
+/// does not parse fails only if it is imported), and the dependencies its
+/// version recorded, which name the rest of its closure.
+struct Fetched {
+    file: Result<File>,
+    origin: Origin,
+    deps: Vec<VersionDep>,
 }
 
 impl Sources {
@@ -111,91 +134,299 @@ impl Sources {
     /// themselves: from `namespace`, then `builtins`; well-known types are
     /// left to protox. A missing import is left for the compiler to report
     /// with its location.
+    ///
+    /// Imports are looked up in rounds, many at once. When an import
+    /// resolves to a stored version, the dependencies that version recorded
+    /// (its whole closure outside its own schema) are fetched in the next
+    /// round, each from the schema that defined it then if that schema's
+    /// version in this view still defines it (one owner per path); so a
+    /// stored chain of any depth costs a few rounds, not one per level.
+    /// Anything the recorded deps do not cover, or cover wrongly, is still
+    /// looked up when an import reaches it.
     pub async fn gather(&mut self, namespace: &View, builtins: Option<&View>) -> Result<()> {
-        let mut seen: BTreeSet<String> = self.files.keys().cloned().collect();
-        let mut wanted = self.imports_not_in(&seen);
-        while !wanted.is_empty() {
-            seen.extend(wanted.iter().cloned());
-            let found: Vec<Option<(String, File, Origin)>> = futures::stream::iter(wanted)
-                .map(|path| async move { fetch(path, namespace, builtins).await })
-                .buffer_unordered(16)
+        let mut seen: HashSet<String> = self.files.keys().cloned().collect();
+        let mut wanted: Vec<String> = Vec::new();
+        for file in self.files.values().filter_map(|(f, _)| f.as_ref()) {
+            wanted.extend(
+                imports(file)
+                    .iter()
+                    .filter(|d| seen.insert((*d).clone()))
+                    .cloned(),
+            );
+        }
+        // Fetched ahead of need (from recorded deps), by path.
+        let mut spare: HashMap<String, Fetched> = HashMap::new();
+        // Path → the schema that defined it when a version recorded it.
+        let mut hints: HashMap<String, String> = HashMap::new();
+        let mut ahead: Vec<String> = Vec::new();
+        loop {
+            let mut required = Vec::new();
+            while let Some(path) = wanted.pop() {
+                match spare.remove(&path) {
+                    Some(found) => self.accept(
+                        path,
+                        found,
+                        namespace,
+                        &mut seen,
+                        &mut wanted,
+                        &mut hints,
+                        &mut ahead,
+                    )?,
+                    None => required.push(path),
+                }
+            }
+            ahead.retain(|p| !seen.contains(p));
+            if required.is_empty() && ahead.is_empty() {
+                return Ok(());
+            }
+            let jobs = required
+                .into_iter()
+                .map(|p| (p, true))
+                .chain(ahead.drain(..).map(|p| (p, false)));
+            let hints_now = &hints;
+            let found: Vec<(String, bool, Option<Fetched>)> = futures::stream::iter(jobs)
+                .map(|(path, required)| async move {
+                    let hint = hints_now.get(&path).map(String::as_str);
+                    let found = if required {
+                        fetch(&path, hint, namespace, builtins).await?
+                    } else {
+                        fetch_hinted(&path, hint, namespace).await?
+                    };
+                    Ok::<_, Error>((path, required, found))
+                })
+                .buffer_unordered(FETCH_CONCURRENCY)
                 .try_collect()
                 .await?;
-            for (path, file, origin) in found.into_iter().flatten() {
-                self.files.insert(path, (Some(file), origin));
+            for (path, required, found) in found {
+                match (found, required) {
+                    (Some(f), true) => self.accept(
+                        path,
+                        f,
+                        namespace,
+                        &mut seen,
+                        &mut wanted,
+                        &mut hints,
+                        &mut ahead,
+                    )?,
+                    (Some(f), false) => {
+                        spare.insert(path, f);
+                    }
+                    // Missing imports are the compiler's to report; a
+                    // recorded dep that moved is looked up if imported.
+                    (None, _) => {}
+                }
             }
-            wanted = self.imports_not_in(&seen);
         }
+    }
+
+    /// Takes a fetched file into the compile: its imports become wanted,
+    /// and the deps its version recorded are fetched ahead.
+    #[allow(clippy::too_many_arguments)]
+    fn accept(
+        &mut self,
+        path: String,
+        found: Fetched,
+        namespace: &View,
+        seen: &mut HashSet<String>,
+        wanted: &mut Vec<String>,
+        hints: &mut HashMap<String, String>,
+        ahead: &mut Vec<String>,
+    ) -> Result<()> {
+        let file = found.file?;
+        wanted.extend(
+            imports(&file)
+                .iter()
+                .filter(|d| seen.insert((*d).clone()))
+                .cloned(),
+        );
+        for dep in found.deps {
+            if dep.namespace_id == namespace.namespace
+                && !seen.contains(&dep.path)
+                && !hints.contains_key(&dep.path)
+            {
+                ahead.push(dep.path.clone());
+                hints.insert(dep.path, dep.schema_id);
+            }
+        }
+        self.files.insert(path, (Some(file), found.origin));
         Ok(())
     }
 
-    fn imports_not_in(&self, seen: &BTreeSet<String>) -> BTreeSet<String> {
-        self.files
-            .values()
-            .filter_map(|(f, _)| f.as_ref())
-            .flat_map(|f| f.file_descriptor_proto().dependency.iter())
-            .filter(|d| !seen.contains(*d))
-            .cloned()
-            .collect()
+    /// The files `roots` reach, each after the files it imports (the order
+    /// protox itself would add them in). An import cycle is refused here.
+    fn order(&self, roots: &[String]) -> Result<Vec<String>> {
+        let deps = |path: &str| -> Vec<String> {
+            match self.files.get(path) {
+                Some((Some(f), _)) => imports(f)
+                    .iter()
+                    .filter(|d| self.files.contains_key(*d))
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let mut out = Vec::new();
+        let mut done: HashSet<String> = HashSet::new();
+        for root in roots {
+            if !self.files.contains_key(root) || done.contains(root) {
+                continue;
+            }
+            let mut on_path: HashSet<String> = HashSet::from([root.clone()]);
+            let mut stack: Vec<(String, Vec<String>, usize)> = vec![(root.clone(), deps(root), 0)];
+            while let Some((path, next, at)) = stack.last_mut() {
+                if let Some(dep) = next.get(*at).cloned() {
+                    *at += 1;
+                    if on_path.contains(&dep) {
+                        let from = stack.iter().position(|(p, ..)| *p == dep).unwrap_or(0);
+                        let mut cycle: Vec<&str> =
+                            stack[from..].iter().map(|(p, ..)| p.as_str()).collect();
+                        cycle.push(&dep);
+                        return Err(Error::Compile(format!(
+                            "{}: import cycle detected: {}",
+                            stack.last().unwrap().0,
+                            cycle.join(" -> ")
+                        )));
+                    }
+                    if !done.contains(&dep) {
+                        on_path.insert(dep.clone());
+                        let d = deps(&dep);
+                        stack.push((dep, d, 0));
+                    }
+                } else {
+                    let path = std::mem::take(path);
+                    stack.pop();
+                    on_path.remove(&path);
+                    done.insert(path.clone());
+                    out.push(path);
+                }
+            }
+        }
+        Ok(out)
     }
 
-    /// Compiles `roots` (with everything they import), off the async
-    /// runtime and within `timeout`. The parsed files move into the
+    /// Compiles `roots` (with everything they import) on the compiler
+    /// thread, giving each schema `timeout` of compile time: `members`
+    /// names the batch members of `Origin::Own`, imported files are charged
+    /// to the schema they come from. The parsed files move into the
     /// compiler; origins stay.
     pub async fn compile(
         &mut self,
         roots: Vec<String>,
+        members: &[&str],
         timeout: Duration,
     ) -> Result<DescriptorPool> {
+        let order = self.order(&roots)?;
+        let mut labels: Vec<String> = members.iter().map(|m| format!("schema {m:?}")).collect();
+        let mut imported: HashMap<String, usize> = HashMap::new();
+        let order: Vec<(String, usize)> = order
+            .into_iter()
+            .map(|path| {
+                let label = match &self.files[&path].1 {
+                    Origin::Own(i) => return (path, *i),
+                    Origin::Namespace(o) => format!("imported schema {:?}", o.schema_id),
+                    Origin::Builtins(o) => format!("imported builtin schema {:?}", o.schema_id),
+                };
+                let charge = *imported.entry(label.clone()).or_insert_with(|| {
+                    labels.push(label);
+                    labels.len() - 1
+                });
+                (path, charge)
+            })
+            .collect();
         let files: HashMap<String, File> = self
             .files
             .iter_mut()
             .filter_map(|(path, (f, _))| Some((path.clone(), f.take()?)))
             .collect();
-        let resolver = Resolver(std::sync::Mutex::new(files));
-        let job = tokio::task::spawn_blocking(move || {
-            let mut compiler = protox::Compiler::with_file_resolver(resolver);
-            compiler.include_imports(true).include_source_info(true);
-            compiler.open_files(&roots).map_err(|e| compile_error(&e))?;
-            Ok(compiler.descriptor_pool())
-        });
-        match tokio::time::timeout(timeout, job).await {
-            Ok(joined) => joined.map_err(|e| Error::Compile(format!("compiler crashed: {e}")))?,
-            Err(_) => Err(Error::Compile(format!(
-                "compilation did not finish within {} s",
-                timeout.as_secs()
-            ))),
-        }
+        let budget = Budget::new(timeout, labels);
+        let resolver = Resolver {
+            files: std::sync::Mutex::new(files),
+            budget: budget.clone(),
+        };
+        guard::run(resolver, order, budget).await
     }
 }
 
+/// Finds the file an import names: first from the schema a recorded dep
+/// named (`hint`), then through the namespace's claims, then builtins.
 async fn fetch(
-    path: String,
+    path: &str,
+    hint: Option<&str>,
     namespace: &View,
     builtins: Option<&View>,
-) -> Result<Option<(String, File, Origin)>> {
-    if let Some(owner) = namespace.owner_of_import(&path).await? {
-        let file = parse(&path, &namespace.source(&owner).await?)?;
-        return Ok(Some((path, file, Origin::Namespace(owner))));
+) -> Result<Option<Fetched>> {
+    if let Some(found) = fetch_hinted(path, hint, namespace).await? {
+        return Ok(Some(found));
+    }
+    // Found without a hint: what its version recorded is not known yet.
+    if let Some(owner) = namespace.owner_of_import(path).await? {
+        return Ok(Some(
+            fetched(path, namespace, owner, Origin::Namespace, true).await?,
+        ));
     }
     if let Some(b) = builtins
-        && let Some(owner) = b.owner_of_import(&path).await?
+        && let Some(owner) = b.owner_of_import(path).await?
     {
-        let file = parse(&path, &b.source(&owner).await?)?;
-        return Ok(Some((path, file, Origin::Builtins(owner))));
+        return Ok(Some(
+            fetched(path, b, owner, Origin::Builtins, false).await?,
+        ));
     }
     // Well-known types come from protox; anything else is reported missing
     // by the compiler, at the import that names it.
     Ok(None)
 }
 
+/// The file at `path` if the hinted schema's version in this view defines
+/// it (then it is the owner: a path has one owner in a proposed tree). Its
+/// own recorded deps are not read: it is in the closure of the version
+/// whose deps named it, and whatever else it imports is looked up when an
+/// import reaches it.
+async fn fetch_hinted(path: &str, hint: Option<&str>, namespace: &View) -> Result<Option<Fetched>> {
+    let Some(schema) = hint else {
+        return Ok(None);
+    };
+    match namespace.owner_by_hint(path, schema).await? {
+        Some(owner) => Ok(Some(
+            fetched(path, namespace, owner, Origin::Namespace, false).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+async fn fetched(
+    path: &str,
+    view: &View,
+    owner: Owner,
+    origin: fn(Owner) -> Origin,
+    with_deps: bool,
+) -> Result<Fetched> {
+    let file = parse(path, &view.source(&owner).await?);
+    let deps = if with_deps {
+        view.deps(&owner.schema_id, owner.version).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Fetched {
+        file,
+        origin: origin(owner),
+        deps,
+    })
+}
+
 /// Serves gathered files, then the well-known types. The compiler opens
-/// each file once, so a file is handed over, not copied.
-struct Resolver(std::sync::Mutex<HashMap<String, File>>);
+/// each file once, so a file is handed over, not copied. Nothing is served
+/// once the compile is cancelled.
+struct Resolver {
+    files: std::sync::Mutex<HashMap<String, File>>,
+    budget: std::sync::Arc<Budget>,
+}
 
 impl FileResolver for Resolver {
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-        if let Some(file) = self.0.lock().unwrap().remove(name) {
+        if self.budget.is_cancelled() {
+            return Err(protox::Error::new(std::io::Error::other("compile stopped")));
+        }
+        if let Some(file) = self.files.lock().unwrap().remove(name) {
             return Ok(file);
         }
         let mut chain = ChainFileResolver::new();
@@ -204,20 +435,32 @@ impl FileResolver for Resolver {
     }
 }
 
-/// `roots` and everything they import, dependencies first.
+/// `roots` and everything they import, dependencies first: each root's
+/// imports depth-first in declaration order, then the root (the order
+/// protox adds files in), so a version's set depends only on its closure.
 pub fn closure(pool: &DescriptorPool, roots: &[String]) -> Vec<FileDescriptor> {
-    let mut wanted: BTreeSet<String> = BTreeSet::new();
-    let mut stack: Vec<FileDescriptor> = roots
-        .iter()
-        .filter_map(|r| pool.get_file_by_name(r))
-        .collect();
-    while let Some(f) = stack.pop() {
-        if wanted.insert(f.name().to_string()) {
-            stack.extend(f.dependencies());
+    let mut out = Vec::new();
+    let mut done: HashSet<String> = HashSet::new();
+    for root in roots.iter().filter_map(|r| pool.get_file_by_name(r)) {
+        if !done.insert(root.name().to_string()) {
+            continue;
+        }
+        let deps: Vec<FileDescriptor> = root.dependencies().collect();
+        let mut stack = vec![(root, deps, 0usize)];
+        while let Some((file, deps, at)) = stack.last_mut() {
+            if let Some(dep) = deps.get(*at).cloned() {
+                *at += 1;
+                if done.insert(dep.name().to_string()) {
+                    let next: Vec<FileDescriptor> = dep.dependencies().collect();
+                    stack.push((dep, next, 0));
+                }
+            } else {
+                out.push(file.clone());
+                stack.pop();
+            }
         }
     }
-    // The pool lists files dependencies first.
-    pool.files().filter(|f| wanted.contains(f.name())).collect()
+    out
 }
 
 /// A `FileDescriptorSet` of `files`, encoded through prost-reflect so that
@@ -259,39 +502,47 @@ impl SetEncoder {
 
 /// The fully-qualified names a file defines at package or message scope
 /// that no other file may define: messages, enums, enum values (which are
-/// scoped like their enum's siblings), services and extensions.
-pub fn symbols(file: &FileDescriptor) -> Vec<String> {
-    fn message(m: &MessageDescriptor, out: &mut Vec<String>) {
-        if m.is_map_entry() {
+/// scoped like their enum's siblings), services and extensions. Read from
+/// the unlinked descriptor, so a stored file's names need neither its
+/// imports nor a descriptor pool.
+pub fn symbols(file: &FileDescriptorProto) -> Vec<String> {
+    fn message(scope: &str, m: &DescriptorProto, out: &mut Vec<String>) {
+        if m.options.as_ref().is_some_and(|o| o.map_entry()) {
             return;
         }
-        out.push(m.full_name().to_string());
-        for nested in m.child_messages() {
-            message(&nested, out);
+        let name = format!("{scope}{}", m.name());
+        let inner = format!("{name}.");
+        out.push(name);
+        for nested in &m.nested_type {
+            message(&inner, nested, out);
         }
-        for e in m.child_enums() {
-            enumeration(&e, out);
+        for e in &m.enum_type {
+            enumeration(&inner, e, out);
         }
-        out.extend(m.child_extensions().map(|x| x.full_name().to_string()));
+        out.extend(m.extension.iter().map(|x| format!("{inner}{}", x.name())));
     }
-    fn enumeration(e: &prost_reflect::EnumDescriptor, out: &mut Vec<String>) {
-        out.push(e.full_name().to_string());
-        let scope = e
-            .full_name()
-            .rsplit_once('.')
-            .map(|(s, _)| format!("{s}."))
-            .unwrap_or_default();
-        out.extend(e.values().map(|v| format!("{scope}{}", v.name())));
+    // Enum values are scoped like their enum, not inside it.
+    fn enumeration(scope: &str, e: &EnumDescriptorProto, out: &mut Vec<String>) {
+        out.push(format!("{scope}{}", e.name()));
+        out.extend(e.value.iter().map(|v| format!("{scope}{}", v.name())));
     }
+    let scope = match file.package() {
+        "" => String::new(),
+        p => format!("{p}."),
+    };
     let mut out = Vec::new();
-    for m in file.messages() {
-        message(&m, &mut out);
+    for m in &file.message_type {
+        message(&scope, m, &mut out);
     }
-    for e in file.enums() {
-        enumeration(&e, &mut out);
+    for e in &file.enum_type {
+        enumeration(&scope, e, &mut out);
     }
-    out.extend(file.services().map(|s| s.full_name().to_string()));
-    out.extend(file.extensions().map(|x| x.full_name().to_string()));
+    out.extend(file.service.iter().map(|s| format!("{scope}{}", s.name())));
+    out.extend(
+        file.extension
+            .iter()
+            .map(|x| format!("{scope}{}", x.name())),
+    );
     out
 }
 

@@ -8,6 +8,13 @@ pub struct Limits {
     pub max_file_bytes: usize,
     pub max_publish_bytes: usize,
     pub max_path_bytes: usize,
+    /// Compile time allowed for each schema of a publish (its own files,
+    /// and the imported files charged to the schema they come from), not
+    /// for the batch as a whole: a tree of hundreds of schemas takes as
+    /// long as it takes, while one pathological schema is still stopped.
+    /// Exceeding it fails with [`crate::Error::CompileTimeout`]. Parsing is
+    /// not counted: it is linear and bounded by the size limits. See
+    /// [`super::guard`] for the other compile guards (nesting, stack).
     pub compile_timeout: std::time::Duration,
 }
 

@@ -17,7 +17,9 @@
 //! # }).unwrap();
 //! ```
 
+pub mod catalog;
 pub mod compile;
+pub mod guard;
 pub mod limits;
 pub mod normalize;
 mod ownership;
@@ -27,6 +29,8 @@ mod restore;
 pub mod view;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -37,8 +41,9 @@ use crate::ids::BUILTINS;
 use crate::model::{Metadata, Namespace, PromotedSchema};
 use crate::objstore::ObjStore;
 
+pub use crate::compat::SchemaViolation;
+pub use catalog::SchemaInfo;
 pub use limits::Limits;
-pub use promote::SchemaViolation;
 pub use publish::{BatchMember, CheckReport};
 
 /// The namespace setting that holds its compatibility policy.
@@ -103,11 +108,30 @@ pub struct Promoted {
     pub dry_run: bool,
 }
 
+/// How often this registry's commits validated from scratch and how often
+/// a retry re-based the previous validation onto the winner's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryStats {
+    /// Publish plans run in full (compile, ownership), first attempts
+    /// included.
+    pub plans: u64,
+    /// Publish retries after a lost race that reused the previous plan:
+    /// the winner changed nothing the plan had read.
+    pub rebases: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    plans: AtomicU64,
+    rebases: AtomicU64,
+}
+
 /// The registry over one store.
 #[derive(Clone, Debug)]
 pub struct Registry {
     store: ObjStore,
     limits: Limits,
+    counters: Arc<Counters>,
 }
 
 impl Registry {
@@ -115,6 +139,15 @@ impl Registry {
         Registry {
             store,
             limits: Limits::default(),
+            counters: Arc::default(),
+        }
+    }
+
+    /// What this registry (and its clones) did on its commit retries.
+    pub fn stats(&self) -> RegistryStats {
+        RegistryStats {
+            plans: self.counters.plans.load(Relaxed),
+            rebases: self.counters.rebases.load(Relaxed),
         }
     }
 
@@ -133,19 +166,34 @@ impl Registry {
     }
 
     /// Creates a namespace with its compatibility policy.
+    ///
+    /// The record and the policy are two writes: a create interrupted
+    /// between them leaves a namespace with no commit. Creating it again
+    /// with the same metadata finishes the job instead of failing, while the
+    /// namespace has no commit (nothing can tell that create from this one).
     pub async fn create_namespace(
         &self,
         id: &str,
         policy: Policy,
         metadata: Metadata,
     ) -> Result<()> {
-        self.store
+        let created = self
+            .store
             .create_namespace(&Namespace {
                 id: id.to_string(),
                 created_at: Utc::now(),
-                metadata,
+                metadata: metadata.clone(),
             })
-            .await?;
+            .await;
+        if let Err(crate::Error::AlreadyExists(what)) = created {
+            let existing = self.store.get_namespace(id).await?;
+            let state = self.store.namespace_state(id).await?;
+            if state.seq > 0 || existing.metadata != metadata {
+                return Err(crate::Error::AlreadyExists(what));
+            }
+        } else {
+            created?;
+        }
         if policy != Policy::default() {
             self.set_policy(id, policy).await?;
         }
@@ -179,35 +227,6 @@ impl Registry {
             }
         }
         Ok(())
-    }
-}
-
-/// Attempts of an operation whose checks must hold on the state it commits
-/// on (publish, promote, rollback).
-const ATTEMPTS: u32 = 8;
-
-/// Runs `attempt` again, after a backoff, while it fails with `Conflict`: a
-/// concurrent commit moved the namespace, so everything is re-read and
-/// re-checked. The last attempt's result is returned as is.
-async fn retrying<T>(
-    namespace: &str,
-    what: &str,
-    mut attempt: impl AsyncFnMut() -> Result<T>,
-) -> Result<T> {
-    let mut n = 0;
-    loop {
-        match attempt().await {
-            Err(crate::Error::Conflict(why)) if n + 1 < ATTEMPTS => {
-                tracing::debug!(
-                    namespace,
-                    attempt = n,
-                    "namespace moved during {what} ({why}); re-checking"
-                );
-                crate::objstore::io::backoff(n).await;
-                n += 1;
-            }
-            other => return other,
-        }
     }
 }
 

@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
+use prost::Message;
 use prost_reflect::DescriptorPool;
 
-use super::compile::symbols;
+use super::compile::{Origin, Sources, symbols};
 use super::view::View;
 use crate::error::{Error, Result};
 use crate::ids::BUILTINS;
@@ -19,7 +20,11 @@ pub async fn check_paths(
     builtins: Option<&View>,
     files: &[(String, String)],
 ) -> Result<()> {
-    let clashes: Vec<Option<String>> = futures::stream::iter(files)
+    // Futures collected before streaming them: a stream of a closure over
+    // references is not provably `Send` (rustc's higher-ranked lifetimes),
+    // and a commit's plan must be.
+    let checks: Vec<_> = files
+        .iter()
         .map(|(schema, path)| async move {
             if let Some(o) = view.owner_of_path(path).await? {
                 return Ok::<_, Error>(Some(format!(
@@ -36,6 +41,8 @@ pub async fn check_paths(
                 }
             Ok(None)
         })
+        .collect();
+    let clashes: Vec<Option<String>> = futures::stream::iter(checks)
         .buffered(16)
         .try_collect()
         .await?;
@@ -46,11 +53,14 @@ pub async fn check_paths(
 }
 
 /// The names defined by the files being published, checked against every
-/// other schema that claims the same packages.
+/// other schema that claims the same packages. `sources` tells which of
+/// those schemas' files the compile already holds (imported): their names
+/// are read from `pool`, without a request.
 pub async fn check_symbols(
     view: &View,
     builtins: Option<&View>,
     pool: &DescriptorPool,
+    sources: &Sources,
     files: &[(String, String)],
 ) -> Result<()> {
     // package → name → (schema, file) of ours.
@@ -60,14 +70,19 @@ pub async fn check_symbols(
             continue;
         };
         let names = ours.entry(file.package_name().to_string()).or_default();
-        for name in symbols(&file) {
+        for name in symbols(file.file_descriptor_proto()) {
             names.insert(name, (schema.clone(), path.clone()));
         }
     }
     for (package, names) in &ours {
         for v in std::iter::once(view).chain(builtins) {
-            for (other, version) in v.package_claimants(package).await? {
-                let theirs = defined_in(v, &other, version, package).await?;
+            let claimants = v.package_claimants(package).await?;
+            let theirs: Vec<BTreeMap<String, String>> = futures::stream::iter(&claimants)
+                .map(|(other, version)| defined_in(v, other, *version, package, pool, sources))
+                .buffered(16)
+                .try_collect()
+                .await?;
+            for ((other, version), theirs) in claimants.iter().zip(theirs) {
                 if let Some((name, (schema, path))) =
                     names.iter().find(|(n, _)| theirs.contains_key(*n))
                 {
@@ -87,34 +102,48 @@ pub async fn check_symbols(
     Ok(())
 }
 
-/// Names a schema version's own files define in `package` → defining file.
+/// Names a schema version's own files define in `package` → defining file:
+/// from the compile's pool when it imported every one of those files
+/// (same content), else from the version's stored descriptor set, decoded
+/// without linking (only the version's own files are read from it).
 async fn defined_in(
     view: &View,
     schema: &str,
     version: u64,
     package: &str,
+    pool: &DescriptorPool,
+    sources: &Sources,
 ) -> Result<BTreeMap<String, String>> {
-    let own: BTreeSet<String> = view
-        .files(schema, version)
-        .await?
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
-    let compiled = view
-        .store
-        .get_version(&view.namespace, schema, version)
-        .await?
-        .compiled;
-    let pool = DescriptorPool::decode(compiled).map_err(|e| Error::Corrupt {
-        key: format!("descriptor of {schema} version {version}"),
-        reason: e.to_string(),
-    })?;
+    let own = view.files(schema, version).await?;
+    let imported = own.iter().all(|f| {
+        matches!(sources.files.get(&f.path),
+            Some((_, Origin::Namespace(o) | Origin::Builtins(o))) if o.sha256 == f.sha256)
+            && pool.get_file_by_name(&f.path).is_some()
+    });
+    let protos: Vec<prost_types::FileDescriptorProto> = if imported {
+        own.iter()
+            .filter_map(|f| pool.get_file_by_name(&f.path))
+            .map(|f| f.file_descriptor_proto().clone())
+            .collect()
+    } else {
+        let compiled = view
+            .store
+            .get_version(&view.namespace, schema, version)
+            .await?
+            .compiled;
+        let set = prost_types::FileDescriptorSet::decode(compiled).map_err(|e| Error::Corrupt {
+            key: format!("descriptor of {schema} version {version}"),
+            reason: e.to_string(),
+        })?;
+        let paths: BTreeSet<&str> = own.iter().map(|f| f.path.as_str()).collect();
+        set.file
+            .into_iter()
+            .filter(|f| paths.contains(f.name()))
+            .collect()
+    };
     let mut out = BTreeMap::new();
-    for f in pool
-        .files()
-        .filter(|f| own.contains(f.name()) && f.package_name() == package)
-    {
-        for name in symbols(&f) {
+    for f in protos.iter().filter(|f| f.package() == package) {
+        for name in symbols(f) {
             out.insert(name, f.name().to_string());
         }
     }

@@ -1,27 +1,17 @@
 //! Promote (compatibility-checked, all-or-nothing), discard and rollback.
 
-use prost_reflect::DescriptorPool;
-use serde::Serialize;
+use std::collections::HashMap;
 
-use super::{Promoted, Registry, policy_of, retrying};
-use crate::compat::{self, Violation};
+use prost_reflect::DescriptorPool;
+
+use super::{Promoted, Registry, policy_of};
+use crate::compat::{self, SchemaViolation};
 use crate::error::{Error, Result};
 use crate::model::PromotedSchema;
+use crate::objstore::log::NsPointers;
+use crate::objstore::protocol::Plan;
+use crate::objstore::{Mutation, NsAttempt, NsState};
 use crate::store::StageChange;
-
-/// A compatibility violation of one schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SchemaViolation {
-    pub schema_id: String,
-    #[serde(flatten)]
-    pub violation: Violation,
-}
-
-impl std::fmt::Display for SchemaViolation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "schema {}: {}", self.schema_id, self.violation)
-    }
-}
 
 impl Registry {
     async fn pool(&self, namespace: &str, schema: &str, version: u64) -> Result<DescriptorPool> {
@@ -46,22 +36,7 @@ impl Registry {
         new: u64,
     ) -> Result<Vec<SchemaViolation>> {
         let policy = self.policy(namespace).await?;
-        self.violations(namespace, schema, old, new, policy).await
-    }
-
-    async fn violations(
-        &self,
-        namespace: &str,
-        schema: &str,
-        old: u64,
-        new: u64,
-        policy: compat::Policy,
-    ) -> Result<Vec<SchemaViolation>> {
-        if policy == compat::Policy::None || old == new {
-            return Ok(Vec::new());
-        }
-        let new_pool = self.pool(namespace, schema, new).await?;
-        self.violations_against(namespace, schema, old, &new_pool, policy)
+        self.violations(namespace, schema, old, new, policy, &mut Checked::new())
             .await
     }
 
@@ -97,30 +72,46 @@ impl Registry {
     /// Makes every staged version current, after checking each against its
     /// current version under the namespace's policy. Any violation refuses
     /// the whole promote. A staged version older than current is a rollback
-    /// and is not checked. If the namespace moves between the check and the
-    /// commit, the check runs again.
+    /// and is not checked. The check runs inside the commit loop, on the
+    /// state the promote lands on; after a lost race only the pairs not
+    /// checked yet (a newly staged schema, a changed policy) are checked.
     pub async fn promote(&self, namespace: &str, dry_run: bool) -> Result<Promoted> {
-        retrying(namespace, "promote", async || {
-            self.try_promote(namespace, dry_run).await
-        })
-        .await
+        let mut checked = Checked::new();
+        if dry_run {
+            let state = self.store.namespace_state(namespace).await?;
+            let mut planned = self.check_promote(namespace, &state, &mut checked).await?;
+            planned.dry_run = true;
+            return Ok(planned);
+        }
+        let mut planned = Promoted::default();
+        let plan = PromotePlan {
+            registry: self,
+            namespace,
+            checked,
+            planned: &mut planned,
+        };
+        if let Some(c) = self.store.commit(namespace, plan).await? {
+            planned.promoted = c.promotion().promoted;
+        }
+        Ok(planned)
     }
 
-    /// One check-and-commit; `Conflict` when the namespace moved meanwhile.
-    async fn try_promote(&self, namespace: &str, dry_run: bool) -> Result<Promoted> {
-        let state = self.store.namespace_state(namespace).await?;
+    /// What promoting `state` would do; `Incompatible` on any violation.
+    async fn check_promote(
+        &self,
+        namespace: &str,
+        state: &NsState,
+        checked: &mut Checked,
+    ) -> Result<Promoted> {
         let policy = policy_of(&state.snapshot.config)?;
-        let mut planned = Promoted {
-            dry_run,
-            ..Default::default()
-        };
+        let mut planned = Promoted::default();
         let mut violations = Vec::new();
         for (schema, p) in state.staged_schemas() {
             let Some(staged) = p.staged else { continue };
             match p.current {
                 Some(current) if staged < current => planned.rollbacks.push(schema.clone()),
                 Some(current) => violations.extend(
-                    self.violations(namespace, schema, current, staged, policy)
+                    self.violations(namespace, schema, current, staged, policy, checked)
                         .await?,
                 ),
                 None => {}
@@ -134,15 +125,34 @@ impl Registry {
         if !violations.is_empty() {
             return Err(Error::Incompatible(violations));
         }
-        if dry_run || planned.promoted.is_empty() {
-            return Ok(planned);
-        }
-        planned.promoted = self
-            .store
-            .promote(namespace, Some(state.seq))
-            .await?
-            .promoted;
         Ok(planned)
+    }
+
+    /// The violations of moving `schema` from `old` to `new` under
+    /// `policy`, remembered in `checked`: versions are immutable, so a pair
+    /// checked under one policy needs no second check on a retry.
+    async fn violations(
+        &self,
+        namespace: &str,
+        schema: &str,
+        old: u64,
+        new: u64,
+        policy: compat::Policy,
+        checked: &mut Checked,
+    ) -> Result<Vec<SchemaViolation>> {
+        let key = (schema.to_string(), old, new, policy);
+        if let Some(v) = checked.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = if policy == compat::Policy::None || old == new {
+            Vec::new()
+        } else {
+            let new_pool = self.pool(namespace, schema, new).await?;
+            self.violations_against(namespace, schema, old, &new_pool, policy)
+                .await?
+        };
+        checked.insert(key, v.clone());
+        Ok(v)
     }
 
     /// Drops every staged version of the namespace. Returns whether anything
@@ -152,8 +162,9 @@ impl Registry {
     }
 
     /// Stages an earlier version of a schema, checked against current under
-    /// the namespace's policy unless `force`. With `promote`, promotes it
-    /// (with whatever else is staged) right away.
+    /// the namespace's policy unless `force` (inside the commit loop, on the
+    /// state the rollback lands on). With `promote`, promotes it (with
+    /// whatever else is staged) right away.
     pub async fn rollback(
         &self,
         namespace: &str,
@@ -162,34 +173,83 @@ impl Registry {
         force: bool,
         promote: bool,
     ) -> Result<Option<Promoted>> {
-        // Exists?
-        self.store
-            .get_version_files(namespace, schema, version)
-            .await?;
-        retrying(namespace, "rollback", async || {
-            let state = self.store.namespace_state(namespace).await?;
-            if !force && let Some(current) = state.pointers(schema).current {
-                let policy = policy_of(&state.snapshot.config)?;
-                let v = self
-                    .violations(namespace, schema, current, version, policy)
-                    .await?;
-                if !v.is_empty() {
-                    return Err(Error::Incompatible(v));
-                }
-            }
-            let change = StageChange {
-                schema_id: schema.to_string(),
-                version: Some(version),
-            };
-            self.store
-                .stage(namespace, &[change], Some(state.seq))
-                .await
-        })
-        .await?;
+        let change = [StageChange {
+            schema_id: schema.to_string(),
+            version: Some(version),
+        }];
+        // Only versions the log once staged: one it never named was left by
+        // an interrupted or superseded publish, and gc may remove it.
+        self.require_published(namespace, schema, version).await?;
+        let plan = RollbackPlan {
+            registry: self,
+            namespace,
+            change,
+            force,
+            checked: Checked::new(),
+        };
+        self.store.commit(namespace, plan).await?;
         if promote {
             self.promote(namespace, false).await.map(Some)
         } else {
             Ok(None)
         }
+    }
+}
+
+/// Compatibility results by (schema, old, new, policy).
+type Checked = HashMap<(String, u64, u64, compat::Policy), Vec<SchemaViolation>>;
+
+/// A promote, checked on the state it lands on.
+struct PromotePlan<'a> {
+    registry: &'a Registry,
+    namespace: &'a str,
+    checked: Checked,
+    planned: &'a mut Promoted,
+}
+
+impl Plan<NsPointers, Mutation> for PromotePlan<'_> {
+    async fn plan(&mut self, attempt: NsAttempt) -> Result<Option<Mutation>> {
+        *self.planned = self
+            .registry
+            .check_promote(self.namespace, &attempt.state, &mut self.checked)
+            .await?;
+        Ok(Mutation::promote(&attempt.state))
+    }
+}
+
+/// A rollback, checked against the current version it lands on.
+struct RollbackPlan<'a> {
+    registry: &'a Registry,
+    namespace: &'a str,
+    change: [StageChange; 1],
+    force: bool,
+    checked: Checked,
+}
+
+impl Plan<NsPointers, Mutation> for RollbackPlan<'_> {
+    async fn plan(&mut self, attempt: NsAttempt) -> Result<Option<Mutation>> {
+        let state = &attempt.state;
+        let StageChange { schema_id, version } = &self.change[0];
+        let version = version.expect("a rollback stages a version");
+        if !self.force
+            && let Some(current) = state.pointers(schema_id).current
+        {
+            let policy = policy_of(&state.snapshot.config)?;
+            let v = self
+                .registry
+                .violations(
+                    self.namespace,
+                    schema_id,
+                    current,
+                    version,
+                    policy,
+                    &mut self.checked,
+                )
+                .await?;
+            if !v.is_empty() {
+                return Err(Error::Incompatible(v));
+            }
+        }
+        Ok(Some(Mutation::stage(state, &self.change)))
     }
 }

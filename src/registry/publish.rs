@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -14,11 +15,15 @@ use sha2::{Digest, Sha256};
 use super::compile::{COMPILER_VERSION, Origin, SetEncoder, Sources, closure, encode_set};
 use super::limits::is_well_known;
 use super::normalize::normalize;
-use super::view::{Tree, View};
-use super::{PublishOptions, Published, Registry, SourceFile, ownership, retrying};
+use super::view::{Reads, Tree, View, version_in};
+use super::{PublishOptions, Published, Registry, SourceFile, ownership};
 use crate::error::{Error, Result};
 use crate::ids::{BUILTINS, validate_file_path, validate_namespace_id, validate_schema_id};
 use crate::model::{ProtoBlob, Schema, SchemaVersion, VersionDep, VersionFile};
+use crate::objstore::log::NsPointers;
+use crate::objstore::log::proposed_moves;
+use crate::objstore::protocol::Plan as CommitPlan;
+use crate::objstore::{Mutation, NsAttempt, NsState};
 use crate::store::{ClaimKind, StageChange};
 
 /// One schema of a batch publish.
@@ -50,13 +55,104 @@ impl Prepared {
 
 /// What [`Registry::plan`] decided.
 struct Plan {
-    state: Arc<crate::objstore::NsState>,
+    state: Arc<NsState>,
     results: Vec<Option<Published>>,
     changed: Vec<usize>,
     view: View,
+    /// The seq of the builtins state the plan checked against, if any.
+    builtins_seq: Option<u64>,
     /// The gathered sources, the compiled pool and the creation order;
     /// None when nothing changed.
     compiled: Option<(Arc<Sources>, prost_reflect::DescriptorPool, Vec<Vec<usize>>)>,
+}
+
+/// A checked plan whose versions are stored: what to stage, and what the
+/// checks read (to tell whether they still hold after a lost race).
+struct Staging {
+    /// The state the checks passed on (or were last re-based onto).
+    state: Arc<NsState>,
+    reads: Reads,
+    builtins_seq: Option<u64>,
+    changes: Vec<StageChange>,
+    results: Vec<Published>,
+}
+
+/// Where a publish's plan leaves its result.
+#[derive(Default)]
+struct Outcome {
+    /// The plan of the last attempt: checked, its versions stored.
+    staging: Option<Staging>,
+    /// Set when every member was unchanged: nothing to commit.
+    unchanged: Option<Vec<Published>>,
+}
+
+/// A publish, planned inside the commit loop on the state the commit lands
+/// on. After a lost race, a plan the winner could not have affected is
+/// re-based (only the pointers are recomputed); any other is redone.
+struct PublishPlan<'a> {
+    registry: &'a Registry,
+    namespace: &'a str,
+    prepared: &'a [Prepared],
+    opts: &'a PublishOptions,
+    /// Versions created by an earlier attempt, reused when a later one
+    /// computes exactly the same content and dependencies.
+    created: HashMap<String, (u64, String, Vec<VersionDep>)>,
+    outcome: &'a mut Outcome,
+}
+
+impl CommitPlan<NsPointers, Mutation> for PublishPlan<'_> {
+    async fn plan(&mut self, attempt: NsAttempt) -> Result<Option<Mutation>> {
+        let r = self.registry;
+        let holds = match &self.outcome.staging {
+            Some(s) => r.still_holds(self.namespace, s, &attempt).await?,
+            None => false,
+        };
+        if holds {
+            r.counters.rebases.fetch_add(1, Relaxed);
+            let s = self.outcome.staging.as_mut().expect("checked above");
+            s.state = attempt.state.clone();
+        } else {
+            self.outcome.staging = None;
+            r.counters.plans.fetch_add(1, Relaxed);
+            let plan = r
+                .plan(self.namespace, attempt.state.clone(), self.prepared)
+                .await?;
+            let stored = r
+                .store_plan(
+                    self.namespace,
+                    self.prepared,
+                    self.opts,
+                    &mut self.created,
+                    plan,
+                )
+                .await?;
+            match stored {
+                Stored::Unchanged(results) => {
+                    self.outcome.unchanged = Some(results);
+                    return Ok(None);
+                }
+                Stored::Staging(s) => self.outcome.staging = Some(s),
+            }
+        }
+        let s = self.outcome.staging.as_ref().expect("planned above");
+        Ok(Some(Mutation::stage(&attempt.state, &s.changes)))
+    }
+}
+
+/// What [`Registry::store_plan`] did.
+enum Stored {
+    /// Every member equals its staged-or-current version.
+    Unchanged(Vec<Published>),
+    Staging(Staging),
+}
+
+/// The seq of a namespace's latest state; None when it does not exist.
+async fn store_seq(store: &crate::objstore::ObjStore, ns: &str) -> Result<Option<u64>> {
+    match store.namespace_state(ns).await {
+        Ok(s) => Ok(Some(s.seq)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The result of [`Registry::check`].
@@ -124,14 +220,102 @@ impl Registry {
         drop(members);
         self.ensure_builtins(namespace).await?;
         self.store.get_namespace(namespace).await?;
-        // Versions created by an earlier attempt, reused when a retry
-        // computes exactly the same content and dependencies.
-        let mut created: HashMap<String, (u64, String, Vec<VersionDep>)> = HashMap::new();
-        retrying(namespace, "publish", async || {
-            self.try_publish(namespace, &prepared, &opts, &mut created)
-                .await
+        let mut outcome = Outcome::default();
+        let plan = PublishPlan {
+            registry: self,
+            namespace,
+            prepared: &prepared,
+            opts: &opts,
+            created: HashMap::new(),
+            outcome: &mut outcome,
+        };
+        self.store.commit(namespace, plan).await?;
+        Ok(match outcome {
+            Outcome {
+                staging: Some(s), ..
+            } => s.results,
+            Outcome {
+                unchanged: Some(results),
+                ..
+            } => results,
+            _ => unreachable!("a publish either stages or changes nothing"),
         })
-        .await
+    }
+
+    /// Whether the checks of `staging` still hold on the attempt's state,
+    /// so its versions can be staged without compiling or checking again.
+    /// Sound by construction: the plan is a function of the versions it
+    /// looked up, the claimants of the names it looked up, the namespace's
+    /// settings and the builtins; if none of those moved, neither did its
+    /// outcome. When in doubt (a schema moved that claims one of those
+    /// names), the answer is no and the caller plans again.
+    async fn still_holds(
+        &self,
+        namespace: &str,
+        staging: &Staging,
+        attempt: &NsAttempt,
+    ) -> Result<bool> {
+        let (from, to) = (&staging.state, &attempt.state);
+        if from.snapshot.config != to.snapshot.config {
+            return Ok(false);
+        }
+        let reads = &staging.reads;
+        if reads
+            .versions
+            .iter()
+            .any(|(schema, seen)| version_in(to, Tree::Proposed, schema) != *seen)
+        {
+            return Ok(false);
+        }
+        // Schemas whose files changed since: the entries say which.
+        if attempt.previous.as_ref().map(|p| p.seq) != Some(from.seq) {
+            return Ok(false); // not the state the last attempt planned on
+        }
+        let moved: BTreeSet<String> = proposed_moves(from, to, &attempt.landed);
+        if !moved.is_empty() {
+            // A moved schema matters if it claims a directory or package
+            // the plan asked about: it may now define one of our paths or
+            // names. Claims are written before the version that needs them
+            // is committed, so a LIST made now sees every claim of every
+            // moved schema.
+            let claimed_by_moved =
+                |claimants: &[String]| claimants.iter().any(|c| moved.contains(c));
+            if reads.claims.values().any(|c| claimed_by_moved(c)) {
+                return Ok(false);
+            }
+            let store = &self.store;
+            if reads.claims.len() > SWEEP_ABOVE {
+                let all = store.all_claims(namespace).await?;
+                let hit = reads.claims.keys().any(|(kind, name)| {
+                    all.get(kind)
+                        .and_then(|names| names.get(name))
+                        .is_some_and(|c| claimed_by_moved(c))
+                });
+                if hit {
+                    return Ok(false);
+                }
+            } else {
+                let lists: Vec<_> = reads
+                    .claims
+                    .keys()
+                    .map(|(kind, name)| store.claimants(namespace, *kind, name))
+                    .collect();
+                let now: Vec<Vec<String>> = futures::stream::iter(lists)
+                    .buffered(16)
+                    .try_collect()
+                    .await?;
+                if now.iter().any(|c| claimed_by_moved(c)) {
+                    return Ok(false);
+                }
+            }
+        }
+        // Builtins are another namespace's log: re-read like a new plan would.
+        if let Some(seen) = staging.builtins_seq
+            && store_seq(&self.store, BUILTINS).await? != Some(seen)
+        {
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Input checks and normalization: everything before the first request.
@@ -213,9 +397,13 @@ impl Registry {
 
     /// Everything a publish decides before writing: no-change, ownership,
     /// the compile and the order versions must be created in.
-    async fn plan(&self, namespace: &str, prepared: &[Prepared]) -> Result<Plan> {
+    async fn plan(
+        &self,
+        namespace: &str,
+        state: Arc<NsState>,
+        prepared: &[Prepared],
+    ) -> Result<Plan> {
         let store = &self.store;
-        let state = store.namespace_state(namespace).await?;
         let view_tree = View::new(store.clone(), namespace, state.clone(), Tree::Proposed);
 
         // No change: files equal to the staged-or-current version.
@@ -246,6 +434,7 @@ impl Registry {
                 results,
                 changed,
                 view: view_tree,
+                builtins_seq: None,
                 compiled: None,
             });
         }
@@ -294,16 +483,21 @@ impl Registry {
         sources.gather(&view, builtins.as_ref()).await?;
         let roots: Vec<String> = own.iter().map(|(_, p, _)| p.clone()).collect();
         drop(own);
-        let pool = sources.compile(roots, self.limits.compile_timeout).await?;
+        let members: Vec<&str> = prepared.iter().map(|p| p.schema_id.as_str()).collect();
+        let pool = sources
+            .compile(roots, &members, self.limits.compile_timeout)
+            .await?;
         let sources = Arc::new(sources);
-        ownership::check_symbols(&view, builtins.as_ref(), &pool, &ours).await?;
+        ownership::check_symbols(&view, builtins.as_ref(), &pool, &sources, &ours).await?;
         // Member-level dependencies, to create versions dependencies first.
         let order = dependency_order(&changed, prepared, &sources, &pool)?;
+        let builtins_seq = builtins.as_ref().map(|b| b.state.seq);
         Ok(Plan {
             state,
             results,
             changed,
             view,
+            builtins_seq,
             compiled: Some((sources, pool, order)),
         })
     }
@@ -324,8 +518,8 @@ impl Registry {
             files,
         };
         let prepared = self.prepare(&[member], force)?;
-        self.store.get_namespace(namespace).await?;
-        let plan = self.plan(namespace, &prepared).await?;
+        let state = self.store.namespace_state(namespace).await?;
+        let plan = self.plan(namespace, state, &prepared).await?;
         let current = plan.state.pointers(schema).current;
         let mut report = CheckReport {
             schema_id: schema.to_string(),
@@ -346,23 +540,29 @@ impl Registry {
         Ok(report)
     }
 
-    async fn try_publish(
+    /// Stores what a plan needs (blobs, schema records, claims, versions)
+    /// and says what to stage.
+    async fn store_plan(
         &self,
         namespace: &str,
         prepared: &[Prepared],
         opts: &PublishOptions,
         created: &mut HashMap<String, (u64, String, Vec<VersionDep>)>,
-    ) -> Result<Vec<Published>> {
+        plan: Plan,
+    ) -> Result<Stored> {
         let store = &self.store;
         let Plan {
             state,
             mut results,
             changed,
             view,
+            builtins_seq,
             compiled,
-        } = self.plan(namespace, prepared).await?;
+        } = plan;
         let Some((sources, pool, order)) = compiled else {
-            return Ok(results.into_iter().map(Option::unwrap).collect());
+            return Ok(Stored::Unchanged(
+                results.into_iter().map(Option::unwrap).collect(),
+            ));
         };
 
         // Blobs are independent: write them concurrently.
@@ -376,7 +576,9 @@ impl Registry {
                 created_at: None,
             })
             .collect();
-        futures::stream::iter(blobs.iter().map(|b| store.put_blob(b)))
+        // (Futures collected first: see ownership::check_paths.)
+        let writes: Vec<_> = blobs.iter().map(|b| store.put_blob(b)).collect();
+        futures::stream::iter(writes)
             .buffer_unordered(WRITE_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
@@ -386,8 +588,9 @@ impl Registry {
         let encoder = SetEncoder::default();
         let mut versions: HashMap<usize, u64> = HashMap::new();
         for wave in &order {
-            let made: Vec<(usize, u64, Vec<VersionDep>, bool)> =
-                futures::stream::iter(wave.iter().map(|&i| {
+            let makes: Vec<_> = wave
+                .iter()
+                .map(|&i| {
                     let (versions, encoder, created) = (&versions, &encoder, &*created);
                     let (sources, pool, view) = (&sources, &pool, &view);
                     async move {
@@ -414,7 +617,9 @@ impl Registry {
                             .await?;
                         Ok((i, v, deps, true))
                     }
-                }))
+                })
+                .collect();
+            let made: Vec<(usize, u64, Vec<VersionDep>, bool)> = futures::stream::iter(makes)
                 .buffer_unordered(WRITE_CONCURRENCY)
                 .try_collect()
                 .await?;
@@ -437,7 +642,6 @@ impl Registry {
                 version: Some(versions[&i]),
             })
             .collect();
-        store.stage(namespace, &changes, Some(state.seq)).await?;
         for &i in &changed {
             results[i] = Some(Published {
                 schema_id: prepared[i].schema_id.clone(),
@@ -446,7 +650,13 @@ impl Registry {
                 no_change: false,
             });
         }
-        Ok(results.into_iter().map(Option::unwrap).collect())
+        Ok(Stored::Staging(Staging {
+            state,
+            reads: view.reads(),
+            builtins_seq,
+            changes,
+            results: results.into_iter().map(Option::unwrap).collect(),
+        }))
     }
 
     /// Creates the schema if needed, the version, and its claims.
@@ -522,7 +732,9 @@ impl Registry {
                 &packages.into_iter().collect::<Vec<_>>(),
             )
             .await?;
-        store.create_version(&ver, &p.version_files(), deps).await
+        store
+            .create_or_reuse_version(&ver, &p.version_files(), deps)
+            .await
     }
 }
 
@@ -564,8 +776,10 @@ fn default_author() -> String {
 }
 
 /// Orders changed members in waves: every member comes in a wave after the
-/// members whose files it imports, and a wave's members are independent. Schemas importing each other's files are refused:
-/// their versions could not name each other.
+/// members whose files it imports, and a wave's members are independent
+/// (levels of a topological sort, linear in the batch and its imports).
+/// Schemas importing each other's files are refused: their versions could
+/// not name each other.
 fn dependency_order(
     changed: &[usize],
     prepared: &[Prepared],
@@ -588,45 +802,65 @@ fn dependency_order(
             }
         }
     }
-    let mut order = Vec::new();
+    let mut waiting: HashMap<usize, usize> = needs.iter().map(|(i, d)| (*i, d.len())).collect();
+    let mut needed_by: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, deps) in &needs {
+        for d in deps {
+            needed_by.entry(*d).or_default().push(*i);
+        }
+    }
+    let mut order: Vec<Vec<usize>> = Vec::new();
     let mut done = BTreeSet::new();
-    while done.len() < changed.len() {
-        let ready: Vec<usize> = needs
-            .iter()
-            .filter(|(i, deps)| !done.contains(*i) && deps.iter().all(|d| done.contains(d)))
-            .map(|(i, _)| *i)
-            .collect();
-        if ready.is_empty() {
-            // Every member left waits on another one left: walking those
-            // edges must come back to a member already seen, and the walk
-            // from there is the cycle to report (not every waiting member).
-            let mut walk: Vec<usize> = vec![
-                *needs
-                    .keys()
-                    .find(|i| !done.contains(*i))
-                    .expect("members left"),
-            ];
-            let start = loop {
-                let last = *walk.last().unwrap();
-                let next = *needs[&last]
-                    .iter()
-                    .find(|d| !done.contains(*d))
-                    .expect("waits on someone");
-                if let Some(at) = walk.iter().position(|&w| w == next) {
-                    break at;
+    let mut ready: Vec<usize> = needs
+        .iter()
+        .filter(|(_, d)| d.is_empty())
+        .map(|(i, _)| *i)
+        .collect();
+    while !ready.is_empty() {
+        let mut next = Vec::new();
+        for i in &ready {
+            for j in needed_by.get(i).into_iter().flatten() {
+                let w = waiting.get_mut(j).unwrap();
+                *w -= 1;
+                if *w == 0 {
+                    next.push(*j);
                 }
-                walk.push(next);
-            };
-            let stuck: Vec<&str> = walk[start..]
-                .iter()
-                .map(|&i| prepared[i].schema_id.as_str())
-                .collect();
-            return Err(Error::InvalidInput(format!(
-                "schemas {stuck:?} import each other's files in a cycle; put those files in one schema"
-            )));
+            }
         }
         done.extend(ready.iter().copied());
-        order.push(ready);
+        next.sort_unstable();
+        order.push(std::mem::replace(&mut ready, next));
+    }
+    if done.len() < changed.len() {
+        // Every member left waits on another one left: walking those
+        // edges must come back to a member already seen, and the walk
+        // from there is the cycle to report (not every waiting member).
+        let mut walk: Vec<usize> = vec![
+            *needs
+                .keys()
+                .find(|i| !done.contains(*i))
+                .expect("members left"),
+        ];
+        let mut on_walk: HashMap<usize, usize> = HashMap::from([(walk[0], 0)]);
+        let start = loop {
+            let last = *walk.last().unwrap();
+            let next = *needs[&last]
+                .iter()
+                .find(|d| !done.contains(*d))
+                .expect("waits on someone");
+            if let Some(&at) = on_walk.get(&next) {
+                break at;
+            }
+            on_walk.insert(next, walk.len());
+            walk.push(next);
+        };
+        let stuck: Vec<&str> = walk[start..]
+            .iter()
+            .map(|&i| prepared[i].schema_id.as_str())
+            .collect();
+        return Err(Error::InvalidInput(format!(
+            "schemas {stuck:?} import each other's files in a cycle; put those files in one schema"
+        )));
     }
     Ok(order)
 }

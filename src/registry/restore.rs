@@ -12,6 +12,9 @@ use super::view::{Owner, Tree};
 use crate::error::{Error, Result};
 use crate::model::CurrentSchema;
 
+/// Objects of one recompile fetched at once.
+const FETCH_CONCURRENCY: usize = 16;
+
 impl Registry {
     /// Every schema of the namespace's current (or proposed) tree with its
     /// descriptor set, recompiled where the stored one came from another
@@ -36,43 +39,54 @@ impl Registry {
             .await
     }
 
-    /// Compiles a stored version again from its sources and recorded deps.
+    /// Compiles a stored version again from its sources and recorded deps
+    /// (the whole closure, so every file is fetched at once, a few at a
+    /// time, never one import level after another).
     pub async fn recompile(&self, namespace: &str, schema: &str, version: u64) -> Result<Bytes> {
         let store = &self.store;
         let files = store.get_version_files(namespace, schema, version).await?;
-        let mut own = Vec::new();
-        for f in &files {
-            own.push((
-                0,
-                f.path.clone(),
-                self.blob_text(namespace, &f.sha256).await?,
-            ));
-        }
+        let own: Vec<(usize, String, String)> = futures::stream::iter(&files)
+            .map(|f| async move {
+                let text = self.blob_text(namespace, &f.sha256).await?;
+                Ok::<_, Error>((0, f.path.clone(), text))
+            })
+            .buffered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
         let mut sources = Sources::new(&own)?;
-        for dep in store.get_version_deps(namespace, schema, version).await? {
-            let dep_files = store
-                .get_version_files(&dep.namespace_id, &dep.schema_id, dep.version)
-                .await?;
-            let Some(f) = dep_files.into_iter().find(|f| f.path == dep.path) else {
-                return Err(Error::Corrupt {
-                    key: format!("ns/{namespace}/versions/{schema}/{version:020}.json"),
-                    reason: format!(
-                        "dependency {} is not in {} version {}",
-                        dep.path, dep.schema_id, dep.version
-                    ),
-                });
-            };
-            let text = self.blob_text(&dep.namespace_id, &f.sha256).await?;
-            let owner = Owner {
-                schema_id: dep.schema_id.clone(),
-                version: dep.version,
-                sha256: f.sha256,
-            };
-            sources.add(&dep.path, &text, Origin::Namespace(owner))?;
+        drop(own);
+        let deps = store.get_version_deps(namespace, schema, version).await?;
+        let fetched: Vec<(String, String, Owner)> = futures::stream::iter(deps)
+            .map(|dep| async move {
+                let dep_files = store
+                    .get_version_files(&dep.namespace_id, &dep.schema_id, dep.version)
+                    .await?;
+                let Some(f) = dep_files.into_iter().find(|f| f.path == dep.path) else {
+                    return Err(Error::Corrupt {
+                        key: format!("ns/{namespace}/versions/{schema}/{version:020}.json"),
+                        reason: format!(
+                            "dependency {} is not in {} version {}",
+                            dep.path, dep.schema_id, dep.version
+                        ),
+                    });
+                };
+                let text = self.blob_text(&dep.namespace_id, &f.sha256).await?;
+                let owner = Owner {
+                    schema_id: dep.schema_id,
+                    version: dep.version,
+                    sha256: f.sha256,
+                };
+                Ok((dep.path, text, owner))
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (path, text, owner) in fetched {
+            sources.add(&path, &text, Origin::Namespace(owner))?;
         }
         let roots: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
         let pool = sources
-            .compile(roots.clone(), self.limits.compile_timeout)
+            .compile(roots.clone(), &[schema], self.limits.compile_timeout)
             .await?;
         Ok(encode_set(&closure(&pool, &roots)))
     }

@@ -3,13 +3,27 @@
 //! directory, or one sweep for large batches), never by reading every
 //! schema.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use futures::{StreamExt, TryStreamExt};
+
 use crate::error::Result;
-use crate::model::VersionFile;
+use crate::model::{VersionDep, VersionFile};
+use crate::objstore::log::NsPointers;
 use crate::objstore::{NsState, ObjStore};
 use crate::store::ClaimKind;
+
+/// Claimants whose manifests are fetched at once when looking for the one
+/// that defines a path.
+const SCAN_CONCURRENCY: usize = 16;
+
+/// What a view keeps of a version's manifest: its files, also by path.
+/// Not its deps: a deep chain's manifests record Θ(n²) of them in total.
+struct Version {
+    files: HashMap<String, VersionFile>,
+    listed: Vec<VersionFile>,
+}
 
 /// Which pointer a view follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +41,16 @@ pub struct Owner {
     pub sha256: String,
 }
 
+/// What a view was asked about its state: enough to tell whether a commit
+/// that landed since then could change any answer it gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// Schemas whose version the view looked up, with the version it saw.
+    pub versions: BTreeMap<String, Option<u64>>,
+    /// Claim names the view looked up, with the claimants it found.
+    pub claims: BTreeMap<(ClaimKind, String), Vec<String>>,
+}
+
 pub struct View {
     pub store: ObjStore,
     pub namespace: String,
@@ -35,8 +59,19 @@ pub struct View {
     /// Preloaded claims (name → claimants) per kind, when swept at once.
     swept: HashMap<ClaimKind, BTreeMap<String, Vec<String>>>,
     /// Schemas whose files are being replaced by the caller: ignored here.
-    excluded: Vec<String>,
+    excluded: HashSet<String>,
     lookups: Mutex<HashMap<(ClaimKind, String), Vec<String>>>,
+    reads: Mutex<Reads>,
+    /// Manifests read through this view, decoded once.
+    versions: Mutex<HashMap<(String, u64), Arc<Version>>>,
+}
+
+/// The version of `schema` a view of `tree` sees in `state`.
+pub fn version_in(state: &NsPointers, tree: Tree, schema: &str) -> Option<u64> {
+    match tree {
+        Tree::Proposed => state.proposed(schema),
+        Tree::Current => state.pointers(schema).current,
+    }
 }
 
 impl View {
@@ -47,8 +82,10 @@ impl View {
             state,
             tree,
             swept: HashMap::new(),
-            excluded: Vec::new(),
+            excluded: HashSet::new(),
             lookups: Mutex::default(),
+            reads: Mutex::default(),
+            versions: Mutex::default(),
         }
     }
 
@@ -72,14 +109,25 @@ impl View {
 
     /// The version of `schema` this view sees.
     pub fn version_of(&self, schema: &str) -> Option<u64> {
-        let p = self.state.pointers(schema);
-        match self.tree {
-            Tree::Proposed => p.staged.or(p.current),
-            Tree::Current => p.current,
-        }
+        let v = version_in(&self.state, self.tree, schema);
+        let mut reads = self.reads.lock().unwrap();
+        reads.versions.insert(schema.to_string(), v);
+        v
+    }
+
+    /// Everything this view was asked so far.
+    pub fn reads(&self) -> Reads {
+        self.reads.lock().unwrap().clone()
     }
 
     async fn claimants(&self, kind: ClaimKind, name: &str) -> Result<Vec<String>> {
+        let found = self.lookup_claimants(kind, name).await?;
+        let mut reads = self.reads.lock().unwrap();
+        reads.claims.insert((kind, name.to_string()), found.clone());
+        Ok(found)
+    }
+
+    async fn lookup_claimants(&self, kind: ClaimKind, name: &str) -> Result<Vec<String>> {
         if let Some(all) = self.swept.get(&kind) {
             return Ok(all.get(name).cloned().unwrap_or_default());
         }
@@ -92,10 +140,38 @@ impl View {
         Ok(found)
     }
 
+    /// A version's files, decoded once per view (a manifest of a deep chain
+    /// lists thousands of deps: decoding it per lookup was cubic).
+    async fn version(&self, schema: &str, version: u64) -> Result<Arc<Version>> {
+        let key = (schema.to_string(), version);
+        if let Some(hit) = self.versions.lock().unwrap().get(&key) {
+            return Ok(hit.clone());
+        }
+        let m = self
+            .store
+            .manifest(&self.namespace, schema, version)
+            .await?;
+        let v = Arc::new(Version {
+            files: m
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.clone()))
+                .collect(),
+            listed: m.files,
+        });
+        self.versions.lock().unwrap().insert(key, v.clone());
+        Ok(v)
+    }
+
     /// The files of a schema's version in this view (cached manifests).
     pub async fn files(&self, schema: &str, version: u64) -> Result<Vec<VersionFile>> {
+        Ok(self.version(schema, version).await?.listed.clone())
+    }
+
+    /// The dependencies a schema's version recorded.
+    pub async fn deps(&self, schema: &str, version: u64) -> Result<Vec<VersionDep>> {
         self.store
-            .get_version_files(&self.namespace, schema, version)
+            .get_version_deps(&self.namespace, schema, version)
             .await
     }
 
@@ -121,29 +197,35 @@ impl View {
         self.owner_of_path(path).await
     }
 
+    /// `schema`, if its version in this view defines `path` (a schema a
+    /// recorded dependency named): then it is the owner, as a path has one
+    /// owner in a proposed tree.
+    pub async fn owner_by_hint(&self, path: &str, schema: &str) -> Result<Option<Owner>> {
+        self.first_defining(path, vec![schema.to_string()]).await
+    }
+
     /// The first of `schemas` whose version in this view defines `path`.
+    /// Manifests are fetched a few at a time, in order: a directory claimed
+    /// by a thousand schemas costs tens of round trips, not a thousand.
     async fn first_defining(&self, path: &str, schemas: Vec<String>) -> Result<Option<Owner>> {
-        for schema in schemas {
-            if self.excluded.contains(&schema) {
-                continue;
-            }
-            let Some(version) = self.version_of(&schema) else {
-                continue;
-            };
-            if let Some(f) = self
-                .files(&schema, version)
-                .await?
-                .into_iter()
-                .find(|f| f.path == path)
-            {
-                return Ok(Some(Owner {
+        let candidates: Vec<(String, u64)> = schemas
+            .into_iter()
+            .filter(|s| !self.excluded.contains(s))
+            .filter_map(|s| self.version_of(&s).map(|v| (s, v)))
+            .collect();
+        let mut found = futures::stream::iter(candidates)
+            .map(|(schema, version)| async move {
+                let v = self.version(&schema, version).await?;
+                Ok::<_, crate::Error>(v.files.get(path).map(|f| Owner {
                     schema_id: schema,
                     version,
-                    sha256: f.sha256,
-                }));
-            }
-        }
-        Ok(None)
+                    sha256: f.sha256.clone(),
+                }))
+            })
+            .buffered(SCAN_CONCURRENCY)
+            .try_filter_map(|o| async move { Ok(o) })
+            .boxed();
+        found.try_next().await
     }
 
     /// Schemas of this view (other than excluded ones) that may define
