@@ -67,7 +67,9 @@ impl ConfluentError {
             Incompatible { .. } => (409, 409),
             Registry(e) => match e {
                 // A concurrent-writer conflict that retrying did not settle.
-                crate::Error::Conflict(_) => (409, 40901),
+                crate::Error::Contended { .. } => (409, 40901),
+                // Confluent's "operation timed out".
+                crate::Error::CompileTimeout { .. } => (500, 50002),
                 crate::Error::InvalidInput(_)
                 | crate::Error::InvalidId { .. }
                 | crate::Error::Compile(_) => (422, 42201),

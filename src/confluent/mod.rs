@@ -782,6 +782,7 @@ impl ConfluentRegistry {
         let pool = cand.pool.as_ref().expect("compiled");
         let ns = self.ensure_namespace(subject).await?;
         let store = self.registry.store();
+        let started = Instant::now();
         for round in 0..REGISTER_ATTEMPTS {
             if round > 0 {
                 crate::objstore::io::backoff(round).await;
@@ -834,19 +835,14 @@ impl ConfluentRegistry {
                 ]),
                 ..Default::default()
             };
-            let v = match self.registry.publish(&ns, SCHEMA, files, opts).await {
-                Ok(published) => published.version,
-                // Many writers on one subject: try again after a backoff,
-                // checking against whatever landed meanwhile.
-                Err(crate::Error::Conflict(why)) => {
-                    tracing::debug!(subject, round, "publish lost every race ({why}); again");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let v = self
+                .registry
+                .publish(&ns, SCHEMA, files, opts)
+                .await?
+                .version;
             // Make it current, unless another registration replaced it.
             let mut landed = false;
-            for attempt in 0..REGISTER_ATTEMPTS {
+            for _ in 0..REGISTER_ATTEMPTS {
                 let state = store.namespace_state(&ns).await?;
                 let p = state.pointers(SCHEMA);
                 if p.current == Some(v) {
@@ -876,13 +872,22 @@ impl ConfluentRegistry {
                         });
                     }
                 }
-                match store.promote(&ns, Some(state.seq)).await {
-                    Ok(_) => {
-                        landed = true;
-                        break;
-                    }
-                    Err(crate::Error::Conflict(_)) => crate::objstore::io::backoff(attempt).await,
-                    Err(e) => return Err(e.into()),
+                // Promote only on the state just checked: our version
+                // staged, current unchanged; otherwise look again.
+                let current = p.current;
+                let promoted = store
+                    .commit(&ns, move |a: crate::objstore::log::NsAttempt| async move {
+                        let now = a.state.pointers(SCHEMA);
+                        Ok(if now.staged == Some(v) && now.current == current {
+                            crate::objstore::log::Mutation::promote(&a.state)
+                        } else {
+                            None
+                        })
+                    })
+                    .await?;
+                if promoted.is_some() {
+                    landed = true;
+                    break;
                 }
             }
             self.forget(subject);
@@ -906,9 +911,11 @@ impl ConfluentRegistry {
             }
             return Ok(Registered { id, version: v });
         }
-        Err(crate::Error::Conflict(format!(
-            "subject {subject:?} kept changing during {REGISTER_ATTEMPTS} attempts to register; try again"
-        ))
+        Err(crate::Error::Contended {
+            namespace: ns,
+            attempts: REGISTER_ATTEMPTS,
+            waited: started.elapsed(),
+        }
         .into())
     }
 

@@ -29,7 +29,7 @@ use super::records::{
 use super::{ObjStore, keys};
 use crate::error::{Error, Result};
 
-/// Attempts to take a number before giving up with `Conflict`.
+/// Attempts to take a number before giving up with `Contended`.
 const ALLOCATE_ATTEMPTS: u32 = 64;
 
 /// The schema-ID allocator and the Confluent global settings of one store.
@@ -92,6 +92,7 @@ impl SchemaIds {
             return Ok(id);
         }
         let io = self.store.io();
+        let started = std::time::Instant::now();
         let mut from = self.start().await? + 1;
         let mut taken = None;
         for _ in 0..ALLOCATE_ATTEMPTS {
@@ -130,10 +131,10 @@ impl SchemaIds {
                 }
             }
         }
-        let n = taken.ok_or_else(|| {
-            Error::Conflict(format!(
-                "no schema ID could be taken in {ALLOCATE_ATTEMPTS} attempts (too many concurrent registrations); try again"
-            ))
+        let n = taken.ok_or_else(|| Error::Contended {
+            namespace: "confluent/ids".into(),
+            attempts: ALLOCATE_ATTEMPTS,
+            waited: started.elapsed(),
         })?;
         self.known_max.fetch_max(n, Relaxed);
         // The content claim decides which number this content has.
@@ -253,6 +254,7 @@ impl SchemaIds {
 
     /// Sets the global compatibility level: one new entry.
     pub async fn set_config(&self, compatibility: &str) -> Result<()> {
+        let started = std::time::Instant::now();
         for attempt in 0..ALLOCATE_ATTEMPTS {
             let seq = self.config().await?.map_or(1, |c| c.seq + 1);
             let writer_id = uuid::Uuid::new_v4().to_string();
@@ -280,8 +282,10 @@ impl SchemaIds {
                 Created::Theirs(_) => super::io::backoff(attempt).await,
             }
         }
-        Err(Error::Conflict(
-            "the global configuration kept changing; try again".into(),
-        ))
+        Err(Error::Contended {
+            namespace: "confluent/config".into(),
+            attempts: ALLOCATE_ATTEMPTS,
+            waited: started.elapsed(),
+        })
     }
 }

@@ -38,7 +38,10 @@ pub fn status(e: crate::Error) -> Status {
         }
         NotFound(_) => Status::not_found(msg),
         AlreadyExists(_) => Status::already_exists(msg),
-        Conflict(_) => Status::aborted(msg),
+        // Lost every race (for the give-up bound): nothing was committed,
+        // retrying is safe.
+        Contended { .. } => Status::aborted(msg),
+        CompileTimeout { .. } => Status::deadline_exceeded(msg),
         Incompatible(_) => Status::failed_precondition(msg),
         Unsupported(_) => Status::failed_precondition(msg),
         Corrupt { .. } => Status::data_loss(msg),

@@ -133,11 +133,10 @@ pub fn app(registry: Registry, opts: &ServeOptions) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// Runs a registry operation whose future the compiler cannot prove `Send`
-/// (publish, promote and rollback retry through an `async` closure, and
-/// rustc does not yet see such futures as `Send` for every lifetime) on a
-/// blocking-pool thread of the current runtime. Writes are rare, so a
-/// thread per write is cheap.
+/// Runs a registry write on a blocking-pool thread of the current runtime,
+/// so its future need not be `Send` (publish, promote and rollback were
+/// not when this was written; they are now, and this can go). Writes are
+/// rare, so a thread per write is cheap.
 pub async fn detached<F, T>(make: impl FnOnce() -> F + Send + 'static) -> T
 where
     F: std::future::Future<Output = T>,
