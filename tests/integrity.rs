@@ -611,10 +611,10 @@ async fn unstaged_publish(t: &TestStore, schema: &str, path: &str, text: &str) {
         .publish(NS, schema, vec![file(path, text)], Default::default())
         .await
         .unwrap_err();
-    // Storage: its commit never landed; Conflict: it kept finding other
+    // Storage: its commit never landed; Contended: it kept finding other
     // writers' commits (beside concurrent writers). Neither staged it.
     assert!(
-        matches!(err, Error::Storage(_) | Error::Conflict(_)),
+        matches!(err, Error::Storage(_) | Error::Contended { .. }),
         "{err}"
     );
 }
@@ -869,14 +869,14 @@ async fn gc_beside_writers_removes_nothing_referenced(t: TestStore) {
                 // item 2 (another change); here they are simply retried.
                 loop {
                     match r.publish(NS, schema, vec![file(path, &text)], Default::default()).await {
-                        Err(Error::Conflict(_)) => continue,
+                        Err(Error::Contended { .. }) => continue,
                         other => break drop(other.unwrap()),
                     };
                 }
                 if i % 3 == 2 {
                     loop {
                         match r.promote(NS, false).await {
-                            Err(Error::Conflict(_)) => continue,
+                            Err(Error::Contended { .. }) => continue,
                             other => break drop(other.unwrap()),
                         }
                     }

@@ -10,7 +10,6 @@ use protoshelf::compat::Policy;
 use protoshelf::objstore::log::CHAIN_MAX;
 use protoshelf::objstore::metrics::RequestCounts;
 use protoshelf::registry::{BatchMember, Registry, SourceFile};
-use protoshelf::store::Store;
 
 on_every_backend!(
     publish_and_promote_cost_is_flat_in_namespace_size,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::ObjStore;
-use super::records::{LogEntry, Pointers};
+use super::records::Pointers;
 use crate::error::Result;
 
 /// Every version the log named as staged or current, per schema, up to
@@ -45,12 +45,12 @@ impl Published {
 
     /// Adds what one entry names (its changes and, in a checkpoint, the
     /// whole state).
-    pub fn apply(&mut self, entry: &LogEntry) {
-        for (schema, p) in &entry.changes {
+    pub fn apply(&mut self, entry: &super::log::NsEntry) {
+        for (schema, p) in &entry.change.changes {
             self.note(schema, p);
         }
-        if let Some(state) = &entry.state {
-            for (schema, p) in &state.schemas {
+        if let Some(state) = &entry.checkpoint {
+            for (schema, p) in &state.snapshot.schemas {
                 self.note(schema, p);
             }
         }

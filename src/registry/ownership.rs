@@ -77,8 +77,12 @@ pub async fn check_symbols(
     for (package, names) in &ours {
         for v in std::iter::once(view).chain(builtins) {
             let claimants = v.package_claimants(package).await?;
-            let theirs: Vec<BTreeMap<String, String>> = futures::stream::iter(&claimants)
-                .map(|(other, version)| defined_in(v, other, *version, package, pool, sources))
+            let theirs: Vec<BTreeMap<String, String>> = // Owned items: a closure over borrowed ones is not general
+            // enough for the Send future a commit plan must be.
+            futures::stream::iter(claimants.iter().cloned())
+                .map(|(other, version)| async move {
+                    defined_in(v, &other, version, package, pool, sources).await
+                })
                 .buffered(16)
                 .try_collect()
                 .await?;
