@@ -780,6 +780,9 @@ async fn an_old_unreferenced_blob_is_refreshed_when_reused(t: TestStore) {
     let key = Path::from(format!("ns/{NS}/blobs/{sha}"));
     let raw = t.raw();
     let written = raw.head(&key).await.unwrap().last_modified;
+    // S3 keeps last-modified times to the second: let one pass, so the
+    // rewrite is visible as a newer time.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     // A writer that sees every object as a day old publishes that content
     // again: it rewrites the blob (and descriptor), so gc's grace period
     // protects them until the new manifest names them.
