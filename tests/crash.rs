@@ -19,19 +19,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::TryStreamExt;
 use object_store::ObjectStore;
-use object_store::ObjectStoreExt;
 use protoshelf::compat::Policy;
-use protoshelf::fs::{FsCore, Options};
 use protoshelf::objstore::faults::FaultyStore;
 use protoshelf::objstore::url;
 use protoshelf::registry::{BatchMember, Registry, SourceFile};
 use protoshelf::{ObjStore, Result};
 
 use common::Backend;
+use common::state::{Outcome, copy_all, outcome, readers_work, unnamed_records};
 
 const NS: &str = "shop";
 
@@ -39,14 +36,13 @@ fn file(path: &str, text: &str) -> SourceFile {
     SourceFile::new(path, text)
 }
 
-const MONEY_V1: &str = "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; }\n";
-const MONEY_V2: &str =
-    "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; string currency = 2; }\n";
+const MONEY_V1: &str =
+    "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; }\n";
+const MONEY_V2: &str = "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; string currency = 2; }\n";
 const ORDER_V1: &str = "syntax = \"proto3\";\npackage shop;\nimport \"common/money.proto\";\nmessage Order { string id = 1; common.Money total = 2; }\n";
 const ORDER_V2: &str = "syntax = \"proto3\";\npackage shop;\nimport \"common/money.proto\";\nmessage Order { string id = 1; common.Money total = 2; string note = 3; }\n";
 const PAYMENT: &str = "syntax = \"proto3\";\npackage shop.pay;\nimport \"common/money.proto\";\nmessage Payment { string order_id = 1; common.Money amount = 2; }\n";
-const SHIPPING: &str =
-    "syntax = \"proto3\";\npackage shop.ship;\nmessage Parcel { string id = 1; int32 grams = 2; }\n";
+const SHIPPING: &str = "syntax = \"proto3\";\npackage shop.ship;\nmessage Parcel { string id = 1; int32 grams = 2; }\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -71,12 +67,22 @@ async fn base(r: &Registry, op: Op) {
     r.create_namespace(NS, Policy::default(), Default::default())
         .await
         .unwrap();
-    r.publish(NS, "common", vec![file("common/money.proto", MONEY_V1)], Default::default())
-        .await
-        .unwrap();
-    r.publish(NS, "orders", vec![file("shop/order.proto", ORDER_V1)], Default::default())
-        .await
-        .unwrap();
+    r.publish(
+        NS,
+        "common",
+        vec![file("common/money.proto", MONEY_V1)],
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    r.publish(
+        NS,
+        "orders",
+        vec![file("shop/order.proto", ORDER_V1)],
+        Default::default(),
+    )
+    .await
+    .unwrap();
     r.promote(NS, false).await.unwrap();
     match op {
         Op::Promote | Op::Discard => {
@@ -92,9 +98,14 @@ async fn base(r: &Registry, op: Op) {
             .unwrap();
         }
         Op::Rollback => {
-            r.publish(NS, "orders", vec![file("shop/order.proto", ORDER_V2)], Default::default())
-                .await
-                .unwrap();
+            r.publish(
+                NS,
+                "orders",
+                vec![file("shop/order.proto", ORDER_V2)],
+                Default::default(),
+            )
+            .await
+            .unwrap();
             r.promote(NS, false).await.unwrap();
         }
         _ => {}
@@ -111,7 +122,12 @@ fn member(schema: &str, path: &str, text: &str) -> BatchMember {
 async fn run(r: &Registry, op: Op) -> Result<()> {
     match op {
         Op::Push => r
-            .publish(NS, "orders", vec![file("shop/order.proto", ORDER_V2)], Default::default())
+            .publish(
+                NS,
+                "orders",
+                vec![file("shop/order.proto", ORDER_V2)],
+                Default::default(),
+            )
             .await
             .map(|_| ()),
         Op::Load => r
@@ -153,48 +169,6 @@ async fn intermediate(r: &Registry, op: Op) -> Option<()> {
         _ => return None,
     }
     Some(())
-}
-
-/// The state readers can see, by content: per namespace its policy and,
-/// per schema the log names, the files of its current and staged versions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Outcome(BTreeMap<String, (String, BTreeMap<String, (Files, Files)>)>);
-type Files = Option<Vec<(String, String)>>;
-
-async fn outcome(r: &Registry) -> Outcome {
-    let store = r.store();
-    let mut all = BTreeMap::new();
-    for ns in store.list_namespaces().await.unwrap() {
-        let state = store.namespace_state(&ns.id).await.unwrap();
-        let policy = r.policy(&ns.id).await.unwrap().to_string();
-        let mut schemas = BTreeMap::new();
-        for (schema, p) in state.snapshot.schemas.iter() {
-            let files = async |v: Option<u64>| match v {
-                Some(v) => Some(
-                    store
-                        .get_version_files(&ns.id, schema, v)
-                        .await
-                        .unwrap()
-                        .into_iter()
-                        .map(|f| (f.path, f.sha256))
-                        .collect(),
-                ),
-                None => None,
-            };
-            schemas.insert(schema.clone(), (files(p.current).await, files(p.staged).await));
-        }
-        all.insert(ns.id, (policy, schemas));
-    }
-    Outcome(all)
-}
-
-/// Copies every object of `from` into `to`.
-async fn copy_all(from: &Arc<dyn ObjectStore>, to: &Arc<dyn ObjectStore>) {
-    let keys: Vec<_> = from.list(None).map_ok(|m| m.location).try_collect().await.unwrap();
-    for key in keys {
-        let bytes = from.get(&key).await.unwrap().bytes().await.unwrap();
-        to.put(&key, bytes.into()).await.unwrap();
-    }
 }
 
 struct Template {
@@ -299,42 +273,53 @@ async fn trial(backend: Backend, op: Op, t: &Template, mode: Mode, k: u64) -> Tr
         fail(&mut out, format!("half state visible: {seen:?}"));
     }
     if matches!(result, Some(Ok(()))) && seen != t.after {
-        fail(&mut out, format!("reported success, but the state is {seen:?}"));
+        fail(
+            &mut out,
+            format!("reported success, but the state is {seen:?}"),
+        );
     }
     if let Err(e) = readers_work(&r, &url).await {
         fail(&mut out, format!("a read failed after the crash: {e}"));
     }
-    for ns in store.list_namespaces().await.unwrap() {
-        let state = store.namespace_state(&ns.id).await.unwrap();
-        out.unnamed_records += store
-            .list_schemas(&ns.id)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|s| state.pointers(&s.schema_id).latest == 0)
-            .count();
-    }
+    out.unnamed_records = unnamed_records(&r).await;
 
     // Running it again converges.
     let again = Registry::open(&url).await.unwrap();
     match run(&again, op).await {
         Ok(()) => {}
         // Creating again what the first run created in full is refused.
-        Err(protoshelf::Error::AlreadyExists(_)) if op == Op::NamespaceCreate && seen == t.after => {}
+        Err(protoshelf::Error::AlreadyExists(_))
+            if op == Op::NamespaceCreate && seen == t.after => {}
         Err(e) => fail(&mut out, format!("rerun failed: {e}")),
     }
     let converged = outcome(&Registry::open(&url).await.unwrap()).await;
     if converged != t.after {
         fail(&mut out, format!("rerun left {converged:?}"));
     }
-    let report = Registry::open(&url).await.unwrap().store().verify(None).await.unwrap();
+    let report = Registry::open(&url)
+        .await
+        .unwrap()
+        .store()
+        .verify(None)
+        .await
+        .unwrap();
     if !report.clean() {
-        fail(&mut out, format!("verify after the rerun: {:?}", report.problems));
+        fail(
+            &mut out,
+            format!("verify after the rerun: {:?}", report.problems),
+        );
     }
     out.unstaged_after_rerun = report.unstaged_versions.len();
     // And the store takes new work.
-    let ns = if op == Op::NamespaceCreate { "team" } else { NS };
-    let extra = vec![file("extra/extra.proto", "syntax = \"proto3\";\npackage extra;\nmessage E { int32 x = 1; }\n")];
+    let ns = if op == Op::NamespaceCreate {
+        "team"
+    } else {
+        NS
+    };
+    let extra = vec![file(
+        "extra/extra.proto",
+        "syntax = \"proto3\";\npackage extra;\nmessage E { int32 x = 1; }\n",
+    )];
     if let Err(e) = again.publish(ns, "extra", extra, Default::default()).await {
         fail(&mut out, format!("a new publish failed: {e}"));
     } else if let Err(e) = again.promote(ns, false).await {
@@ -342,79 +327,6 @@ async fn trial(backend: Backend, op: Op, t: &Template, mode: Mode, k: u64) -> Tr
     }
     drop(raw);
     out
-}
-
-/// Every read the CLI and the mount offer, over every schema shown.
-async fn readers_work(r: &Registry, url: &str) -> Result<()> {
-    let store = r.store();
-    for ns in store.list_namespaces().await? {
-        for s in r.list_schemas(&ns.id).await? {
-            let info = r.schema_info(&ns.id, &s.schema_id).await?;
-            if info.versions.is_empty() {
-                return Err(protoshelf::Error::InvalidInput(format!(
-                    "schema {} is listed without versions",
-                    s.schema_id
-                )));
-            }
-            for v in info.versions {
-                let v = r.readable_version(&ns.id, &s.schema_id, Some(v)).await?;
-                store.get_version(&ns.id, &s.schema_id, v).await?;
-                for f in store.get_version_files(&ns.id, &s.schema_id, v).await? {
-                    store.get_blob(&ns.id, &f.sha256).await?;
-                }
-            }
-        }
-        r.load_tree(&ns.id, protoshelf::registry::view::Tree::Current)
-            .await?;
-        r.load_tree(&ns.id, protoshelf::registry::view::Tree::Proposed)
-            .await?;
-    }
-    // The mount core, on its own handle.
-    let fresh = ObjStore::open(url).await?;
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let core = FsCore::new(
-            fresh,
-            handle,
-            Options {
-                namespaces: vec![],
-                refresh: Duration::from_secs(60),
-            },
-        );
-        let io = |e: protoshelf::fs::FsError| protoshelf::Error::InvalidInput(format!("mount: {e:?}"));
-        for ns in core.namespaces().map_err(io)? {
-            for schema in core.list(&format!("{ns}/schemas")).map_err(io)?.keys() {
-                for v in core
-                    .list(&format!("{ns}/schemas/{schema}/versions"))
-                    .map_err(io)?
-                    .keys()
-                {
-                    core.content(&format!("{ns}/schemas/{schema}/versions/{v}/descriptor.binpb"))
-                        .map_err(io)?;
-                }
-            }
-            for tree in ["current", "staged"] {
-                walk(&core, &format!("{ns}/{tree}")).map_err(io)?;
-            }
-        }
-        Ok(())
-    })
-    .await
-    .unwrap()
-}
-
-fn walk(core: &FsCore, dir: &str) -> std::result::Result<(), protoshelf::fs::FsError> {
-    for (name, kind) in core.list(dir)? {
-        let path = format!("{dir}/{name}");
-        match kind {
-            protoshelf::fs::Kind::Dir => walk(core, &path)?,
-            protoshelf::fs::Kind::File(_) => {
-                core.content(&path)?;
-            }
-            protoshelf::fs::Kind::Symlink => {}
-        }
-    }
-    Ok(())
 }
 
 async fn matrix(backend: Backend, op: Op) {

@@ -34,6 +34,7 @@ use protoshelf::registry::view::Tree;
 use protoshelf::registry::{Registry, SourceFile};
 use protoshelf::{Error, ObjStore};
 
+use common::state::copy_all;
 use common::{Backend, TestStore};
 
 const NS: &str = "shop";
@@ -66,31 +67,43 @@ async fn fixture(r: &Registry) {
     r.create_namespace(NS, Default::default(), Default::default())
         .await
         .unwrap();
-    r.publish(NS, "common", vec![file("common/money.proto", &money(0))], Default::default())
-        .await
-        .unwrap();
-    r.publish(NS, "orders", vec![file("shop/order.proto", &order(0))], Default::default())
-        .await
-        .unwrap();
+    r.publish(
+        NS,
+        "common",
+        vec![file("common/money.proto", &money(0))],
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    r.publish(
+        NS,
+        "orders",
+        vec![file("shop/order.proto", &order(0))],
+        Default::default(),
+    )
+    .await
+    .unwrap();
     r.promote(NS, false).await.unwrap();
     for i in 1..=4 {
-        r.publish(NS, "orders", vec![file("shop/order.proto", &order(i))], Default::default())
-            .await
-            .unwrap();
-        r.promote(NS, false).await.unwrap();
-    }
-    r.publish(NS, "common", vec![file("common/money.proto", &money(1))], Default::default())
+        r.publish(
+            NS,
+            "orders",
+            vec![file("shop/order.proto", &order(i))],
+            Default::default(),
+        )
         .await
         .unwrap();
-    assert_eq!(r.store().namespace_state(NS).await.unwrap().seq, 12);
-}
-
-async fn copy_all(from: &Arc<dyn ObjectStore>, to: &Arc<dyn ObjectStore>) {
-    let keys: Vec<_> = from.list(None).map_ok(|m| m.location).try_collect().await.unwrap();
-    for key in keys {
-        let bytes = from.get(&key).await.unwrap().bytes().await.unwrap();
-        to.put(&key, bytes.into()).await.unwrap();
+        r.promote(NS, false).await.unwrap();
     }
+    r.publish(
+        NS,
+        "common",
+        vec![file("common/money.proto", &money(1))],
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.store().namespace_state(NS).await.unwrap().seq, 12);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,21 +136,35 @@ async fn library_reads(url: &str) -> Reads {
     let s = r.store();
     out.insert(
         "namespaces".into(),
-        ok_bytes(s.list_namespaces().await.map(|n| n.into_iter().map(|n| n.id).collect::<Vec<_>>())),
+        ok_bytes(
+            s.list_namespaces()
+                .await
+                .map(|n| n.into_iter().map(|n| n.id).collect::<Vec<_>>()),
+        ),
     );
     out.insert("schema list".into(), ok_bytes(r.list_schemas(NS).await));
     for schema in ["orders", "common"] {
-        out.insert(format!("schema info {schema}"), ok_bytes(r.schema_info(NS, schema).await));
+        out.insert(
+            format!("schema info {schema}"),
+            ok_bytes(r.schema_info(NS, schema).await),
+        );
         for version in [None, Some(1)] {
             let v = r.readable_version(NS, schema, version).await;
             let (source, descriptor) = match v {
                 Ok(v) => (
-                    s.get_version_sources(NS, schema, v)
+                    s.get_version_sources(NS, schema, v).await.map(|f| {
+                        f.into_iter()
+                            .map(|(f, b)| (f.path, b.to_vec()))
+                            .collect::<Vec<_>>()
+                    }),
+                    s.get_version(NS, schema, v)
                         .await
-                        .map(|f| f.into_iter().map(|(f, b)| (f.path, b.to_vec())).collect::<Vec<_>>()),
-                    s.get_version(NS, schema, v).await.map(|v| v.compiled.to_vec()),
+                        .map(|v| v.compiled.to_vec()),
                 ),
-                Err(e) => (Err(Error::InvalidInput(e.to_string())), Err(Error::InvalidInput(e.to_string()))),
+                Err(e) => (
+                    Err(Error::InvalidInput(e.to_string())),
+                    Err(Error::InvalidInput(e.to_string())),
+                ),
             };
             out.insert(format!("source {schema} {version:?}"), ok_bytes(source));
             out.insert(
@@ -147,10 +174,11 @@ async fn library_reads(url: &str) -> Reads {
         }
     }
     let entries = match s.namespace_state(NS).await {
-        Ok(state) => s
-            .log_entries(NS, 1, state.seq)
-            .await
-            .map(|e| e.into_iter().map(|e| (e.seq, e.commit_id)).collect::<Vec<_>>()),
+        Ok(state) => s.log_entries(NS, 1, state.seq).await.map(|e| {
+            e.into_iter()
+                .map(|e| (e.seq, e.commit_id))
+                .collect::<Vec<_>>()
+        }),
         Err(e) => Err(e),
     };
     out.insert("log".into(), ok_bytes(entries));
@@ -193,7 +221,12 @@ async fn mount_reads(url: &str) -> Reads {
                 Ok(entries) => {
                     out.insert(
                         format!("mount ls {dir}"),
-                        Ok(entries.keys().cloned().collect::<Vec<_>>().join("\n").into_bytes()),
+                        Ok(entries
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                            .into_bytes()),
                     );
                     for (name, kind) in entries {
                         let path = format!("{dir}/{name}");
@@ -202,7 +235,9 @@ async fn mount_reads(url: &str) -> Reads {
                             Kind::File(_) => {
                                 out.insert(
                                     format!("mount cat {path}"),
-                                    core.content(&path).map(|b| b.to_vec()).map_err(|e| format!("{e:?}")),
+                                    core.content(&path)
+                                        .map(|b| b.to_vec())
+                                        .map_err(|e| format!("{e:?}")),
                                 );
                             }
                             Kind::Symlink => {}
@@ -217,7 +252,9 @@ async fn mount_reads(url: &str) -> Reads {
         for set in ["current.binpb", "staged.binpb"] {
             out.insert(
                 format!("mount cat {set}"),
-                core.content(&format!("{NS}/{set}")).map(|b| b.to_vec()).map_err(err),
+                core.content(&format!("{NS}/{set}"))
+                    .map(|b| b.to_vec())
+                    .map_err(err),
             );
         }
         out
@@ -270,32 +307,89 @@ fn cli_reads(url: &str, scratch: &std::path::Path) -> Reads {
 async fn targets(r: &Registry) -> Vec<(&'static str, String, Vec<Damage>)> {
     use Damage::*;
     let s = r.store();
-    let current = s.get_schema(NS, "orders").await.unwrap().current_version.unwrap();
+    let current = s
+        .get_schema(NS, "orders")
+        .await
+        .unwrap()
+        .current_version
+        .unwrap();
     let m = s.manifest(NS, "orders", current).await.unwrap();
-    let common_staged = s.get_schema(NS, "common").await.unwrap().staged_version.unwrap();
+    let common_staged = s
+        .get_schema(NS, "common")
+        .await
+        .unwrap()
+        .staged_version
+        .unwrap();
     let staged = s.manifest(NS, "common", common_staged).await.unwrap();
     let all = vec![Flip, Truncate, Delete];
     vec![
         ("marker", "protoshelf.json".into(), all.clone()),
         ("namespace record", format!("namespaces/{NS}"), all.clone()),
-        ("schema record", format!("ns/{NS}/schemas/orders"), all.clone()),
-        ("log entry (before the hint)", format!("ns/{NS}/log/{:020}.json", 3), all.clone()),
-        ("log checkpoint (hinted)", format!("ns/{NS}/log/{:020}.json", 8), all.clone()),
-        ("log entry (after the hint)", format!("ns/{NS}/log/{:020}.json", 10), all.clone()),
+        (
+            "schema record",
+            format!("ns/{NS}/schemas/orders"),
+            all.clone(),
+        ),
+        (
+            "log entry (before the hint)",
+            format!("ns/{NS}/log/{:020}.json", 3),
+            all.clone(),
+        ),
+        (
+            "log checkpoint (hinted)",
+            format!("ns/{NS}/log/{:020}.json", 8),
+            all.clone(),
+        ),
+        (
+            "log entry (after the hint)",
+            format!("ns/{NS}/log/{:020}.json", 10),
+            all.clone(),
+        ),
         ("hint", format!("ns/{NS}/head.json"), all.clone()),
-        ("manifest (current)", format!("ns/{NS}/versions/orders/{current:020}.json"), all.clone()),
-        ("manifest (staged)", format!("ns/{NS}/versions/common/{common_staged:020}.json"), all.clone()),
-        ("blob", format!("ns/{NS}/blobs/{}", m.files[0].sha256), all.clone()),
+        (
+            "manifest (current)",
+            format!("ns/{NS}/versions/orders/{current:020}.json"),
+            all.clone(),
+        ),
+        (
+            "manifest (staged)",
+            format!("ns/{NS}/versions/common/{common_staged:020}.json"),
+            all.clone(),
+        ),
+        (
+            "blob",
+            format!("ns/{NS}/blobs/{}", m.files[0].sha256),
+            all.clone(),
+        ),
         ("descriptor", m.descriptor.key.clone(), all.clone()),
-        ("descriptor (staged)", staged.descriptor.key.clone(), all.clone()),
-        ("claim (dir)", format!("ns/{NS}/claims/dir/shop/!orders"), vec![Delete, Fill]),
-        ("claim (package)", format!("ns/{NS}/claims/package/shop/orders"), vec![Delete, Fill]),
+        (
+            "descriptor (staged)",
+            staged.descriptor.key.clone(),
+            all.clone(),
+        ),
+        (
+            "claim (dir)",
+            format!("ns/{NS}/claims/dir/shop/!orders"),
+            vec![Delete, Fill],
+        ),
+        (
+            "claim (package)",
+            format!("ns/{NS}/claims/package/shop/orders"),
+            vec![Delete, Fill],
+        ),
     ]
 }
 
 async fn damage(raw: &Arc<dyn ObjectStore>, key: &str, how: Damage) {
     let path = Path::from(key);
-    let bytes = raw.get(&path).await.unwrap().bytes().await.unwrap().to_vec();
+    let bytes = raw
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
     let damaged: Option<Vec<u8>> = match how {
         Damage::Flip => {
             let mut b = bytes.clone();
@@ -325,9 +419,8 @@ fn expectation(what: &str, how: Damage) -> Expect {
         // no further, and an entry after the hint ends the walk: both
         // read an older commit's state (the commit protocol's reads are
         // out of this change's reach; verify names the key).
-        ("log checkpoint (hinted)", Damage::Delete) | ("log entry (after the hint)", Damage::Delete) => {
-            Expect::StaleState
-        }
+        ("log checkpoint (hinted)", Damage::Delete)
+        | ("log entry (after the hint)", Damage::Delete) => Expect::StaleState,
         // Namespaces and schemas are listed by their records: without its
         // record one drops out of the lists, and every read of it fails
         // naming the record's key.
@@ -348,8 +441,10 @@ enum Expect {
 
 /// The reads that list namespaces or schemas (by their records).
 fn is_listing(read: &str) -> bool {
-    matches!(read, "namespaces" | "schema list" | "cli namespace list -o json")
-        || read.starts_with("cli schema list")
+    matches!(
+        read,
+        "namespaces" | "schema list" | "cli namespace list -o json"
+    ) || read.starts_with("cli schema list")
         || read.starts_with("mount ls")
 }
 
@@ -361,8 +456,16 @@ async fn corruption_matrix(t: TestStore) {
     let scratch = tempfile::tempdir().unwrap();
     let pristine_lib = library_reads(&t.url).await;
     let pristine_mount = mount_reads(&t.url).await;
-    let pristine_cli = if with_cli { cli_reads(&t.url, scratch.path()) } else { Reads::new() };
-    for (name, result) in pristine_lib.iter().chain(&pristine_mount).chain(&pristine_cli) {
+    let pristine_cli = if with_cli {
+        cli_reads(&t.url, scratch.path())
+    } else {
+        Reads::new()
+    };
+    for (name, result) in pristine_lib
+        .iter()
+        .chain(&pristine_mount)
+        .chain(&pristine_cli)
+    {
         assert!(result.is_ok(), "undamaged read {name} failed: {result:?}");
     }
     assert!(t.store.verify(None).await.unwrap().clean());
@@ -384,7 +487,10 @@ async fn corruption_matrix(t: TestStore) {
                 _ => named,
             };
             if !detected {
-                failures.push(format!("{what} {how:?}: verify reported {:?}", report.problems));
+                failures.push(format!(
+                    "{what} {how:?}: verify reported {:?}",
+                    report.problems
+                ));
             }
             // No read serves other bytes than the undamaged store's, and
             // each failing read names the key.
@@ -405,12 +511,17 @@ async fn corruption_matrix(t: TestStore) {
                         }
                         (Err(e), _) => {
                             failed += 1;
-                            if let Some(code) = e.strip_prefix("exit Some(").and_then(|r| r.split(')').next()) {
+                            if let Some(code) = e
+                                .strip_prefix("exit Some(")
+                                .and_then(|r| r.split(')').next())
+                            {
                                 exit_codes.insert(code.to_string());
                             }
                             if !e.contains(&key) {
                                 unnamed += 1;
-                                failures.push(format!("{what} {how:?}: {read} failed without naming {key}: {e}"));
+                                failures.push(format!(
+                                    "{what} {how:?}: {read} failed without naming {key}: {e}"
+                                ));
                             }
                         }
                     }
@@ -426,16 +537,32 @@ async fn corruption_matrix(t: TestStore) {
             check(library_reads(&url).await, &pristine_lib, &mut failures);
             check(mount_reads(&url).await, &pristine_mount, &mut failures);
             if with_cli {
-                check(cli_reads(&url, scratch.path()), &pristine_cli, &mut failures);
+                check(
+                    cli_reads(&url, scratch.path()),
+                    &pristine_cli,
+                    &mut failures,
+                );
             }
             if exit_codes.iter().any(|c| c != "2") {
-                failures.push(format!("{what} {how:?}: CLI exit codes {exit_codes:?}, not 2"));
+                failures.push(format!(
+                    "{what} {how:?}: CLI exit codes {exit_codes:?}, not 2"
+                ));
             }
             eprintln!(
                 "CORRUPTION {:?} | {what} | {how:?} | verify: {} | reads failed: {failed} (exit {}) | served other bytes: {served_wrong} | errors not naming the key: {unnamed}",
                 t.backend,
-                if named { "named".to_string() } else if report.clean() { "clean".into() } else { "other".into() },
-                if exit_codes.is_empty() { "-".to_string() } else { exit_codes.into_iter().collect::<Vec<_>>().join("/") },
+                if named {
+                    "named".to_string()
+                } else if report.clean() {
+                    "clean".into()
+                } else {
+                    "other".into()
+                },
+                if exit_codes.is_empty() {
+                    "-".to_string()
+                } else {
+                    exit_codes.into_iter().collect::<Vec<_>>().join("/")
+                },
             );
             drop(dir);
         }
@@ -474,7 +601,10 @@ async fn unstaged_publish(t: &TestStore, schema: &str, path: &str, text: &str) {
         .unwrap_err();
     // Storage: its commit never landed; Conflict: it kept finding other
     // writers' commits (beside concurrent writers). Neither staged it.
-    assert!(matches!(err, Error::Storage(_) | Error::Conflict(_)), "{err}");
+    assert!(
+        matches!(err, Error::Storage(_) | Error::Conflict(_)),
+        "{err}"
+    );
 }
 
 async fn gc_collects_exactly_the_unreferenced(t: TestStore) {
@@ -484,15 +614,23 @@ async fn gc_collects_exactly_the_unreferenced(t: TestStore) {
     // v6 and v7 are unstaged, v8 is staged.
     unstaged_publish(&t, "orders", "shop/order.proto", &order(20)).await;
     unstaged_publish(&t, "orders", "shop/order.proto", &order(21)).await;
-    r.publish(NS, "orders", vec![file("shop/order.proto", &order(22))], Default::default())
-        .await
-        .unwrap();
+    r.publish(
+        NS,
+        "orders",
+        vec![file("shop/order.proto", &order(22))],
+        Default::default(),
+    )
+    .await
+    .unwrap();
     // And one dies for a schema that then gets nothing else (v3, newest).
     unstaged_publish(&t, "common", "common/money.proto", &money(9)).await;
     let raw = t.raw();
-    raw.put(&Path::from("_probe/left-behind"), Bytes::from_static(b"1").into())
-        .await
-        .unwrap();
+    raw.put(
+        &Path::from("_probe/left-behind"),
+        Bytes::from_static(b"1").into(),
+    )
+    .await
+    .unwrap();
     // The unstaged versions are invisible to readers.
     let info = r.schema_info(NS, "orders").await.unwrap();
     assert_eq!(info.versions, [1, 2, 3, 4, 5, 8]);
@@ -504,7 +642,12 @@ async fn gc_collects_exactly_the_unreferenced(t: TestStore) {
     ));
     let report = t.store.verify(None).await.unwrap();
     assert!(report.clean(), "{:?}", report.problems);
-    assert_eq!(report.unstaged_versions.len(), 3, "{:?}", report.unstaged_versions);
+    assert_eq!(
+        report.unstaged_versions.len(),
+        3,
+        "{:?}",
+        report.unstaged_versions
+    );
 
     // Everything is younger than the grace period: nothing goes.
     let young = t.store.gc(GcOptions::default()).await.unwrap();
@@ -523,14 +666,30 @@ async fn gc_collects_exactly_the_unreferenced(t: TestStore) {
         })
         .await
         .unwrap();
-    assert_eq!(common::snapshot(&raw).await, before, "a dry run deletes nothing");
-    let keys = |kind: Collectable, report: &protoshelf::objstore::gc::GcReport| -> BTreeSet<String> {
-        report.collected.iter().filter(|c| c.kind == kind).map(|c| c.key.clone()).collect()
-    };
+    assert_eq!(
+        common::snapshot(&raw).await,
+        before,
+        "a dry run deletes nothing"
+    );
+    let keys =
+        |kind: Collectable, report: &protoshelf::objstore::gc::GcReport| -> BTreeSet<String> {
+            report
+                .collected
+                .iter()
+                .filter(|c| c.kind == kind)
+                .map(|c| c.key.clone())
+                .collect()
+        };
     let v = |s: &str, n: u64| format!("ns/{NS}/versions/{s}/{n:020}.json");
     // common v3 is the newest of its schema: kept.
-    assert_eq!(keys(Collectable::UnstagedVersion, &dry), BTreeSet::from([v("orders", 6), v("orders", 7)]));
-    assert_eq!(keys(Collectable::Probe, &dry), BTreeSet::from(["_probe/left-behind".to_string()]));
+    assert_eq!(
+        keys(Collectable::UnstagedVersion, &dry),
+        BTreeSet::from([v("orders", 6), v("orders", 7)])
+    );
+    assert_eq!(
+        keys(Collectable::Probe, &dry),
+        BTreeSet::from(["_probe/left-behind".to_string()])
+    );
     // Their own blob and descriptor each (nothing else names them).
     assert_eq!(keys(Collectable::Blob, &dry).len(), 2, "{dry:?}");
     assert_eq!(keys(Collectable::Descriptor, &dry).len(), 2, "{dry:?}");
@@ -540,12 +699,22 @@ async fn gc_collects_exactly_the_unreferenced(t: TestStore) {
 
     let done = old.gc(GcOptions::default()).await.unwrap();
     assert_eq!(
-        done.collected.iter().map(|c| &c.key).collect::<BTreeSet<_>>(),
-        dry.collected.iter().map(|c| &c.key).collect::<BTreeSet<_>>()
+        done.collected
+            .iter()
+            .map(|c| &c.key)
+            .collect::<BTreeSet<_>>(),
+        dry.collected
+            .iter()
+            .map(|c| &c.key)
+            .collect::<BTreeSet<_>>()
     );
     let after = common::snapshot(&raw).await;
     for c in &done.collected {
-        assert!(!after.iter().any(|(k, _)| *k == c.key), "{} still there", c.key);
+        assert!(
+            !after.iter().any(|(k, _)| *k == c.key),
+            "{} still there",
+            c.key
+        );
     }
     assert_eq!(before.len() - after.len(), done.collected.len());
     // Nothing referenced went: verify is clean, every version ever staged
@@ -556,15 +725,34 @@ async fn gc_collects_exactly_the_unreferenced(t: TestStore) {
     assert_eq!(report.unstaged_versions, [v("common", 3)]);
     for schema in ["orders", "common"] {
         for version in fresh.schema_info(NS, schema).await.unwrap().versions {
-            fresh.store().get_version(NS, schema, version).await.unwrap();
-            fresh.store().get_version_sources(NS, schema, version).await.unwrap();
+            fresh
+                .store()
+                .get_version(NS, schema, version)
+                .await
+                .unwrap();
+            fresh
+                .store()
+                .get_version_sources(NS, schema, version)
+                .await
+                .unwrap();
         }
     }
     // A second run finds nothing more.
-    assert!(old.gc(GcOptions::default()).await.unwrap().collected.is_empty());
+    assert!(
+        old.gc(GcOptions::default())
+            .await
+            .unwrap()
+            .collected
+            .is_empty()
+    );
     // The numbers of collected versions are never handed out again.
     let p = fresh
-        .publish(NS, "orders", vec![file("shop/order.proto", &order(30))], Default::default())
+        .publish(
+            NS,
+            "orders",
+            vec![file("shop/order.proto", &order(30))],
+            Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(p.version, 9);
@@ -574,7 +762,8 @@ async fn an_old_unreferenced_blob_is_refreshed_when_reused(t: TestStore) {
     let r = Registry::new(t.store.clone());
     fixture(&r).await;
     unstaged_publish(&t, "orders", "shop/order.proto", &order(40)).await;
-    let text = protoshelf::registry::normalize::normalize("shop/order.proto", order(40).as_bytes()).unwrap();
+    let text = protoshelf::registry::normalize::normalize("shop/order.proto", order(40).as_bytes())
+        .unwrap();
     let sha = protoshelf::objstore::sha256_hex(text.as_bytes());
     let key = Path::from(format!("ns/{NS}/blobs/{sha}"));
     let raw = t.raw();
@@ -594,7 +783,12 @@ async fn an_old_unreferenced_blob_is_refreshed_when_reused(t: TestStore) {
     .unwrap();
     let before = writer.requests();
     Registry::new(writer.clone())
-        .publish(NS, "orders", vec![file("shop/order.proto", &order(40))], Default::default())
+        .publish(
+            NS,
+            "orders",
+            vec![file("shop/order.proto", &order(40))],
+            Default::default(),
+        )
         .await
         .unwrap();
     let cost = writer.requests() - before;
@@ -703,7 +897,10 @@ async fn gc_beside_writers_removes_nothing_referenced(t: TestStore) {
         .await
         .unwrap();
     collected += last.collected.len();
-    eprintln!("{:?}: gc ran {runs} times beside the writers, collected {collected} objects", t.backend);
+    eprintln!(
+        "{:?}: gc ran {runs} times beside the writers, collected {collected} objects",
+        t.backend
+    );
     assert!(runs >= 1);
     // shipping's unstaged versions but its newest are gone by now.
     assert!(collected >= 2 * (rounds / 2 - 1), "collected {collected}");
@@ -714,11 +911,27 @@ async fn gc_beside_writers_removes_nothing_referenced(t: TestStore) {
     for s in fresh.list_schemas(NS).await.unwrap() {
         let info = fresh.schema_info(NS, &s.schema_id).await.unwrap();
         for version in &info.versions {
-            fresh.store().get_version(NS, &s.schema_id, *version).await.unwrap();
-            fresh.store().get_version_sources(NS, &s.schema_id, *version).await.unwrap();
-            let deps = fresh.store().get_version_deps(NS, &s.schema_id, *version).await.unwrap();
+            fresh
+                .store()
+                .get_version(NS, &s.schema_id, *version)
+                .await
+                .unwrap();
+            fresh
+                .store()
+                .get_version_sources(NS, &s.schema_id, *version)
+                .await
+                .unwrap();
+            let deps = fresh
+                .store()
+                .get_version_deps(NS, &s.schema_id, *version)
+                .await
+                .unwrap();
             for d in deps {
-                fresh.store().get_version(&d.namespace_id, &d.schema_id, d.version).await.unwrap();
+                fresh
+                    .store()
+                    .get_version(&d.namespace_id, &d.schema_id, d.version)
+                    .await
+                    .unwrap();
             }
         }
         // Never an unstaged version among those shown.
@@ -755,7 +968,12 @@ async fn verify_and_gc_commands(t: TestStore) {
             .unwrap()
     };
     let out = cli(&["verify"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("no problems found"));
     let out = cli(&["verify", NS, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -771,7 +989,12 @@ async fn verify_and_gc_commands(t: TestStore) {
     let out = cli(&["gc", "--grace", "soon"]);
     assert_eq!(out.status.code(), Some(1));
     let out = cli(&["gc", "--dry-run", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["dry_run"], true);
     assert_eq!(v["grace_seconds"], 7 * 86_400);
@@ -789,13 +1012,19 @@ async fn verify_and_gc_commands(t: TestStore) {
         .remove(0)
         .sha256;
     let key = format!("ns/{NS}/blobs/{blob}");
-    raw.put(&Path::from(key.as_str()), Bytes::from_static(b"garbage").into())
-        .await
-        .unwrap();
+    raw.put(
+        &Path::from(key.as_str()),
+        Bytes::from_static(b"garbage").into(),
+    )
+    .await
+    .unwrap();
     let out = cli(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&key) && stdout.contains("1 problem(s) found"), "{stdout}");
+    assert!(
+        stdout.contains(&key) && stdout.contains("1 problem(s) found"),
+        "{stdout}"
+    );
     let out = cli(&["verify", "-o", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -577,7 +577,13 @@ impl FsCore {
         }
     }
 
-    fn version_entry(&self, snap: &Snapshot, schema: &str, v: &str, tail: &[&str]) -> FsResult<Entry> {
+    fn version_entry(
+        &self,
+        snap: &Snapshot,
+        schema: &str,
+        v: &str,
+        tail: &[&str],
+    ) -> FsResult<Entry> {
         let ns = snap.namespace.as_str();
         let v = self.published_number(snap, schema, v)?;
         let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;

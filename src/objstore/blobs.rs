@@ -63,7 +63,9 @@ impl ObjStore {
         if self.io().known(&key) {
             return Ok(());
         }
-        self.io().create_collectable(&key, blob.source.clone()).await
+        self.io()
+            .create_collectable(&key, blob.source.clone())
+            .await
     }
 
     /// Reads a blob, verifying its hash (a mismatch is `Corrupt`).

@@ -238,7 +238,10 @@ impl ObjectStore for FaultyStore {
     ) -> object_store::Result<PutResult> {
         if self.number(location.as_ref())? {
             self.inner.put_opts(location, payload, opts).await?;
-            return Err(injected_error(location, "response lost after the request took effect"));
+            return Err(injected_error(
+                location,
+                "response lost after the request took effect",
+            ));
         }
         match self.take(location, false) {
             None | Some(Fault::FailReads) => self.inner.put_opts(location, payload, opts).await,

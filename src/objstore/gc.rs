@@ -130,9 +130,7 @@ impl ObjStore {
             grace_seconds: opts.grace.num_seconds(),
             ..Default::default()
         };
-        let namespaces: Vec<String> = self
-            .list_ids(&keys::namespaces_dir(), "", None)
-            .await?;
+        let namespaces: Vec<String> = self.list_ids(&keys::namespaces_dir(), "", None).await?;
         let mut plans = Vec::new();
         for ns in namespaces {
             match self.plan_namespace(&ns, &old, &mut report).await? {
@@ -255,7 +253,9 @@ impl ObjStore {
         let read: Vec<Result<((String, u64), Option<VersionManifest>)>> =
             futures::stream::iter(keep_keys)
                 .map(|(id, key)| async move {
-                    let m = self.read_record::<VersionManifest>(&Path::from(key)).await?;
+                    let m = self
+                        .read_record::<VersionManifest>(&Path::from(key))
+                        .await?;
                     Ok((id, m))
                 })
                 .buffer_unordered(FETCH_CONCURRENCY)

@@ -15,7 +15,10 @@ use crate::store::ClaimKind;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectKind {
     Schema(String),
-    Manifest { schema: String, version: u64 },
+    Manifest {
+        schema: String,
+        version: u64,
+    },
     Blob(String),
     Descriptor(String),
     LogEntry(u64),
@@ -180,7 +183,10 @@ mod tests {
             }
         );
         let sha = "ab".repeat(32);
-        assert_eq!(classify(&format!("blobs/{sha}")), ObjectKind::Blob(sha.clone()));
+        assert_eq!(
+            classify(&format!("blobs/{sha}")),
+            ObjectKind::Blob(sha.clone())
+        );
         assert_eq!(
             classify(&format!("descriptors/{sha}.binpb")),
             ObjectKind::Descriptor(sha.clone())
@@ -214,7 +220,13 @@ mod tests {
             }
         );
         assert_eq!(classify("head.json"), ObjectKind::Hint);
-        for junk in ["blobs/xyz", "log/1.json", "versions/a/1.json", "foo", "claims/dir/a/b"] {
+        for junk in [
+            "blobs/xyz",
+            "log/1.json",
+            "versions/a/1.json",
+            "foo",
+            "claims/dir/a/b",
+        ] {
             assert_eq!(classify(junk), ObjectKind::Unknown, "{junk}");
         }
     }

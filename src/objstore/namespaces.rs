@@ -59,7 +59,9 @@ impl ObjStore {
                 reason: "missing, but the log stages versions of the schema".into(),
             });
         }
-        Err(Error::NotFound(format!("schema {schema:?} in namespace {ns:?}")))
+        Err(Error::NotFound(format!(
+            "schema {schema:?} in namespace {ns:?}"
+        )))
     }
 
     pub async fn create_namespace(&self, ns: &Namespace) -> Result<()> {

@@ -36,7 +36,10 @@ impl Published {
 
     fn note(&mut self, schema: &str, p: &Pointers) {
         for v in [p.current, p.staged].into_iter().flatten() {
-            self.versions.entry(schema.to_string()).or_default().insert(v);
+            self.versions
+                .entry(schema.to_string())
+                .or_default()
+                .insert(v);
         }
     }
 

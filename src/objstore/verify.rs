@@ -146,19 +146,17 @@ impl ObjStore {
         }
         let namespaces = match namespace {
             Some(ns) => {
-                self.require_namespace(ns)
-                    .await
-                    .or_else(|e| match e {
-                        // A damaged record is reported below; only absence
-                        // is the caller's mistake.
-                        Error::Corrupt { .. } => Ok(NamespaceRecord {
-                            namespace_id: ns.into(),
-                            created_at: chrono::Utc::now(),
-                            metadata: Default::default(),
-                            writer_id: String::new(),
-                        }),
-                        other => Err(other),
-                    })?;
+                self.require_namespace(ns).await.or_else(|e| match e {
+                    // A damaged record is reported below; only absence
+                    // is the caller's mistake.
+                    Error::Corrupt { .. } => Ok(NamespaceRecord {
+                        namespace_id: ns.into(),
+                        created_at: chrono::Utc::now(),
+                        metadata: Default::default(),
+                        writer_id: String::new(),
+                    }),
+                    other => Err(other),
+                })?;
                 vec![ns.to_string()]
             }
             None => self.verify_root(&mut report).await?,
@@ -278,7 +276,9 @@ impl ObjStore {
         }
         let named = self.verify_log(ns, &inv, report).await?;
         let schemas = self.verify_schemas(ns, &inv, &named, report).await?;
-        let manifests = self.verify_manifests(ns, &inv, &named, &schemas, report).await?;
+        let manifests = self
+            .verify_manifests(ns, &inv, &named, &schemas, report)
+            .await?;
         let packages = self.verify_content(ns, &inv, report).await?;
         self.verify_claims(ns, &inv, &named, &manifests, &packages, &schemas, report);
         Ok(())
@@ -349,7 +349,10 @@ impl ObjStore {
                 report.problem(
                     &key,
                     Damage::Inconsistent,
-                    format!("written in format {}, newer than the store's", entry.format_version),
+                    format!(
+                        "written in format {}, newer than the store's",
+                        entry.format_version
+                    ),
                 );
             }
             match &entry.state {
@@ -465,7 +468,10 @@ impl ObjStore {
                 Ok(r) if r.schema_id != *id || r.namespace_id != ns => report.problem(
                     key,
                     Damage::Inconsistent,
-                    format!("names schema {:?} of namespace {:?}", r.schema_id, r.namespace_id),
+                    format!(
+                        "names schema {:?} of namespace {:?}",
+                        r.schema_id, r.namespace_id
+                    ),
                 ),
                 Ok(_) => {}
                 Err(e) => report.failed(key, e)?,
@@ -552,10 +558,7 @@ impl ObjStore {
                 Some((_, meta)) if meta.size != m.descriptor.size => report.problem(
                     &descriptor,
                     Damage::Corrupt,
-                    format!(
-                        "{} bytes, but {key} says {}",
-                        meta.size, m.descriptor.size
-                    ),
+                    format!("{} bytes, but {key} says {}", meta.size, m.descriptor.size),
                 ),
                 Some(_) => {}
             }
@@ -601,11 +604,15 @@ impl ObjStore {
             for dep in &m.deps {
                 let dep_key = keys::version(&dep.namespace_id, &dep.schema_id, dep.version);
                 let target = if dep.namespace_id == ns {
-                    manifests.get(&(dep.schema_id.clone(), dep.version)).cloned()
+                    manifests
+                        .get(&(dep.schema_id.clone(), dep.version))
+                        .cloned()
                 } else {
                     if !others.contains_key(dep_key.as_ref()) {
                         let got = match self.io().get(&dep_key).await? {
-                            Some(obj) => from_json::<VersionManifest>(dep_key.as_ref(), &obj.bytes).ok(),
+                            Some(obj) => {
+                                from_json::<VersionManifest>(dep_key.as_ref(), &obj.bytes).ok()
+                            }
                             None => None,
                         };
                         others.insert(dep_key.to_string(), got);
@@ -616,12 +623,18 @@ impl ObjStore {
                     None => report.problem(
                         &dep_key,
                         Damage::Missing,
-                        format!("missing or unreadable, but {key} imports {} from it", dep.path),
+                        format!(
+                            "missing or unreadable, but {key} imports {} from it",
+                            dep.path
+                        ),
                     ),
                     Some(t) if !t.files.iter().any(|f| f.path == dep.path) => report.problem(
                         &key,
                         Damage::Inconsistent,
-                        format!("imports {} from {dep_key}, which does not define it", dep.path),
+                        format!(
+                            "imports {} from {dep_key}, which does not define it",
+                            dep.path
+                        ),
                     ),
                     Some(_) => {}
                 }
@@ -648,7 +661,12 @@ impl ObjStore {
             .collect();
         // One at a time per task, not all held at once: descriptors can be
         // large.
-        type Checked = (String, String, bool, Option<(u64, String, Option<HashMap<String, String>>)>);
+        type Checked = (
+            String,
+            String,
+            bool,
+            Option<(u64, String, Option<HashMap<String, String>>)>,
+        );
         let results: Vec<Checked> = futures::stream::iter(wanted)
             .map(|(key, sha, descriptor)| async move {
                 let obj = self.io().get(&Path::from(key.as_str())).await?;
@@ -757,7 +775,12 @@ impl ObjStore {
                 let (kind, name) = self.path_claim(&f.path);
                 wanted.insert(super::claims::claim_key(ns, kind, &name, schema));
                 if let Some(pkg) = own.and_then(|p| p.get(&f.path)).filter(|p| !p.is_empty()) {
-                    wanted.insert(super::claims::claim_key(ns, ClaimKind::Package, pkg, schema));
+                    wanted.insert(super::claims::claim_key(
+                        ns,
+                        ClaimKind::Package,
+                        pkg,
+                        schema,
+                    ));
                 }
             }
             for claim in wanted {

@@ -176,7 +176,9 @@ impl ObjStore {
         }
         let sha = sha256_hex(&ver.compiled);
         let key = keys::descriptor(ns, &sha);
-        self.io().create_collectable(&key, ver.compiled.clone()).await?;
+        self.io()
+            .create_collectable(&key, ver.compiled.clone())
+            .await?;
         Ok(DescriptorRef {
             key: key.to_string(),
             sha256: sha,
@@ -341,7 +343,11 @@ impl ObjStore {
         let mut reuse = reuse;
         loop {
             let next = if listed {
-                let newest = self.versions_after(ns, schema, floor).await?.last().copied();
+                let newest = self
+                    .versions_after(ns, schema, floor)
+                    .await?
+                    .last()
+                    .copied();
                 if let Some(newest) = newest.filter(|_| reuse) {
                     reuse = false; // once: a version made since is someone else's
                     let m = self.manifest(ns, schema, newest).await?;
