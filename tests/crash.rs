@@ -19,19 +19,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::TryStreamExt;
 use object_store::ObjectStore;
-use object_store::ObjectStoreExt;
 use protoshelf::compat::Policy;
-use protoshelf::fs::{FsCore, Options};
 use protoshelf::objstore::faults::FaultyStore;
 use protoshelf::objstore::url;
 use protoshelf::registry::{BatchMember, Registry, SourceFile};
 use protoshelf::{ObjStore, Result};
 
 use common::Backend;
+use common::state::{Outcome, copy_all, outcome, readers_work, unnamed_records};
 
 const NS: &str = "shop";
 
@@ -174,56 +171,6 @@ async fn intermediate(r: &Registry, op: Op) -> Option<()> {
     Some(())
 }
 
-/// The state readers can see, by content: per namespace its policy and,
-/// per schema the log names, the files of its current and staged versions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Outcome(BTreeMap<String, (String, BTreeMap<String, (Files, Files)>)>);
-type Files = Option<Vec<(String, String)>>;
-
-async fn outcome(r: &Registry) -> Outcome {
-    let store = r.store();
-    let mut all = BTreeMap::new();
-    for ns in store.list_namespaces().await.unwrap() {
-        let state = store.namespace_state(&ns.id).await.unwrap();
-        let policy = r.policy(&ns.id).await.unwrap().to_string();
-        let mut schemas = BTreeMap::new();
-        for (schema, p) in state.snapshot.schemas.iter() {
-            let files = async |v: Option<u64>| match v {
-                Some(v) => Some(
-                    store
-                        .get_version_files(&ns.id, schema, v)
-                        .await
-                        .unwrap()
-                        .into_iter()
-                        .map(|f| (f.path, f.sha256))
-                        .collect(),
-                ),
-                None => None,
-            };
-            schemas.insert(
-                schema.clone(),
-                (files(p.current).await, files(p.staged).await),
-            );
-        }
-        all.insert(ns.id, (policy, schemas));
-    }
-    Outcome(all)
-}
-
-/// Copies every object of `from` into `to`.
-async fn copy_all(from: &Arc<dyn ObjectStore>, to: &Arc<dyn ObjectStore>) {
-    let keys: Vec<_> = from
-        .list(None)
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .unwrap();
-    for key in keys {
-        let bytes = from.get(&key).await.unwrap().bytes().await.unwrap();
-        to.put(&key, bytes.into()).await.unwrap();
-    }
-}
-
 struct Template {
     raw: Arc<dyn ObjectStore>,
     _dir: Option<Arc<tempfile::TempDir>>,
@@ -334,16 +281,7 @@ async fn trial(backend: Backend, op: Op, t: &Template, mode: Mode, k: u64) -> Tr
     if let Err(e) = readers_work(&r, &url).await {
         fail(&mut out, format!("a read failed after the crash: {e}"));
     }
-    for ns in store.list_namespaces().await.unwrap() {
-        let state = store.namespace_state(&ns.id).await.unwrap();
-        out.unnamed_records += store
-            .list_schemas(&ns.id)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|s| state.pointers(&s.schema_id).latest == 0)
-            .count();
-    }
+    out.unnamed_records = unnamed_records(&r).await;
 
     // Running it again converges.
     let again = Registry::open(&url).await.unwrap();
@@ -389,82 +327,6 @@ async fn trial(backend: Backend, op: Op, t: &Template, mode: Mode, k: u64) -> Tr
     }
     drop(raw);
     out
-}
-
-/// Every read the CLI and the mount offer, over every schema shown.
-async fn readers_work(r: &Registry, url: &str) -> Result<()> {
-    let store = r.store();
-    for ns in store.list_namespaces().await? {
-        for s in r.list_schemas(&ns.id).await? {
-            let info = r.schema_info(&ns.id, &s.schema_id).await?;
-            if info.versions.is_empty() {
-                return Err(protoshelf::Error::InvalidInput(format!(
-                    "schema {} is listed without versions",
-                    s.schema_id
-                )));
-            }
-            for v in info.versions {
-                let v = r.readable_version(&ns.id, &s.schema_id, Some(v)).await?;
-                store.get_version(&ns.id, &s.schema_id, v).await?;
-                for f in store.get_version_files(&ns.id, &s.schema_id, v).await? {
-                    store.get_blob(&ns.id, &f.sha256).await?;
-                }
-            }
-        }
-        r.load_tree(&ns.id, protoshelf::registry::view::Tree::Current)
-            .await?;
-        r.load_tree(&ns.id, protoshelf::registry::view::Tree::Proposed)
-            .await?;
-    }
-    // The mount core, on its own handle.
-    let fresh = ObjStore::open(url).await?;
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let core = FsCore::new(
-            fresh,
-            handle,
-            Options {
-                namespaces: vec![],
-                refresh: Duration::from_secs(60),
-            },
-        );
-        let io =
-            |e: protoshelf::fs::FsError| protoshelf::Error::InvalidInput(format!("mount: {e:?}"));
-        for ns in core.namespaces().map_err(io)? {
-            for schema in core.list(&format!("{ns}/schemas")).map_err(io)?.keys() {
-                for v in core
-                    .list(&format!("{ns}/schemas/{schema}/versions"))
-                    .map_err(io)?
-                    .keys()
-                {
-                    core.content(&format!(
-                        "{ns}/schemas/{schema}/versions/{v}/descriptor.binpb"
-                    ))
-                    .map_err(io)?;
-                }
-            }
-            for tree in ["current", "staged"] {
-                walk(&core, &format!("{ns}/{tree}")).map_err(io)?;
-            }
-        }
-        Ok(())
-    })
-    .await
-    .unwrap()
-}
-
-fn walk(core: &FsCore, dir: &str) -> std::result::Result<(), protoshelf::fs::FsError> {
-    for (name, kind) in core.list(dir)? {
-        let path = format!("{dir}/{name}");
-        match kind {
-            protoshelf::fs::Kind::Dir => walk(core, &path)?,
-            protoshelf::fs::Kind::File(_) => {
-                core.content(&path)?;
-            }
-            protoshelf::fs::Kind::Symlink => {}
-        }
-    }
-    Ok(())
 }
 
 async fn matrix(backend: Backend, op: Op) {

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::TimeDelta;
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use protoshelf::fs::{FsCore, Kind, Options};
@@ -34,6 +33,7 @@ use protoshelf::registry::view::Tree;
 use protoshelf::registry::{Registry, SourceFile};
 use protoshelf::{Error, ObjStore};
 
+use common::state::copy_all;
 use common::{Backend, TestStore};
 
 const NS: &str = "shop";
@@ -103,19 +103,6 @@ async fn fixture(r: &Registry) {
     .await
     .unwrap();
     assert_eq!(r.store().namespace_state(NS).await.unwrap().seq, 12);
-}
-
-async fn copy_all(from: &Arc<dyn ObjectStore>, to: &Arc<dyn ObjectStore>) {
-    let keys: Vec<_> = from
-        .list(None)
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .unwrap();
-    for key in keys {
-        let bytes = from.get(&key).await.unwrap().bytes().await.unwrap();
-        to.put(&key, bytes.into()).await.unwrap();
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

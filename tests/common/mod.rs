@@ -173,6 +173,7 @@ macro_rules! on_every_backend {
 pub mod data;
 pub mod interpose;
 pub mod server;
+pub mod state;
 
 /// Every key with the SHA-256 of its content: "byte-for-byte unchanged"
 /// is compared on this.
