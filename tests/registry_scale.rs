@@ -269,15 +269,19 @@ async fn deep_import_chains_load_and_cost_the_same_as_shallow_ones(t: TestStore)
     );
     assert!(d_warm.total() <= PUBLISH_BUDGET, "{d_warm}");
     let levels = deep as u64 - 3;
+    // Per level: its manifest and blob. Beyond that, a cold handle reads
+    // the two namespaces' logs from their hinted checkpoints, and where
+    // each log stands in its CHAIN_MAX-entry checkpoint cycle differs by up
+    // to CHAIN_MAX entries (and the published-version index reads each).
+    let slack = 2 * protoshelf::objstore::log::CHAIN_MAX;
+    let per_level = s_cold.get + 2 * levels;
+    assert!(
+        (per_level..=per_level + slack).contains(&d_cold.get),
+        "a cold push reads more than each level's manifest and blob: {d_cold} vs {s_cold}"
+    );
     assert_eq!(
-        (d_cold.get, d_cold.get_not_found, d_cold.list, d_cold.put),
-        (
-            s_cold.get + 2 * levels,
-            s_cold.get_not_found,
-            s_cold.list,
-            s_cold.put
-        ),
-        "a cold push reads more than each level's manifest and blob"
+        (d_cold.get_not_found, d_cold.list, d_cold.put),
+        (s_cold.get_not_found, s_cold.list, s_cold.put),
     );
     assert_eq!(
         (d_load.get, d_load.get_not_found, d_load.put),
