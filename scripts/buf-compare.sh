@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs the pinned buf CLI used by tests/compat_buf.rs (if missing) and
+# Installs the pinned buf CLI used by tests/integration/compat_buf.rs (if missing) and
 # prints the path of its binary on stdout; progress goes to stderr.
 #
-#   PROTOSHELF_BUF="$(scripts/buf-compare.sh)" cargo test --test compat_buf
+#   PROTOSHELF_BUF="$(scripts/buf-compare.sh)" cargo test --test integration compat_buf::
 #
 # The test finds the binary in the same cache dir on its own, so running this
 # once is enough.

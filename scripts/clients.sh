@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real Schema Registry clients that tests/serve_clients.rs drives
+# The real Schema Registry clients that tests/integration/serve.rs drives
 # against `protoshelf serve`:
 #   - Python confluent-kafka (ProtobufSerializer/Deserializer,
 #     SchemaRegistryClient) with grpcio-tools to generate message classes;

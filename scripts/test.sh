@@ -116,7 +116,7 @@ else
   note "WARNING: buf unavailable; the buf comparison test will be SKIPPED"
 fi
 
-# --- the Schema Registry clients (tests/serve.rs drives them) ------------------
+# --- the Schema Registry clients (tests/integration/serve.rs drives them) ------------------
 if clients_env="$(bash scripts/clients.sh install)"; then
   eval "$clients_env" # PROTOSHELF_CLIENTS_PY, PROTOSHELF_CLIENTS_NODE_PATH
 elif is_ci; then
@@ -127,8 +127,13 @@ else
 fi
 
 # --- tests ----------------------------------------------------------------------
+# A fresh CI clone gains nothing from incremental caches, and they cost about
+# 1 GB of a disk that has run out before.
+if is_ci; then export CARGO_INCREMENTAL=0; fi
+note "disk before the build: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
 # --all-targets does not include doctests, hence the second run.
 note "cargo test --all-targets --locked $*"
 cargo test --all-targets --locked "$@"
 note "cargo test --doc --locked $*"
 cargo test --doc --locked "$@"
+note "disk after the tests: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"

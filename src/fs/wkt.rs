@@ -301,7 +301,7 @@ fn print_enum(out: &mut String, e: &EnumDescriptorProto, depth: usize) {
 mod tests {
     use super::*;
 
-    /// Every generated source compiles (with protox here; tests/mount.rs
+    /// Every generated source compiles (with protox here; tests/integration/mount.rs
     /// runs protoc on them through the mount) to the same structure.
     #[test]
     fn sources_compile_back_to_the_same_descriptors() {

@@ -8,7 +8,7 @@
 //! one that loses to a commit it depended on is compiled and checked again
 //! on the new state.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

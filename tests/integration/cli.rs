@@ -3,7 +3,7 @@
 //! must exit 1 with a clear message and leave the store byte-for-byte
 //! unchanged.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

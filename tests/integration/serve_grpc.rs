@@ -2,7 +2,7 @@
 //! reference registry's RegistryService, reflection and health, with
 //! auth. On the local directory and on S3.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -4,7 +4,7 @@
 //! every acknowledged write is present with its content, and every promote
 //! was all-or-nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -255,7 +255,7 @@ async fn race_processes(backend: Backend, ops: usize) {
             let out = out_dir.path().join(format!("w{id}.json"));
             let child = std::process::Command::new(&exe)
                 .args([
-                    "worker_process",
+                    "concurrency::worker_process",
                     "--exact",
                     "--ignored",
                     "--nocapture",

@@ -4,7 +4,7 @@
 //! over one store with writers on every replica at once. On the local
 //! directory and on S3 (LocalStack).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! and JSON alone (no protoshelf code): the recipe in
 //! docs/storage-format.md, "Reading the current descriptor without protoshelf".
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

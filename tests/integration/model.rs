@@ -2,7 +2,7 @@
 //! model of the contract; the store must agree on every result and error
 //! kind. Many cases on memory, fewer on the local directory and S3.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

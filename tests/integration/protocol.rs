@@ -2,7 +2,7 @@
 //! operation, costs that do not grow with history, ambiguous writes settled
 //! by read-back, and the format marker with its create-if-absent probe.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! paths give ENOENT, and an idle mount costs one GET per namespace per
 //! refresh interval.
 
-mod common;
+use crate::common;
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

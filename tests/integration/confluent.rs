@@ -2,7 +2,7 @@
 //! every backend: subjects as namespaces, registration checked against
 //! the compatibility level, global IDs, references, deletes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

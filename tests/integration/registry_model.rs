@@ -2,7 +2,7 @@
 //! rollback against a small reference model of the registry (strict
 //! policy), on memory and the local directory, and a shorter run on S3.
 
-mod common;
+use crate::common;
 
 use common::Backend;
 use proptest::prelude::*;

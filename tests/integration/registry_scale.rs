@@ -3,7 +3,7 @@
 //! files imports reach, never every schema), and deep import chains load
 //! and are imported at a cost that does not grow with their depth.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestStore};
 use protoshelf::compat::Policy;

@@ -1,7 +1,7 @@
 //! The filesystem core without a kernel, on every backend: the tree, the
 //! attributes, contents, refresh, history and the negative cache.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,7 +15,7 @@
 //! converges to the state a clean run produces. The matrix is printed
 //! (`cargo test --test crash -- --nocapture`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! run gives. Trials per operation: `PROTOSHELF_KILL_TRIALS` (default 6 on
 //! the local directory, 3 on S3). Printed as `KILL-TRIALS ...` lines.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

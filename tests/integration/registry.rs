@@ -2,7 +2,7 @@
 //! ownership, dependencies, batches, promote with compatibility policies,
 //! discard, rollback, builtins and restore.
 
-mod common;
+use crate::common;
 
 use common::TestStore;
 use prost::Message;

@@ -14,7 +14,7 @@
 //! running in a loop beside writers (with lost races and failed stage
 //! commits leaving unstaged versions) never removes anything referenced.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;

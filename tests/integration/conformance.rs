@@ -1,7 +1,7 @@
 //! The persistence contract, run on memory, a local directory and S3
 //! (LocalStack): the same tests on every backend.
 
-mod common;
+use crate::common;
 
 use common::TestStore;
 use common::data::*;

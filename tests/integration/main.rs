@@ -1,0 +1,30 @@
+//! All integration tests, as one test binary.
+//!
+//! Each module was once its own `tests/*.rs` binary. Every such binary links
+//! the whole library and its dependencies (about 80 MB each in a debug
+//! build), and twenty of them filled the disk of a CI machine; one binary
+//! links once. Select a module with a filter, e.g.
+//! `cargo test --test integration crash::`.
+
+#[macro_use]
+mod common;
+
+mod cli;
+mod commit_protocol;
+mod compat_buf;
+mod concurrency;
+mod confluent;
+mod conformance;
+mod crash;
+mod fs_core;
+mod integrity;
+mod kill;
+mod model;
+mod mount;
+mod pipeline_s3;
+mod protocol;
+mod registry;
+mod registry_model;
+mod registry_scale;
+mod serve;
+mod serve_grpc;
