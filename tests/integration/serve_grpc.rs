@@ -55,8 +55,18 @@ async fn grpc_api(backend: Backend) {
     c.create_namespace(authed(create.clone(), WRITER))
         .await
         .unwrap();
+    // The same create again converges (a client retrying a create whose
+    // answer it lost succeeds) while the namespace has no commit; one that
+    // asks for something else is refused.
+    c.create_namespace(authed(create.clone(), WRITER))
+        .await
+        .unwrap();
+    let other = pb::CreateNamespaceRequest {
+        metadata: HashMap::from([("team".into(), "billing".into())]),
+        ..create
+    };
     let e = c
-        .create_namespace(authed(create, WRITER))
+        .create_namespace(authed(other, WRITER))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists);
