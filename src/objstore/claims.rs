@@ -24,9 +24,9 @@ pub(super) fn claim_key(ns: &str, kind: ClaimKind, name: &str, schema: &str) -> 
 }
 
 /// Claim names are file paths or packages; a directory may also be the
-/// root (`""`).
+/// root (`""`), and a package the root package of files without one.
 pub(super) fn validate_claim_name(kind: ClaimKind, name: &str) -> Result<()> {
-    if kind == ClaimKind::Dir && name.is_empty() {
+    if kind != ClaimKind::Path && name.is_empty() {
         return Ok(());
     }
     crate::ids::validate_name("claim", name)
@@ -128,10 +128,7 @@ impl ObjStore {
             ids.sort();
             ids
         } else {
-            let dir = object_store::path::Path::from(format!(
-                "{}/{name}",
-                keys::claims_dir(namespace_id, kind.as_str())
-            ));
+            let dir = keys::claimants(namespace_id, kind.as_str(), name);
             self.list_ids(&dir, "", None).await?
         };
         self.learn_claims(namespace_id, kind, name, &found);
@@ -179,7 +176,7 @@ impl ObjStore {
                     .strip_prefix(keys::DIR_CLAIM_MARK)
                     .map(|schema| (dir.join("/"), schema.to_string())),
                 Some((schema, name)) if !name.is_empty() && kind != ClaimKind::Dir => {
-                    Some((name.join("/"), schema.clone()))
+                    Some((keys::claim_name(name), schema.clone()))
                 }
                 _ => None,
             };

@@ -89,7 +89,7 @@ pub fn classify(rest: &str) -> ObjectKind {
                 } else {
                     ClaimKind::Package
                 },
-                name: name.join("/"),
+                name: keys::claim_name(name),
                 schema: schema.to_string(),
             }
         }
@@ -216,6 +216,14 @@ mod tests {
             ObjectKind::Claim {
                 kind: ClaimKind::Package,
                 name: "a.b".into(),
+                schema: "s".into()
+            }
+        );
+        assert_eq!(
+            classify("claims/package/!/s"),
+            ObjectKind::Claim {
+                kind: ClaimKind::Package,
+                name: "".into(),
                 schema: "s".into()
             }
         );

@@ -67,7 +67,38 @@ pub fn claims_dir(ns: &str, kind: &str) -> Path {
 }
 
 pub fn claim(ns: &str, kind: &str, name: &str, schema: &str) -> Path {
+    let name = claim_segment(name);
     Path::from(format!("ns/{ns}/claims/{kind}/{name}/{schema}"))
+}
+
+/// Where the claimants of one path or package are listed.
+pub fn claimants(ns: &str, kind: &str, name: &str) -> Path {
+    let name = claim_segment(name);
+    Path::from(format!("ns/{ns}/claims/{kind}/{name}"))
+}
+
+/// The root package (files without a `package`) is claimed as `!`: an
+/// empty segment would vanish from the key, and `!` starts no package name.
+pub const ROOT_PACKAGE_MARK: &str = "!";
+
+fn claim_segment(name: &str) -> &str {
+    if name.is_empty() {
+        ROOT_PACKAGE_MARK
+    } else {
+        name
+    }
+}
+
+/// The claim name a key's name segments stand for (`!` is the root package).
+pub fn claim_name(segments: &[impl AsRef<str>]) -> String {
+    match segments {
+        [one] if one.as_ref() == ROOT_PACKAGE_MARK => String::new(),
+        _ => segments
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join("/"),
+    }
 }
 
 /// A directory claim, `claims/dir/<dir>/!<schema>` (`claims/dir/!<schema>`

@@ -700,8 +700,8 @@ impl Registry {
         let packages: BTreeSet<String> = files
             .iter()
             .filter(|f| paths.iter().any(|p| p == f.name()))
+            // Files without a package claim the root package ("").
             .map(|f| f.package_name().to_string())
-            .filter(|p| !p.is_empty())
             .collect();
         // Claims first: a version is findable once its number exists. What
         // the previous version's files claimed is claimed already.

@@ -19,6 +19,7 @@ on_every_backend!(
     compile_errors_name_file_line_column_and_write_nothing,
     bad_input_is_refused_before_anything_is_written,
     one_owner_per_path_and_per_name,
+    files_without_a_package_publish_and_keep_one_owner_per_name,
     batches_compile_together_and_stage_in_one_commit,
     promote_checks_compatibility_all_or_nothing,
     rollback_and_discard,
@@ -603,4 +604,34 @@ async fn stale_descriptors_are_recompiled_on_restore(t: TestStore) {
             .compiled,
         "reused as stored"
     );
+}
+
+/// protoc and buf accept files with no `package` (their names live in the
+/// root package), and real trees hold them: they publish, import each
+/// other across schemas and promote, and a second definition of a root
+/// name is refused like any other.
+async fn files_without_a_package_publish_and_keep_one_owner_per_name(t: TestStore) {
+    let r = registry(&t, &["e"]).await;
+    let q = "syntax = \"proto3\";\nmessage Q {}\n";
+    push(&r, "e", "q", "q.proto", q).await;
+    let uses = "syntax = \"proto3\";\nimport \"q.proto\";\nmessage R { Q q = 1; }\n";
+    push(&r, "e", "r", "sub/r.proto", uses).await;
+    let before = common::snapshot(&t.raw()).await;
+    let dup = "syntax = \"proto3\";\nmessage Q { int32 a = 1; }\n";
+    let err = try_push(&r, "e", "q2", "q2.proto", dup).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("Q, defined in q2.proto") && text.contains("\"q\""),
+        "{text}"
+    );
+    assert_eq!(common::snapshot(&t.raw()).await, before, "nothing written");
+    // The refusal holds after promote too, and for a root name defined in a
+    // file that has a package elsewhere in the tree.
+    r.promote("e", false).await.unwrap();
+    let err = try_push(&r, "e", "q2", "other/q.proto", dup)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already defined"), "{err}");
+    let info = r.schema_info("e", "r").await.unwrap();
+    assert_eq!(info.schema.current_version, Some(1), "{info:?}");
 }

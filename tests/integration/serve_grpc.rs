@@ -65,10 +65,7 @@ async fn grpc_api(backend: Backend) {
         metadata: HashMap::from([("team".into(), "billing".into())]),
         ..create
     };
-    let e = c
-        .create_namespace(authed(other, WRITER))
-        .await
-        .unwrap_err();
+    let e = c.create_namespace(authed(other, WRITER)).await.unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists);
 
     let publish = |ns: &str, text: &str, force: bool| pb::PublishRequest {
