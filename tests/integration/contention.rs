@@ -543,13 +543,15 @@ async fn contended_push(backend: Backend) {
             && stderr.contains("nothing was committed, so it is safe to run the command again"),
         "{stderr}"
     );
-    // More than one attempt, every one lost (`--stats` still prints).
+    // Every attempt lost (how many fit in the bound depends on the
+    // machine's speed; `--stats` still prints on failure).
     let line = stderr.lines().find(|l| l.starts_with("commits:")).unwrap();
-    assert!(line.starts_with("commits: 0 landed"), "{line}");
-    assert!(
-        !line.contains(" 0 races lost") && !line.contains(" 1 races lost"),
-        "{line}"
-    );
+    let lost: u64 = line
+        .strip_prefix("commits: 0 landed, ")
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(lost >= 1, "{line}");
 
     // Nothing committed: every entry since is one of the competitor's.
     let state = store.namespace_state(ns).await.unwrap();
