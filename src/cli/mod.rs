@@ -17,8 +17,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use protoshelf::objstore::ProtocolStats;
 use protoshelf::objstore::metrics::RequestCounts;
-use protoshelf::registry::Registry;
+use protoshelf::registry::{Registry, RegistryStats};
 use protoshelf::{Error, Result};
 use serde::Serialize;
 
@@ -49,10 +50,18 @@ pub struct Cli {
     /// More logging (-v, -vv); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Print the storage requests by kind and the bytes written to stderr
-    /// when the command ends (S3 bills per request).
+    /// Print to stderr, when the command ends, the storage requests by kind
+    /// and the bytes written (S3 bills per request), and the commits made,
+    /// the races they lost to concurrent writers and how the retries were
+    /// validated (one JSON object with -o json).
     #[arg(long, global = true)]
     stats: bool,
+    /// How long a commit keeps losing races to concurrent writers before
+    /// the command gives up with exit code 3 (nothing committed: safe to
+    /// run again), e.g. 30s, 2m [default: 10m]
+    #[arg(long, global = true, env = "PROTOSHELF_COMMIT_GIVE_UP", value_name = "DURATION",
+        value_parser = mount::parse_duration)]
+    commit_give_up: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Command,
 }
@@ -100,6 +109,17 @@ enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+/// What `--stats` reports (with -o json, this object on one line).
+#[derive(Serialize)]
+struct Stats {
+    requests: RequestCounts,
+    bytes_written: u64,
+    /// Commits landed and races lost, over every store opened.
+    protocol: ProtocolStats,
+    /// Publish validations from scratch vs re-based after a lost race.
+    registry: RegistryStats,
+}
+
 /// Global options every command gets.
 pub struct Ctx {
     pub store: Option<String>,
@@ -107,8 +127,12 @@ pub struct Ctx {
     pub namespace: Option<String>,
     /// Every `-n` given (mount shows only these).
     pub namespaces: Vec<String>,
+    /// How long a commit may keep losing races (`--commit-give-up`).
+    commit_give_up: Option<std::time::Duration>,
     /// Stores this command opened, for `--stats`.
     opened: std::sync::Mutex<Vec<protoshelf::ObjStore>>,
+    /// Registries this command made, for `--stats` (plans and re-bases).
+    registries: std::sync::Mutex<Vec<Registry>>,
     /// An exit code a command that succeeded chose (verify: 1 = damaged).
     exit: std::sync::Mutex<Option<u8>>,
 }
@@ -116,7 +140,10 @@ pub struct Ctx {
 impl Ctx {
     pub async fn registry(&self) -> Result<Registry> {
         let store = protoshelf::ObjStore::open_or_default(self.store.as_deref()).await?;
-        Ok(Registry::new(self.track(store)))
+        let registry = Registry::new(self.track(store));
+        // Clones share the counters, so this one sees the command's work.
+        self.registries.lock().unwrap().push(registry.clone());
+        Ok(registry)
     }
 
     /// Makes the command exit with `code` once it has printed its output.
@@ -124,20 +151,62 @@ impl Ctx {
         *self.exit.lock().unwrap() = Some(code);
     }
 
-    /// Remembers a store so `--stats` can report its requests.
+    /// Applies the global options to a store and remembers it, so
+    /// `--stats` can report its requests.
     pub fn track(&self, store: protoshelf::ObjStore) -> protoshelf::ObjStore {
+        if let Some(bound) = self.commit_give_up {
+            store.set_commit_give_up(bound);
+        }
         self.opened.lock().unwrap().push(store.clone());
         store
     }
 
-    /// `--stats`: one line, summed over every store the command opened.
+    /// `--stats`, summed over every store and registry the command used.
     fn print_stats(&self) {
+        let stats = self.stats();
+        match self.output {
+            Output::Json => eprintln!("{}", serde_json::to_string(&stats).expect("serializable")),
+            Output::Table => {
+                let (p, r) = (&stats.protocol, &stats.registry);
+                eprintln!(
+                    "requests: {}; bytes written {}",
+                    stats.requests, stats.bytes_written
+                );
+                eprintln!(
+                    "commits: {} landed, {} races lost (at most {} before one commit landed); publish plans {}, re-based {}",
+                    p.commits, p.conflicts, p.most_lost, r.plans, r.rebases
+                );
+            }
+        }
+    }
+
+    fn stats(&self) -> Stats {
         let opened = self.opened.lock().unwrap();
-        let r = opened
-            .iter()
-            .fold(RequestCounts::default(), |acc, s| acc + s.requests());
-        let bytes: u64 = opened.iter().map(|s| s.bytes_written()).sum();
-        eprintln!("requests: {r}; bytes written {bytes}");
+        let mut protocol = ProtocolStats::default();
+        for s in opened.iter() {
+            let p = s.protocol_stats();
+            protocol.commits += p.commits;
+            protocol.conflicts += p.conflicts;
+            protocol.ambiguous_settled += p.ambiguous_settled;
+            protocol.write_retries += p.write_retries;
+            protocol.checkpoints += p.checkpoints;
+            protocol.cache_hits += p.cache_hits;
+            protocol.most_lost = protocol.most_lost.max(p.most_lost);
+        }
+        let mut registry = RegistryStats::default();
+        for r in self.registries.lock().unwrap().iter() {
+            let s = r.stats();
+            registry.plans += s.plans;
+            registry.rebases += s.rebases;
+        }
+        Stats {
+            requests: opened
+                .iter()
+                .fold(RequestCounts::default(), |acc, s| acc + s.requests()),
+            bytes_written: opened.iter().map(|s| s.bytes_written()).sum(),
+            protocol,
+            registry,
+        }
     }
 
     fn default_namespace(&self) -> Result<String> {
@@ -263,7 +332,9 @@ pub fn main() -> ExitCode {
         output: cli.output,
         namespace: cli.namespace.last().cloned(),
         namespaces: cli.namespace,
+        commit_give_up: cli.commit_give_up,
         opened: Default::default(),
+        registries: Default::default(),
         exit: Default::default(),
     };
     let runtime = match tokio::runtime::Runtime::new() {

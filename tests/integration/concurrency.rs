@@ -12,8 +12,9 @@ use common::data::*;
 use common::{Backend, fresh_url};
 use protoshelf::ObjStore;
 use protoshelf::model::PromotedSchema;
+use protoshelf::objstore::NsState;
 use protoshelf::objstore::ProtocolStats;
-use protoshelf::objstore::records::Operation;
+use protoshelf::objstore::records::{LogEntry, Operation};
 
 use serde::{Deserialize, Serialize};
 
@@ -146,10 +147,28 @@ async fn verify(url: &str, reports: &[WorkerReport]) -> String {
         "the log holds commits nobody acknowledged"
     );
 
-    // Replay: each promote moved exactly the versions staged before it.
+    let promotes = replay(&log, &state);
+
+    let conflicts: u64 = reports.iter().map(|r| r.stats.conflicts).sum();
+    let ambiguous: u64 = reports.iter().map(|r| r.stats.ambiguous_settled).sum();
+    format!(
+        "{} writers, {} versions, {} commits ({} promotes), {} conflicts retried, {} ambiguous settled, lost 0, duplicated 0",
+        reports.len(),
+        versions.len(),
+        log.len(),
+        promotes,
+        conflicts,
+        ambiguous
+    )
+}
+
+/// Replays a namespace's log: every promote moved exactly the versions
+/// staged before it (all-or-nothing), every entry's pointers agree with the
+/// replay, and so does the final state. Returns the number of promotes.
+pub(crate) fn replay(log: &[LogEntry], state: &NsState) -> usize {
     let mut pointers: BTreeMap<String, (Option<u64>, Option<u64>)> = BTreeMap::new();
     let mut promotes = 0;
-    for entry in &log {
+    for entry in log {
         match &entry.operation {
             Operation::Promote { promoted } => {
                 promotes += 1;
@@ -179,6 +198,8 @@ async fn verify(url: &str, reports: &[WorkerReport]) -> String {
                     pointers.entry(v.schema_id.clone()).or_default().1 = v.version;
                 }
             }
+            // Settings move no pointer (a namespace's policy, say).
+            Operation::SetConfig { .. } => {}
             other => panic!("unexpected operation {other:?}"),
         }
         for (id, p) in &entry.changes {
@@ -195,17 +216,7 @@ async fn verify(url: &str, reports: &[WorkerReport]) -> String {
         assert_eq!((p.current, p.staged), (*cur, *st));
     }
 
-    let conflicts: u64 = reports.iter().map(|r| r.stats.conflicts).sum();
-    let ambiguous: u64 = reports.iter().map(|r| r.stats.ambiguous_settled).sum();
-    format!(
-        "{} writers, {} versions, {} commits ({} promotes), {} conflicts retried, {} ambiguous settled, lost 0, duplicated 0",
-        reports.len(),
-        versions.len(),
-        log.len(),
-        promotes,
-        conflicts,
-        ambiguous
-    )
+    promotes
 }
 
 async fn race_in_process(backend: Backend, ops: usize) {

@@ -15,6 +15,7 @@ mod compat_buf;
 mod concurrency;
 mod confluent;
 mod conformance;
+mod contention;
 mod crash;
 mod fs_core;
 mod integrity;
