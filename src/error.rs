@@ -82,6 +82,29 @@ impl Error {
         )
     }
 
+    /// True when the storage did not answer (timeout, refused or broken
+    /// connection) rather than answering with an error.
+    pub fn is_unreachable(&self) -> bool {
+        use object_store::client::{HttpError, HttpErrorKind};
+        let Error::Storage(e) = self else {
+            return false;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            if let Some(h) = c.downcast_ref::<HttpError>() {
+                return matches!(
+                    h.kind(),
+                    HttpErrorKind::Timeout
+                        | HttpErrorKind::Connect
+                        | HttpErrorKind::Request
+                        | HttpErrorKind::Interrupted
+                );
+            }
+            cause = c.source();
+        }
+        false
+    }
+
     /// The CLI's exit code: 1 user error, 2 internal or storage failure,
     /// 3 ([`EXIT_CONTENDED`]) nothing committed under contention.
     pub fn exit_code(&self) -> u8 {
@@ -90,6 +113,15 @@ impl Error {
             e if e.is_user_error() => 1,
             _ => 2,
         }
+    }
+}
+
+/// `30 s`, `1.5 s` or `250 ms`.
+fn fmt_duration(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
     }
 }
 
@@ -112,14 +144,5 @@ mod tests {
         );
         assert_eq!(Error::InvalidInput("x".into()).exit_code(), 1);
         assert_eq!(Error::Unsupported("x".into()).exit_code(), 2);
-    }
-}
-
-/// `30 s`, `1.5 s` or `250 ms`.
-fn fmt_duration(d: std::time::Duration) -> String {
-    if d < std::time::Duration::from_secs(1) {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{} s", d.as_secs_f64())
     }
 }

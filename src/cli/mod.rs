@@ -18,6 +18,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use protoshelf::objstore::metrics::RequestCounts;
+use protoshelf::objstore::url::{self, Backend, RequestBudget};
 use protoshelf::registry::Registry;
 use protoshelf::{Error, Result};
 use serde::Serialize;
@@ -53,6 +54,12 @@ pub struct Cli {
     /// when the command ends (S3 bills per request).
     #[arg(long, global = true)]
     stats: bool,
+    /// Time one storage request may take, retries included, before the
+    /// command fails with exit 2 (cloud stores; e.g. 10s, 2m)
+    /// [default: 30s, 10s for mount]
+    #[arg(long, global = true, env = "PROTOSHELF_STORAGE_TIMEOUT", value_name = "DURATION",
+          value_parser = mount::parse_duration)]
+    storage_timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,6 +114,8 @@ pub struct Ctx {
     pub namespace: Option<String>,
     /// Every `-n` given (mount shows only these).
     pub namespaces: Vec<String>,
+    /// `--storage-timeout`, when given.
+    pub storage_timeout: Option<std::time::Duration>,
     /// Stores this command opened, for `--stats`.
     opened: std::sync::Mutex<Vec<protoshelf::ObjStore>>,
     /// An exit code a command that succeeded chose (verify: 1 = damaged).
@@ -115,8 +124,25 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn registry(&self) -> Result<Registry> {
-        let store = protoshelf::ObjStore::open_or_default(self.store.as_deref()).await?;
+        let store = protoshelf::ObjStore::from_backend(self.backend(None)?).await?;
         Ok(Registry::new(self.track(store)))
+    }
+
+    /// The request budget: `--storage-timeout`, else `default`, else the
+    /// CLI's default.
+    pub fn budget(&self, default: Option<RequestBudget>) -> RequestBudget {
+        self.storage_timeout
+            .map(RequestBudget)
+            .or(default)
+            .unwrap_or(RequestBudget::CLI_DEFAULT)
+    }
+
+    /// The store's backend, opened with the request budget.
+    pub fn backend(&self, default: Option<RequestBudget>) -> Result<Backend> {
+        url::open_with(
+            &url::resolve(self.store.as_deref()),
+            Some(self.budget(default)),
+        )
     }
 
     /// Makes the command exit with `code` once it has printed its output.
@@ -263,6 +289,7 @@ pub fn main() -> ExitCode {
         output: cli.output,
         namespace: cli.namespace.last().cloned(),
         namespaces: cli.namespace,
+        storage_timeout: cli.storage_timeout,
         opened: Default::default(),
         exit: Default::default(),
     };
@@ -292,7 +319,20 @@ pub fn main() -> ExitCode {
                 );
             }
             let _ = writeln!(std::io::stderr(), "error: {e}");
+            if e.is_unreachable() {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "the store {} did not answer within the budget of {} per request (retries included); check its endpoint and network, or allow more with --storage-timeout / PROTOSHELF_STORAGE_TIMEOUT",
+                    url::resolve(ctx.store.as_deref()),
+                    humantime_secs(ctx.budget(None).0),
+                );
+            }
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `30 s`, `2.5 s`.
+fn humantime_secs(d: std::time::Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }

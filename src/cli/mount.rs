@@ -30,6 +30,9 @@ pub struct Args {
     no_prefetch: bool,
 }
 
+/// The mount's default request budget: a reader gets EIO after this.
+const MOUNT_BUDGET: url::RequestBudget = url::RequestBudget(Duration::from_secs(10));
+
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let (num, unit) = s.trim().split_at(
         s.trim()
@@ -76,12 +79,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
     // Unreachable storage must surface as EIO within seconds, not block
     // protoc for object_store's default three minutes of retries.
-    let retry = object_store::RetryConfig {
-        max_retries: 2,
-        retry_timeout: Duration::from_secs(3),
-        ..Default::default()
-    };
-    let backend = url::open_with(&url::resolve(ctx.store.as_deref()), Some(retry))?;
+    let backend = ctx.backend(Some(MOUNT_BUDGET))?;
     let store = ctx.track(ObjStore::with_cache(backend, a.cache_size).await?);
     let opts = Options {
         namespaces: ctx.namespaces.clone(),

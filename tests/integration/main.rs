@@ -28,3 +28,4 @@ mod registry_model;
 mod registry_scale;
 mod serve;
 mod serve_grpc;
+mod storage_edges;
