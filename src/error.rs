@@ -56,6 +56,16 @@ pub enum Error {
     #[error("incompatible change ({} violation{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" },
         .0.iter().map(|v| format!("  {v}")).collect::<Vec<_>>().join("\n"))]
     Incompatible(Vec<crate::compat::SchemaViolation>),
+    /// The FUSE mount could not start or stop (no FUSE, no permission,
+    /// already mounted): the system's failure, not the caller's input. A
+    /// mountpoint that is not a directory is `InvalidInput` instead.
+    #[error("mount {mountpoint}: {what}: {source}")]
+    Mount {
+        mountpoint: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// The object store failed (network, permissions, ...).
     #[error("storage error: {0}")]
     Storage(#[source] object_store::Error),
@@ -79,6 +89,7 @@ impl Error {
                 | Error::Unsupported(_)
                 | Error::Contended { .. }
                 | Error::CompileTimeout { .. }
+                | Error::Mount { .. }
         )
     }
 
@@ -144,5 +155,11 @@ mod tests {
         );
         assert_eq!(Error::InvalidInput("x".into()).exit_code(), 1);
         assert_eq!(Error::Unsupported("x".into()).exit_code(), 2);
+        let mount = Error::Mount {
+            mountpoint: "/mnt".into(),
+            what: "cannot mount",
+            source: std::io::Error::other("fusermount3 not found"),
+        };
+        assert_eq!(mount.exit_code(), 2);
     }
 }

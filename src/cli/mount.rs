@@ -101,9 +101,16 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         config.acl = fuser::SessionACL::All;
     }
     config.n_threads = Some(4);
-    let session = fuser::spawn_mount(fs, &a.mountpoint, &config).map_err(|e| {
-        Error::InvalidInput(format!("cannot mount {}: {e}", a.mountpoint.display()))
-    })?;
+    let mount_err = |what| {
+        let mountpoint = a.mountpoint.display().to_string();
+        move |source| Error::Mount {
+            mountpoint,
+            what,
+            source,
+        }
+    };
+    let session =
+        fuser::spawn_mount(fs, &a.mountpoint, &config).map_err(mount_err("cannot mount"))?;
     tracing::info!(
         "mounted {} at {}",
         core.store().url(),
@@ -135,7 +142,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     };
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::InvalidInput(format!("cannot watch SIGTERM: {e}")))?;
+        .map_err(mount_err("cannot watch SIGTERM"))?;
     let mut every = tokio::time::interval(Duration::from_millis(200));
     let mut last_log = std::time::Instant::now();
     let signalled = loop {
@@ -161,7 +168,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     };
     let _ = tokio::task::spawn_blocking(move || refresher.join()).await;
     tracing::info!("unmounted; stats:\n{}", core.stats());
-    result.map_err(|e| Error::InvalidInput(format!("unmounting {}: {e}", a.mountpoint.display())))
+    result.map_err(mount_err("unmounting"))
 }
 
 #[cfg(test)]
