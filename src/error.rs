@@ -56,6 +56,16 @@ pub enum Error {
     #[error("incompatible change ({} violation{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" },
         .0.iter().map(|v| format!("  {v}")).collect::<Vec<_>>().join("\n"))]
     Incompatible(Vec<crate::compat::SchemaViolation>),
+    /// The FUSE mount could not start or stop (no FUSE, no permission,
+    /// already mounted): the system's failure, not the caller's input. A
+    /// mountpoint that is not a directory is `InvalidInput` instead.
+    #[error("mount {mountpoint}: {what}: {source}")]
+    Mount {
+        mountpoint: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// The object store failed (network, permissions, ...).
     #[error("storage error: {0}")]
     Storage(#[source] object_store::Error),
@@ -79,7 +89,31 @@ impl Error {
                 | Error::Unsupported(_)
                 | Error::Contended { .. }
                 | Error::CompileTimeout { .. }
+                | Error::Mount { .. }
         )
+    }
+
+    /// True when the storage did not answer (timeout, refused or broken
+    /// connection) rather than answering with an error.
+    pub fn is_unreachable(&self) -> bool {
+        use object_store::client::{HttpError, HttpErrorKind};
+        let Error::Storage(e) = self else {
+            return false;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            if let Some(h) = c.downcast_ref::<HttpError>() {
+                return matches!(
+                    h.kind(),
+                    HttpErrorKind::Timeout
+                        | HttpErrorKind::Connect
+                        | HttpErrorKind::Request
+                        | HttpErrorKind::Interrupted
+                );
+            }
+            cause = c.source();
+        }
+        false
     }
 
     /// The CLI's exit code: 1 user error, 2 internal or storage failure,
@@ -90,6 +124,15 @@ impl Error {
             e if e.is_user_error() => 1,
             _ => 2,
         }
+    }
+}
+
+/// `30 s`, `1.5 s` or `250 ms`.
+fn fmt_duration(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
     }
 }
 
@@ -112,14 +155,11 @@ mod tests {
         );
         assert_eq!(Error::InvalidInput("x".into()).exit_code(), 1);
         assert_eq!(Error::Unsupported("x".into()).exit_code(), 2);
-    }
-}
-
-/// `30 s`, `1.5 s` or `250 ms`.
-fn fmt_duration(d: std::time::Duration) -> String {
-    if d < std::time::Duration::from_secs(1) {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{} s", d.as_secs_f64())
+        let mount = Error::Mount {
+            mountpoint: "/mnt".into(),
+            what: "cannot mount",
+            source: std::io::Error::other("fusermount3 not found"),
+        };
+        assert_eq!(mount.exit_code(), 2);
     }
 }

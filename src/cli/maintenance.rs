@@ -2,7 +2,6 @@
 
 use chrono::TimeDelta;
 use protoshelf::objstore::gc::{Collectable, GcOptions, MIN_GRACE};
-use protoshelf::objstore::url;
 use protoshelf::{Error, ObjStore, Result};
 
 use super::{Ctx, Output};
@@ -56,7 +55,7 @@ fn json_wanted(ctx: &Ctx, flag: bool) -> bool {
 
 pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
     // Opened without the marker check: a damaged marker is a finding.
-    let backend = url::open(&url::resolve(ctx.store.as_deref()))?;
+    let backend = ctx.backend(None)?;
     let (store, _) = ObjStore::inspect(backend).await?;
     let store = ctx.track(store);
     let report = store.verify(a.namespace.as_deref()).await?;

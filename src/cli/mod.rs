@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use protoshelf::objstore::ProtocolStats;
 use protoshelf::objstore::metrics::RequestCounts;
+use protoshelf::objstore::url::{self, Backend, RequestBudget};
 use protoshelf::registry::{Registry, RegistryStats};
 use protoshelf::{Error, Result};
 use serde::Serialize;
@@ -62,6 +63,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "PROTOSHELF_COMMIT_GIVE_UP", value_name = "DURATION",
         value_parser = mount::parse_duration)]
     commit_give_up: Option<std::time::Duration>,
+    /// Time one storage request may take, retries included, before the
+    /// command fails with exit 2 (cloud stores; e.g. 10s, 2m)
+    /// [default: 30s, 10s for mount]
+    #[arg(long, global = true, env = "PROTOSHELF_STORAGE_TIMEOUT", value_name = "DURATION",
+          value_parser = mount::parse_duration)]
+    storage_timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,6 +136,8 @@ pub struct Ctx {
     pub namespaces: Vec<String>,
     /// How long a commit may keep losing races (`--commit-give-up`).
     commit_give_up: Option<std::time::Duration>,
+    /// `--storage-timeout`, when given.
+    pub storage_timeout: Option<std::time::Duration>,
     /// Stores this command opened, for `--stats`.
     opened: std::sync::Mutex<Vec<protoshelf::ObjStore>>,
     /// Registries this command made, for `--stats` (plans and re-bases).
@@ -139,11 +148,28 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn registry(&self) -> Result<Registry> {
-        let store = protoshelf::ObjStore::open_or_default(self.store.as_deref()).await?;
+        let store = protoshelf::ObjStore::from_backend(self.backend(None)?).await?;
         let registry = Registry::new(self.track(store));
         // Clones share the counters, so this one sees the command's work.
         self.registries.lock().unwrap().push(registry.clone());
         Ok(registry)
+    }
+
+    /// The request budget: `--storage-timeout`, else `default`, else the
+    /// CLI's default.
+    pub fn budget(&self, default: Option<RequestBudget>) -> RequestBudget {
+        self.storage_timeout
+            .map(RequestBudget)
+            .or(default)
+            .unwrap_or(RequestBudget::CLI_DEFAULT)
+    }
+
+    /// The store's backend, opened with the request budget.
+    pub fn backend(&self, default: Option<RequestBudget>) -> Result<Backend> {
+        url::open_with(
+            &url::resolve(self.store.as_deref()),
+            Some(self.budget(default)),
+        )
     }
 
     /// Makes the command exit with `code` once it has printed its output.
@@ -333,6 +359,7 @@ pub fn main() -> ExitCode {
         namespace: cli.namespace.last().cloned(),
         namespaces: cli.namespace,
         commit_give_up: cli.commit_give_up,
+        storage_timeout: cli.storage_timeout,
         opened: Default::default(),
         registries: Default::default(),
         exit: Default::default(),
@@ -363,7 +390,20 @@ pub fn main() -> ExitCode {
                 );
             }
             let _ = writeln!(std::io::stderr(), "error: {e}");
+            if e.is_unreachable() {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "the store {} did not answer within the budget of {} per request (retries included); check its endpoint and network, or allow more with --storage-timeout / PROTOSHELF_STORAGE_TIMEOUT",
+                    url::resolve(ctx.store.as_deref()),
+                    humantime_secs(ctx.budget(None).0),
+                );
+            }
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `30 s`, `2.5 s`.
+fn humantime_secs(d: std::time::Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }

@@ -30,6 +30,9 @@ pub struct Args {
     no_prefetch: bool,
 }
 
+/// The mount's default request budget: a reader gets EIO after this.
+const MOUNT_BUDGET: url::RequestBudget = url::RequestBudget(Duration::from_secs(10));
+
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let (num, unit) = s.trim().split_at(
         s.trim()
@@ -76,12 +79,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
     // Unreachable storage must surface as EIO within seconds, not block
     // protoc for object_store's default three minutes of retries.
-    let retry = object_store::RetryConfig {
-        max_retries: 2,
-        retry_timeout: Duration::from_secs(3),
-        ..Default::default()
-    };
-    let backend = url::open_with(&url::resolve(ctx.store.as_deref()), Some(retry))?;
+    let backend = ctx.backend(Some(MOUNT_BUDGET))?;
     let store = ctx.track(ObjStore::with_cache(backend, a.cache_size).await?);
     let opts = Options {
         namespaces: ctx.namespaces.clone(),
@@ -103,9 +101,16 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         config.acl = fuser::SessionACL::All;
     }
     config.n_threads = Some(4);
-    let session = fuser::spawn_mount(fs, &a.mountpoint, &config).map_err(|e| {
-        Error::InvalidInput(format!("cannot mount {}: {e}", a.mountpoint.display()))
-    })?;
+    let mount_err = |what| {
+        let mountpoint = a.mountpoint.display().to_string();
+        move |source| Error::Mount {
+            mountpoint,
+            what,
+            source,
+        }
+    };
+    let session =
+        fuser::spawn_mount(fs, &a.mountpoint, &config).map_err(mount_err("cannot mount"))?;
     tracing::info!(
         "mounted {} at {}",
         core.store().url(),
@@ -137,7 +142,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     };
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::InvalidInput(format!("cannot watch SIGTERM: {e}")))?;
+        .map_err(mount_err("cannot watch SIGTERM"))?;
     let mut every = tokio::time::interval(Duration::from_millis(200));
     let mut last_log = std::time::Instant::now();
     let signalled = loop {
@@ -163,7 +168,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     };
     let _ = tokio::task::spawn_blocking(move || refresher.join()).await;
     tracing::info!("unmounted; stats:\n{}", core.stats());
-    result.map_err(|e| Error::InvalidInput(format!("unmounting {}: {e}", a.mountpoint.display())))
+    result.map_err(mount_err("unmounting"))
 }
 
 #[cfg(test)]

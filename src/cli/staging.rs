@@ -26,9 +26,12 @@ pub struct DiscardArgs {
 
 #[derive(clap::Args)]
 pub struct RollbackArgs {
-    /// [NAMESPACE] SCHEMA VERSION
-    #[arg(required = true, num_args = 2..=3, value_name = "ARGS")]
+    /// [NAMESPACE] SCHEMA
+    #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
     args: Vec<String>,
+    /// The version to stage again (a number from 1); clap rejects others.
+    #[arg(value_name = "VERSION", value_parser = clap::value_parser!(u64).range(1..))]
+    version: u64,
     /// Skip the compatibility check.
     #[arg(long)]
     force: bool,
@@ -89,10 +92,8 @@ pub async fn discard(ctx: &Ctx, a: DiscardArgs) -> Result<()> {
 }
 
 pub async fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<()> {
-    let (ns, rest) = ctx.ns_fixed(a.args, 2)?;
-    let version: u64 = rest[1].parse().map_err(|_| {
-        protoshelf::Error::InvalidInput(format!("{:?} is not a version number", rest[1]))
-    })?;
+    let (ns, rest) = ctx.ns_fixed(a.args, 1)?;
+    let version = a.version;
     let registry = ctx.registry().await?;
     let promoted = registry
         .rollback(&ns, &rest[0], version, a.force, a.promote)

@@ -250,17 +250,17 @@ impl ObjStore {
                 doomed.insert(id);
             }
         }
-        let read: Vec<Result<((String, u64), Option<VersionManifest>)>> =
-            futures::stream::iter(keep_keys)
-                .map(|(id, key)| async move {
-                    let m = self
-                        .read_record::<VersionManifest>(&Path::from(key))
-                        .await?;
-                    Ok((id, m))
-                })
-                .buffer_unordered(FETCH_CONCURRENCY)
-                .collect()
-                .await;
+        type Read = Result<((String, u64), Option<VersionManifest>)>;
+        let read: Vec<Read> = futures::stream::iter(keep_keys)
+            .map(|(id, key)| async move {
+                let m = self
+                    .read_record::<VersionManifest>(&Path::from(key))
+                    .await?;
+                Ok((id, m))
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .collect()
+            .await;
         let mut kept = BTreeMap::new();
         for r in read {
             match r {

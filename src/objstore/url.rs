@@ -3,14 +3,16 @@
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::ClientConfigKey;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreScheme};
 
 use crate::error::{Error, Result};
 
@@ -117,17 +119,74 @@ fn scoped(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
 }
 
 /// Opens `url`: `file:///abs/dir` or a plain directory path, `memory://[name]`,
-/// `s3://bucket[/prefix]`, `gs://bucket[/prefix]`, `az://container[/prefix]`.
+/// `s3://bucket[/prefix]`, `gs://bucket[/prefix]`, `az://container[/prefix]`
+/// (and the https forms object_store recognizes for S3 and Azure).
 /// Cloud backends take their credentials and endpoint from the standard
-/// environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+/// environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`) and object_store's default
+/// retry budget (about three minutes per request).
 pub fn open(url: &str) -> Result<Backend> {
     open_with(url, None)
 }
 
-/// [`open`] with the cloud backends' retry budget replaced: a mount answers
-/// EIO after a few seconds of unreachable storage instead of blocking a
-/// reader for object_store's default three minutes.
-pub fn open_with(url: &str, retry: Option<object_store::RetryConfig>) -> Result<Backend> {
+/// How long one storage request may take, retries included, on the cloud
+/// backends. object_store's defaults let one request of a hung endpoint
+/// block for three minutes of retries, each try up to 30 s; a budget splits
+/// its time so the last try ends within it: each try (connect included) gets
+/// a quarter, no new try starts after half, and no backoff sleeps more than
+/// a quarter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestBudget(pub Duration);
+
+impl RequestBudget {
+    /// The CLI's default: long enough for a slow link to move a large
+    /// descriptor set, short enough that a hung endpoint fails a command
+    /// in well under a minute.
+    pub const CLI_DEFAULT: RequestBudget = RequestBudget(Duration::from_secs(30));
+
+    fn per_try(self) -> Duration {
+        self.0 / 4
+    }
+
+    pub fn retry(self) -> object_store::RetryConfig {
+        object_store::RetryConfig {
+            backoff: object_store::BackoffConfig {
+                init_backoff: Duration::from_millis(100).min(self.per_try()),
+                max_backoff: self.per_try(),
+                base: 2.0,
+            },
+            max_retries: 10,
+            retry_timeout: self.0 / 2,
+        }
+    }
+
+    /// The client options the budget sets, as config keys: set one by one
+    /// so the builders keep the options they read from the environment
+    /// (`AWS_ALLOW_HTTP`, proxies, ...).
+    pub fn client(self) -> [(ClientConfigKey, String); 2] {
+        let per_try = format!("{}ms", self.per_try().as_millis().max(1));
+        [
+            (ClientConfigKey::Timeout, per_try.clone()),
+            (ClientConfigKey::ConnectTimeout, per_try),
+        ]
+    }
+}
+
+/// The cloud schemes, for the error of one given without its bucket.
+const CLOUD_SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss"];
+
+fn unsupported(url: &str, scheme: &str) -> Error {
+    invalid(
+        url,
+        format!(
+            "unsupported scheme {scheme:?}; use a directory path, file://, memory://, s3://, gs:// or az://"
+        ),
+    )
+}
+
+/// [`open`] with the cloud backends' time per request bounded by `budget`
+/// (see [`RequestBudget`]): the CLI and the mount fail with a storage error
+/// naming the request instead of blocking for minutes.
+pub fn open_with(url: &str, budget: Option<RequestBudget>) -> Result<Backend> {
     let url = url.trim();
     if url.is_empty() {
         return Err(invalid(url, "empty store URL"));
@@ -145,73 +204,76 @@ pub fn open_with(url: &str, retry: Option<object_store::RetryConfig>) -> Result<
         return local(&abs, url);
     };
     let parsed = url::Url::parse(url).map_err(|e| invalid(url, format!("malformed URL: {e}")))?;
-    let bucket = parsed.host_str().unwrap_or_default();
+    if scheme == "memory" {
+        // `memory://name` names a store shared in this process, a form
+        // object_store's parser does not take (it wants no host).
+        return Ok(Backend {
+            kind: BackendKind::Memory,
+            store: memory_store(parsed.host_str().unwrap_or_default()),
+            url: url.to_string(),
+        });
+    }
+    let (scheme_kind, prefix) = match ObjectStoreScheme::parse(&parsed) {
+        Ok(parsed) => parsed,
+        Err(_) if scheme == "file" => {
+            return Err(invalid(
+                url,
+                "file URLs take an absolute path: file:///abs/dir",
+            ));
+        }
+        Err(_) if CLOUD_SCHEMES.contains(&scheme) => {
+            return Err(invalid(
+                url,
+                format!("missing bucket: {scheme}://bucket/prefix"),
+            ));
+        }
+        Err(_) => return Err(unsupported(url, scheme)),
+    };
     let build_err = |e: object_store::Error| invalid(url, e.to_string());
-    let (kind, store): (BackendKind, Arc<dyn ObjectStore>) = match scheme {
-        "file" => {
-            if !bucket.is_empty() && bucket != "localhost" {
-                return Err(invalid(
-                    url,
-                    "file URLs take an absolute path: file:///abs/dir",
-                ));
+    // Each builder takes the URL (bucket, and account or endpoint from the
+    // https forms) and the budget when one is given.
+    macro_rules! cloud {
+        ($builder:expr, $key:path) => {{
+            let mut b = $builder.with_url(url);
+            if let Some(budget) = budget {
+                b = b.with_retry(budget.retry());
+                for (key, value) in budget.client() {
+                    b = b.with_config($key(key), value);
+                }
             }
+            Arc::new(b.build().map_err(build_err)?) as Arc<dyn ObjectStore>
+        }};
+    }
+    let (kind, store) = match scheme_kind {
+        ObjectStoreScheme::Local => {
             let path = parsed
                 .to_file_path()
                 .map_err(|_| invalid(url, "not an absolute file path"))?;
             return local(&path, url);
         }
-        "memory" => {
-            return Ok(Backend {
-                kind: BackendKind::Memory,
-                store: memory_store(bucket),
-                url: url.to_string(),
-            });
-        }
-        "s3" | "s3a" => {
-            if bucket.is_empty() {
-                return Err(invalid(url, "missing bucket: s3://bucket/prefix"));
-            }
-            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Some(r) = retry.clone() {
-                b = b.with_retry(r);
-            }
-            let s3 = b.build().map_err(build_err)?;
-            (BackendKind::S3, Arc::new(s3))
-        }
-        "gs" => {
-            if bucket.is_empty() {
-                return Err(invalid(url, "missing bucket: gs://bucket/prefix"));
-            }
-            let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-            if let Some(r) = retry.clone() {
-                b = b.with_retry(r);
-            }
-            let gcs = b.build().map_err(build_err)?;
-            (BackendKind::Gcs, Arc::new(gcs))
-        }
-        "az" | "azure" | "abfs" => {
-            if bucket.is_empty() {
-                return Err(invalid(url, "missing container: az://container/prefix"));
-            }
-            let mut b = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
-            if let Some(r) = retry.clone() {
-                b = b.with_retry(r);
-            }
-            let az = b.build().map_err(build_err)?;
-            (BackendKind::Azure, Arc::new(az))
-        }
-        other => {
-            return Err(invalid(
-                url,
-                format!(
-                    "unsupported scheme {other:?}; use a directory path, file://, memory://, s3://, gs:// or az://"
-                ),
-            ));
-        }
+        ObjectStoreScheme::AmazonS3 => (
+            BackendKind::S3,
+            cloud!(AmazonS3Builder::from_env(), AmazonS3ConfigKey::Client),
+        ),
+        ObjectStoreScheme::GoogleCloudStorage => (
+            BackendKind::Gcs,
+            cloud!(
+                GoogleCloudStorageBuilder::from_env(),
+                GoogleConfigKey::Client
+            ),
+        ),
+        ObjectStoreScheme::MicrosoftAzure => (
+            BackendKind::Azure,
+            cloud!(MicrosoftAzureBuilder::from_env(), AzureConfigKey::Client),
+        ),
+        // Plain HTTP(S) stores have no create-if-absent, so they cannot
+        // hold a registry (memory:// was handled above; the enum is
+        // non-exhaustive).
+        _ => return Err(unsupported(url, scheme)),
     };
     Ok(Backend {
         kind,
-        store: scoped(store, parsed.path()),
+        store: scoped(store, prefix.as_ref()),
         url: url.to_string(),
     })
 }
@@ -227,6 +289,8 @@ mod tests {
             ("s3://", "missing bucket"),
             ("", "empty"),
             ("file://host/x", "absolute path"),
+            ("https://example.com/x", "unsupported scheme"),
+            ("gs://", "missing bucket"),
         ] {
             let err = open(url).unwrap_err().to_string();
             assert!(err.contains(needle), "{url}: {err}");

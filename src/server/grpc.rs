@@ -46,6 +46,7 @@ pub fn status(e: crate::Error) -> Status {
         Unsupported(_) => Status::failed_precondition(msg),
         Corrupt { .. } => Status::data_loss(msg),
         Storage(_) => Status::unavailable(msg),
+        Mount { .. } => Status::internal(msg),
     }
 }
 

@@ -430,7 +430,19 @@ async fn bad_input_changes_nothing(backend: Backend) {
         (vec!["rollback", "shop", "shop.orders", "99"], "version 99"),
         (
             vec!["rollback", "shop", "shop.orders", "one"],
-            "not a version number",
+            "invalid value 'one' for '<VERSION>'",
+        ),
+        (
+            vec!["rollback", "shop", "shop.orders", "0"],
+            "invalid value '0' for '<VERSION>'",
+        ),
+        (
+            vec!["rollback", "shop.orders", "one"],
+            "invalid value 'one'",
+        ),
+        (
+            vec!["--storage-timeout", "0s", "namespace", "list"],
+            "between 0 and 24 hours",
         ),
         (
             vec!["--store", "ftp://host/x", "namespace", "list"],

@@ -29,3 +29,4 @@ mod registry_model;
 mod registry_scale;
 mod serve;
 mod serve_grpc;
+mod storage_edges;

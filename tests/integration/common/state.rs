@@ -26,7 +26,9 @@ pub async fn copy_all(from: &Arc<dyn ObjectStore>, to: &Arc<dyn ObjectStore>) {
 /// per schema the log names, the files of its current and staged versions
 /// (version numbers may differ between runs that converge).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome(pub BTreeMap<String, (String, BTreeMap<String, (Files, Files)>)>);
+pub struct Outcome(pub BTreeMap<String, (String, Schemas)>);
+/// Per schema, the files of its current and staged versions.
+pub type Schemas = BTreeMap<String, (Files, Files)>;
 pub type Files = Option<Vec<(String, String)>>;
 
 pub async fn outcome(r: &Registry) -> Outcome {
