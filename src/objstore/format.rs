@@ -16,7 +16,9 @@ const FORMAT_NAME: &str = "protoshelf";
 pub async fn ensure(io: &Io) -> Result<FormatMarker> {
     let key = keys::marker();
     if let Some(obj) = io.get(&key).await? {
-        return check(from_json(key.as_ref(), &obj.bytes)?);
+        let marker = check(from_json(key.as_ref(), &obj.bytes)?)?;
+        io.set_marker(obj.bytes.clone());
+        return Ok(marker);
     }
     // First use, or a marker that was lost: initializing a store that
     // holds data could give it another format than its objects have.

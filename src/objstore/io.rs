@@ -12,6 +12,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::de::DeserializeOwned;
 
+use super::keys;
 use super::records::from_json;
 use crate::error::{Error, Result};
 
@@ -71,6 +72,10 @@ pub struct Io {
     /// write on old knowledge could race with gc).
     known: moka::sync::Cache<String, ()>,
     pub counters: ProtocolCounters,
+    /// The format marker's bytes as opened, for the per-handle check that
+    /// conditional creates are still honoured ([`Self::check_conditional`]).
+    marker: std::sync::OnceLock<Bytes>,
+    conditional_checked: tokio::sync::OnceCell<()>,
 }
 
 fn storage(e: object_store::Error) -> Error {
@@ -95,7 +100,42 @@ impl Io {
             cache,
             known,
             counters: ProtocolCounters::default(),
+            marker: Default::default(),
+            conditional_checked: Default::default(),
         }
+    }
+
+    /// Records the marker's bytes as read when the store was opened.
+    pub fn set_marker(&self, bytes: Bytes) {
+        let _ = self.marker.set(bytes);
+    }
+
+    /// Once per handle, before its first conditional create: a
+    /// create-if-absent of the existing format marker, with the bytes it
+    /// already has, must be refused. The first-use probe only proved the
+    /// endpoint honoured `If-None-Match` when the store was initialized; a
+    /// proxy or gateway put in front later can drop the condition, and then
+    /// concurrent commits overwrite each other. One refused PUT per
+    /// process; an endpoint that ignores the condition rewrites the marker
+    /// with identical bytes, so the check itself changes nothing.
+    pub async fn check_conditional(&self) -> Result<()> {
+        let Some(marker) = self.marker.get() else {
+            // This handle created the store, after the first-use probe.
+            return Ok(());
+        };
+        self.conditional_checked
+            .get_or_try_init(|| async {
+                let key = keys::marker();
+                match self.create_once(&key, marker.clone()).await {
+                    Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+                    Ok(()) => Err(Error::Unsupported(format!(
+                        "the store's endpoint no longer honours create-if-absent writes (If-None-Match): a conditional create of the existing {key} was accepted. Commits through it could overwrite each other, so nothing was committed; remove the proxy or gateway that drops the condition, or point --store at the endpoint directly"
+                    ))),
+                    Err(e) => Err(storage(e)),
+                }
+            })
+            .await
+            .map(|_| ())
     }
 
     /// GETs an object; `None` when it does not exist.
@@ -233,6 +273,7 @@ impl Io {
         bytes: Bytes,
         read_back: impl Fn(&[u8]) -> Result<(bool, T)>,
     ) -> Result<Created<T>> {
+        self.check_conditional().await?;
         let mut last = None;
         for attempt in 0..WRITE_ATTEMPTS {
             let outcome = self.create_once(key, bytes.clone()).await;

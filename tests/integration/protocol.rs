@@ -22,6 +22,7 @@ on_every_backend!(
     read_cost_and_commit_size_do_not_grow_with_history,
     ambiguous_writes_are_settled_by_reading_back,
     format_marker_and_create_if_absent_probe,
+    a_writer_notices_an_endpoint_that_stopped_honouring_if_none_match,
 );
 
 /// Runs `f` and returns what it cost in requests.
@@ -414,4 +415,46 @@ async fn format_marker_and_create_if_absent_probe(t: TestStore) {
     );
     let raw = url::open(&fresh).unwrap().store;
     assert!(common::snapshot(&raw).await.is_empty());
+}
+
+/// The store was initialized through an endpoint that honoured
+/// `If-None-Match`; later something in front of it drops the condition.
+/// The first-use probe cannot see that; each handle's check before its
+/// first conditional create does, for one refused PUT, and the writer
+/// refuses to commit instead of overwriting another's commit.
+async fn a_writer_notices_an_endpoint_that_stopped_honouring_if_none_match(t: TestStore) {
+    t.store.create_namespace(&namespace("ns")).await.unwrap();
+    let before = common::snapshot(&t.raw()).await;
+    let faults = FaultyStore::new(t.raw());
+    faults.inject("", Fault::OverwriteOnCreate, usize::MAX);
+    let backend = url::open(&t.url).unwrap();
+    let s = ObjStore::from_backend(Backend {
+        store: Arc::new(faults),
+        ..backend
+    })
+    .await
+    .unwrap();
+    let (err, spent) = cost(&s, s.create_namespace(&namespace("other"))).await;
+    let err = err.unwrap_err();
+    assert!(
+        matches!(err, Error::Unsupported(_))
+            && err.to_string().contains("If-None-Match")
+            && err.to_string().contains("nothing was committed"),
+        "{err}"
+    );
+    assert_eq!(spent.put, 1, "the check is one PUT: {spent:?}");
+    // Refused every time, not only once.
+    let err = s.create_namespace(&namespace("other")).await.unwrap_err();
+    assert!(err.to_string().contains("If-None-Match"), "{err}");
+    // The marker was rewritten with its own bytes: nothing changed.
+    assert_eq!(common::snapshot(&t.raw()).await, before);
+
+    // Through an honest endpoint the check costs one refused PUT per
+    // handle, once.
+    let honest = ObjStore::open(&t.url).await.unwrap();
+    let (r, first) = cost(&honest, honest.create_namespace(&namespace("a"))).await;
+    r.unwrap();
+    let (r, second) = cost(&honest, honest.create_namespace(&namespace("b"))).await;
+    r.unwrap();
+    assert_eq!(first.put, second.put + 1, "{first:?} vs {second:?}");
 }
