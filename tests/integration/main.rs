@@ -17,6 +17,7 @@ mod confluent;
 mod conformance;
 mod crash;
 mod fs_core;
+mod fuzz_regressions;
 mod integrity;
 mod kill;
 mod model;
