@@ -55,7 +55,7 @@ for t in "${targets[@]}"; do
     -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -timeout=20 \
     -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 \
     "fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
-  cpu=$(awk '{printf "%.0f", $1+$2}' "fuzz/artifacts/$t/time" | tail -n1)
+  cpu=$(tail -n1 "fuzz/artifacts/$t/time" | awk '{printf "%.0f", $1+$2}')
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
   corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
   if ((rc == 0)); then
