@@ -90,6 +90,13 @@ impl FileResolver for MapResolver {
 /// Compiles `main` with the other `files` (import path → source) and the
 /// well-known types; returns the pool.
 pub fn compile(main: &str, files: &BTreeMap<String, String>) -> Result<DescriptorPool> {
+    // The registry's nesting guard: protox recurses per level, and this
+    // runs on a server worker's stack, where a deep enough schema (found by
+    // fuzzing) aborted the whole process.
+    for (path, text) in files {
+        crate::registry::guard::check_nesting(path, text)
+            .map_err(|e| ConfluentError::InvalidSchema(e.to_string()))?;
+    }
     let mut chain = ChainFileResolver::new();
     chain.add(MapResolver(files.clone()));
     chain.add(GoogleFileResolver::new());

@@ -18,6 +18,7 @@ mod conformance;
 mod contention;
 mod crash;
 mod fs_core;
+mod fuzz_regressions;
 mod integrity;
 mod kill;
 mod model;
