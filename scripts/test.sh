@@ -138,11 +138,3 @@ note "cargo test --doc --locked $*"
 cargo test --doc --locked "$@"
 note "disk after the tests: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
 
-# --- fuzz smoke run -------------------------------------------------------------
-# Each fuzz target for a few seconds (scripts/fuzz.sh; the saved inputs
-# already ran in `cargo test`, module fuzz_regressions). Under CI=true a
-# cargo-fuzz that cannot be installed fails the run.
-fuzz_start=$SECONDS
-note "fuzz smoke run: ${PROTOSHELF_FUZZ_SMOKE_SECONDS:-10}s per target"
-scripts/fuzz.sh "${PROTOSHELF_FUZZ_SMOKE_SECONDS:-10}"
-note "fuzz smoke run took $((SECONDS - fuzz_start))s; disk now: $(df -h . | awk 'NR==2 {print $4 " free"}')"
