@@ -67,8 +67,7 @@ pub fn claims_dir(ns: &str, kind: &str) -> Path {
 }
 
 pub fn claim(ns: &str, kind: &str, name: &str, schema: &str) -> Path {
-    let name = claim_segment(name);
-    Path::from(format!("ns/{ns}/claims/{kind}/{name}/{schema}"))
+    Path::from(format!("{}/{schema}", claimants(ns, kind, name)))
 }
 
 /// Where the claimants of one path or package are listed.
