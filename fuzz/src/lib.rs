@@ -19,6 +19,7 @@ use protoshelf::compat::{self, Policy};
 use protoshelf::fs::{FsCore, Options};
 use protoshelf::objstore::protocol::ObjectCodec;
 use protoshelf::objstore::{keys, log::JsonLog, records::*, sha256_hex, url};
+use protoshelf::registry::compile::stored_pool;
 use protoshelf::registry::{PublishOptions, SourceFile};
 use protoshelf::{ObjStore, Registry};
 use serde::{Serialize, de::DeserializeOwned};
@@ -297,8 +298,8 @@ pub fn descriptors(data: &[u8]) {
         }
     }
     let _ = protoshelf::fs::snapshot::merge_sets(&[bytes.clone(), seed_set.clone()]);
-    let seed_pool = prost_reflect::DescriptorPool::decode(seed_set).expect("seed set decodes");
-    if let Ok(pool) = prost_reflect::DescriptorPool::decode(bytes.clone()) {
+    let seed_pool = stored_pool("seed", seed_set).expect("seed set decodes");
+    if let Ok(pool) = stored_pool("fuzz input", bytes.clone()) {
         let files: Vec<String> = pool.files().map(|f| f.name().to_string()).collect();
         for policy in [Policy::Strict, Policy::Wire, Policy::WireJson] {
             let _ = compat::check(policy, &pool, &seed_pool, &files);

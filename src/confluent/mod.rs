@@ -725,11 +725,10 @@ impl ConfluentRegistry {
                 .store()
                 .get_version(&view.namespace, SCHEMA, v.version)
                 .await?;
-            let old_pool =
-                DescriptorPool::decode(old.compiled).map_err(|e| crate::Error::Corrupt {
-                    key: format!("descriptor of {} version {}", view.namespace, v.version),
-                    reason: e.to_string(),
-                })?;
+            let old_pool = crate::registry::compile::stored_pool(
+                &format!("descriptor of {} version {}", view.namespace, v.version),
+                old.compiled,
+            )?;
             out.extend(compat::check(
                 policy,
                 &old_pool,

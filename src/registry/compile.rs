@@ -463,6 +463,41 @@ pub fn closure(pool: &DescriptorPool, roots: &[String]) -> Vec<FileDescriptor> {
     out
 }
 
+/// The descriptor pool of a stored, hence untrusted, `FileDescriptorSet`;
+/// damage is [`Error::Corrupt`] naming `what`. prost-reflect 0.16.5 panics
+/// (an index past its file table) instead of returning its own error for a
+/// file whose `syntax` it does not know (found by fuzzing), so such a set is
+/// refused before the pool is built, from a decode that skips all else.
+pub fn stored_pool(what: &str, bytes: Bytes) -> Result<DescriptorPool> {
+    use prost::Message;
+    #[derive(Message)]
+    struct Files {
+        #[prost(message, repeated, tag = "1")]
+        file: Vec<Syntax>,
+    }
+    #[derive(Message)]
+    struct Syntax {
+        #[prost(string, optional, tag = "12")]
+        syntax: Option<String>,
+    }
+    let corrupt = |reason: String| Error::Corrupt {
+        key: what.to_string(),
+        reason,
+    };
+    if let Ok(files) = Files::decode(bytes.clone()) {
+        let unknown = files.file.iter().find_map(|f| match f.syntax.as_deref() {
+            None | Some("proto2" | "proto3") => None,
+            Some(other) => Some(other.to_string()),
+        });
+        if let Some(syntax) = unknown {
+            return Err(corrupt(format!(
+                "a file has syntax {syntax:?}, expected proto2 or proto3"
+            )));
+        }
+    }
+    DescriptorPool::decode(bytes).map_err(|e| corrupt(e.to_string()))
+}
+
 /// A `FileDescriptorSet` of `files`, encoded through prost-reflect so that
 /// custom options survive.
 pub fn encode_set(files: &[FileDescriptor]) -> Bytes {
@@ -569,5 +604,30 @@ mod tests {
         .unwrap_err();
         let text = describe(&err);
         assert!(text.starts_with("a/b.proto:3:"), "{text}");
+    }
+
+    #[test]
+    fn a_stored_set_with_an_unknown_syntax_is_damage_not_a_panic() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet {
+            file: vec![FileDescriptorProto {
+                name: Some("a.proto".into()),
+                syntax: Some("proto4".into()),
+                ..Default::default()
+            }],
+        };
+        let err = stored_pool("ns/a version 1", set.encode_to_vec().into()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { key, reason } if key == "ns/a version 1" && reason.contains("proto4")),
+            "{err}"
+        );
+        let ok = prost_types::FileDescriptorSet {
+            file: vec![FileDescriptorProto {
+                name: Some("a.proto".into()),
+                syntax: Some("proto3".into()),
+                ..Default::default()
+            }],
+        };
+        assert!(stored_pool("ok", ok.encode_to_vec().into()).is_ok());
     }
 }

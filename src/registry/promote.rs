@@ -20,10 +20,10 @@ impl Registry {
             .get_version(namespace, schema, version)
             .await?
             .compiled;
-        DescriptorPool::decode(compiled).map_err(|e| Error::Corrupt {
-            key: format!("descriptor of {namespace}/{schema} version {version}"),
-            reason: e.to_string(),
-        })
+        super::compile::stored_pool(
+            &format!("descriptor of {namespace}/{schema} version {version}"),
+            compiled,
+        )
     }
 
     /// The violations of moving `schema` from version `old` to `new` under
