@@ -2,7 +2,10 @@
 # Runs the cargo-fuzz targets (fuzz/): builds them, then runs each for
 # SECONDS (default 60) in one libFuzzer process at a time, and reports the
 # CPU time it used, its executions, its corpus and whether it failed.
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: compile records descriptors mount_paths
+#   scripts/fuzz.sh [--cpu] [SECONDS] [TARGET...]   targets: compile records descriptors mount_paths
+# With --cpu, SECONDS is CPU time per target rather than wall time: on a busy
+# machine a target is run again (resuming from its corpus) until it has had
+# that much CPU, so "20 CPU-minutes" means the same on any machine.
 # Exit 0 when no target failed, 1 when one found a crash, timeout or OOM
 # (its input is in fuzz/artifacts/<target>/: fix the cause, then copy the
 # input to fuzz/regressions/<target>/ so `cargo test` keeps checking it).
@@ -13,6 +16,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+cpu_mode=false
+if [[ "${1:-}" == --cpu ]]; then
+  cpu_mode=true
+  shift
+fi
 seconds="${1:-60}"
 shift || true
 targets=("$@")
@@ -47,16 +55,28 @@ printf '%-12s %8s %10s %8s  %s\n' target cpu_s execs corpus result
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
   log="fuzz/artifacts/$t/last-run.log"
-  rc=0
-  # 2 GB of RSS and 64 KiB of input: a .proto larger than that adds only
-  # length, and anything that needs more memory is a finding.
-  /usr/bin/time -f '%U %S' -o "fuzz/artifacts/$t/time" \
-    "fuzz/target/x86_64-unknown-linux-gnu/release/$t" \
-    -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -timeout=20 \
-    -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 \
-    "fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
-  cpu=$(tail -n1 "fuzz/artifacts/$t/time" | awk '{printf "%.0f", $1+$2}')
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+  rc=0 cpu=0 execs=0
+  # One run in wall-time mode; in --cpu mode, runs of at most 5 minutes
+  # until the target has had SECONDS of CPU.
+  while ((rc == 0)); do
+    if $cpu_mode; then
+      left=$((seconds - cpu))
+      ((left > 0)) || break
+      wall=$((left < 300 ? left : 300))
+    else
+      wall=$seconds
+    fi
+    # 2 GB of RSS and 64 KiB of input: a .proto larger than that adds only
+    # length, and anything that needs more memory is a finding.
+    /usr/bin/time -f '%U %S' -o "fuzz/artifacts/$t/time" \
+      "fuzz/target/x86_64-unknown-linux-gnu/release/$t" \
+      -max_total_time="$wall" -rss_limit_mb=2048 -max_len=65536 -timeout=20 \
+      -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 \
+      "fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+    cpu=$((cpu + $(tail -n1 "fuzz/artifacts/$t/time" | awk '{printf "%.0f", $1+$2}')))
+    execs=$((execs + $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)))
+    $cpu_mode || break
+  done
   corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
   if ((rc == 0)); then
     result=ok

@@ -138,3 +138,16 @@ note "cargo test --doc --locked $*"
 cargo test --doc --locked "$@"
 note "disk after the tests: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
 
+
+# --- fuzz smoke run ---------------------------------------------------------------
+# Each cargo-fuzz target for a few seconds: the fuzz build stays buildable and
+# the corpus, which seeds from the tests, still runs clean. Long runs are
+# `scripts/fuzz.sh --cpu 1200` (README, "Fuzzing"). fuzz.sh fails under CI=true
+# when cargo-fuzz cannot be installed.
+smoke="${PROTOSHELF_FUZZ_SMOKE_SECONDS:-10}"
+if ((smoke > 0)); then
+  fuzz_start=$SECONDS
+  note "fuzz smoke run: ${smoke}s per target"
+  bash scripts/fuzz.sh "$smoke"
+  note "fuzz smoke run took $((SECONDS - fuzz_start))s"
+fi

@@ -220,6 +220,10 @@ pub struct ConfluentRegistry {
     ids: SchemaIds,
     opts: Options,
     views: Mutex<HashMap<String, (Instant, Arc<SubjectView>)>>,
+    /// One refresh per subject at a time: when a view expires under load,
+    /// the requests that find it expired wait for one re-read instead of
+    /// each reading the namespace again.
+    refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     indexes: tokio::sync::Mutex<HashMap<String, Index>>,
     global: Mutex<Option<(Instant, Level)>>,
 }
@@ -246,6 +250,7 @@ impl ConfluentRegistry {
             registry,
             opts,
             views: Default::default(),
+            refreshing: Default::default(),
             indexes: Default::default(),
             global: Default::default(),
         }
@@ -264,12 +269,37 @@ impl ConfluentRegistry {
     /// The subject as last read, or read again when older than the refresh
     /// interval (always with `fresh`). `None`: no such subject.
     pub async fn subject(&self, subject: &str, fresh: bool) -> Result<Option<Arc<SubjectView>>> {
-        if !fresh
-            && let Some((at, view)) = self.views.lock().unwrap().get(subject)
-            && at.elapsed() < self.opts.refresh
-        {
-            return Ok(Some(view.clone()));
+        let asked = Instant::now();
+        let unexpired = |asked: Instant| {
+            let views = self.views.lock().unwrap();
+            let (at, view) = views.get(subject)?;
+            // A view whose read began after the request arrived is fresh
+            // enough even for `fresh`: it saw every commit acknowledged
+            // before the request.
+            (if fresh {
+                *at >= asked
+            } else {
+                at.elapsed() < self.opts.refresh
+            })
+            .then(|| view.clone())
+        };
+        if !fresh && let Some(view) = unexpired(asked) {
+            return Ok(Some(view));
         }
+        let gate = self
+            .refreshing
+            .lock()
+            .unwrap()
+            .entry(subject.to_string())
+            .or_default()
+            .clone();
+        let _one_refresh = gate.lock().await;
+        if let Some(view) = unexpired(asked) {
+            return Ok(Some(view));
+        }
+        // Stamped with when the read began: it has seen every commit
+        // acknowledged before then.
+        let read_at = Instant::now();
         let ns = self.namespace_of(subject);
         let store = self.registry.store();
         match store.get_namespace(&ns).await {
@@ -286,7 +316,7 @@ impl ConfluentRegistry {
         self.views
             .lock()
             .unwrap()
-            .insert(subject.to_string(), (Instant::now(), view.clone()));
+            .insert(subject.to_string(), (read_at, view.clone()));
         Ok(Some(view))
     }
 
@@ -412,7 +442,7 @@ impl ConfluentRegistry {
         Ok(out)
     }
 
-    async fn id_record(&self, id: u64) -> Result<SchemaIdRecord> {
+    async fn id_record(&self, id: u64) -> Result<Arc<SchemaIdRecord>> {
         self.ids
             .get(id)
             .await?
@@ -444,7 +474,7 @@ impl ConfluentRegistry {
             version: info.version,
             schema_type: record.schema_type.clone(),
             schema: Self::text_of(&record, format),
-            references: record.references,
+            references: record.references.clone(),
         })
     }
 
@@ -472,7 +502,7 @@ impl ConfluentRegistry {
         Ok(SchemaById {
             schema_type: record.schema_type.clone(),
             schema: Self::text_of(&record, format),
-            references: record.references,
+            references: record.references.clone(),
         })
     }
 

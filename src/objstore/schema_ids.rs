@@ -39,7 +39,13 @@ pub struct SchemaIds {
     known_max: AtomicU64,
     /// The newest global settings entry seen.
     config: Mutex<Option<ConfluentConfigRecord>>,
+    /// Decoded ID records (immutable): serving an ID from here skips the
+    /// JSON decode and checksum that dominate a cached `GET /schemas/ids/N`.
+    decoded: moka::sync::Cache<u64, std::sync::Arc<SchemaIdRecord>>,
 }
+
+/// Decoded ID records kept per handle (a record is typically 0.5-5 KB).
+const DECODED_IDS: u64 = 10_000;
 
 impl std::fmt::Debug for SchemaIds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,15 +71,24 @@ impl SchemaIds {
             store,
             known_max: AtomicU64::new(0),
             config: Mutex::new(None),
+            decoded: moka::sync::Cache::new(DECODED_IDS),
         }
     }
 
     /// The schema an ID names; `None` when no such ID was allocated.
-    pub async fn get(&self, id: u64) -> Result<Option<SchemaIdRecord>> {
+    pub async fn get(&self, id: u64) -> Result<Option<std::sync::Arc<SchemaIdRecord>>> {
         if id == 0 {
             return Ok(None);
         }
-        self.store.read_record(&keys::schema_id(id)).await
+        if let Some(hit) = self.decoded.get(&id) {
+            return Ok(Some(hit));
+        }
+        let found: Option<SchemaIdRecord> = self.store.read_record(&keys::schema_id(id)).await?;
+        Ok(found.map(|r| {
+            let r = std::sync::Arc::new(r);
+            self.decoded.insert(id, r.clone());
+            r
+        }))
     }
 
     /// The ID a content got, if any (one GET, cached once found).

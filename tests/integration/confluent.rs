@@ -24,6 +24,7 @@ on_every_backend!(
     soft_and_permanent_deletes,
     identical_content_gets_one_id_from_every_handle,
     an_id_is_read_with_one_get,
+    an_expired_subject_is_read_again_once_by_concurrent_requests,
     other_namespaces_are_never_taken_over,
 );
 
@@ -421,6 +422,39 @@ async fn an_id_is_read_with_one_get(t: TestStore) {
         "a warm read makes no request"
     );
     assert!(ids.get(r.id + 1000).await.unwrap().is_none());
+}
+
+async fn an_expired_subject_is_read_again_once_by_concurrent_requests(t: TestStore) {
+    // Long enough that the view cannot expire again during the test, even
+    // on a busy machine.
+    let refresh = std::time::Duration::from_secs(3);
+    let c = ConfluentRegistry::new(
+        Registry::new(t.store.clone()),
+        Options {
+            refresh,
+            ..Default::default()
+        },
+    );
+    c.register("s", &req(V1), "t").await.unwrap();
+    // What one re-read of the subject costs (`fresh` always re-reads).
+    let before = t.store.requests().total();
+    c.subject("s", true).await.unwrap().unwrap();
+    let one_read = t.store.requests().total() - before;
+    assert!(one_read > 0);
+    tokio::time::sleep(refresh + std::time::Duration::from_millis(100)).await;
+    let before = t.store.requests().total();
+    let views = futures::future::join_all((0..16).map(|_| c.subject("s", false))).await;
+    for v in views {
+        assert_eq!(
+            v.unwrap().unwrap().live().last().map(|v| v.version),
+            Some(1)
+        );
+    }
+    assert_eq!(
+        t.store.requests().total() - before,
+        one_read,
+        "16 requests that find the view expired read the subject once"
+    );
 }
 
 async fn other_namespaces_are_never_taken_over(t: TestStore) {
