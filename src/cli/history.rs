@@ -64,7 +64,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         .collect();
     ctx.emit(&value, || {
         for e in entries.iter().rev() {
-            println!(
+            outln!(
                 "{:>6}  {}  {:<24}  {}",
                 e.seq,
                 e.created_at.format("%Y-%m-%d %H:%M:%S"),

@@ -27,7 +27,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> protoshelf::Result<()> {
         "created_at": marker.created_at,
     });
     ctx.emit(&value, || {
-        println!(
+        outln!(
             "store {} ready (format version {}, created {})",
             store.url(),
             marker.format_version,

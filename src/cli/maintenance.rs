@@ -62,16 +62,16 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
     if json_wanted(ctx, a.json) {
         let mut value = serde_json::to_value(&report).expect("serializable");
         value["clean"] = report.clean().into();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&value).expect("serializable")
         );
     } else {
         for p in &report.problems {
-            println!("{}: {:?}: {}", p.key, p.damage, p.detail);
+            outln!("{}: {:?}: {}", p.key, p.damage, p.detail);
         }
         let c = &report.checked;
-        println!(
+        outln!(
             "checked {} objects ({} bytes) in {} namespace{}: {} commits, {} schemas, {} versions, {} blobs, {} descriptors, {} claims",
             c.objects,
             c.bytes,
@@ -85,16 +85,16 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
             c.claims
         );
         if !report.unstaged_versions.is_empty() || !report.stale_probes.is_empty() {
-            println!(
+            outln!(
                 "not damage: {} version(s) never staged, {} leftover probe(s) (gc removes them)",
                 report.unstaged_versions.len(),
                 report.stale_probes.len()
             );
         }
         if report.clean() {
-            println!("no problems found");
+            outln!("no problems found");
         } else {
-            println!("{} problem(s) found", report.problems.len());
+            outln!("{} problem(s) found", report.problems.len());
         }
     }
     if !report.clean() {
@@ -119,7 +119,7 @@ pub async fn gc(ctx: &Ctx, a: GcArgs) -> Result<()> {
         })
         .await?;
     if json_wanted(ctx, a.json) {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("serializable")
         );
@@ -127,13 +127,13 @@ pub async fn gc(ctx: &Ctx, a: GcArgs) -> Result<()> {
     }
     let verb = if a.dry_run { "would delete" } else { "deleted" };
     for c in &report.collected {
-        println!("{verb} {} ({} bytes)", c.key, c.bytes);
+        outln!("{verb} {} ({} bytes)", c.key, c.bytes);
     }
     for s in &report.skipped {
-        println!("skipped namespace {}: {}", s.namespace, s.reason);
+        outln!("skipped namespace {}: {}", s.namespace, s.reason);
     }
     let count = |k: Collectable| report.collected.iter().filter(|c| c.kind == k).count();
-    println!(
+    outln!(
         "{verb} {} objects, {} bytes: {} unstaged versions, {} blobs, {} descriptors, {} probes; kept {} unreferenced objects younger than {}",
         report.collected.len(),
         report.bytes,

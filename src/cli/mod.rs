@@ -2,6 +2,11 @@
 //! One module per command; exit codes 0 ok, 1 user error, 2 internal or
 //! storage failure, 3 nothing committed under contention (safe to retry).
 
+/// `println!` for the command's output, through [`stdout_write`].
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::stdout_write(format!($($t)*).as_bytes(), true) };
+}
+
 mod files;
 mod history;
 mod init;
@@ -283,7 +288,7 @@ impl Ctx {
     /// Prints `value` as JSON, or runs `table` for people.
     pub fn emit<T: Serialize>(&self, value: &T, table: impl FnOnce()) {
         match self.output {
-            Output::Json => println!(
+            Output::Json => outln!(
                 "{}",
                 serde_json::to_string_pretty(value).expect("serializable")
             ),
@@ -326,12 +331,9 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Mount(a) => mount::run(ctx, a).await,
         Command::Serve(a) => serve::run(ctx, a).await,
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "protoshelf",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "protoshelf", &mut script);
+            stdout_write(&script, false);
             Ok(())
         }
     }
@@ -384,7 +386,7 @@ pub fn main() -> ExitCode {
             if let (Output::Json, Error::Incompatible(v)) = (ctx.output, &e) {
                 // CI jobs reading JSON get the violations as data too.
                 let body = serde_json::json!({"error": "incompatible change", "violations": v});
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&body).expect("serializable")
                 );
@@ -406,4 +408,30 @@ pub fn main() -> ExitCode {
 /// `30 s`, `2.5 s`.
 fn humantime_secs(d: std::time::Duration) -> String {
     format!("{} s", d.as_secs_f64())
+}
+
+/// Writes to stdout. A reader that went away (`| head -1`) ends the process
+/// quietly with 0, as ripgrep does, where `println!` would panic (exit 101):
+/// only output is lost, and every write command prints after it committed.
+/// Any other write failure is exit 2.
+pub(crate) fn stdout_write(bytes: &[u8], newline: bool) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(bytes)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(2);
+    }
 }

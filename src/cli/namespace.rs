@@ -46,7 +46,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 .await?;
             let value = json!({"namespace_id": namespace, "policy": policy});
             ctx.emit(&value, || {
-                println!("created namespace {namespace} (policy {policy})")
+                outln!("created namespace {namespace} (policy {policy})")
             });
         }
         Cmd::List => {
@@ -57,7 +57,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 .collect();
             ctx.emit(&value, || {
                 for n in &all {
-                    println!(
+                    outln!(
                         "{:<32} created {}",
                         n.id,
                         n.created_at.format("%Y-%m-%d %H:%M:%S UTC")
@@ -82,19 +82,19 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 "policy": policy, "schemas": schemas, "staged": staged, "commits": state.seq,
             });
             ctx.emit(&value, || {
-                println!("namespace {}", ns.id);
-                println!(
+                outln!("namespace {}", ns.id);
+                outln!(
                     "  created   {}",
                     ns.created_at.format("%Y-%m-%d %H:%M:%S UTC")
                 );
-                println!("  policy    {policy}");
-                println!("  schemas   {schemas}");
-                println!("  commits   {}", state.seq);
+                outln!("  policy    {policy}");
+                outln!("  schemas   {schemas}");
+                outln!("  commits   {}", state.seq);
                 for (k, v) in &ns.metadata {
-                    println!("  metadata  {k}={v}");
+                    outln!("  metadata  {k}={v}");
                 }
                 for s in &staged {
-                    println!(
+                    outln!(
                         "  staged    {} v{} (current {})",
                         s["schema_id"].as_str().unwrap_or_default(),
                         s["staged_version"],
@@ -106,9 +106,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         Cmd::SetPolicy { namespace, policy } => {
             registry.set_policy(&namespace, policy).await?;
             let value = json!({"namespace_id": namespace, "policy": policy});
-            ctx.emit(&value, || {
-                println!("namespace {namespace}: policy {policy}")
-            });
+            ctx.emit(&value, || outln!("namespace {namespace}: policy {policy}"));
         }
     }
     Ok(())

@@ -111,14 +111,14 @@ fn print_published(
     ctx.emit(&value, || {
         for p in published {
             if p.no_change {
-                println!("{ns}/{}: no change (version {})", p.schema_id, p.version);
+                outln!("{ns}/{}: no change (version {})", p.schema_id, p.version);
             } else {
-                println!("{ns}/{}: staged version {}", p.schema_id, p.version);
+                outln!("{ns}/{}: staged version {}", p.schema_id, p.version);
             }
         }
         if let Some(p) = promoted {
             for s in &p.promoted {
-                println!(
+                outln!(
                     "{ns}/{}: current {} -> {}",
                     s.schema_id,
                     fmt_version(s.prior_version),
@@ -253,7 +253,7 @@ pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
         return Err(Error::Incompatible(report.violations));
     }
     ctx.emit(&report, || {
-        println!(
+        outln!(
             "{ns}/{}: compiles; {} against current {} (policy {})",
             report.schema_id,
             if report.no_change {

@@ -1,6 +1,6 @@
 //! `protoshelf schema ...`
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 
 use protoshelf::{Error, Result};
@@ -66,9 +66,9 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 })
                 .collect();
             ctx.emit(&value, || {
-                println!("{:<40} {:>8} {:>8}", "SCHEMA", "CURRENT", "STAGED");
+                outln!("{:<40} {:>8} {:>8}", "SCHEMA", "CURRENT", "STAGED");
                 for s in &schemas {
-                    println!(
+                    outln!(
                         "{:<40} {:>8} {:>8}",
                         s.schema_id,
                         fmt_version(s.current_version),
@@ -87,10 +87,10 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 "versions": versions, "created_at": s.created_at, "metadata": s.metadata,
             });
             ctx.emit(&value, || {
-                println!("schema {}/{}", s.namespace_id, s.schema_id);
-                println!("  current   {}", fmt_version(s.current_version));
-                println!("  staged    {}", fmt_version(s.staged_version));
-                println!(
+                outln!("schema {}/{}", s.namespace_id, s.schema_id);
+                outln!("  current   {}", fmt_version(s.current_version));
+                outln!("  staged    {}", fmt_version(s.staged_version));
+                outln!(
                     "  versions  {}",
                     versions
                         .iter()
@@ -98,7 +98,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                println!(
+                outln!(
                     "  created   {}",
                     s.created_at.format("%Y-%m-%d %H:%M:%S UTC")
                 );
@@ -126,7 +126,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 let value = json!({"schema_id": schema, "version": v, "out": dir,
                     "files": files.iter().map(|f| &f.path).collect::<Vec<_>>()});
                 ctx.emit(&value, || {
-                    println!(
+                    outln!(
                         "wrote {} files of {ns}/{schema} version {v} under {dir}",
                         files.len()
                     )
@@ -137,12 +137,11 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     .map(|(f, b)| json!({"path": f.path, "sha256": f.sha256, "content": String::from_utf8_lossy(b)}))
                     .collect();
                 ctx.emit(&value, || {
-                    let mut stdout = std::io::stdout().lock();
                     for (f, bytes) in &sources {
                         if sources.len() > 1 {
-                            let _ = writeln!(stdout, "// ==> {} <==", f.path);
+                            outln!("// ==> {} <==", f.path);
                         }
-                        let _ = stdout.write_all(bytes);
+                        super::stdout_write(bytes, false);
                     }
                 });
             }
@@ -161,9 +160,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                         "the descriptor set is binary: give --out FILE or redirect stdout".into(),
                     ));
                 }
-                None => std::io::stdout()
-                    .write_all(&compiled)
-                    .map_err(|e| Error::InvalidInput(format!("stdout: {e}")))?,
+                None => super::stdout_write(&compiled, false),
             }
         }
     }

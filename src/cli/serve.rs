@@ -77,7 +77,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         registry,
         opts,
         // Scripts and tests read this line to find the port.
-        |addr| println!("listening on {scheme}://{addr}"),
+        |addr| outln!("listening on {scheme}://{addr}"),
         server::shutdown_signal(),
     )
     .await

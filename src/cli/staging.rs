@@ -43,7 +43,7 @@ pub struct RollbackArgs {
 fn print_promoted(ctx: &Ctx, ns: &str, p: &Promoted) {
     ctx.emit(p, || {
         if p.promoted.is_empty() {
-            println!("{ns}: nothing staged");
+            outln!("{ns}: nothing staged");
         }
         let verb = if p.dry_run {
             "would promote"
@@ -56,7 +56,7 @@ fn print_promoted(ctx: &Ctx, ns: &str, p: &Promoted) {
             } else {
                 ""
             };
-            println!(
+            outln!(
                 "{ns}/{}: {verb} {} -> {}{note}",
                 s.schema_id,
                 fmt_version(s.prior_version),
@@ -79,7 +79,7 @@ pub async fn discard(ctx: &Ctx, a: DiscardArgs) -> Result<()> {
     let registry = ctx.registry().await?;
     let discarded = registry.discard(&ns).await?;
     ctx.emit(&json!({"namespace_id": ns, "discarded": discarded}), || {
-        println!(
+        outln!(
             "{ns}: {}",
             if discarded {
                 "staging discarded"
@@ -103,7 +103,7 @@ pub async fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<()> {
         None => ctx.emit(
             &json!({"namespace_id": ns, "schema_id": rest[0], "staged_version": version}),
             || {
-                println!(
+                outln!(
                     "{ns}/{}: staged version {version} (promote to make it current)",
                     rest[0]
                 )
