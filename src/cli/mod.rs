@@ -4,7 +4,7 @@
 
 /// `println!` for the command's output, through [`stdout_write`].
 macro_rules! outln {
-    ($($t:tt)*) => { $crate::cli::stdout_write(format!($($t)*).as_bytes(), true) };
+    ($($t:tt)*) => { $crate::cli::stdout_write(format!("{}\n", format_args!($($t)*)).as_bytes()) };
 }
 
 mod files;
@@ -333,7 +333,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "protoshelf", &mut script);
-            stdout_write(&script, false);
+            stdout_write(&script);
             Ok(())
         }
     }
@@ -414,19 +414,10 @@ fn humantime_secs(d: std::time::Duration) -> String {
 /// quietly with 0, as ripgrep does, where `println!` would panic (exit 101):
 /// only output is lost, and every write command prints after it committed.
 /// Any other write failure is exit 2.
-pub(crate) fn stdout_write(bytes: &[u8], newline: bool) {
+pub(crate) fn stdout_write(bytes: &[u8]) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let written = out
-        .write_all(bytes)
-        .and_then(|()| {
-            if newline {
-                out.write_all(b"\n")
-            } else {
-                Ok(())
-            }
-        })
-        .and_then(|()| out.flush());
+    let written = out.write_all(bytes).and_then(|()| out.flush());
     if let Err(e) = written {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);

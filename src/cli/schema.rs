@@ -141,7 +141,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                         if sources.len() > 1 {
                             outln!("// ==> {} <==", f.path);
                         }
-                        super::stdout_write(bytes, false);
+                        super::stdout_write(bytes);
                     }
                 });
             }
@@ -160,7 +160,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                         "the descriptor set is binary: give --out FILE or redirect stdout".into(),
                     ));
                 }
-                None => super::stdout_write(&compiled, false),
+                None => super::stdout_write(&compiled),
             }
         }
     }

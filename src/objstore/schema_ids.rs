@@ -44,8 +44,9 @@ pub struct SchemaIds {
     decoded: moka::sync::Cache<u64, std::sync::Arc<SchemaIdRecord>>,
 }
 
-/// Decoded ID records kept per handle (a record is typically 0.5-5 KB).
-const DECODED_IDS: u64 = 10_000;
+/// Bytes of decoded ID records kept per handle: bounded by size, like the
+/// byte cache below it, since one record may hold a large schema.
+const DECODED_BYTES: u64 = 64 << 20;
 
 impl std::fmt::Debug for SchemaIds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,7 +72,12 @@ impl SchemaIds {
             store,
             known_max: AtomicU64::new(0),
             config: Mutex::new(None),
-            decoded: moka::sync::Cache::new(DECODED_IDS),
+            decoded: moka::sync::Cache::builder()
+                .weigher(|_, r: &std::sync::Arc<SchemaIdRecord>| {
+                    u32::try_from(r.schema.len() + r.serialized.len() + 256).unwrap_or(u32::MAX)
+                })
+                .max_capacity(DECODED_BYTES)
+                .build(),
         }
     }
 
@@ -81,6 +87,9 @@ impl SchemaIds {
             return Ok(None);
         }
         if let Some(hit) = self.decoded.get(&id) {
+            // Still a read answered from memory, as far as the metrics go.
+            let hits = &self.store.io().counters.cache_hits;
+            hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(Some(hit));
         }
         let found: Option<SchemaIdRecord> = self.store.read_record(&keys::schema_id(id)).await?;
