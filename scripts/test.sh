@@ -139,12 +139,14 @@ cargo test --doc --locked "$@"
 note "disk after the tests: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
 
 
-# --- fuzz smoke run ---------------------------------------------------------------
-# Each cargo-fuzz target for a few seconds: the fuzz build stays buildable and
-# the corpus, which seeds from the tests, still runs clean. Long runs are
-# `scripts/fuzz.sh --cpu 1200` (README, "Fuzzing"). fuzz.sh fails under CI=true
-# when cargo-fuzz cannot be installed.
-smoke="${PROTOSHELF_FUZZ_SMOKE_SECONDS:-10}"
+# --- fuzz smoke run (opt-in) ------------------------------------------------------
+# The fuzz targets' bodies already ran above over every seed and saved
+# finding (`fuzz_regressions`, in the normal test build). Actually fuzzing
+# needs its own instrumented release build of every dependency (10-16 min
+# cold on 2 cores), which would push a CI run past its 30-minute budget, so
+# it is opt-in: PROTOSHELF_FUZZ_SMOKE_SECONDS=10 runs each target that long.
+# Long runs are `scripts/fuzz.sh --cpu 1200` (README, "Fuzzing").
+smoke="${PROTOSHELF_FUZZ_SMOKE_SECONDS:-0}"
 if ((smoke > 0)); then
   fuzz_start=$SECONDS
   note "fuzz smoke run: ${smoke}s per target"
