@@ -118,8 +118,13 @@ fn hint_key(stream: &str) -> Path {
     Path::from(format!("toy/{stream}/hint.json"))
 }
 
+fn entries_dir(stream: &str) -> Path {
+    Path::from(format!("toy/{stream}/log"))
+}
+
 const LAYOUT: Layout = Layout {
     entry: entry_key,
+    entries: entries_dir,
     hint: hint_key,
 };
 const STREAM: &str = "s";
@@ -176,6 +181,11 @@ fn counts(get: u64, get_not_found: u64, put: u64, put_conflict: u64) -> RequestC
         put_conflict,
         ..Default::default()
     }
+}
+
+/// With the one LIST a commit makes past the log's end.
+fn listed(c: RequestCounts) -> RequestCounts {
+    RequestCounts { list: 1, ..c }
 }
 
 /// Replays the whole log from a fresh handle: every entry's plan saw the
@@ -260,10 +270,11 @@ async fn a_lost_race_costs_one_read_back(t: TestStore) {
     let a = toy(&t);
     let b = toy(&t);
     a.add("a", 1).await.unwrap();
-    // Warm, nothing new: the probe of the next entry and the create.
+    // Warm, nothing new: the probe of the next entry, the LIST past it (no
+    // gap), the create and the hint.
     let (r, c) = a.cost(a.add("a", 1)).await;
     assert_eq!(r.unwrap().0, 2);
-    assert_eq!(c, counts(1, 1, 1, 0), "warm commit");
+    assert_eq!(c, listed(counts(1, 1, 2, 0)), "warm commit");
     // B wins the race while A's first attempt plans: A reads B's entry back,
     // probes past it, and plans again on the state with B's change.
     let seen = std::sync::Mutex::new(Vec::new());
@@ -293,21 +304,20 @@ async fn a_lost_race_costs_one_read_back(t: TestStore) {
     assert_eq!(c.state.total, 13);
     assert_eq!(
         cost,
-        counts(3, 2, 2, 1),
-        "probe, refused create, read-back, probe, create"
+        listed(counts(3, 2, 3, 1)),
+        "probe, LIST, refused create, read-back, probe, create, hint"
     );
-    // A cold handle before the first hint: the missing hint, the (small,
-    // so checkpoint) entries 1..=4, the probe.
+    // A cold handle before the first checkpoint a hint names: the hint
+    // (latest 4: no LIST), the (small, so checkpoint) entries 1..=4, the
+    // probe.
     let cold = toy(&t);
     let (s, c) = cold.cost(cold.protocol.latest(STREAM)).await;
     assert_eq!(s.unwrap().total, 13);
-    assert_eq!(c, counts(6, 2, 0, 0), "cold read at seq 4");
-    // Commits up to the first hinted checkpoint: that one writes the hint.
+    assert_eq!(c, counts(6, 1, 0, 0), "cold read at seq 4");
     for seq in 5..=CHAIN_MAX {
         let (r, c) = a.cost(a.add("a", 1)).await;
         assert_eq!(r.unwrap().0, seq);
-        let hint = u64::from(seq == CHAIN_MAX);
-        assert_eq!(c, counts(1, 1, 1 + hint, 0), "commit {seq}");
+        assert_eq!(c, listed(counts(1, 1, 2, 0)), "commit {seq}");
     }
     audit(&t).await;
 }
@@ -378,9 +388,25 @@ async fn stale_damaged_or_missing_hints_only_slow_a_cold_reader(t: TestStore) {
     let (s, c) = cold.cost(cold.protocol.latest(STREAM)).await;
     assert_eq!(*s.unwrap(), *expected);
     assert_eq!(c, counts(3 + last - due, 1, 0, 0), "cold read, good hint");
-    let planted: [(&str, Option<&[u8]>); 5] = [
+    // A hint is written after the entries it names exist, and entries are
+    // never deleted: one naming entries past the log's end is damage.
+    let ahead: [(&[u8], u64); 2] = [
+        (br#"{"seq":99}"#, 99),
+        (br#"{"seq":16,"latest":99}"#, last + 1),
+    ];
+    for (bytes, missing) in ahead {
+        raw.put(&hint_key(STREAM), bytes.to_vec().into())
+            .await
+            .unwrap();
+        match toy(&t).protocol.latest(STREAM).await {
+            Err(Error::Corrupt { key, .. }) => {
+                assert_eq!(key, entry_key(STREAM, missing).to_string())
+            }
+            other => panic!("a hint ahead of the log was believed or ignored: {other:?}"),
+        }
+    }
+    let planted: [(&str, Option<&[u8]>); 4] = [
         ("behind", Some(br#"{"seq":8}"#)),
-        ("ahead of the log", Some(br#"{"seq":99}"#)),
         ("on a change entry", Some(br#"{"seq":19}"#)),
         ("damaged", Some(b"{not json")),
         ("missing", None),
