@@ -5,8 +5,9 @@
 //! primitive needed is one every backend has (LocalFileSystem included).
 //! An entry is a change, or a checkpoint carrying the whole state; the hint
 //! (plain overwrite, never trusted) lets a cold reader start near the end.
-//! Every `CHAIN_MAX`-th entry is a checkpoint and only those move the hint,
-//! so most commits are one PUT.
+//! Every `CHAIN_MAX`-th entry is a checkpoint, which the hint names; the
+//! hint also names the newest commit, and is rewritten after every commit:
+//! it is what shows a log that lost its newest entry.
 //!
 //! The unit is a state type ([`Sequenced`]: how a change applies, when a
 //! state is small enough to write whole) and a codec ([`ObjectCodec`]: an
@@ -22,8 +23,9 @@
 //! - warm reader, nothing new: 1 GET (the next entry, not found);
 //! - cold reader: hint + the checkpoint it names + the entries after it (at
 //!   most `CHAIN_MAX - 1`) + 1 probe;
-//! - commit: the reads above + 1 conditional PUT (+ 1 hint PUT on every
-//!   `CHAIN_MAX`-th entry); a lost race adds the read-back of the winner
+//! - commit: the reads above + 1 LIST past the end (no gap under the
+//!   commit) + 1 conditional PUT + 1 hint PUT; a lost race adds the
+//!   read-back of the winner
 //!   (1 GET) and the walk to the end of the log.
 
 use std::collections::HashMap;
@@ -43,8 +45,8 @@ use super::io::{Created, Io};
 use super::records::{HeadHint, from_json, to_json};
 use crate::error::{Error, Result};
 
-/// Every entry whose seq is a multiple of this is a checkpoint, and only
-/// those update the hint: a cold reader starts at the hinted checkpoint and
+/// Every entry whose seq is a multiple of this is a checkpoint, and the
+/// hint names the newest of them: a cold reader starts at the hinted checkpoint and
 /// walks fewer than this many entries forward. (Also the longest chain of
 /// changes behind any entry.)
 pub const CHAIN_MAX: u64 = 8;

@@ -1166,4 +1166,81 @@ on_every_backend!(
     an_old_unreferenced_blob_is_refreshed_when_reused,
     gc_beside_writers_removes_nothing_referenced,
     verify_and_gc_commands,
+    a_lost_log_entry_is_exit_2_until_verify_repair,
 );
+
+/// The CLI on a log that lost an entry: reads and writes exit 2 naming the
+/// missing key (never an older state), `verify` names it, `verify
+/// --repair` rebuilds the log and says which commit is lost, and then
+/// reads and pushes work again, after the end.
+async fn a_lost_log_entry_is_exit_2_until_verify_repair(t: TestStore) {
+    if t.backend == Backend::Memory {
+        return; // a memory store lives in one process
+    }
+    let r = Registry::new(t.store.clone());
+    fixture(&r).await;
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_protoshelf"))
+            .args(args)
+            .env("PROTOSHELF_STORE", &t.url)
+            .env_remove("PROTOSHELF_NAMESPACE")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let key = format!("ns/{NS}/log/{:020}.json", 12);
+    t.raw().delete(&Path::from(key.as_str())).await.unwrap();
+    for args in [
+        &["schema", "list", NS][..],
+        &["schema", "info", NS, "common"],
+        &["log", NS],
+        &["promote", NS],
+    ] {
+        let (code, text) = cli(args);
+        assert_eq!(code, Some(2), "{args:?}: {text}");
+        assert!(
+            text.contains(&key) && text.contains("verify --repair"),
+            "{args:?}: {text}"
+        );
+    }
+    let (code, text) = cli(&["verify"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&key), "{text}");
+    let (code, text) = cli(&["verify", "--repair"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "repaired {NS}: replaced commit 12 (missing) with an empty commit; LOST"
+        )) && text.contains("the log ends at commit 12")
+            && text.contains("no problems found"),
+        "{text}"
+    );
+    let (code, text) = cli(&["verify", "--repair", "-o", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["clean"], true);
+    assert_eq!(
+        v["repaired"],
+        serde_json::json!([]),
+        "an intact log is not repaired"
+    );
+    let (code, text) = cli(&["schema", "list", NS]);
+    assert_eq!(code, Some(0), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("after")).unwrap();
+    std::fs::write(
+        dir.path().join("after/a.proto"),
+        "syntax = \"proto3\";\npackage after;\nmessage A {}\n",
+    )
+    .unwrap();
+    let root = dir.path().display().to_string();
+    let (code, text) = cli(&["push", NS, "after", &root]);
+    assert_eq!(code, Some(0), "{text}");
+    let fresh = ObjStore::open(&t.url).await.unwrap();
+    assert_eq!(fresh.namespace_state(NS).await.unwrap().seq, 13);
+}
