@@ -14,6 +14,12 @@ pub struct VerifyArgs {
     /// Print the report as JSON (same as `-o json`).
     #[arg(long)]
     json: bool,
+    /// Rebuild the damaged logs it finds: each missing or damaged entry
+    /// is replaced by an empty commit (create-if-absent), every commit a
+    /// later checkpoint holds keeps its effect, the others are reported
+    /// as lost, and the log never goes back. Then verifies again.
+    #[arg(long)]
+    repair: bool,
 }
 
 #[derive(clap::Args)]
@@ -58,15 +64,45 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
     let backend = ctx.backend(None)?;
     let (store, _) = ObjStore::inspect(backend).await?;
     let store = ctx.track(store);
+    let repairs = if a.repair {
+        store.repair(a.namespace.as_deref()).await?
+    } else {
+        Vec::new()
+    };
     let report = store.verify(a.namespace.as_deref()).await?;
     if json_wanted(ctx, a.json) {
         let mut value = serde_json::to_value(&report).expect("serializable");
         value["clean"] = report.clean().into();
+        if a.repair {
+            value["repaired"] = serde_json::to_value(&repairs).expect("serializable");
+        }
         outln!(
             "{}",
             serde_json::to_string_pretty(&value).expect("serializable")
         );
     } else {
+        for r in &repairs {
+            for e in &r.replaced {
+                let fate = if e.recovered {
+                    "its effect is kept (a later checkpoint holds it)"
+                } else {
+                    "LOST: its change is not in the log any more"
+                };
+                outln!(
+                    "repaired {}: replaced commit {} ({}) with an empty commit; {fate}",
+                    r.namespace,
+                    e.seq,
+                    e.problem
+                );
+                if let (false, Some(bytes)) = (e.recovered, &e.damaged) {
+                    outln!("  what was left of it: {bytes}");
+                }
+            }
+            if r.hint_rewritten {
+                outln!("repaired {}: rewrote the log hint", r.namespace);
+            }
+            outln!("repaired {}: the log ends at commit {}", r.namespace, r.seq);
+        }
         for p in &report.problems {
             outln!("{}: {:?}: {}", p.key, p.damage, p.detail);
         }

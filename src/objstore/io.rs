@@ -181,6 +181,17 @@ impl Io {
         Ok(found)
     }
 
+    /// What the cache holds for a key, without a request.
+    pub async fn cached(&self, key: &Path) -> Option<Object> {
+        self.cache.get(key.as_ref()).await
+    }
+
+    /// Drops a key from the caches (an object `verify --repair` replaced).
+    pub async fn forget(&self, key: &Path) {
+        self.cache.invalidate(key.as_ref()).await;
+        self.known.invalidate(key.as_ref());
+    }
+
     /// Remembers an immutable object this process just wrote.
     pub async fn remember(&self, key: &Path, bytes: Bytes) {
         let obj = Object {

@@ -51,6 +51,11 @@ pub fn descriptor(ns: &str, sha256: &str) -> Path {
     Path::from(format!("ns/{ns}/descriptors/{sha256}.binpb"))
 }
 
+/// The directory of a namespace's log entries.
+pub fn log_dir(ns: &str) -> Path {
+    Path::from(format!("ns/{ns}/log"))
+}
+
 pub fn log_entry(ns: &str, seq: u64) -> Path {
     Path::from(format!("ns/{ns}/log/{seq:020}.json"))
 }

@@ -23,6 +23,7 @@ pub const SMALL_STATE_BYTES: usize = 16 * 1024;
 /// Where namespace logs are.
 pub const LAYOUT: Layout = Layout {
     entry: keys::log_entry,
+    entries: keys::log_dir,
     hint: keys::head,
 };
 
@@ -104,6 +105,8 @@ pub struct NsChange {
     pub changes: BTreeMap<String, Pointers>,
     /// Settings the commit set.
     pub config: BTreeMap<String, String>,
+    /// Set in the entries `verify --repair` wrote in place of damaged ones.
+    pub repair: Option<RepairNote>,
 }
 
 impl Sequenced for NsPointers {
@@ -147,6 +150,23 @@ impl JsonLog {
             operation: m.operation,
             changes: m.changes,
             config: m.config,
+            repair: None,
+        }
+    }
+
+    /// What `verify --repair` writes in place of a damaged entry: a commit
+    /// that changes nothing (an empty stage, which builds without repairs
+    /// read as just that), saying what it replaced.
+    pub fn filler(&self, replaced: &protocol::Replaced) -> NsChange {
+        NsChange {
+            repair: Some(RepairNote {
+                replaced: replaced.problem.clone(),
+            }),
+            ..self.stamp(Mutation {
+                operation: Operation::Stage { versions: vec![] },
+                changes: BTreeMap::new(),
+                config: BTreeMap::new(),
+            })
         }
     }
 }
@@ -170,6 +190,7 @@ impl ObjectCodec<NsEntry> for JsonLog {
                 operation: e.operation,
                 changes: e.changes,
                 config: e.config,
+                repair: e.repair,
             },
         })
     }
@@ -189,6 +210,7 @@ impl From<NsEntry> for LogEntry {
             config: c.config,
             base: e.base,
             state: e.checkpoint.map(|s| s.snapshot),
+            repair: c.repair,
         }
     }
 }

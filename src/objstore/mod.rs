@@ -24,6 +24,7 @@ mod pointers;
 pub mod protocol;
 pub mod published;
 pub mod records;
+pub mod repair;
 pub mod schema_ids;
 pub mod url;
 pub mod verify;

@@ -5,8 +5,9 @@
 //! primitive needed is one every backend has (LocalFileSystem included).
 //! An entry is a change, or a checkpoint carrying the whole state; the hint
 //! (plain overwrite, never trusted) lets a cold reader start near the end.
-//! Every `CHAIN_MAX`-th entry is a checkpoint and only those move the hint,
-//! so most commits are one PUT.
+//! Every `CHAIN_MAX`-th entry is a checkpoint, which the hint names; the
+//! hint also names the newest commit, and is rewritten after every commit:
+//! it is what shows a log that lost its newest entry.
 //!
 //! The unit is a state type ([`Sequenced`]: how a change applies, when a
 //! state is small enough to write whole) and a codec ([`ObjectCodec`]: an
@@ -22,8 +23,9 @@
 //! - warm reader, nothing new: 1 GET (the next entry, not found);
 //! - cold reader: hint + the checkpoint it names + the entries after it (at
 //!   most `CHAIN_MAX - 1`) + 1 probe;
-//! - commit: the reads above + 1 conditional PUT (+ 1 hint PUT on every
-//!   `CHAIN_MAX`-th entry); a lost race adds the read-back of the winner
+//! - commit: the reads above + 1 LIST past the end (no gap under the
+//!   commit) + 1 conditional PUT + 1 hint PUT; a lost race adds the
+//!   read-back of the winner
 //!   (1 GET) and the walk to the end of the log.
 
 use std::collections::HashMap;
@@ -36,14 +38,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use super::io::{Created, Io};
 use super::records::{HeadHint, from_json, to_json};
 use crate::error::{Error, Result};
 
-/// Every entry whose seq is a multiple of this is a checkpoint, and only
-/// those update the hint: a cold reader starts at the hinted checkpoint and
+/// Every entry whose seq is a multiple of this is a checkpoint, and the
+/// hint names the newest of them: a cold reader starts at the hinted checkpoint and
 /// walks fewer than this many entries forward. (Also the longest chain of
 /// changes behind any entry.)
 pub const CHAIN_MAX: u64 = 8;
@@ -127,8 +130,49 @@ impl<S: Sequenced> Versioned<S> {
 pub struct Layout {
     /// Entry `seq` of a stream (zero-padded, so key order is seq order).
     pub entry: fn(&str, u64) -> Path,
+    /// The directory of a stream's entries, listed to find entries past a
+    /// gap. Entries are its only objects, and each one's file name starts
+    /// with its seq's digits.
+    pub entries: fn(&str) -> Path,
     /// The stream's hint.
     pub hint: fn(&str) -> Path,
+}
+
+/// The seq an entry's file name starts with.
+fn listed_seq(location: &Path) -> Option<u64> {
+    let name = location.filename()?;
+    let digits = name.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}
+
+/// What a repair did about one entry it replaced.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Replaced {
+    pub seq: u64,
+    pub key: String,
+    /// `missing`, or why the stored bytes were not a valid entry.
+    pub problem: String,
+    /// A later checkpoint holds the whole state after it, so the latest
+    /// state lost nothing; when false, the entry's change is lost.
+    pub recovered: bool,
+    /// The damaged bytes (lossy UTF-8, at most [`DAMAGED_SHOWN`] bytes), so
+    /// people can see what the lost commit did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
+}
+
+/// How much of a damaged entry a repair report shows.
+pub const DAMAGED_SHOWN: usize = 4096;
+
+/// What [`Protocol::repair`] did.
+#[derive(Debug, Clone)]
+pub struct Repaired<S> {
+    /// Entries replaced, oldest first (none: the log was intact).
+    pub replaced: Vec<Replaced>,
+    /// Whether the hint was rewritten (it was damaged, or missing).
+    pub hint_rewritten: bool,
+    /// The state at the end of the repaired log.
+    pub state: Arc<Versioned<S>>,
 }
 
 /// One run of a commit's plan. Owned (no borrow of the protocol), so a
@@ -271,26 +315,35 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
             .await
     }
 
-    async fn hint(&self, stream: &str) -> Result<u64> {
+    /// The hint, or `None` when it is missing or damaged (a damaged hint
+    /// is only a slower read, never an error).
+    async fn hint(&self, stream: &str) -> Result<Option<HeadHint>> {
         let key = (self.layout.hint)(stream);
         Ok(match self.io.get(&key).await? {
-            // A damaged hint is only a slower read, never an error.
-            Some(obj) => from_json::<HeadHint>(key.as_ref(), &obj.bytes).map_or(0, |h| h.seq),
-            None => 0,
+            Some(obj) => from_json::<HeadHint>(key.as_ref(), &obj.bytes).ok(),
+            None => None,
         })
     }
 
-    /// Whether commit `seq` moves the hint: only checkpoints at multiples of
-    /// `CHAIN_MAX` do, so a hint names one of them or is stale.
+    /// Whether entry `seq` must be a checkpoint that a hint may name: the
+    /// multiples of `CHAIN_MAX`, so a hint names one of them or is stale.
     pub fn hints(seq: u64) -> bool {
         seq.is_multiple_of(CHAIN_MAX)
     }
 
-    async fn write_hint(&self, stream: &str, seq: u64) {
-        let bytes = to_json(&HeadHint { seq });
+    /// The checkpoint a hint names when the log ends at `end`.
+    fn due(end: u64) -> u64 {
+        end - end % CHAIN_MAX
+    }
+
+    async fn write_hint(&self, stream: &str, latest: u64) {
+        let hint = HeadHint {
+            seq: Self::due(latest),
+            latest: Some(latest),
+        };
         if let Err(e) = self
             .io
-            .put_overwrite(&(self.layout.hint)(stream), bytes)
+            .put_overwrite(&(self.layout.hint)(stream), to_json(&hint))
             .await
         {
             tracing::warn!(stream, "could not update the log hint: {e}");
@@ -298,44 +351,112 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
     }
 
     /// The stream's latest state: one GET when this handle is up to date.
+    /// A handle never goes back: once it has seen entry N, it answers N or
+    /// later, or an error.
     pub async fn latest(&self, stream: &str) -> Result<Arc<Versioned<S>>> {
         let known = self.cached(stream);
-        self.advance(stream, known).await
+        self.advance(stream, known, false).await
+    }
+
+    /// The first entry after `seq` that a LIST of the stream's entries
+    /// finds. Normally there is none (one LIST that returns nothing).
+    async fn listed_after(&self, stream: &str, seq: u64) -> Result<Option<u64>> {
+        let dir = (self.layout.entries)(stream);
+        let offset = (self.layout.entry)(stream, seq);
+        // Not every backend lists in key order (a local directory does
+        // not), so take the lowest of all; past the end there are none.
+        let mut listed = self.io.os.list_with_offset(Some(&dir), &offset);
+        let mut first: Option<u64> = None;
+        while let Some(meta) = listed.next().await {
+            let meta = meta.map_err(Error::Storage)?;
+            if let Some(n) = listed_seq(&meta.location).filter(|n| *n > seq) {
+                first = Some(first.map_or(n, |f| f.min(n)));
+            }
+        }
+        Ok(first)
     }
 
     /// Brings `known` (or the empty state) up to the end of the log.
+    ///
+    /// The end of a walk is checked against what says the log goes on:
+    /// the hint's `latest` (read anyway by a cold walk, and read by a warm
+    /// walk that moved), and, before a commit (`check_end`) or when the
+    /// hint is missing or damaged, a LIST past the end. A log that stops
+    /// before either is missing an entry: that is damage naming the
+    /// missing key, never served as the state before it. A warm check that
+    /// finds nothing new keeps its state (1 GET).
     async fn advance(
         &self,
         stream: &str,
         known: Option<Arc<Versioned<S>>>,
+        check_end: bool,
     ) -> Result<Arc<Versioned<S>>> {
         let warm = known.is_some();
         let mut state = known.as_deref().cloned().unwrap_or_default();
         let mut found = 0u32;
-        // The hint read, once jumped: if the walk passes a hint position
-        // beyond it, a writer died before updating it; repair it.
-        let mut hint: Option<u64> = None;
+        // The hint, once read (`Some(None)`: missing or damaged).
+        let mut hint: Option<Option<HeadHint>> = None;
         if !warm {
             hint = Some(self.jump(stream, &mut state).await?);
         }
         loop {
-            let seq = state.seq + 1;
-            let Some(entry) = self.entry(stream, seq).await? else {
+            loop {
+                let seq = state.seq + 1;
+                let Some(entry) = self.entry(stream, seq).await? else {
+                    break;
+                };
+                state.apply(&entry, (self.layout.entry)(stream, seq).as_ref())?;
+                found += 1;
+                // Two new entries in a row: far behind, let the hint take us
+                // near the end instead of walking entry by entry.
+                if hint.is_none() && found == 2 {
+                    hint = Some(self.jump(stream, &mut state).await?);
+                }
+            }
+            if warm && found == 0 && !check_end {
+                break;
+            }
+            // A commit LISTs anyway, which tells more than the hint.
+            if hint.is_none() && !check_end {
+                hint = Some(self.hint(stream).await?);
+            }
+            let hint_lost = hint.is_some_and(|h| h.is_none());
+            let named = hint
+                .flatten()
+                .and_then(|h| h.latest)
+                .filter(|l| *l > state.seq);
+            let beyond = match named {
+                Some(latest) => Some((latest, (self.layout.hint)(stream).to_string())),
+                None if check_end || hint_lost => self
+                    .listed_after(stream, state.seq)
+                    .await?
+                    .map(|n| (n, (self.layout.entry)(stream, n).to_string())),
+                None => None,
+            };
+            let Some((next, witness)) = beyond else {
                 break;
             };
-            state.apply(&entry, (self.layout.entry)(stream, seq).as_ref())?;
-            found += 1;
-            // Two new entries in a row: far behind, let the hint take us
-            // near the end instead of walking entry by entry.
-            if hint.is_none() && found == 2 {
-                hint = Some(self.jump(stream, &mut state).await?);
+            // Something says commit `next` exists: a commit that landed
+            // since the GET (walk on), or a lost entry. A commit is only
+            // created after the one before it exists, and the hint after
+            // its entry, so reading the missing one again tells them apart.
+            let missing = state.seq + 1;
+            if self.entry(stream, missing).await?.is_none() {
+                return Err(Error::Corrupt {
+                    key: (self.layout.entry)(stream, missing).to_string(),
+                    reason: format!(
+                        "missing from the log, but {witness} shows commit {next} exists: commits were lost or damaged; `protoshelf verify --repair` rebuilds the log (docs/storage-format.md, Repair)"
+                    ),
+                });
             }
         }
-        // A hint behind the last checkpoint, ahead of the log or not on a
-        // checkpoint (only checkpoints are hinted) is repaired.
-        let due = state.seq - state.seq % CHAIN_MAX;
-        if hint.is_some_and(|h| h != due) {
-            self.write_hint(stream, due).await;
+        // A hint that names no checkpoint or an older one than the log's
+        // is repaired.
+        if let Some(read) = hint
+            && read.is_none_or(|h| h.seq != Self::due(state.seq))
+            && state.seq > 0
+        {
+            self.write_hint(stream, state.seq).await;
         }
         if warm && found == 0 {
             return Ok(known.expect("warm"));
@@ -343,16 +464,25 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
         Ok(self.remember(stream, Arc::new(state)))
     }
 
-    /// Moves `state` to the entry the hint names, reading only the entries
-    /// since that entry's checkpoint (or since `state`, if newer). Returns
-    /// the hint.
-    async fn jump(&self, stream: &str, state: &mut Versioned<S>) -> Result<u64> {
-        let target = self.hint(stream).await?;
+    /// Moves `state` to the checkpoint the hint names, reading only the
+    /// entries since that entry's checkpoint (or since `state`, if newer).
+    /// Returns the hint.
+    async fn jump(&self, stream: &str, state: &mut Versioned<S>) -> Result<Option<HeadHint>> {
+        let read = self.hint(stream).await?;
+        let target = read.map_or(0, |h| h.seq);
         if target <= state.seq {
-            return Ok(target);
+            return Ok(read);
         }
         let Some(last) = self.entry(stream, target).await? else {
-            return Ok(target); // ahead of the log: ignored (and repaired)
+            // The hint is written only after the entry it names exists,
+            // and entries are never deleted: the log lost its end.
+            return Err(Error::Corrupt {
+                key: (self.layout.entry)(stream, target).to_string(),
+                reason: format!(
+                    "missing, but {} names it: commits were lost; `protoshelf verify --repair` rebuilds the log (docs/storage-format.md, Repair)",
+                    (self.layout.hint)(stream)
+                ),
+            });
         };
         let key = |seq| (self.layout.entry)(stream, seq).to_string();
         if last.checkpoint.is_some() {
@@ -362,7 +492,7 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
             };
             fresh.apply(&last, &key(target))?;
             *state = fresh;
-            return Ok(target);
+            return Ok(read);
         }
         let start = if last.base > state.seq {
             last.base
@@ -382,9 +512,8 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
             }
             state.apply(entry, &key(entry.seq))?;
         }
-        Ok(target)
+        Ok(read)
     }
-
     /// Commits the change `plan` computes from the latest state.
     ///
     /// `plan` runs inside the one retry loop: on the state the change will
@@ -399,7 +528,9 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
         mut plan: impl Plan<S>,
     ) -> Result<Option<Committed<S>>> {
         let started = Instant::now();
-        let mut state = self.latest(stream).await?;
+        // Never on top of a gap: the walk ends with a LIST past its end.
+        let known = self.cached(stream);
+        let mut state = self.advance(stream, known, true).await?;
         let mut previous: Option<Arc<Versioned<S>>> = None;
         for number in 0u32.. {
             let landed = match &previous {
@@ -434,9 +565,9 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                     }
                     self.most_lost.fetch_max(number as usize, Relaxed);
                     let state = self.remember(stream, Arc::new(next));
-                    if Self::hints(entry.seq) {
-                        self.write_hint(stream, entry.seq).await;
-                    }
+                    // After every commit: its `latest` is what tells a
+                    // reader that the log's newest entry was lost.
+                    self.write_hint(stream, entry.seq).await;
                     return Ok(Some(Committed {
                         entry,
                         state,
@@ -459,7 +590,9 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                     let mut moved = (*state).clone();
                     moved.apply(&winner, key.as_ref())?;
                     previous = Some(state);
-                    state = self.advance(stream, Some(Arc::new(moved))).await?;
+                    // The LIST at the start found no gap; entries are never
+                    // deleted, so walking on is enough.
+                    state = self.advance(stream, Some(Arc::new(moved)), false).await?;
                 }
             }
         }
@@ -486,6 +619,204 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
         (entry, next)
     }
 
+    /// Rebuilds a damaged log in place: every entry that is missing, or
+    /// whose bytes are not a valid entry of its seq, is replaced by the
+    /// entry a commit of `filler`'s change would have written there on the
+    /// state before it (the change should change nothing and say why).
+    /// Entries are read from storage, not from this handle's cache.
+    ///
+    /// The log's end is the highest entry listed or the hint, whichever is
+    /// later (a hint names a commit that existed), so the seq of a repaired
+    /// log never goes back. Replacements are created with create-if-absent
+    /// (a damaged entry is deleted first): a commit that lands on a slot
+    /// first is kept as the entry there. A replaced entry is `recovered`
+    /// when a later checkpoint holds the whole state after it; otherwise
+    /// its change is lost, and the report says so (with what was left of
+    /// its bytes). A damaged or missing hint is rewritten.
+    pub async fn repair(
+        &self,
+        stream: &str,
+        filler: impl Fn(&Versioned<S>, &Replaced) -> S::Change,
+    ) -> Result<Repaired<S>> {
+        let dir = (self.layout.entries)(stream);
+        let listed: std::collections::BTreeSet<u64> = self
+            .io
+            .os
+            .list(Some(&dir))
+            .map_ok(|m| listed_seq(&m.location))
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(Error::Storage)?
+            .into_iter()
+            .flatten()
+            .collect();
+        let hint_key = (self.layout.hint)(stream);
+        let hint = match self.io.get(&hint_key).await? {
+            None => None,
+            Some(obj) => Some(from_json::<HeadHint>(hint_key.as_ref(), &obj.bytes)),
+        };
+        // A hint names commits that existed.
+        let hint_named = match &hint {
+            Some(Ok(h)) => h.seq.max(h.latest.unwrap_or(0)),
+            _ => 0,
+        };
+        // Never below what this handle has seen either.
+        let seen = self.cached(stream).map_or(0, |s| s.seq);
+        let end = listed
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .max(hint_named)
+            .max(seen);
+        // In order, a few reads ahead; nothing but the state is kept.
+        let mut read = futures::stream::iter(1..=end)
+            .map(|seq| {
+                let listed = listed.contains(&seq);
+                async move {
+                    let key = (self.layout.entry)(stream, seq);
+                    let obj = if listed {
+                        self.io.get(&key).await?
+                    } else {
+                        None
+                    };
+                    Ok::<_, Error>((seq, key, obj))
+                }
+            })
+            .buffered(16);
+        let mut state: Versioned<S> = Versioned::default();
+        let mut replaced: Vec<Replaced> = Vec::new();
+        // Replaced entries no checkpoint has covered yet.
+        let mut uncovered: Vec<usize> = Vec::new();
+        while let Some(next) = read.next().await {
+            let (seq, key, obj) = next?;
+            let decoded = obj.as_ref().map(|o| {
+                self.codec.decode(key.as_ref(), &o.bytes).and_then(|e| {
+                    if e.seq == seq {
+                        Ok(e)
+                    } else {
+                        Err(Error::Corrupt {
+                            key: key.to_string(),
+                            reason: format!("holds seq {}", e.seq),
+                        })
+                    }
+                })
+            });
+            let problem = match decoded {
+                Some(Ok(entry)) => {
+                    if entry.checkpoint.is_some() {
+                        for i in uncovered.drain(..) {
+                            replaced[i].recovered = true;
+                        }
+                    }
+                    state.apply(&entry, key.as_ref())?;
+                    continue;
+                }
+                Some(Err(e)) => match e {
+                    Error::Corrupt { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+                None => "missing".to_string(),
+            };
+            let damaged = obj.map(|o| {
+                let shown = &o.bytes[..o.bytes.len().min(DAMAGED_SHOWN)];
+                String::from_utf8_lossy(shown).into_owned()
+            });
+            let what = Replaced {
+                seq,
+                key: key.to_string(),
+                problem,
+                recovered: false,
+                damaged,
+            };
+            // A copy this handle read before the damage is the entry
+            // itself: put it back as it was.
+            if let Some(good) = self.io.cached(&key).await
+                && let Ok(entry) = self.codec.decode(key.as_ref(), &good.bytes)
+                && entry.seq == seq
+            {
+                self.delete_entry(&key).await?;
+                let mine = entry.commit_id.clone();
+                let created = self
+                    .io
+                    .create_record_with(&key, good.bytes, |bytes| {
+                        self.codec
+                            .decode(key.as_ref(), bytes)
+                            .map(|e| (e.commit_id == mine, e))
+                    })
+                    .await?;
+                let entry = match created {
+                    Created::Mine => entry,
+                    Created::Theirs(winner) => winner,
+                };
+                if entry.checkpoint.is_some() {
+                    for i in uncovered.drain(..) {
+                        replaced[i].recovered = true;
+                    }
+                }
+                state.apply(&entry, key.as_ref())?;
+                replaced.push(Replaced {
+                    recovered: true,
+                    ..what
+                });
+                continue;
+            }
+            let (entry, after) = self.build(&state, filler(&state, &what));
+            if what.damaged.is_some() {
+                self.delete_entry(&key).await?;
+            }
+            let created = self
+                .io
+                .create_record_with(&key, self.codec.encode(&entry), |bytes| {
+                    self.codec
+                        .decode(key.as_ref(), bytes)
+                        .map(|e| (e.commit_id == entry.commit_id, e))
+                })
+                .await?;
+            match created {
+                Created::Mine => {
+                    tracing::warn!(stream, seq, problem = %what.problem, "replaced a damaged log entry");
+                    // Even as a checkpoint, a filler covers nothing: its
+                    // state lacks the lost change.
+                    state = after;
+                    uncovered.push(replaced.len());
+                    replaced.push(what);
+                }
+                // A commit landed on the freed slot first (only at the end
+                // of the log): it is the entry there.
+                Created::Theirs(winner) => state.apply(&winner, key.as_ref())?,
+            }
+        }
+        let hint_rewritten = !matches!(hint, Some(Ok(h))
+            if h.seq == Self::due(state.seq) && h.latest == Some(state.seq))
+            && state.seq > 0;
+        if hint_rewritten {
+            self.write_hint(stream, state.seq).await;
+        }
+        // The rebuilt state replaces what this handle knew (its seq is no
+        // lower: the end includes what this handle saw).
+        let state = Arc::new(state);
+        self.heads
+            .lock()
+            .unwrap()
+            .insert(stream.to_string(), state.clone());
+        Ok(Repaired {
+            replaced,
+            hint_rewritten,
+            state,
+        })
+    }
+
+    /// Deletes a damaged entry (already gone is fine) and what this
+    /// handle cached of it.
+    async fn delete_entry(&self, key: &Path) -> Result<()> {
+        match self.io.os.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::Storage(e)),
+        }
+        self.io.forget(key).await;
+        Ok(())
+    }
+
     /// The state right after entry `seq` (immutable, so the entries come
     /// from the cache after the first read): its checkpoint plus the chain.
     pub async fn state_at(&self, stream: &str, seq: u64) -> Result<Versioned<S>> {
@@ -494,10 +825,21 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
             return Ok(state);
         }
         let key = |s| (self.layout.entry)(stream, s).to_string();
-        let last = self
-            .entry(stream, seq)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("commit {seq} of {stream:?}")))?;
+        let Some(last) = self.entry(stream, seq).await? else {
+            // Past the end is a caller's mistake; inside the log, damage.
+            let latest = self.latest(stream).await?;
+            return Err(if seq <= latest.seq {
+                Error::Corrupt {
+                    key: key(seq),
+                    reason: format!(
+                        "missing from the log, which goes on to commit {}",
+                        latest.seq
+                    ),
+                }
+            } else {
+                Error::NotFound(format!("commit {seq} of {stream:?}"))
+            });
+        };
         let start = if last.checkpoint.is_some() {
             seq
         } else {

@@ -150,12 +150,30 @@ pub struct LogEntry {
     /// The full state after this commit, present in checkpoint entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<StateSnapshot>,
+    /// Present in an entry `verify --repair` wrote in place of a missing or
+    /// damaged one (its operation is an empty stage, which changes nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<RepairNote>,
+}
+
+/// What a repair entry replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairNote {
+    /// `missing`, or why the entry that was there was damaged.
+    pub replaced: String,
 }
 
 /// `ns/<ns>/head.json`: a hint, never trusted, overwritten after commits.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct HeadHint {
+    /// The newest checkpoint at a multiple of `CHAIN_MAX`: where a cold
+    /// reader starts.
     pub seq: u64,
+    /// The newest commit its writer made (written after that entry
+    /// existed). A log that ends before it lost entries. Absent in hints
+    /// of format 2 writers before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<u64>,
 }
 
 /// The field every JSON object protoshelf writes ends with: the SHA-256 of
@@ -278,7 +296,10 @@ mod tests {
 
     #[test]
     fn checksummed_records_detect_any_changed_byte() {
-        let hint = HeadHint { seq: 42 };
+        let hint = HeadHint {
+            seq: 42,
+            latest: Some(45),
+        };
         let bytes = to_json(&hint);
         let text = std::str::from_utf8(&bytes).unwrap();
         assert!(text.starts_with(r#"{"seq":42,"checksum":""#), "{text}");

@@ -78,6 +78,9 @@ pub struct VerifyReport {
     pub unstaged_versions: Vec<String>,
     /// Probe objects left by a process that died while opening the store.
     pub stale_probes: Vec<String>,
+    /// Log entries `verify --repair` wrote in place of lost ones (not
+    /// damage now; the commits they replaced are listed where repaired).
+    pub repaired_entries: Vec<String>,
 }
 
 impl VerifyReport {
@@ -313,6 +316,12 @@ impl ObjStore {
         // damaged entry, until the next checkpoint).
         let mut state: Option<StateSnapshot> = Some(StateSnapshot::default());
         let mut checkpoint = 0u64;
+        // The newest checkpoint before a repair entry that became one: the
+        // deltas after it were written on that base, and stay valid.
+        let mut before_repair = 0u64;
+        // False from a repair entry to the next checkpoint: a replay
+        // through it lacks the lost change, which a later checkpoint has.
+        let mut trusted = true;
         let mut checkpoints = BTreeSet::new();
         for seq in 1..=end {
             let key = keys::log_entry(ns, seq).to_string();
@@ -366,15 +375,23 @@ impl ObjStore {
                     Damage::Inconsistent,
                     format!("its base {} is not an earlier checkpoint", entry.base),
                 ),
-                None if state.is_some() && entry.base != checkpoint => report.problem(
-                    &key,
-                    Damage::Inconsistent,
-                    format!(
-                        "its base is {}, but the newest checkpoint before it is {checkpoint}",
-                        entry.base
-                    ),
-                ),
+                None if state.is_some()
+                    && entry.base != checkpoint
+                    && entry.base != before_repair =>
+                {
+                    report.problem(
+                        &key,
+                        Damage::Inconsistent,
+                        format!(
+                            "its base is {}, but the newest checkpoint before it is {checkpoint}",
+                            entry.base
+                        ),
+                    )
+                }
                 _ => {}
+            }
+            if entry.repair.is_some() {
+                report.repaired_entries.push(key.clone());
             }
             let mut replayed = state.take();
             if let Some(s) = &mut replayed {
@@ -383,6 +400,8 @@ impl ObjStore {
             if let Some(cp) = &entry.state {
                 if let Some(r) = &replayed
                     && r != cp
+                    && trusted
+                    && entry.repair.is_none()
                 {
                     report.problem(
                         &key,
@@ -394,10 +413,17 @@ impl ObjStore {
                     );
                 }
                 state = Some(cp.clone());
+                if entry.repair.is_none() {
+                    before_repair = seq;
+                }
                 checkpoint = seq;
                 checkpoints.insert(seq);
+                trusted = entry.repair.is_none();
             } else {
                 state = replayed;
+                if entry.repair.is_some() {
+                    trusted = false;
+                }
             }
             let mut note = |schema: &String, p: &Pointers| {
                 for v in [p.current, p.staged].into_iter().flatten() {
@@ -418,15 +444,19 @@ impl ObjStore {
             let fetched = self.fetch_all(vec![hint.to_string()], report).await?;
             if let Some(bytes) = fetched.get(hint.as_ref()) {
                 match from_json::<HeadHint>(hint.as_ref(), bytes) {
-                    Ok(h) if h.seq > end => report.problem(
-                        keys::log_entry(ns, h.seq),
-                        Damage::Missing,
-                        format!(
-                            "missing: {hint} names commit {}, but the log ends at {end} (commits were lost)",
-                            h.seq
-                        ),
-                    ),
-                    Ok(h) if h.seq > 0 && seqs.contains(&h.seq) && !checkpoints.contains(&h.seq) => {
+                    Ok(h) if h.seq.max(h.latest.unwrap_or(0)) > end => {
+                        let named = h.seq.max(h.latest.unwrap_or(0));
+                        report.problem(
+                            keys::log_entry(ns, named),
+                            Damage::Missing,
+                            format!(
+                                "missing: {hint} names commit {named}, but the log ends at {end} (commits were lost)"
+                            ),
+                        )
+                    }
+                    Ok(h)
+                        if h.seq > 0 && seqs.contains(&h.seq) && !checkpoints.contains(&h.seq) =>
+                    {
                         report.problem(
                             hint.as_ref(),
                             Damage::Inconsistent,

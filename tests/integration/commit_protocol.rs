@@ -37,6 +37,7 @@ on_every_backend!(
     ambiguous_writes_are_settled_by_reading_back,
     stale_damaged_or_missing_hints_only_slow_a_cold_reader,
     a_commit_that_keeps_losing_gives_up_and_commits_nothing,
+    a_damaged_entry_is_damage_never_an_older_state_and_repair_keeps_every_commit,
     publish_losing_to_an_unrelated_commit_is_rebased_without_recompiling,
     publish_losing_to_a_commit_it_depends_on_is_checked_again,
 );
@@ -118,8 +119,13 @@ fn hint_key(stream: &str) -> Path {
     Path::from(format!("toy/{stream}/hint.json"))
 }
 
+fn entries_dir(stream: &str) -> Path {
+    Path::from(format!("toy/{stream}/log"))
+}
+
 const LAYOUT: Layout = Layout {
     entry: entry_key,
+    entries: entries_dir,
     hint: hint_key,
 };
 const STREAM: &str = "s";
@@ -134,7 +140,11 @@ struct Toy {
 }
 
 fn toy(t: &TestStore) -> Toy {
-    let backend = url::open(&t.url).unwrap();
+    toy_at(&t.url)
+}
+
+fn toy_at(url: &str) -> Toy {
+    let backend = url::open(url).unwrap();
     let faults = FaultyStore::new(backend.store);
     let counts = Instrumented::new(Arc::new(faults.clone()));
     let io = Arc::new(Io::new(Arc::new(counts.clone()), 64 << 20));
@@ -176,6 +186,11 @@ fn counts(get: u64, get_not_found: u64, put: u64, put_conflict: u64) -> RequestC
         put_conflict,
         ..Default::default()
     }
+}
+
+/// With the one LIST a commit makes past the log's end.
+fn listed(c: RequestCounts) -> RequestCounts {
+    RequestCounts { list: 1, ..c }
 }
 
 /// Replays the whole log from a fresh handle: every entry's plan saw the
@@ -260,10 +275,11 @@ async fn a_lost_race_costs_one_read_back(t: TestStore) {
     let a = toy(&t);
     let b = toy(&t);
     a.add("a", 1).await.unwrap();
-    // Warm, nothing new: the probe of the next entry and the create.
+    // Warm, nothing new: the probe of the next entry, the LIST past it (no
+    // gap), the create and the hint.
     let (r, c) = a.cost(a.add("a", 1)).await;
     assert_eq!(r.unwrap().0, 2);
-    assert_eq!(c, counts(1, 1, 1, 0), "warm commit");
+    assert_eq!(c, listed(counts(1, 1, 2, 0)), "warm commit");
     // B wins the race while A's first attempt plans: A reads B's entry back,
     // probes past it, and plans again on the state with B's change.
     let seen = std::sync::Mutex::new(Vec::new());
@@ -293,21 +309,20 @@ async fn a_lost_race_costs_one_read_back(t: TestStore) {
     assert_eq!(c.state.total, 13);
     assert_eq!(
         cost,
-        counts(3, 2, 2, 1),
-        "probe, refused create, read-back, probe, create"
+        listed(counts(3, 2, 3, 1)),
+        "probe, LIST, refused create, read-back, probe, create, hint"
     );
-    // A cold handle before the first hint: the missing hint, the (small,
-    // so checkpoint) entries 1..=4, the probe.
+    // A cold handle before the first checkpoint a hint names: the hint
+    // (latest 4: no LIST), the (small, so checkpoint) entries 1..=4, the
+    // probe.
     let cold = toy(&t);
     let (s, c) = cold.cost(cold.protocol.latest(STREAM)).await;
     assert_eq!(s.unwrap().total, 13);
-    assert_eq!(c, counts(6, 2, 0, 0), "cold read at seq 4");
-    // Commits up to the first hinted checkpoint: that one writes the hint.
+    assert_eq!(c, counts(6, 1, 0, 0), "cold read at seq 4");
     for seq in 5..=CHAIN_MAX {
         let (r, c) = a.cost(a.add("a", 1)).await;
         assert_eq!(r.unwrap().0, seq);
-        let hint = u64::from(seq == CHAIN_MAX);
-        assert_eq!(c, counts(1, 1, 1 + hint, 0), "commit {seq}");
+        assert_eq!(c, listed(counts(1, 1, 2, 0)), "commit {seq}");
     }
     audit(&t).await;
 }
@@ -378,9 +393,25 @@ async fn stale_damaged_or_missing_hints_only_slow_a_cold_reader(t: TestStore) {
     let (s, c) = cold.cost(cold.protocol.latest(STREAM)).await;
     assert_eq!(*s.unwrap(), *expected);
     assert_eq!(c, counts(3 + last - due, 1, 0, 0), "cold read, good hint");
-    let planted: [(&str, Option<&[u8]>); 5] = [
+    // A hint is written after the entries it names exist, and entries are
+    // never deleted: one naming entries past the log's end is damage.
+    let ahead: [(&[u8], u64); 2] = [
+        (br#"{"seq":99}"#, 99),
+        (br#"{"seq":16,"latest":99}"#, last + 1),
+    ];
+    for (bytes, missing) in ahead {
+        raw.put(&hint_key(STREAM), bytes.to_vec().into())
+            .await
+            .unwrap();
+        match toy(&t).protocol.latest(STREAM).await {
+            Err(Error::Corrupt { key, .. }) => {
+                assert_eq!(key, entry_key(STREAM, missing).to_string())
+            }
+            other => panic!("a hint ahead of the log was believed or ignored: {other:?}"),
+        }
+    }
+    let planted: [(&str, Option<&[u8]>); 4] = [
         ("behind", Some(br#"{"seq":8}"#)),
-        ("ahead of the log", Some(br#"{"seq":99}"#)),
         ("on a change entry", Some(br#"{"seq":19}"#)),
         ("damaged", Some(b"{not json")),
         ("missing", None),
@@ -708,4 +739,150 @@ async fn publish_losing_to_a_commit_it_depends_on_is_checked_again(t: TestStore)
         (2, 0),
         "planned again after a policy change"
     );
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Harm {
+    Delete,
+    Truncate,
+    /// Another entry's bytes (valid JSON, the wrong seq).
+    Swap,
+}
+
+/// Each kind of entry (a change before the hinted checkpoint, that
+/// checkpoint, a change after it, the newest entry) deleted, truncated or
+/// replaced, with the hint and without it, in a copy of one log:
+/// - a cold reader gets the exact state or an error naming the damaged
+///   or missing entry's key, never an older state (the one exception: the
+///   newest entry and the hint both deleted leave no trace at all);
+/// - a handle that saw the end never answers less;
+/// - a commit never lands on top of a gap;
+/// - `repair` brings the log back: the seq does not go back, every commit
+///   a later checkpoint covers keeps its effect, a commit nothing covers
+///   is reported lost, and the next commit lands after the end.
+async fn a_damaged_entry_is_damage_never_an_older_state_and_repair_keeps_every_commit(
+    t: TestStore,
+) {
+    let w = toy(&t);
+    let last = 2 * CHAIN_MAX + 5;
+    for i in 0..last {
+        w.add(["x", "y", "z"][i as usize % 3], i).await.unwrap();
+    }
+    let expected = w.protocol.latest(STREAM).await.unwrap();
+    let entries = audit(&t).await;
+    let template = t.raw();
+    let hinted = 2 * CHAIN_MAX;
+    let kinds = [
+        ("change before the hint", 5),
+        ("hinted checkpoint", hinted),
+        ("change after the hint", hinted + 2),
+        ("newest", last),
+    ];
+    assert!(entries[4].checkpoint.is_none() && entries[hinted as usize + 1].checkpoint.is_none());
+    assert!(entries[hinted as usize - 1].checkpoint.is_some());
+    let mut table = Vec::new();
+    for (kind, seq) in kinds {
+        for harm in [Harm::Delete, Harm::Truncate, Harm::Swap] {
+            for with_hint in [true, false] {
+                let case = format!(
+                    "{kind} {harm:?}{}",
+                    if with_hint { "" } else { ", no hint" }
+                );
+                let (url, _dir) = common::fresh_url(t.backend).await.unwrap();
+                let raw = url::open(&url).unwrap().store;
+                common::state::copy_all(&template, &raw).await;
+                let seen = toy_at(&url);
+                assert_eq!(seen.protocol.latest(STREAM).await.unwrap().seq, last);
+                let key = entry_key(STREAM, seq);
+                match harm {
+                    Harm::Delete => raw.delete(&key).await.unwrap(),
+                    Harm::Truncate | Harm::Swap => {
+                        let bytes = if harm == Harm::Swap {
+                            raw.get(&entry_key(STREAM, seq - 1))
+                                .await
+                                .unwrap()
+                                .bytes()
+                                .await
+                                .unwrap()
+                        } else {
+                            let b = raw.get(&key).await.unwrap().bytes().await.unwrap();
+                            b.slice(..b.len() / 2)
+                        };
+                        raw.put(&key, bytes.into()).await.unwrap();
+                    }
+                }
+                if !with_hint {
+                    raw.delete(&hint_key(STREAM)).await.unwrap();
+                }
+                let traceless = harm == Harm::Delete && seq == last && !with_hint;
+                // A cold reader.
+                let cold = match toy_at(&url).protocol.latest(STREAM).await {
+                    Ok(s) if *s == *expected => "exact state",
+                    Ok(s) if traceless && s.seq == last - 1 => "the state before (no trace)",
+                    Ok(s) => panic!(
+                        "{case}: a cold reader got seq {} total {}",
+                        s.seq, s.value.total
+                    ),
+                    Err(Error::Corrupt { key: k, .. }) => {
+                        assert_eq!(k, key.to_string(), "{case}: the error names another key");
+                        "damage naming the key"
+                    }
+                    Err(e) => panic!("{case}: {e}"),
+                };
+                // The handle that saw the end.
+                match seen.protocol.latest(STREAM).await {
+                    Ok(s) => assert_eq!(*s, *expected, "{case}: a handle went back"),
+                    Err(e) => assert!(matches!(e, Error::Corrupt { .. }), "{case}: {e}"),
+                }
+                // A fresh writer: lands after the end, or refuses.
+                let writer = toy_at(&url);
+                let commit = match writer.add("w", 1).await {
+                    Ok((s, _, _)) if s == last + 1 => "lands after the end",
+                    Ok((s, _, _)) if traceless && s == last => "lands on the untraceable slot",
+                    Ok((s, _, _)) => panic!("{case}: a commit landed at {s}, inside the log"),
+                    Err(Error::Corrupt { .. }) => "refused: damage",
+                    Err(e) => panic!("{case}: {e}"),
+                };
+                // Repair, then a fresh reader.
+                let repaired = toy_at(&url)
+                    .protocol
+                    .repair(STREAM, |s, _| Add {
+                        who: "repair".into(),
+                        n: 0,
+                        after: s.value.total,
+                    })
+                    .await
+                    .unwrap();
+                let lost: Vec<u64> = repaired
+                    .replaced
+                    .iter()
+                    .filter(|r| !r.recovered)
+                    .map(|r| r.seq)
+                    .collect();
+                let after = toy_at(&url).protocol.latest(STREAM).await.unwrap();
+                assert!(
+                    after.seq >= last,
+                    "{case}: repair went back to {}",
+                    after.seq
+                );
+                if lost.is_empty() && !traceless {
+                    let mine = u64::from(commit == "lands after the end");
+                    assert_eq!(
+                        after.value.total,
+                        expected.value.total + mine,
+                        "{case}: repair lost a commit"
+                    );
+                } else {
+                    assert!(lost.iter().all(|l| *l == seq), "{case}: lost {lost:?}");
+                }
+                let (next, _, _) = toy_at(&url).add("after", 1).await.unwrap();
+                assert_eq!(next, after.seq + 1, "{case}");
+                table.push(format!(
+                    "{case}: cold reader {cold}; commit {commit}; repair replaced {:?}, lost {lost:?}",
+                    repaired.replaced.iter().map(|r| r.seq).collect::<Vec<_>>()
+                ));
+            }
+        }
+    }
+    eprintln!("damaged log on {:?}:\n  {}", t.backend, table.join("\n  "));
 }

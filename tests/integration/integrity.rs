@@ -344,6 +344,11 @@ async fn targets(r: &Registry) -> Vec<(&'static str, String, Vec<Damage>)> {
             format!("ns/{NS}/log/{:020}.json", 10),
             all.clone(),
         ),
+        (
+            "log entry (newest)",
+            format!("ns/{NS}/log/{:020}.json", 12),
+            all.clone(),
+        ),
         ("hint", format!("ns/{NS}/head.json"), all.clone()),
         (
             "manifest (current)",
@@ -410,16 +415,15 @@ async fn damage(raw: &Arc<dyn ObjectStore>, key: &str, how: Damage) {
 
 /// Which damage is not damage, or not detectable, by design (the matrix
 /// says so; the test holds these to exactly that behaviour).
-fn expectation(what: &str, how: Damage) -> Expect {
+fn expectation(what: &str, how: Damage, hintless: bool) -> Expect {
     match (what, how) {
+        // With the hint gone too, nothing in storage says the newest
+        // commit existed: the log reads as if it never happened (verify
+        // cannot tell either). The hint, written after every commit, is
+        // what detects a lost newest entry.
+        ("log entry (newest)", Damage::Delete) if hintless => Expect::Undetectable,
         // The hint is optional; readers walk the log without it.
         ("hint", Damage::Delete) => Expect::NotDamage,
-        // The log's reader trusts a hint that names a missing checkpoint
-        // no further, and an entry after the hint ends the walk: both
-        // read an older commit's state (the commit protocol's reads are
-        // out of this change's reach; verify names the key).
-        ("log checkpoint (hinted)", Damage::Delete)
-        | ("log entry (after the hint)", Damage::Delete) => Expect::StaleState,
         // Namespaces and schemas are listed by their records: without its
         // record one drops out of the lists, and every read of it fails
         // naming the record's key.
@@ -434,7 +438,7 @@ fn expectation(what: &str, how: Damage) -> Expect {
 enum Expect {
     Detected,
     NotDamage,
-    StaleState,
+    Undetectable,
     ListsOmit,
 }
 
@@ -469,20 +473,41 @@ async fn corruption_matrix(t: TestStore) {
     }
     assert!(t.store.verify(None).await.unwrap().clean());
     let mut failures = Vec::new();
-    for (what, key, damages) in targets(&r).await {
-        for how in damages {
+    let cases = targets(&r)
+        .await
+        .into_iter()
+        .flat_map(|(what, key, damages)| {
+            // Log entries are damaged with the hint in place and without it.
+            let hintless: &[bool] = if what.starts_with("log") {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            damages.into_iter().flat_map(move |how| {
+                let key = key.clone();
+                hintless.iter().map(move |h| (what, key.clone(), how, *h))
+            })
+        });
+    for (kind, key, how, hintless) in cases {
+        {
+            let what = &*format!("{kind}{}", if hintless { ", no hint" } else { "" });
             let (url, dir) = common::fresh_url(t.backend).await.unwrap();
             let raw = url::open(&url).unwrap().store;
             copy_all(&template, &raw).await;
             damage(&raw, &key, how).await;
-            let expect = expectation(what, how);
+            if hintless {
+                raw.delete(&Path::from(format!("ns/{NS}/head.json")))
+                    .await
+                    .unwrap();
+            }
+            let expect = expectation(kind, how, hintless);
 
             // verify names it.
             let (store, _) = ObjStore::inspect(url::open(&url).unwrap()).await.unwrap();
             let report = store.verify(None).await.unwrap();
             let named = report.problems.iter().any(|p| p.key == key);
             let detected = match expect {
-                Expect::NotDamage => report.clean(),
+                Expect::NotDamage | Expect::Undetectable => report.clean(),
                 _ => named,
             };
             if !detected {
@@ -504,7 +529,7 @@ async fn corruption_matrix(t: TestStore) {
                         (Ok(_), _) => {
                             served_wrong += 1;
                             let omitted = expect == Expect::ListsOmit && is_listing(read);
-                            if expect != Expect::StaleState && !omitted {
+                            if !omitted && expect != Expect::Undetectable {
                                 failures.push(format!("{what} {how:?}: {read} served other bytes"));
                             }
                         }
@@ -563,10 +588,105 @@ async fn corruption_matrix(t: TestStore) {
                     exit_codes.into_iter().collect::<Vec<_>>().join("/")
                 },
             );
+            if kind.starts_with("log") || kind == "hint" {
+                repaired(&url, what, how, expect, &pristine_lib, &mut failures).await;
+            }
             drop(dir);
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `verify --repair` on a damaged log: afterwards `verify` is clean, the
+/// log did not go back, every read serves the undamaged store's bytes
+/// unless the repair reports a commit as lost (and then reads still
+/// succeed), and the next commit lands after the end.
+async fn repaired(
+    url: &str,
+    what: &str,
+    how: Damage,
+    expect: Expect,
+    pristine: &Reads,
+    failures: &mut Vec<String>,
+) {
+    let store = ObjStore::open(url).await.unwrap();
+    let repairs = store.repair(None).await.unwrap();
+    let lost: Vec<u64> = repairs
+        .iter()
+        .flat_map(|r| r.lost())
+        .map(|r| r.seq)
+        .collect();
+    let replaced: Vec<u64> = repairs
+        .iter()
+        .flat_map(|r| &r.replaced)
+        .map(|r| r.seq)
+        .collect();
+    let report = ObjStore::open(url)
+        .await
+        .unwrap()
+        .verify(None)
+        .await
+        .unwrap();
+    if !report.clean() {
+        failures.push(format!(
+            "{what} {how:?}: verify after repair: {:?}",
+            report.problems
+        ));
+    }
+    let end = if expect == Expect::Undetectable {
+        11
+    } else {
+        12
+    };
+    let seq = ObjStore::open(url)
+        .await
+        .unwrap()
+        .namespace_state(NS)
+        .await
+        .map(|s| s.seq);
+    if seq.as_ref().ok() != Some(&end) {
+        failures.push(format!(
+            "{what} {how:?}: after repair the log is at {seq:?}, not {end}"
+        ));
+    }
+    for (read, result) in library_reads(url).await {
+        // Replaced entries are new commits (new ids) in the same places.
+        if read == "log" {
+            continue;
+        }
+        match (&result, pristine.get(&read)) {
+            (Ok(b), Some(Ok(p))) if b == p => {}
+            (Ok(_), _) if !lost.is_empty() || expect == Expect::Undetectable => {}
+            _ => failures.push(format!(
+                "{what} {how:?}: after repair {read} gave {}",
+                match &result {
+                    Ok(_) => "other bytes".to_string(),
+                    Err(e) => e.clone(),
+                }
+            )),
+        }
+    }
+    let r = Registry::open(url).await.unwrap();
+    let next = r
+        .publish(
+            NS,
+            "after",
+            vec![file(
+                "after/a.proto",
+                "syntax = \"proto3\";\npackage after;\nmessage A {}\n",
+            )],
+            Default::default(),
+        )
+        .await;
+    let seq = r.store().namespace_state(NS).await.map(|s| s.seq);
+    if next.is_err() || seq.as_ref().ok() != Some(&(end + 1)) {
+        failures.push(format!(
+            "{what} {how:?}: the commit after repair: {next:?}, log at {seq:?}"
+        ));
+    }
+    eprintln!(
+        "REPAIR | {what} | {how:?} | entries replaced {replaced:?}, lost {lost:?} | log at {end} after"
+    );
 }
 
 /// An aged view of the store (every object `by` older) for gc.
@@ -1046,4 +1166,81 @@ on_every_backend!(
     an_old_unreferenced_blob_is_refreshed_when_reused,
     gc_beside_writers_removes_nothing_referenced,
     verify_and_gc_commands,
+    a_lost_log_entry_is_exit_2_until_verify_repair,
 );
+
+/// The CLI on a log that lost an entry: reads and writes exit 2 naming the
+/// missing key (never an older state), `verify` names it, `verify
+/// --repair` rebuilds the log and says which commit is lost, and then
+/// reads and pushes work again, after the end.
+async fn a_lost_log_entry_is_exit_2_until_verify_repair(t: TestStore) {
+    if t.backend == Backend::Memory {
+        return; // a memory store lives in one process
+    }
+    let r = Registry::new(t.store.clone());
+    fixture(&r).await;
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_protoshelf"))
+            .args(args)
+            .env("PROTOSHELF_STORE", &t.url)
+            .env_remove("PROTOSHELF_NAMESPACE")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let key = format!("ns/{NS}/log/{:020}.json", 12);
+    t.raw().delete(&Path::from(key.as_str())).await.unwrap();
+    for args in [
+        &["schema", "list", NS][..],
+        &["schema", "info", NS, "common"],
+        &["log", NS],
+        &["promote", NS],
+    ] {
+        let (code, text) = cli(args);
+        assert_eq!(code, Some(2), "{args:?}: {text}");
+        assert!(
+            text.contains(&key) && text.contains("verify --repair"),
+            "{args:?}: {text}"
+        );
+    }
+    let (code, text) = cli(&["verify"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&key), "{text}");
+    let (code, text) = cli(&["verify", "--repair"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "repaired {NS}: replaced commit 12 (missing) with an empty commit; LOST"
+        )) && text.contains("the log ends at commit 12")
+            && text.contains("no problems found"),
+        "{text}"
+    );
+    let (code, text) = cli(&["verify", "--repair", "-o", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["clean"], true);
+    assert_eq!(
+        v["repaired"],
+        serde_json::json!([]),
+        "an intact log is not repaired"
+    );
+    let (code, text) = cli(&["schema", "list", NS]);
+    assert_eq!(code, Some(0), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("after")).unwrap();
+    std::fs::write(
+        dir.path().join("after/a.proto"),
+        "syntax = \"proto3\";\npackage after;\nmessage A {}\n",
+    )
+    .unwrap();
+    let root = dir.path().display().to_string();
+    let (code, text) = cli(&["push", NS, "after", &root]);
+    assert_eq!(code, Some(0), "{text}");
+    let fresh = ObjStore::open(&t.url).await.unwrap();
+    assert_eq!(fresh.namespace_state(NS).await.unwrap().seq, 13);
+}

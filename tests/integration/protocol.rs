@@ -83,11 +83,25 @@ async fn request_counts_per_operation(t: TestStore) {
     table.push(("create_version", c));
 
     let (_, c) = cost(s, s.set_staged("ns", "a", v2)).await;
-    assert_eq!(c, counts(1, 1, 1), "set_staged: state check + entry");
+    assert_eq!(
+        c,
+        RequestCounts {
+            list: 1,
+            ..counts(1, 1, 2)
+        },
+        "set_staged: state check + LIST past the end + entry + hint"
+    );
     table.push(("set_staged", c));
 
     let (_, c) = cost(s, s.promote("ns")).await;
-    assert_eq!(c, counts(1, 1, 1), "promote: state check + entry");
+    assert_eq!(
+        c,
+        RequestCounts {
+            list: 1,
+            ..counts(1, 1, 2)
+        },
+        "promote: state check + LIST past the end + entry + hint"
+    );
     table.push(("promote", c));
 
     // A schema this handle just created has no version: number 1 needs no
@@ -124,25 +138,27 @@ async fn request_counts_per_operation(t: TestStore) {
     assert_eq!(c.total(), 0, "immutable objects come from the cache");
     table.push(("get_version (cached)", c));
 
-    // A cold handle before the first hinted commit: namespace record, the
-    // missing hint, entries 1..=3, probe past them.
+    // A cold handle before the first checkpoint a hint names: namespace
+    // record, the hint (latest 3, so no LIST), entries 1..=3, the probe.
     let cold = t.reopen().await;
     let (_, c) = cost(&cold, cold.namespace_state("ns")).await;
-    assert_eq!(c, counts(6, 2, 0), "cold open of a small namespace, seq 3");
+    assert_eq!(c, counts(6, 1, 0), "cold open of a small namespace, seq 3");
     table.push(("cold namespace open (seq 3)", c));
     let (_, c) = cost(&cold, cold.get_version("ns", "a", v2)).await;
     assert_eq!(c, counts(2, 0, 0), "manifest + descriptor");
     table.push(("get_version (cold)", c));
 
-    // Another writer commits: the warm reader sees it with two GETs.
+    // Another writer commits: the warm reader sees it, then checks the
+    // hint says no more: three GETs.
     t.reopen().await.set_staged("ns", "a", v1).await.unwrap();
     let (st, c) = cost(s, s.namespace_state("ns")).await;
     assert_eq!(st.unwrap().pointers("a").staged, Some(v1));
-    assert_eq!(c, counts(2, 1, 0), "one new entry + probe");
+    assert_eq!(c, counts(3, 1, 0), "one new entry + probe + hint");
     table.push(("warm check, one new commit", c));
 
-    // Only every CHAIN_MAX-th commit moves the hint, and it is a checkpoint:
-    // a cold reader then reads hint, checkpoint, the entries since, probe.
+    // Every commit writes the hint; it names the newest CHAIN_MAX-th entry,
+    // a checkpoint: a cold reader reads hint, checkpoint, the entries
+    // since, probe.
     let mut seq = s.namespace_state("ns").await.unwrap().seq;
     while seq < CHAIN_MAX + 2 {
         let (info, c) = cost(
@@ -151,8 +167,7 @@ async fn request_counts_per_operation(t: TestStore) {
         )
         .await;
         seq = info.unwrap().seq;
-        let hinted = seq % CHAIN_MAX == 0;
-        assert_eq!(c.put, 1 + hinted as u64, "commit {seq}");
+        assert_eq!(c.put, 2, "commit {seq}");
     }
     let raw = t.raw();
     let hint = raw
