@@ -39,6 +39,13 @@ pub enum Error {
     /// A store URL that cannot be opened.
     #[error("cannot open store {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// No protoshelf store at the URL (no format marker, or a local
+    /// directory that does not exist), opened by a command that does not
+    /// create one.
+    #[error(
+        "no protoshelf store at {url}: create one with `protoshelf --store {url} init`, or check the --store URL (or PROTOSHELF_STORE)"
+    )]
+    NoStore { url: String },
     /// A store that cannot be used safely (newer format, no create-if-absent).
     #[error("unsupported store: {0}")]
     Unsupported(String),

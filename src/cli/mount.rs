@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use protoshelf::fs::fuse::ProtoshelfFs;
 use protoshelf::fs::{FsCore, Options};
-use protoshelf::objstore::{ObjStore, url};
+use protoshelf::objstore::url;
 use protoshelf::{Error, Result};
 
 use super::Ctx;
@@ -79,8 +79,9 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
     // Unreachable storage must surface as EIO within seconds, not block
     // protoc for object_store's default three minutes of retries.
-    let backend = ctx.backend(Some(MOUNT_BUDGET))?;
-    let store = ctx.track(ObjStore::with_cache(backend, a.cache_size).await?);
+    let store = ctx
+        .open_store(Some(MOUNT_BUDGET), false, a.cache_size)
+        .await?;
     let opts = Options {
         namespaces: ctx.namespaces.clone(),
         refresh: a.refresh,

@@ -116,3 +116,174 @@ async fn closed_stdout_is_quiet_local() {
 async fn closed_stdout_is_quiet_s3() {
     closed_stdout_is_quiet(Backend::S3).await;
 }
+
+/// Runs the binary with `--store url` and no other store configured.
+fn at_store(url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_protoshelf"))
+        .arg("--store")
+        .arg(url)
+        .args(args)
+        .env_remove("PROTOSHELF_STORE")
+        .env_remove("PROTOSHELF_NAMESPACE")
+        .output()
+        .unwrap()
+}
+
+fn assert_fails(out: &std::process::Output, code: i32, needles: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "expected {n:?} in: {stderr}");
+    }
+    stderr
+}
+
+/// Every command that only reads, or changes what must exist, refuses a
+/// store that is not there and writes nothing; `init` and the
+/// namespace-creating commands create it and say so.
+async fn missing_store_is_refused(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    // The URL of a store nobody created: a directory that does not exist,
+    // an existing empty one, or an empty S3 prefix.
+    let empty_dir = c.dir("empty-store");
+    let missing_dir = c.scratch.path().join("no-such-dir").display().to_string();
+    let urls: Vec<String> = match backend {
+        Backend::S3 => vec![c.url.clone()],
+        _ => vec![empty_dir.clone(), missing_dir.clone()],
+    };
+    let proto = c.file(
+        "p/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    let reads: [&[&str]; 13] = [
+        &["namespace", "list"],
+        &["namespace", "info", "shop"],
+        &["namespace", "set-policy", "shop", "wire"],
+        &["schema", "list", "shop"],
+        &["schema", "info", "shop", "x"],
+        &["log", "shop"],
+        &["promote", "shop"],
+        &["discard", "shop"],
+        &["rollback", "shop", "x", "1"],
+        &["push", "shop", "a", &proto],
+        &["check", "shop", "a", &proto],
+        &["verify"],
+        &["gc", "--dry-run"],
+    ];
+    for url in &urls {
+        for args in reads {
+            let out = at_store(url, args);
+            assert_fails(
+                &out,
+                1,
+                &[
+                    "no protoshelf store at",
+                    &format!("protoshelf --store {url} init"),
+                ],
+            );
+        }
+    }
+    assert!(
+        std::fs::read_dir(&empty_dir).unwrap().next().is_none(),
+        "a refused command wrote into the directory"
+    );
+    assert!(
+        !std::path::Path::new(&missing_dir).exists(),
+        "a refused command created the directory"
+    );
+    assert!(c.content().await.is_empty(), "a refused command wrote");
+
+    // A file is not a store directory, whatever the command.
+    if backend == Backend::Local {
+        let file = c.file("a-file", b"x");
+        for args in [&["namespace", "list"][..], &["init"]] {
+            assert_fails(
+                &at_store(&file, args),
+                1,
+                &["is a file, not a store directory"],
+            );
+        }
+    }
+
+    // The creating commands: init says so on stdout, the others on stderr.
+    let url = &urls[0];
+    let out = at_store(url, &["init"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" created (format version"));
+    let out = at_store(url, &["init"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" ready (format version"));
+    if let Some(missing) = urls.get(1) {
+        let out = at_store(missing, &["namespace", "create", "shop"]);
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("note: created a new protoshelf store"),
+            "{out:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_store_is_refused_local() {
+    missing_store_is_refused(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_store_is_refused_s3() {
+    missing_store_is_refused(Backend::S3).await;
+}
+
+/// `push`/`load` into a namespace that does not exist name `--create`;
+/// with it they create the namespace (and the store) and publish.
+async fn push_and_load_create(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    let proto = c.file(
+        "p/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    let tree = c.dir("p");
+    // No store yet: --create creates it.
+    let out = c.run(&["push", "fresh", "a", &proto, "--create"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("note: created a new protoshelf store"));
+    assert_eq!(c.json(&["namespace", "info", "fresh"])["policy"], "strict");
+    let before = c.content().await;
+    for args in [&["push", "nope", "a", &proto][..], &["load", "nope", &tree]] {
+        c.fails(args, "namespace \"nope\" not found");
+        let err = c.fails(
+            args,
+            "hint: create it with `protoshelf namespace create nope`, or give --create",
+        );
+        assert!(!err.contains("note: created"), "{err}");
+    }
+    c.fails(
+        &["check", "nope", "a", &proto],
+        "hint: create it with `protoshelf namespace create nope`",
+    );
+    assert_eq!(c.content().await, before, "a refused push wrote");
+    let loaded = c.json(&["load", "other", &tree, "--create", "--promote"]);
+    assert_eq!(
+        (loaded["schema_id"].as_str(), loaded["version"].as_u64()),
+        (Some("a"), Some(1))
+    );
+    // --create on a namespace that exists publishes into it.
+    let b = c.file(
+        "q/b.proto",
+        b"syntax = \"proto3\";\npackage b;\nmessage B {}\n",
+    );
+    let pushed = c.json(&["push", "fresh", "b", &b, "--create"]);
+    assert_eq!(pushed["version"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_load_create_local() {
+    push_and_load_create(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_load_create_s3() {
+    push_and_load_create(Backend::S3).await;
+}
