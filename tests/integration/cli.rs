@@ -442,7 +442,7 @@ async fn bad_input_changes_nothing(backend: Backend) {
         ),
         (
             vec!["--storage-timeout", "0s", "namespace", "list"],
-            "between 0 and 24 hours",
+            "more than 0 and less than 24 hours",
         ),
         (
             vec!["--store", "ftp://host/x", "namespace", "list"],
@@ -455,11 +455,14 @@ async fn bad_input_changes_nothing(backend: Backend) {
         (vec!["schema", "info"], "required"),
         (vec!["schema", "info", "shop.orders"], "no namespace"),
         (vec!["promote", "--no-such-flag"], "unexpected argument"),
-        (vec!["mount", "/nonexistent/mnt"], "not a directory"),
-        (vec!["mount", &txt], "not a directory"),
+        (
+            vec!["mount", "/nonexistent/mnt"],
+            "does not exist: create it first",
+        ),
+        (vec!["mount", &txt], "is not a directory"),
         (
             vec!["mount", &empty, "--refresh", "0s"],
-            "between 0 and 24 hours",
+            "at least 10ms and less than 24 hours",
         ),
         (vec!["mount", &empty, "--cache-size", "1TB"], "unit must be"),
     ];

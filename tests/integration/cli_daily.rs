@@ -287,3 +287,60 @@ async fn push_and_load_create_local() {
 async fn push_and_load_create_s3() {
     push_and_load_create(Backend::S3).await;
 }
+
+/// `mount` refuses a directory that is missing, not a directory, not empty
+/// (unless `--allow-non-empty`) or a mount point already (two mounts used
+/// to stack), each exit 1 with what to do; mounted for real.
+async fn mountpoints_are_checked(backend: Backend) {
+    use crate::mount::{Mounted, fuse_available, setup};
+    if !fuse_available() {
+        return;
+    }
+    let Some((url, _keep)) = crate::common::fresh_url(backend).await else {
+        return;
+    };
+    setup(&url);
+    let mount = |dir: &str| at_store(&url, &["mount", dir, "--refresh", "200ms"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let missing = scratch.path().join("nope").display().to_string();
+    assert_fails(&mount(&missing), 1, &["does not exist", "mkdir -p"]);
+    assert!(!std::path::Path::new(&missing).exists());
+
+    let full = tempfile::tempdir().unwrap();
+    std::fs::write(full.path().join("keep.txt"), b"mine").unwrap();
+    assert_fails(
+        &mount(full.path().to_str().unwrap()),
+        1,
+        &["is not empty (1 entry)", "--allow-non-empty"],
+    );
+    // With the option it mounts over the file, and gives it back after.
+    let m = Mounted::start_in(full, &url, &["--allow-non-empty"]);
+    assert!(m.path("shop/current").is_dir());
+    assert!(!m.path("keep.txt").exists(), "the mount shows the registry");
+    // A second mount on a mounted directory is refused, the first intact.
+    let again = mount(m.dir.path().to_str().unwrap());
+    let err = assert_fails(
+        &again,
+        1,
+        &["already a mount point (fuse", "fusermount3 -u"],
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(m.path("shop/current").is_dir());
+    let dir = m.stop_keeping_dir();
+    assert_eq!(std::fs::read(dir.path().join("keep.txt")).unwrap(), b"mine");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(dir.path().to_str().unwrap()),
+        "a mount was left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mountpoints_are_checked_local() {
+    mountpoints_are_checked(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mountpoints_are_checked_s3() {
+    mountpoints_are_checked(Backend::S3).await;
+}
