@@ -431,7 +431,19 @@ pub fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(1),
+                _ => {
+                    if json_requested(std::env::args().skip(1)) {
+                        let message = e.render().to_string();
+                        let message = message.trim().trim_start_matches("error: ");
+                        let body = serde_json::json!({"error": {
+                            "kind": "usage", "message": message, "exit_code": 1}});
+                        outln!(
+                            "{}",
+                            serde_json::to_string_pretty(&body).expect("serializable")
+                        );
+                    }
+                    ExitCode::from(1)
+                }
             };
         }
     };
@@ -465,30 +477,75 @@ pub fn main() -> ExitCode {
             Some(code) => ExitCode::from(code),
             None => ExitCode::SUCCESS,
         },
-        Err(e) => {
-            if let (Output::Json, Error::Incompatible(v)) = (ctx.output, &e) {
-                // CI jobs reading JSON get the violations as data too.
-                let body = serde_json::json!({"error": "incompatible change", "violations": v});
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&body).expect("serializable")
-                );
-            }
-            let _ = writeln!(std::io::stderr(), "error: {e}");
-            if let Some(hint) = ctx.hint.lock().unwrap().as_deref() {
-                let _ = writeln!(std::io::stderr(), "hint: {hint}");
-            }
-            if e.is_unreachable() {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "the store {} did not answer within the budget of {} per request (retries included); check its endpoint and network, or allow more with --storage-timeout / PROTOSHELF_STORAGE_TIMEOUT",
-                    url::resolve(ctx.store.as_deref()),
-                    humantime_secs(ctx.budget(None).0),
-                );
-            }
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => report_error(&ctx, e),
     }
+}
+
+/// One failure as people and programs read it: `error:` and `hint:` lines
+/// on stderr; with `-o json` also `{"error": {...}}` on stdout.
+fn report_error(ctx: &Ctx, e: Error) -> ExitCode {
+    use protoshelf::error::StorageProblem;
+    let store = url::resolve(ctx.store.as_deref());
+    let mut hint = ctx.hint.lock().unwrap().take();
+    // The backend's raw answer (XML, the metadata endpoint) explains
+    // nothing to a person: say what is wrong, keep the raw text for -v.
+    let message = match e.storage_problem() {
+        Some(StorageProblem::NoSuchBucket) => {
+            tracing::info!("{e}");
+            hint = Some(format!(
+                "create it with `protoshelf --store {store} init --create-bucket`, or check the bucket name, AWS_REGION and AWS_ENDPOINT_URL"
+            ));
+            format!("the bucket of {store} does not exist")
+        }
+        Some(StorageProblem::NoCredentials) => {
+            tracing::info!("{e}");
+            hint = Some(
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN; profiles of ~/.aws (AWS_PROFILE) are not read: export their credentials, e.g. eval \"$(aws configure export-credentials --format env)\"".into(),
+            );
+            format!(
+                "no AWS credentials for {store}: none in the environment, and no instance or container role answered"
+            )
+        }
+        None => e.to_string(),
+    };
+    if e.is_unreachable() && e.storage_problem().is_none() {
+        hint = Some(format!(
+            "the store {store} did not answer within the budget of {} per request (retries included); check its endpoint and network, or allow more with --storage-timeout / PROTOSHELF_STORAGE_TIMEOUT",
+            humantime_secs(ctx.budget(None).0),
+        ));
+    }
+    let code = e.exit_code();
+    if ctx.output == Output::Json {
+        let mut error =
+            serde_json::json!({"kind": e.kind(), "message": message, "exit_code": code});
+        if let Some(h) = &hint {
+            error["hint"] = h.as_str().into();
+        }
+        let mut body = serde_json::json!({ "error": error });
+        if let Error::Incompatible(v) = &e {
+            // CI jobs reading JSON get the violations as data too.
+            body["violations"] = serde_json::json!(v);
+        }
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&body).expect("serializable")
+        );
+    }
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+    if let Some(hint) = hint {
+        let _ = writeln!(std::io::stderr(), "hint: {hint}");
+    }
+    ExitCode::from(code)
+}
+
+/// Whether a command line clap refused asked for `-o json`.
+fn json_requested(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.iter().enumerate().any(|(i, a)| {
+        matches!(a.as_str(), "-ojson" | "--output=json" | "-o=json")
+            || (matches!(a.as_str(), "-o" | "--output")
+                && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
 }
 
 /// `30 s`, `2.5 s`.

@@ -344,3 +344,117 @@ async fn mountpoints_are_checked_local() {
 async fn mountpoints_are_checked_s3() {
     mountpoints_are_checked(Backend::S3).await;
 }
+
+/// S3 errors the user can fix say what to do instead of passing on the raw
+/// answer: a missing bucket names `--create-bucket`, missing credentials
+/// name the variables, not the metadata endpoint; both exit 1, also as
+/// JSON errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_errors_say_what_to_do() {
+    if !crate::common::s3_enabled() {
+        return;
+    }
+    let bucket = format!("protoshelf-missing-{}", uuid::Uuid::new_v4().simple());
+    let url = format!("s3://{bucket}/prefix");
+    for args in [&["init"][..], &["namespace", "list"]] {
+        let err = assert_fails(
+            &at_store(&url, args),
+            1,
+            &[
+                &format!("error: the bucket of {url} does not exist"),
+                &format!("hint: create it with `protoshelf --store {url} init --create-bucket`"),
+            ],
+        );
+        assert!(!err.contains("<Error>"), "{err}");
+    }
+    let out = at_store(&url, &["-o", "json", "init"]);
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["error"]["kind"], "no_such_bucket");
+    assert_eq!(body["error"]["exit_code"], 1);
+    // No credentials anywhere: the instance metadata service (here a port
+    // that refuses, so the test does not depend on the machine) is the last
+    // provider object_store tries.
+    let test_bucket = crate::common::TEST_BUCKET;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_protoshelf"))
+        .args([
+            "--store",
+            &format!("s3://{test_bucket}/x"),
+            "namespace",
+            "list",
+        ])
+        .args(["--storage-timeout", "5s"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let err = assert_fails(
+        &out,
+        1,
+        &[
+            "no AWS credentials for",
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+        ],
+    );
+    assert!(!err.contains("latest/api/token"), "{err}");
+}
+
+/// With `-o json` every failure is `{"error": {"kind", "message",
+/// "exit_code"}}` on stdout, with the same exit code as in table mode.
+async fn json_errors(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.setup_shop();
+    let incompatible = crate::cli::example("changes/incompatible");
+    let cases: [(&[&str], &str, i32); 6] = [
+        (&["namespace", "info", "nope"], "not_found", 1),
+        (&["namespace", "create", "shop"], "already_exists", 1),
+        (&["schema", "info", "shop", "bad id"], "invalid_id", 1),
+        (&["schema", "info"], "usage", 1),
+        (
+            &["check", "shop", "shop.orders", &incompatible],
+            "incompatible",
+            1,
+        ),
+        (&["push", "nope", "x", &incompatible], "not_found", 1),
+    ];
+    for (args, kind, code) in cases {
+        let table = c.run(args);
+        assert_eq!(table.status.code(), Some(code), "{args:?}");
+        let mut json_args = vec!["-o", "json"];
+        json_args.extend(args);
+        let out = c.run(&json_args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {out:?}"));
+        let error = &body["error"];
+        assert_eq!(error["kind"], kind, "{args:?}: {body}");
+        assert_eq!(error["exit_code"], code, "{args:?}");
+        assert!(!error["message"].as_str().unwrap().is_empty());
+        // The readable line stays on stderr.
+        assert!(String::from_utf8_lossy(&out.stderr).contains("error: "));
+        if kind == "incompatible" {
+            assert_eq!(body["violations"][0]["rule"], "FIELD_NO_DELETE");
+        }
+        if args[0] == "push" {
+            assert!(
+                error["hint"].as_str().unwrap().contains("--create"),
+                "{body}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_errors_local() {
+    json_errors(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_errors_s3() {
+    json_errors(Backend::S3).await;
+}
