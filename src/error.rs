@@ -39,6 +39,13 @@ pub enum Error {
     /// A store URL that cannot be opened.
     #[error("cannot open store {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// No protoshelf store at the URL (no format marker, or a local
+    /// directory that does not exist), opened by a command that does not
+    /// create one.
+    #[error(
+        "no protoshelf store at {url}: create one with `protoshelf --store {url} init`, or check the --store URL (or PROTOSHELF_STORE)"
+    )]
+    NoStore { url: String },
     /// A store that cannot be used safely (newer format, no create-if-absent).
     #[error("unsupported store: {0}")]
     Unsupported(String),
@@ -71,6 +78,17 @@ pub enum Error {
     Storage(#[source] object_store::Error),
 }
 
+/// A storage failure the user can fix, recognized in the backend's answer
+/// (object_store reports both as generic errors with the raw response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageProblem {
+    /// The bucket does not exist (S3 `NoSuchBucket`).
+    NoSuchBucket,
+    /// No credentials are configured: the last provider of the chain, the
+    /// instance metadata service (`169.254.169.254/latest/...`), failed.
+    NoCredentials,
+}
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -81,16 +99,65 @@ pub const EXIT_CONTENDED: u8 = 3;
 impl Error {
     /// True when the caller can fix the problem by changing its input: the
     /// CLI exits 1 for these.
+    /// A missing bucket or missing credentials are the caller's to fix
+    /// too: their configuration, not the storage, is wrong.
     pub fn is_user_error(&self) -> bool {
-        !matches!(
-            self,
+        match self {
+            Error::Storage(_) => self.storage_problem().is_some(),
             Error::Corrupt { .. }
-                | Error::Storage(_)
-                | Error::Unsupported(_)
-                | Error::Contended { .. }
-                | Error::CompileTimeout { .. }
-                | Error::Mount { .. }
-        )
+            | Error::Unsupported(_)
+            | Error::Contended { .. }
+            | Error::CompileTimeout { .. }
+            | Error::Mount { .. } => false,
+            _ => true,
+        }
+    }
+
+    /// What a storage error means, when the backend's answer says it is a
+    /// missing bucket or missing credentials.
+    pub fn storage_problem(&self) -> Option<StorageProblem> {
+        let Error::Storage(e) = self else {
+            return None;
+        };
+        let mut text = String::new();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        if text.contains("/latest/api/token") || text.contains("/latest/meta-data/iam") {
+            Some(StorageProblem::NoCredentials)
+        } else if text.contains("<Code>NoSuchBucket</Code>") {
+            Some(StorageProblem::NoSuchBucket)
+        } else {
+            None
+        }
+    }
+
+    /// A stable snake_case name of the error's kind (the CLI's JSON
+    /// errors carry it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidId { .. } => "invalid_id",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::NotFound(_) => "not_found",
+            Error::AlreadyExists(_) => "already_exists",
+            Error::Contended { .. } => "contended",
+            Error::Corrupt { .. } => "corrupt",
+            Error::InvalidUrl { .. } => "invalid_url",
+            Error::NoStore { .. } => "no_store",
+            Error::Unsupported(_) => "unsupported",
+            Error::Compile(_) => "compile",
+            Error::CompileTimeout { .. } => "compile_timeout",
+            Error::Incompatible(_) => "incompatible",
+            Error::Mount { .. } => "mount",
+            Error::Storage(_) => match self.storage_problem() {
+                Some(StorageProblem::NoSuchBucket) => "no_such_bucket",
+                Some(StorageProblem::NoCredentials) => "no_credentials",
+                None if self.is_unreachable() => "storage_unreachable",
+                None => "storage",
+            },
+        }
     }
 
     /// True when the storage did not answer (timeout, refused or broken

@@ -18,18 +18,22 @@ pub async fn run(ctx: &Ctx, args: Args) -> protoshelf::Result<()> {
             tracing::info!("created bucket for {url}");
         }
     }
-    let registry = ctx.registry().await?;
-    let store = registry.store();
+    let store = ctx
+        .open_store(None, true, protoshelf::objstore::DEFAULT_CACHE_BYTES)
+        .await?;
+    let created = ctx.created_store();
     let marker = store.format_marker();
     let value = json!({
         "store": store.url(),
         "format_version": marker.format_version,
         "created_at": marker.created_at,
+        "created": created,
     });
     ctx.emit(&value, || {
         outln!(
-            "store {} ready (format version {}, created {})",
+            "store {} {} (format version {}, created {})",
             store.url(),
+            if created { "created" } else { "ready" },
             marker.format_version,
             marker.created_at.format("%Y-%m-%d %H:%M:%S UTC")
         )

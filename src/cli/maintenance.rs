@@ -62,7 +62,9 @@ fn json_wanted(ctx: &Ctx, flag: bool) -> bool {
 pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
     // Opened without the marker check: a damaged marker is a finding.
     let backend = ctx.backend(None)?;
-    let (store, _) = ObjStore::inspect(backend).await?;
+    let (store, _) = ObjStore::inspect(backend)
+        .await
+        .map_err(|e| ctx.as_given(e))?;
     let store = ctx.track(store);
     let repairs = if a.repair {
         store.repair(a.namespace.as_deref()).await?

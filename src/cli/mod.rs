@@ -22,9 +22,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use protoshelf::objstore::ProtocolStats;
 use protoshelf::objstore::metrics::RequestCounts;
 use protoshelf::objstore::url::{self, Backend, RequestBudget};
+use protoshelf::objstore::{DEFAULT_CACHE_BYTES, ProtocolStats};
 use protoshelf::registry::{Registry, RegistryStats};
 use protoshelf::{Error, Result};
 use serde::Serialize;
@@ -149,15 +149,82 @@ pub struct Ctx {
     registries: std::sync::Mutex<Vec<Registry>>,
     /// An exit code a command that succeeded chose (verify: 1 = damaged).
     exit: std::sync::Mutex<Option<u8>>,
+    /// What to do about the error the command failed with, printed after
+    /// it (`hint:` on stderr, `"hint"` in a JSON error).
+    hint: std::sync::Mutex<Option<String>>,
+    /// Whether this command created the store (it says so).
+    created: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
+    /// The registry of a store that must exist: reads, and writes that
+    /// change what exists, never create a store (see [`Ctx::open_store`]).
     pub async fn registry(&self) -> Result<Registry> {
-        let store = protoshelf::ObjStore::from_backend(self.backend(None)?).await?;
-        let registry = Registry::new(self.track(store));
+        self.registry_of(self.open_store(None, false, DEFAULT_CACHE_BYTES).await?)
+    }
+
+    /// The registry, creating the store first when there is none (`init`,
+    /// and commands that create a namespace).
+    pub async fn registry_creating(&self) -> Result<Registry> {
+        let store = self.open_store(None, true, DEFAULT_CACHE_BYTES).await?;
+        if self.created_store() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: created a new protoshelf store at {}",
+                store.url()
+            );
+        }
+        self.registry_of(store)
+    }
+
+    /// Whether this command created the store.
+    pub fn created_store(&self) -> bool {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn registry_of(&self, store: protoshelf::ObjStore) -> Result<Registry> {
+        let registry = Registry::new(store);
         // Clones share the counters, so this one sees the command's work.
         self.registries.lock().unwrap().push(registry.clone());
         Ok(registry)
+    }
+
+    /// Opens the store with the request budget (`default` unless
+    /// `--storage-timeout`) and a cache of `cache` bytes. Only `create`
+    /// opens may create it ([`Ctx::created_store`] tells).
+    pub async fn open_store(
+        &self,
+        default: Option<RequestBudget>,
+        create: bool,
+        cache: u64,
+    ) -> Result<protoshelf::ObjStore> {
+        let existing = match self.backend(default) {
+            Ok(backend) => protoshelf::ObjStore::open_existing(backend, cache).await,
+            Err(e) => Err(e),
+        };
+        let store = match existing {
+            Err(Error::NoStore { .. }) if create => {
+                let budget = Some(self.budget(default));
+                let backend = url::open_with(&url::resolve(self.store.as_deref()), budget)?;
+                let store = protoshelf::ObjStore::with_cache(backend, cache).await?;
+                self.created
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                store
+            }
+            other => other.map_err(|e| self.as_given(e))?,
+        };
+        Ok(self.track(store))
+    }
+
+    /// A missing store named by the URL as the user gave it, so the
+    /// hint's command works as typed.
+    pub fn as_given(&self, e: Error) -> Error {
+        match e {
+            Error::NoStore { .. } => Error::NoStore {
+                url: url::resolve(self.store.as_deref()),
+            },
+            e => e,
+        }
     }
 
     /// The request budget: `--storage-timeout`, else `default`, else the
@@ -169,12 +236,26 @@ impl Ctx {
             .unwrap_or(RequestBudget::CLI_DEFAULT)
     }
 
-    /// The store's backend, opened with the request budget.
+    /// The store's backend, opened with the request budget; a local
+    /// directory that does not exist is not created.
     pub fn backend(&self, default: Option<RequestBudget>) -> Result<Backend> {
-        url::open_with(
+        url::open_existing(
             &url::resolve(self.store.as_deref()),
             Some(self.budget(default)),
         )
+    }
+
+    /// Passes `e` on, with a hint naming what to do when it says the
+    /// namespace `ns` does not exist (`create` names the flag that would
+    /// create it).
+    pub fn namespace_hint(&self, e: Error, ns: &str, create: Option<&str>) -> Error {
+        if matches!(&e, Error::NotFound(what) if *what == format!("namespace {ns:?}")) {
+            let flag = create.map_or(String::new(), |c| format!(", or give {c}"));
+            *self.hint.lock().unwrap() = Some(format!(
+                "create it with `protoshelf namespace create {ns}`{flag}"
+            ));
+        }
+        e
     }
 
     /// Makes the command exit with `code` once it has printed its output.
@@ -350,7 +431,19 @@ pub fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(1),
+                _ => {
+                    if json_requested(std::env::args().skip(1)) {
+                        let message = e.render().to_string();
+                        let message = message.trim().trim_start_matches("error: ");
+                        let body = serde_json::json!({"error": {
+                            "kind": "usage", "message": message, "exit_code": 1}});
+                        outln!(
+                            "{}",
+                            serde_json::to_string_pretty(&body).expect("serializable")
+                        );
+                    }
+                    ExitCode::from(1)
+                }
             };
         }
     };
@@ -365,6 +458,8 @@ pub fn main() -> ExitCode {
         opened: Default::default(),
         registries: Default::default(),
         exit: Default::default(),
+        hint: Default::default(),
+        created: Default::default(),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -382,27 +477,75 @@ pub fn main() -> ExitCode {
             Some(code) => ExitCode::from(code),
             None => ExitCode::SUCCESS,
         },
-        Err(e) => {
-            if let (Output::Json, Error::Incompatible(v)) = (ctx.output, &e) {
-                // CI jobs reading JSON get the violations as data too.
-                let body = serde_json::json!({"error": "incompatible change", "violations": v});
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&body).expect("serializable")
-                );
-            }
-            let _ = writeln!(std::io::stderr(), "error: {e}");
-            if e.is_unreachable() {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "the store {} did not answer within the budget of {} per request (retries included); check its endpoint and network, or allow more with --storage-timeout / PROTOSHELF_STORAGE_TIMEOUT",
-                    url::resolve(ctx.store.as_deref()),
-                    humantime_secs(ctx.budget(None).0),
-                );
-            }
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => report_error(&ctx, e),
     }
+}
+
+/// One failure as people and programs read it: `error:` and `hint:` lines
+/// on stderr; with `-o json` also `{"error": {...}}` on stdout.
+fn report_error(ctx: &Ctx, e: Error) -> ExitCode {
+    use protoshelf::error::StorageProblem;
+    let store = url::resolve(ctx.store.as_deref());
+    let mut hint = ctx.hint.lock().unwrap().take();
+    // The backend's raw answer (XML, the metadata endpoint) explains
+    // nothing to a person: say what is wrong, keep the raw text for -v.
+    let message = match e.storage_problem() {
+        Some(StorageProblem::NoSuchBucket) => {
+            tracing::info!("{e}");
+            hint = Some(format!(
+                "create it with `protoshelf --store {store} init --create-bucket`, or check the bucket name, AWS_REGION and AWS_ENDPOINT_URL"
+            ));
+            format!("the bucket of {store} does not exist")
+        }
+        Some(StorageProblem::NoCredentials) => {
+            tracing::info!("{e}");
+            hint = Some(
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN; profiles of ~/.aws (AWS_PROFILE) are not read: export their credentials, e.g. eval \"$(aws configure export-credentials --format env)\"".into(),
+            );
+            format!(
+                "no AWS credentials for {store}: none in the environment, and no instance or container role answered"
+            )
+        }
+        None => e.to_string(),
+    };
+    if e.is_unreachable() && e.storage_problem().is_none() {
+        hint = Some(format!(
+            "the store {store} did not answer within the budget of {} per request (retries included); check its endpoint and network, or allow more with --storage-timeout / PROTOSHELF_STORAGE_TIMEOUT",
+            humantime_secs(ctx.budget(None).0),
+        ));
+    }
+    let code = e.exit_code();
+    if ctx.output == Output::Json {
+        let mut error =
+            serde_json::json!({"kind": e.kind(), "message": message, "exit_code": code});
+        if let Some(h) = &hint {
+            error["hint"] = h.as_str().into();
+        }
+        let mut body = serde_json::json!({ "error": error });
+        if let Error::Incompatible(v) = &e {
+            // CI jobs reading JSON get the violations as data too.
+            body["violations"] = serde_json::json!(v);
+        }
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&body).expect("serializable")
+        );
+    }
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+    if let Some(hint) = hint {
+        let _ = writeln!(std::io::stderr(), "hint: {hint}");
+    }
+    ExitCode::from(code)
+}
+
+/// Whether a command line clap refused asked for `-o json`.
+fn json_requested(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.iter().enumerate().any(|(i, a)| {
+        matches!(a.as_str(), "-ojson" | "--output=json" | "-o=json")
+            || (matches!(a.as_str(), "-o" | "--output")
+                && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
 }
 
 /// `30 s`, `2.5 s`.

@@ -7,17 +7,22 @@ use std::time::Duration;
 
 use protoshelf::fs::fuse::ProtoshelfFs;
 use protoshelf::fs::{FsCore, Options};
-use protoshelf::objstore::{ObjStore, url};
+use protoshelf::objstore::url;
 use protoshelf::{Error, Result};
 
 use super::Ctx;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// An existing, empty directory.
+    /// An existing, empty directory that is not a mount point already.
     mountpoint: PathBuf,
-    /// How often namespaces are checked for changes (e.g. 500ms, 1s, 2m).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    /// Mount over a directory that is not empty, hiding its files while
+    /// mounted (FUSE allows it).
+    #[arg(long)]
+    allow_non_empty: bool,
+    /// How often namespaces are checked for changes, from 10ms to under 24
+    /// hours (e.g. 500ms, 1s, 2m).
+    #[arg(long, default_value = "1s", value_parser = parse_refresh)]
     refresh: Duration,
     /// Memory for cached immutable content (e.g. 512MiB, 2GiB).
     #[arg(long, default_value = "512MiB", value_parser = parse_size)]
@@ -34,6 +39,18 @@ pub struct Args {
 const MOUNT_BUDGET: url::RequestBudget = url::RequestBudget(Duration::from_secs(10));
 
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    in_range(s, 0.0, "more than 0")
+}
+
+/// The mount's refresh interval: at least 10 ms (a shorter one would only
+/// spin the refresh thread) and less than 24 hours.
+pub fn parse_refresh(s: &str) -> std::result::Result<Duration, String> {
+    in_range(s, 0.01, "at least 10ms")
+}
+
+/// A duration (`500ms`, `2`, `1.5m`) above `min_secs` (from it, when it is
+/// not 0) and under 24 hours; `min` names the lower bound in the message.
+fn in_range(s: &str, min_secs: f64, min: &str) -> std::result::Result<Duration, String> {
     let (num, unit) = s.trim().split_at(
         s.trim()
             .find(|c: char| c.is_ascii_alphabetic())
@@ -48,8 +65,15 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         "m" => n * 60.0,
         _ => return Err(format!("{s:?}: unit must be ms, s or m")),
     };
-    if !(secs > 0.0 && secs < 86_400.0) {
-        return Err(format!("{s:?}: must be between 0 and 24 hours"));
+    let above_min = if min_secs == 0.0 {
+        secs > 0.0
+    } else {
+        secs >= min_secs
+    };
+    if !(above_min && secs < 86_400.0) {
+        return Err(format!(
+            "{s:?}: must be {min} and less than 24 hours (e.g. 500ms, 30s, 10m)"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -71,16 +95,13 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
-    if !a.mountpoint.is_dir() {
-        return Err(Error::InvalidInput(format!(
-            "{}: not a directory",
-            a.mountpoint.display()
-        )));
-    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    protoshelf::fs::mountpoint::check(&a.mountpoint, &mountinfo, a.allow_non_empty)?;
     // Unreachable storage must surface as EIO within seconds, not block
     // protoc for object_store's default three minutes of retries.
-    let backend = ctx.backend(Some(MOUNT_BUDGET))?;
-    let store = ctx.track(ObjStore::with_cache(backend, a.cache_size).await?);
+    let store = ctx
+        .open_store(Some(MOUNT_BUDGET), false, a.cache_size)
+        .await?;
     let opts = Options {
         namespaces: ctx.namespaces.clone(),
         refresh: a.refresh,
@@ -180,6 +201,19 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_refresh("10ms").unwrap(), Duration::from_millis(10));
+        for bad in ["0s", "5ms", "1440m"] {
+            let err = parse_refresh(bad).unwrap_err();
+            assert!(
+                err.contains("must be at least 10ms and less than 24 hours"),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse_duration("0s").unwrap_err();
+        assert!(
+            err.contains("must be more than 0 and less than 24 hours"),
+            "{err}"
+        );
         assert!(
             parse_duration("0s").is_err()
                 && parse_duration("x").is_err()

@@ -33,7 +33,13 @@ pub fn parse_kv(s: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
-    let registry = ctx.registry().await?;
+    // Creating a namespace is the one namespace command that may create
+    // the store (a first write; reads of a missing store refuse).
+    let registry = if matches!(cmd, Cmd::Create { .. }) {
+        ctx.registry_creating().await?
+    } else {
+        ctx.registry().await?
+    };
     let store = registry.store();
     match cmd {
         Cmd::Create {

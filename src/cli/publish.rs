@@ -22,8 +22,15 @@ pub struct CompileArgs {
 }
 
 impl CompileArgs {
-    async fn registry(&self, ctx: &Ctx) -> Result<Registry> {
-        Ok(ctx.registry().await?.with_limits(Limits {
+    /// The registry with these limits; `create`: the command may create the
+    /// store (it creates a namespace).
+    async fn registry(&self, ctx: &Ctx, create: bool) -> Result<Registry> {
+        let registry = if create {
+            ctx.registry_creating().await?
+        } else {
+            ctx.registry().await?
+        };
+        Ok(registry.with_limits(Limits {
             compile_timeout: self.compile_timeout,
             ..Limits::default()
         }))
@@ -44,8 +51,13 @@ pub struct PushArgs {
     /// Recorded as the version's author [default: $USER].
     #[arg(long, value_name = "WHO")]
     created_by: Option<String>,
+    /// Metadata of the version, repeatable; shown by `schema versions`.
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
     metadata: Vec<(String, String)>,
+    /// Create the namespace (policy strict) when it does not exist, and the
+    /// store when there is none.
+    #[arg(long)]
+    create: bool,
     #[command(flatten)]
     compile: CompileArgs,
 }
@@ -63,14 +75,22 @@ pub struct LoadArgs {
     /// [NAMESPACE] DIR
     #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
     args: Vec<String>,
+    /// Promote right after staging.
     #[arg(long)]
     promote: bool,
+    /// Allow files at well-known-type paths (google/protobuf/...).
     #[arg(long)]
     force: bool,
+    /// How files become schemas.
     #[arg(long, value_enum, default_value = "dir")]
     group_by: GroupBy,
+    /// Recorded as the versions' author [default: $USER].
     #[arg(long, value_name = "WHO")]
     created_by: Option<String>,
+    /// Create the namespace (policy strict) when it does not exist, and the
+    /// store when there is none.
+    #[arg(long)]
+    create: bool,
     #[command(flatten)]
     compile: CompileArgs,
 }
@@ -80,6 +100,7 @@ pub struct CheckArgs {
     /// [NAMESPACE] SCHEMA PATH...
     #[arg(required = true, num_args = 2.., value_name = "ARGS")]
     args: Vec<String>,
+    /// Allow files at well-known-type paths (google/protobuf/...).
     #[arg(long)]
     force: bool,
     #[command(flatten)]
@@ -129,6 +150,27 @@ fn print_published(
     });
 }
 
+/// Whether a publish may create the store: with `--create`, or into
+/// `__builtins__`, which the registry creates on first use.
+fn creates(create: bool, ns: &str) -> bool {
+    create || ns == protoshelf::ids::BUILTINS
+}
+
+/// `--create`: the namespace, with the default policy, unless it exists.
+async fn create_namespace(registry: &Registry, ns: &str) -> Result<()> {
+    match registry
+        .create_namespace(ns, Default::default(), Default::default())
+        .await
+    {
+        Ok(()) => {
+            tracing::info!("created namespace {ns}");
+            Ok(())
+        }
+        Err(Error::AlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn fmt_version(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
@@ -137,14 +179,20 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let schema = rest[0].clone();
     let files = files::collect(&rest[1..])?;
-    let registry = a.compile.registry(ctx).await?;
+    let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
+    if a.create {
+        create_namespace(&registry, &ns).await?;
+    }
     let opts = PublishOptions {
         force: a.force,
         created_by: a.created_by,
         metadata: a.metadata.into_iter().collect(),
         ..Default::default()
     };
-    let published = registry.publish(&ns, &schema, files, opts).await?;
+    let published = registry
+        .publish(&ns, &schema, files, opts)
+        .await
+        .map_err(|e| ctx.namespace_hint(e, &ns, Some("--create")))?;
     let promoted = if a.promote {
         Some(registry.promote(&ns, false).await?)
     } else {
@@ -214,7 +262,10 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     });
-    let registry = a.compile.registry(ctx).await?;
+    let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
+    if a.create {
+        create_namespace(&registry, &ns).await?;
+    }
     let progress = bar.clone().map(|bar| {
         protoshelf::registry::Progress(std::sync::Arc::new(move |done, total| {
             bar.set_message("storing versions".to_string());
@@ -232,7 +283,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let published = result?;
+    let published = result.map_err(|e| ctx.namespace_hint(e, &ns, Some("--create")))?;
     let promoted = if a.promote {
         Some(registry.promote(&ns, false).await?)
     } else {
@@ -245,8 +296,11 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
 pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let files = files::collect(&rest[1..])?;
-    let registry = a.compile.registry(ctx).await?;
-    let report = registry.check(&ns, &rest[0], files, a.force).await?;
+    let registry = a.compile.registry(ctx, false).await?;
+    let report = registry
+        .check(&ns, &rest[0], files, a.force)
+        .await
+        .map_err(|e| ctx.namespace_hint(e, &ns, None))?;
     if !report.violations.is_empty() {
         // Reported (as text on stderr, and as JSON on stdout with -o json)
         // by the error path, with exit code 1.

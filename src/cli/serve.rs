@@ -72,7 +72,9 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         tls: a.tls_cert.zip(a.tls_key),
     };
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
-    let registry = ctx.registry().await?;
+    // Its clients register schemas: a new deployment starts on an empty
+    // bucket.
+    let registry = ctx.registry_creating().await?;
     server::serve(
         registry,
         opts,

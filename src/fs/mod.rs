@@ -3,6 +3,7 @@
 
 pub mod core;
 pub mod fuse;
+pub mod mountpoint;
 pub mod snapshot;
 pub mod wkt;
 

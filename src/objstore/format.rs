@@ -43,6 +43,21 @@ pub async fn ensure(io: &Io) -> Result<FormatMarker> {
     }
 }
 
+/// Checks the marker of a store that must exist already: no marker is
+/// [`Error::NoStore`] and nothing is written.
+pub async fn require(io: &Io, url: &str) -> Result<FormatMarker> {
+    let key = keys::marker();
+    match io.get(&key).await? {
+        Some(obj) => {
+            let marker = check(from_json(key.as_ref(), &obj.bytes)?)?;
+            io.set_marker(obj.bytes.clone());
+            Ok(marker)
+        }
+        None if holds_data(io).await? => Err(missing_marker()),
+        None => Err(Error::NoStore { url: url.into() }),
+    }
+}
+
 /// Reads the marker without ever writing one (for `verify`): the marker,
 /// or what is wrong with it.
 pub async fn inspect(io: &Io) -> Result<std::result::Result<FormatMarker, Error>> {

@@ -136,15 +136,27 @@ impl ObjStore {
         Ok(Self::assemble(backend, metrics, io, marker))
     }
 
+    /// Opens a store that must exist already, for commands that read or
+    /// change what is there: a store without a format marker is
+    /// [`crate::Error::NoStore`] and nothing is written (a mistyped URL
+    /// must not become a new, empty store).
+    pub async fn open_existing(backend: Backend, cache_bytes: u64) -> Result<Self> {
+        let (metrics, io) = Self::layers(&backend, cache_bytes);
+        let marker = format::require(&io, &backend.url).await?;
+        Ok(Self::assemble(backend, metrics, io, marker))
+    }
+
     /// Opens a store to inspect it (`verify`): never writes, and opens even
     /// when the format marker is missing or damaged, returning that problem
     /// beside the handle (which then assumes this build's format). A store
-    /// that is empty is `NotFound`.
+    /// that is empty is [`crate::Error::NoStore`].
     pub async fn inspect(backend: Backend) -> Result<(Self, Option<crate::Error>)> {
         let (metrics, io) = Self::layers(&backend, DEFAULT_CACHE_BYTES);
         let (marker, problem) = match format::inspect(&io).await? {
             Ok(marker) => (marker, None),
-            Err(e @ crate::Error::NotFound(_)) => return Err(e),
+            Err(crate::Error::NotFound(_)) => {
+                return Err(crate::Error::NoStore { url: backend.url });
+            }
             Err(e) => {
                 let assumed = FormatMarker {
                     format: "protoshelf".into(),

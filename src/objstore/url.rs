@@ -91,13 +91,27 @@ fn invalid(url: &str, reason: impl Into<String>) -> Error {
     }
 }
 
-fn local(dir: &FsPath, url: &str) -> Result<Backend> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        invalid(
-            url,
-            format!("cannot create directory {}: {e}", dir.display()),
-        )
-    })?;
+fn local(dir: &FsPath, url: &str, create: bool) -> Result<Backend> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(invalid(
+                url,
+                format!("{} is a file, not a store directory", dir.display()),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => {
+            return Err(Error::NoStore {
+                url: url.to_string(),
+            });
+        }
+        Err(_) => std::fs::create_dir_all(dir).map_err(|e| {
+            invalid(
+                url,
+                format!("cannot create directory {}: {e}", dir.display()),
+            )
+        })?,
+    }
     let store = LocalFileSystem::new_with_prefix(dir)
         .map_err(|e| invalid(url, e.to_string()))?
         // Remove emptied directories on delete so probes leave nothing behind.
@@ -187,6 +201,17 @@ fn unsupported(url: &str, scheme: &str) -> Error {
 /// (see [`RequestBudget`]): the CLI and the mount fail with a storage error
 /// naming the request instead of blocking for minutes.
 pub fn open_with(url: &str, budget: Option<RequestBudget>) -> Result<Backend> {
+    open_backend(url, budget, true)
+}
+
+/// [`open_with`] for commands that must not create a store: a local
+/// directory that does not exist is [`Error::NoStore`] instead of being
+/// created (a mistyped path must not become a new store).
+pub fn open_existing(url: &str, budget: Option<RequestBudget>) -> Result<Backend> {
+    open_backend(url, budget, false)
+}
+
+fn open_backend(url: &str, budget: Option<RequestBudget>, create: bool) -> Result<Backend> {
     let url = url.trim();
     if url.is_empty() {
         return Err(invalid(url, "empty store URL"));
@@ -201,7 +226,7 @@ pub fn open_with(url: &str, budget: Option<RequestBudget>) -> Result<Backend> {
                 .map_err(|e| invalid(url, e.to_string()))?
                 .join(path)
         };
-        return local(&abs, url);
+        return local(&abs, url, create);
     };
     let parsed = url::Url::parse(url).map_err(|e| invalid(url, format!("malformed URL: {e}")))?;
     if scheme == "memory" {
@@ -249,7 +274,7 @@ pub fn open_with(url: &str, budget: Option<RequestBudget>) -> Result<Backend> {
             let path = parsed
                 .to_file_path()
                 .map_err(|_| invalid(url, "not an absolute file path"))?;
-            return local(&path, url);
+            return local(&path, url, create);
         }
         ObjectStoreScheme::AmazonS3 => (
             BackendKind::S3,
@@ -313,5 +338,25 @@ mod tests {
         let b = open(dir.path().join("store").to_str().unwrap()).unwrap();
         assert_eq!(b.kind, BackendKind::Local);
         assert!(dir.path().join("store").is_dir());
+    }
+
+    #[test]
+    fn missing_and_file_paths_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = open_existing(missing.to_str().unwrap(), None).unwrap_err();
+        assert!(matches!(err, Error::NoStore { .. }), "{err}");
+        assert!(!missing.exists(), "a refused open created the directory");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        for err in [
+            open(file.to_str().unwrap()).unwrap_err(),
+            open_existing(file.to_str().unwrap(), None).unwrap_err(),
+        ] {
+            assert!(
+                err.to_string().contains("is a file, not a store directory"),
+                "{err}"
+            );
+        }
     }
 }

@@ -43,7 +43,7 @@ pub fn status(e: crate::Error) -> Status {
         Contended { .. } => Status::aborted(msg),
         CompileTimeout { .. } => Status::deadline_exceeded(msg),
         Incompatible(_) => Status::failed_precondition(msg),
-        Unsupported(_) => Status::failed_precondition(msg),
+        Unsupported(_) | NoStore { .. } => Status::failed_precondition(msg),
         Corrupt { .. } => Status::data_loss(msg),
         Storage(_) => Status::unavailable(msg),
         Mount { .. } => Status::internal(msg),

@@ -14,14 +14,14 @@ use serde_json::Value;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 
-struct Cli {
-    url: String,
+pub(crate) struct Cli {
+    pub(crate) url: String,
     _dir: Option<std::sync::Arc<tempfile::TempDir>>,
-    scratch: tempfile::TempDir,
+    pub(crate) scratch: tempfile::TempDir,
 }
 
 impl Cli {
-    async fn new(backend: Backend) -> Option<Cli> {
+    pub(crate) async fn new(backend: Backend) -> Option<Cli> {
         let (url, dir) = common::fresh_url(backend).await?;
         Some(Cli {
             url,
@@ -30,7 +30,7 @@ impl Cli {
         })
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_protoshelf"));
         c.args(args)
             .env("PROTOSHELF_STORE", &self.url)
@@ -39,12 +39,12 @@ impl Cli {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
 
     /// Runs and requires exit 0; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -55,14 +55,14 @@ impl Cli {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
 
     /// Runs and requires exit 1 with `needle` in the error; returns stderr.
-    fn fails(&self, args: &[&str], needle: &str) -> String {
+    pub(crate) fn fails(&self, args: &[&str], needle: &str) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(1), "protoshelf {args:?}: {stderr}");
@@ -73,26 +73,26 @@ impl Cli {
         stderr
     }
 
-    fn file(&self, rel: &str, content: &[u8]) -> String {
+    pub(crate) fn file(&self, rel: &str, content: &[u8]) -> String {
         let p = self.scratch.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, content).unwrap();
         p.display().to_string()
     }
 
-    fn dir(&self, rel: &str) -> String {
+    pub(crate) fn dir(&self, rel: &str) -> String {
         let p = self.scratch.path().join(rel);
         std::fs::create_dir_all(&p).unwrap();
         p.display().to_string()
     }
 
-    async fn content(&self) -> Vec<(String, String)> {
+    pub(crate) async fn content(&self) -> Vec<(String, String)> {
         let raw = protoshelf::objstore::url::open(&self.url).unwrap().store;
         common::content_snapshot(&raw).await
     }
 
     /// The example namespace, loaded and promoted.
-    fn setup_shop(&self) {
+    pub(crate) fn setup_shop(&self) {
         self.ok(&["init"]);
         self.ok(&["namespace", "create", "shop", "--metadata", "team=checkout"]);
         self.ok(&[
@@ -105,7 +105,7 @@ impl Cli {
     }
 }
 
-fn example(rel: &str) -> String {
+pub(crate) fn example(rel: &str) -> String {
     format!("{EXAMPLES}/{rel}")
 }
 
@@ -442,7 +442,7 @@ async fn bad_input_changes_nothing(backend: Backend) {
         ),
         (
             vec!["--storage-timeout", "0s", "namespace", "list"],
-            "between 0 and 24 hours",
+            "more than 0 and less than 24 hours",
         ),
         (
             vec!["--store", "ftp://host/x", "namespace", "list"],
@@ -455,11 +455,14 @@ async fn bad_input_changes_nothing(backend: Backend) {
         (vec!["schema", "info"], "required"),
         (vec!["schema", "info", "shop.orders"], "no namespace"),
         (vec!["promote", "--no-such-flag"], "unexpected argument"),
-        (vec!["mount", "/nonexistent/mnt"], "not a directory"),
-        (vec!["mount", &txt], "not a directory"),
+        (
+            vec!["mount", "/nonexistent/mnt"],
+            "does not exist: create it first",
+        ),
+        (vec!["mount", &txt], "is not a directory"),
         (
             vec!["mount", &empty, "--refresh", "0s"],
-            "between 0 and 24 hours",
+            "at least 10ms and less than 24 hours",
         ),
         (vec!["mount", &empty, "--cache-size", "1TB"], "unit must be"),
     ];

@@ -10,6 +10,7 @@
 mod common;
 
 mod cli;
+mod cli_daily;
 mod commit_protocol;
 mod compat_buf;
 mod concurrency;

@@ -19,7 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_protoshelf");
 const EROFS: i32 = 30;
 
 /// Whether FUSE can be used here; under CI=true its absence fails.
-fn fuse_available() -> bool {
+pub(crate) fn fuse_available() -> bool {
     let ok =
         Path::new("/dev/fuse").exists() && Command::new("fusermount3").arg("-V").output().is_ok();
     if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -69,14 +69,18 @@ fn cli(url: &str, args: &[&str]) {
     );
 }
 
-struct Mounted {
-    dir: tempfile::TempDir,
+pub(crate) struct Mounted {
+    pub(crate) dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl Mounted {
     fn start(url: &str, extra: &[&str]) -> Mounted {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), url, extra)
+    }
+
+    /// Mounts on `dir` (which may hold files, with `--allow-non-empty`).
+    pub(crate) fn start_in(dir: tempfile::TempDir, url: &str, extra: &[&str]) -> Mounted {
         let child = Command::new(BIN)
             .args(["mount", dir.path().to_str().unwrap(), "--refresh", "200ms"])
             .args(extra)
@@ -94,7 +98,7 @@ impl Mounted {
         m
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
@@ -118,7 +122,18 @@ impl Mounted {
     }
 
     /// Unmounts like a user would and requires a clean exit 0.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
+        self.unmount();
+    }
+
+    /// [`Mounted::stop`], giving the directory back (its own files show
+    /// again).
+    pub(crate) fn stop_keeping_dir(mut self) -> tempfile::TempDir {
+        self.unmount();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    fn unmount(&mut self) {
         let out = Command::new("fusermount3")
             .arg("-u")
             .arg(self.dir.path())
@@ -199,7 +214,7 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn setup(url: &str) {
+pub(crate) fn setup(url: &str) {
     cli(url, &["namespace", "create", "shop"]);
     cli(
         url,

@@ -1,0 +1,460 @@
+//! The CLI in daily use (issue 13), on a local directory and on S3
+//! (LocalStack): a closed stdout, reads of a missing store, mounts on the
+//! wrong directory, errors that say what to do (also as JSON), help text,
+//! consistent output and who did what.
+
+use crate::cli::Cli;
+use crate::common::Backend;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+/// A schema of `messages` messages: a large `schema source` output.
+fn big_proto(messages: usize) -> String {
+    (0..messages)
+        .map(|k| format!("message M{k} {{ string a = 1; int64 b = 2; }}\n"))
+        .fold(
+            "syntax = \"proto3\";\npackage big;\n".to_string(),
+            |s, m| s + &m,
+        )
+}
+
+/// Like `protoshelf ARGS | head -1`: reads the first line, then closes the
+/// pipe while the command still has much more to write.
+fn head_1(c: &Cli, args: &[&str]) -> (String, std::process::Output) {
+    let mut child = c
+        .cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is dropped here: later writes get EPIPE.
+    (first, child.wait_with_output().unwrap())
+}
+
+/// Runs `args` with a stdout whose reader is already gone.
+fn closed_before_start(c: &Cli, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    c.cmd(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+fn assert_quiet_success(args: &[&str], out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+}
+
+async fn closed_stdout_is_quiet(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.setup_shop();
+    // 40 schemas for `schema list`, and one source far larger than a pipe's
+    // buffer (64 KiB) so the writer is still writing when head exits.
+    let tree = c.dir("many");
+    for k in 0..40 {
+        c.file(
+            &format!("many/m{k:02}.proto"),
+            format!("syntax = \"proto3\";\npackage many.m{k};\nmessage A {{}}\n").as_bytes(),
+        );
+    }
+    c.ok(&["load", "shop", &tree, "--group-by", "file"]);
+    let big = c.file("big/big.proto", big_proto(6000).as_bytes());
+    c.ok(&["push", "shop", "big", &big, "--compile-timeout", "5m"]);
+
+    for args in [
+        &["schema", "source", "shop", "big"][..],
+        &["-o", "json", "schema", "source", "shop", "big"],
+    ] {
+        let (first, out) = head_1(&c, args);
+        assert!(!first.is_empty(), "{args:?}: no first line");
+        assert_quiet_success(args, &out);
+    }
+    let list: &[&str] = &["schema", "list", "shop"];
+    let (first, out) = head_1(&c, list);
+    assert!(first.starts_with("SCHEMA"), "{first}");
+    assert_quiet_success(list, &out);
+
+    for args in [
+        list,
+        &["-o", "json", "schema", "source", "shop", "shop.orders"],
+        &["log", "shop"],
+        &["namespace", "info", "shop"],
+        &["schema", "descriptor", "shop", "shop.orders"],
+        &["completions", "bash"],
+        &["--stats", "-o", "json", "namespace", "list"],
+    ] {
+        assert_quiet_success(args, &closed_before_start(&c, args));
+    }
+    // Any other write failure is exit 2, named.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = c.cmd(list).stdout(Stdio::from(full)).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_stdout_is_quiet_local() {
+    closed_stdout_is_quiet(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_stdout_is_quiet_s3() {
+    closed_stdout_is_quiet(Backend::S3).await;
+}
+
+/// Runs the binary with `--store url` and no other store configured.
+fn at_store(url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_protoshelf"))
+        .arg("--store")
+        .arg(url)
+        .args(args)
+        .env_remove("PROTOSHELF_STORE")
+        .env_remove("PROTOSHELF_NAMESPACE")
+        .output()
+        .unwrap()
+}
+
+fn assert_fails(out: &std::process::Output, code: i32, needles: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "expected {n:?} in: {stderr}");
+    }
+    stderr
+}
+
+/// Every command that only reads, or changes what must exist, refuses a
+/// store that is not there and writes nothing; `init` and the
+/// namespace-creating commands create it and say so.
+async fn missing_store_is_refused(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    // The URL of a store nobody created: a directory that does not exist,
+    // an existing empty one, or an empty S3 prefix.
+    let empty_dir = c.dir("empty-store");
+    let missing_dir = c.scratch.path().join("no-such-dir").display().to_string();
+    let urls: Vec<String> = match backend {
+        Backend::S3 => vec![c.url.clone()],
+        _ => vec![empty_dir.clone(), missing_dir.clone()],
+    };
+    let proto = c.file(
+        "p/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    let reads: [&[&str]; 13] = [
+        &["namespace", "list"],
+        &["namespace", "info", "shop"],
+        &["namespace", "set-policy", "shop", "wire"],
+        &["schema", "list", "shop"],
+        &["schema", "info", "shop", "x"],
+        &["log", "shop"],
+        &["promote", "shop"],
+        &["discard", "shop"],
+        &["rollback", "shop", "x", "1"],
+        &["push", "shop", "a", &proto],
+        &["check", "shop", "a", &proto],
+        &["verify"],
+        &["gc", "--dry-run"],
+    ];
+    for url in &urls {
+        for args in reads {
+            let out = at_store(url, args);
+            assert_fails(
+                &out,
+                1,
+                &[
+                    "no protoshelf store at",
+                    &format!("protoshelf --store {url} init"),
+                ],
+            );
+        }
+    }
+    assert!(
+        std::fs::read_dir(&empty_dir).unwrap().next().is_none(),
+        "a refused command wrote into the directory"
+    );
+    assert!(
+        !std::path::Path::new(&missing_dir).exists(),
+        "a refused command created the directory"
+    );
+    assert!(c.content().await.is_empty(), "a refused command wrote");
+
+    // A file is not a store directory, whatever the command.
+    if backend == Backend::Local {
+        let file = c.file("a-file", b"x");
+        for args in [&["namespace", "list"][..], &["init"]] {
+            assert_fails(
+                &at_store(&file, args),
+                1,
+                &["is a file, not a store directory"],
+            );
+        }
+    }
+
+    // The creating commands: init says so on stdout, the others on stderr.
+    let url = &urls[0];
+    let out = at_store(url, &["init"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" created (format version"));
+    let out = at_store(url, &["init"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" ready (format version"));
+    if let Some(missing) = urls.get(1) {
+        let out = at_store(missing, &["namespace", "create", "shop"]);
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("note: created a new protoshelf store"),
+            "{out:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_store_is_refused_local() {
+    missing_store_is_refused(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_store_is_refused_s3() {
+    missing_store_is_refused(Backend::S3).await;
+}
+
+/// `push`/`load` into a namespace that does not exist name `--create`;
+/// with it they create the namespace (and the store) and publish.
+async fn push_and_load_create(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    let proto = c.file(
+        "p/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    let tree = c.dir("p");
+    // No store yet: --create creates it.
+    let out = c.run(&["push", "fresh", "a", &proto, "--create"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("note: created a new protoshelf store"));
+    assert_eq!(c.json(&["namespace", "info", "fresh"])["policy"], "strict");
+    let before = c.content().await;
+    for args in [&["push", "nope", "a", &proto][..], &["load", "nope", &tree]] {
+        c.fails(args, "namespace \"nope\" not found");
+        let err = c.fails(
+            args,
+            "hint: create it with `protoshelf namespace create nope`, or give --create",
+        );
+        assert!(!err.contains("note: created"), "{err}");
+    }
+    c.fails(
+        &["check", "nope", "a", &proto],
+        "hint: create it with `protoshelf namespace create nope`",
+    );
+    assert_eq!(c.content().await, before, "a refused push wrote");
+    let loaded = c.json(&["load", "other", &tree, "--create", "--promote"]);
+    assert_eq!(
+        (loaded["schema_id"].as_str(), loaded["version"].as_u64()),
+        (Some("a"), Some(1))
+    );
+    // --create on a namespace that exists publishes into it.
+    let b = c.file(
+        "q/b.proto",
+        b"syntax = \"proto3\";\npackage b;\nmessage B {}\n",
+    );
+    let pushed = c.json(&["push", "fresh", "b", &b, "--create"]);
+    assert_eq!(pushed["version"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_load_create_local() {
+    push_and_load_create(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_load_create_s3() {
+    push_and_load_create(Backend::S3).await;
+}
+
+/// `mount` refuses a directory that is missing, not a directory, not empty
+/// (unless `--allow-non-empty`) or a mount point already (two mounts used
+/// to stack), each exit 1 with what to do; mounted for real.
+async fn mountpoints_are_checked(backend: Backend) {
+    use crate::mount::{Mounted, fuse_available, setup};
+    if !fuse_available() {
+        return;
+    }
+    let Some((url, _keep)) = crate::common::fresh_url(backend).await else {
+        return;
+    };
+    setup(&url);
+    let mount = |dir: &str| at_store(&url, &["mount", dir, "--refresh", "200ms"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let missing = scratch.path().join("nope").display().to_string();
+    assert_fails(&mount(&missing), 1, &["does not exist", "mkdir -p"]);
+    assert!(!std::path::Path::new(&missing).exists());
+
+    let full = tempfile::tempdir().unwrap();
+    std::fs::write(full.path().join("keep.txt"), b"mine").unwrap();
+    assert_fails(
+        &mount(full.path().to_str().unwrap()),
+        1,
+        &["is not empty (1 entry)", "--allow-non-empty"],
+    );
+    // With the option it mounts over the file, and gives it back after.
+    let m = Mounted::start_in(full, &url, &["--allow-non-empty"]);
+    assert!(m.path("shop/current").is_dir());
+    assert!(!m.path("keep.txt").exists(), "the mount shows the registry");
+    // A second mount on a mounted directory is refused, the first intact.
+    let again = mount(m.dir.path().to_str().unwrap());
+    let err = assert_fails(
+        &again,
+        1,
+        &["already a mount point (fuse", "fusermount3 -u"],
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(m.path("shop/current").is_dir());
+    let dir = m.stop_keeping_dir();
+    assert_eq!(std::fs::read(dir.path().join("keep.txt")).unwrap(), b"mine");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(dir.path().to_str().unwrap()),
+        "a mount was left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mountpoints_are_checked_local() {
+    mountpoints_are_checked(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mountpoints_are_checked_s3() {
+    mountpoints_are_checked(Backend::S3).await;
+}
+
+/// S3 errors the user can fix say what to do instead of passing on the raw
+/// answer: a missing bucket names `--create-bucket`, missing credentials
+/// name the variables, not the metadata endpoint; both exit 1, also as
+/// JSON errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_errors_say_what_to_do() {
+    if !crate::common::s3_enabled() {
+        return;
+    }
+    let bucket = format!("protoshelf-missing-{}", uuid::Uuid::new_v4().simple());
+    let url = format!("s3://{bucket}/prefix");
+    for args in [&["init"][..], &["namespace", "list"]] {
+        let err = assert_fails(
+            &at_store(&url, args),
+            1,
+            &[
+                &format!("error: the bucket of {url} does not exist"),
+                &format!("hint: create it with `protoshelf --store {url} init --create-bucket`"),
+            ],
+        );
+        assert!(!err.contains("<Error>"), "{err}");
+    }
+    let out = at_store(&url, &["-o", "json", "init"]);
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["error"]["kind"], "no_such_bucket");
+    assert_eq!(body["error"]["exit_code"], 1);
+    // No credentials anywhere: the instance metadata service (here a port
+    // that refuses, so the test does not depend on the machine) is the last
+    // provider object_store tries.
+    let test_bucket = crate::common::TEST_BUCKET;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_protoshelf"))
+        .args([
+            "--store",
+            &format!("s3://{test_bucket}/x"),
+            "namespace",
+            "list",
+        ])
+        .args(["--storage-timeout", "5s"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let err = assert_fails(
+        &out,
+        1,
+        &[
+            "no AWS credentials for",
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+        ],
+    );
+    assert!(!err.contains("latest/api/token"), "{err}");
+}
+
+/// With `-o json` every failure is `{"error": {"kind", "message",
+/// "exit_code"}}` on stdout, with the same exit code as in table mode.
+async fn json_errors(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.setup_shop();
+    let incompatible = crate::cli::example("changes/incompatible");
+    let cases: [(&[&str], &str, i32); 6] = [
+        (&["namespace", "info", "nope"], "not_found", 1),
+        (&["namespace", "create", "shop"], "already_exists", 1),
+        (&["schema", "info", "shop", "bad id"], "invalid_id", 1),
+        (&["schema", "info"], "usage", 1),
+        (
+            &["check", "shop", "shop.orders", &incompatible],
+            "incompatible",
+            1,
+        ),
+        (&["push", "nope", "x", &incompatible], "not_found", 1),
+    ];
+    for (args, kind, code) in cases {
+        let table = c.run(args);
+        assert_eq!(table.status.code(), Some(code), "{args:?}");
+        let mut json_args = vec!["-o", "json"];
+        json_args.extend(args);
+        let out = c.run(&json_args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {out:?}"));
+        let error = &body["error"];
+        assert_eq!(error["kind"], kind, "{args:?}: {body}");
+        assert_eq!(error["exit_code"], code, "{args:?}");
+        assert!(!error["message"].as_str().unwrap().is_empty());
+        // The readable line stays on stderr.
+        assert!(String::from_utf8_lossy(&out.stderr).contains("error: "));
+        if kind == "incompatible" {
+            assert_eq!(body["violations"][0]["rule"], "FIELD_NO_DELETE");
+        }
+        if args[0] == "push" {
+            assert!(
+                error["hint"].as_str().unwrap().contains("--create"),
+                "{body}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_errors_local() {
+    json_errors(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_errors_s3() {
+    json_errors(Backend::S3).await;
+}
