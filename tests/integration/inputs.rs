@@ -198,3 +198,172 @@ macro_rules! local_and_s3 {
 }
 
 local_and_s3!(links_stay_inside_the_tree, out_never_writes_through_a_link);
+
+/// IDs, paths and packages at the longest every backend stores, and one
+/// byte more, through the library on memory, local directory and S3.
+mod limits {
+    use crate::common::{self, TestStore};
+    use protoshelf::Registry;
+    use protoshelf::compat::Policy;
+    use protoshelf::ids::{MAX_NAMESPACE_ID_LEN, MAX_SCHEMA_ID_LEN};
+    use protoshelf::objstore::keys::MAX_KEY_BYTES;
+    use protoshelf::registry::{PublishOptions, SourceFile};
+
+    on_every_backend!(
+        id_limits_are_checked_before_anything_is_written,
+        paths_and_packages_fit_local_file_names,
+        keys_fit_s3_with_the_store_prefix,
+    );
+
+    fn proto(package: &str) -> String {
+        format!("syntax = \"proto3\";\npackage {package};\nmessage M {{}}\n")
+    }
+
+    async fn publish(
+        r: &Registry,
+        ns: &str,
+        schema: &str,
+        path: &str,
+        package: &str,
+    ) -> protoshelf::Result<u64> {
+        r.publish(
+            ns,
+            schema,
+            vec![SourceFile::new(path, proto(package))],
+            PublishOptions::default(),
+        )
+        .await
+        .map(|p| p.version)
+    }
+
+    /// Requires `result` to be refused as a user error mentioning `needle`,
+    /// with the store unchanged.
+    async fn refused<T: std::fmt::Debug>(
+        t: &TestStore,
+        before: &[(String, u64)],
+        result: protoshelf::Result<T>,
+        needle: &str,
+    ) {
+        let err = result.unwrap_err();
+        assert!(err.is_user_error(), "{err}");
+        assert!(err.to_string().contains(needle), "{needle:?} not in {err}");
+        assert_eq!(
+            common::snapshot(&t.raw()).await,
+            before,
+            "refused, but wrote: {err}"
+        );
+    }
+
+    async fn id_limits_are_checked_before_anything_is_written(t: TestStore) {
+        let r = Registry::new(t.store.clone());
+        let ns = "n".repeat(MAX_NAMESPACE_ID_LEN);
+        r.create_namespace(&ns, Policy::Strict, Default::default())
+            .await
+            .unwrap();
+        let before = common::snapshot(&t.raw()).await;
+        let too_long = "n".repeat(MAX_NAMESPACE_ID_LEN + 1);
+        refused(
+            &t,
+            &before,
+            r.create_namespace(&too_long, Policy::Strict, Default::default())
+                .await,
+            "longer than 249 bytes",
+        )
+        .await;
+
+        let schema = "s".repeat(MAX_SCHEMA_ID_LEN);
+        assert_eq!(publish(&r, &ns, &schema, "a.proto", "a").await.unwrap(), 1);
+        let before = common::snapshot(&t.raw()).await;
+        let too_long = "s".repeat(MAX_SCHEMA_ID_LEN + 1);
+        refused(
+            &t,
+            &before,
+            publish(&r, &ns, &too_long, "b.proto", "b").await,
+            "longer than 248 bytes",
+        )
+        .await;
+        // The sizes the issue found failing half-way: refused up front.
+        refused(
+            &t,
+            &before,
+            publish(&r, &ns, &"s".repeat(253), "b.proto", "b").await,
+            "longer than 248",
+        )
+        .await;
+        let listed = r.list_schemas(&ns).await.unwrap();
+        assert_eq!(listed.len(), 1, "only the schema at the limit exists");
+    }
+
+    async fn paths_and_packages_fit_local_file_names(t: TestStore) {
+        let r = Registry::new(t.store.clone());
+        r.create_namespace("ns", Policy::Strict, Default::default())
+            .await
+            .unwrap();
+        let dir = |n: usize| "d".repeat(n);
+        publish(&r, "ns", "s", &format!("{}/x.proto", dir(255)), "a")
+            .await
+            .unwrap();
+        let package = "p".repeat(255);
+        publish(&r, "ns", "t", "t.proto", &package).await.unwrap();
+        let before = common::snapshot(&t.raw()).await;
+        refused(
+            &t,
+            &before,
+            publish(&r, "ns", "u", &format!("{}/x.proto", dir(256)), "u").await,
+            "at most 255",
+        )
+        .await;
+        // A package is known only after the compile: still refused before
+        // the first write.
+        refused(
+            &t,
+            &before,
+            publish(&r, "ns", "v", "v.proto", &"q".repeat(256)).await,
+            "at most 255",
+        )
+        .await;
+    }
+
+    async fn keys_fit_s3_with_the_store_prefix(t: TestStore) {
+        let r = Registry::new(t.store.clone());
+        let (ns, schema) = (
+            "n".repeat(MAX_NAMESPACE_ID_LEN),
+            "s".repeat(MAX_SCHEMA_ID_LEN),
+        );
+        r.create_namespace(&ns, Policy::Strict, Default::default())
+            .await
+            .unwrap();
+        let prefix = t.store.key_prefix();
+        let prefix_len = if prefix.is_empty() {
+            0
+        } else {
+            prefix.len() + 1
+        };
+        // The longest key of a file is its directory's claim,
+        // ns/<ns>/claims/dir/<dir>/!<schema>: 17 bytes besides the names.
+        let widest_dir = MAX_KEY_BYTES - prefix_len - 17 - ns.len() - schema.len();
+        let path = |dir_len: usize| {
+            let rest = "f".repeat(dir_len - 402);
+            format!("{}/{}/{rest}/x.proto", "d".repeat(200), "e".repeat(200))
+        };
+        if widest_dir + "/x.proto".len() > protoshelf::ids::MAX_PATH_LEN {
+            // No prefix: the ID and path limits keep every key below 1,024
+            // bytes; the widest path there is stores.
+            let widest = format!("{}/{}/x.proto", "d".repeat(255), "e".repeat(248));
+            publish(&r, &ns, &schema, &widest, "p").await.unwrap();
+            return;
+        }
+        publish(&r, &ns, &schema, &path(widest_dir), "p")
+            .await
+            .unwrap();
+        let before = common::snapshot(&t.raw()).await;
+        let other = "o".repeat(MAX_SCHEMA_ID_LEN);
+        refused(
+            &t,
+            &before,
+            publish(&r, &ns, &other, &path(widest_dir + 1), "o").await,
+            "S3 keys are at most 1024 bytes",
+        )
+        .await;
+    }
+}
