@@ -6,10 +6,15 @@ use crate::error::{Error, Result};
 /// compile can import.
 pub const BUILTINS: &str = "__builtins__";
 
-/// Longest ID, in bytes.
-pub const MAX_ID_LEN: usize = 256;
+use crate::objstore::keys::{MAX_SEGMENT_BYTES, STAGING_SUFFIX_BYTES};
 
-fn check(kind: &'static str, id: &str) -> Result<()> {
+/// Longest namespace ID, in bytes: `namespaces/<ns>` is a file on a local
+/// store, and a file name needs room for the staging suffix.
+pub const MAX_NAMESPACE_ID_LEN: usize = MAX_SEGMENT_BYTES - STAGING_SUFFIX_BYTES;
+/// Longest schema ID, in bytes: a directory claim's file is `!<schema>`.
+pub const MAX_SCHEMA_ID_LEN: usize = MAX_NAMESPACE_ID_LEN - 1;
+
+fn check(kind: &'static str, id: &str, max: usize) -> Result<()> {
     let fail = |reason: &str| {
         Err(Error::InvalidId {
             kind,
@@ -20,8 +25,11 @@ fn check(kind: &'static str, id: &str) -> Result<()> {
     if id.is_empty() {
         return fail("must not be empty");
     }
-    if id.len() > MAX_ID_LEN {
-        return fail(&format!("longer than {MAX_ID_LEN} bytes ({})", id.len()));
+    if id.len() > max {
+        return fail(&format!(
+            "longer than {max} bytes ({}): storage keys and local file names are built from it",
+            id.len()
+        ));
     }
     let mut chars = id.chars();
     let first = chars.next().unwrap_or_default();
@@ -42,19 +50,20 @@ pub fn validate_namespace_id(id: &str) -> Result<()> {
     if id == BUILTINS {
         return Ok(());
     }
-    check("namespace ID", id)
+    check("namespace ID", id, MAX_NAMESPACE_ID_LEN)
 }
 
 /// A schema ID: the ID pattern.
 pub fn validate_schema_id(id: &str) -> Result<()> {
-    check("schema ID", id)
+    check("schema ID", id, MAX_SCHEMA_ID_LEN)
 }
 
 /// Longest source file path, in bytes.
 pub const MAX_PATH_LEN: usize = 512;
 
 /// A source file path: a canonical relative path ending in `.proto` (no
-/// leading `/`, no `.`, `..` or empty segments, at most 512 bytes), made of
+/// leading `/`, no `.`, `..` or empty segments, at most 512 bytes and 255
+/// per segment, a local file name's limit), made of
 /// letters, digits and `_ . - + @ = ,` between `/` separators. The same
 /// rules keep the storage keys built from paths plain and unambiguous.
 pub fn validate_file_path(path: &str) -> Result<()> {
@@ -80,6 +89,17 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<()> {
     }
     if name.starts_with('/') {
         return Err(bad_name(kind, name, "must be relative (no leading /)"));
+    }
+    if let Some(seg) = name.split('/').find(|seg| seg.len() > MAX_SEGMENT_BYTES) {
+        return Err(bad_name(
+            kind,
+            name,
+            &format!(
+                "the segment {:?}... is {} bytes; names between / are at most {MAX_SEGMENT_BYTES} (a local file name)",
+                seg.chars().take(40).collect::<String>(),
+                seg.len()
+            ),
+        ));
     }
     if name
         .split('/')
@@ -123,7 +143,10 @@ mod tests {
             validate_schema_id(ok).unwrap();
         }
         validate_namespace_id(BUILTINS).unwrap();
-        validate_namespace_id(&"a".repeat(256)).unwrap();
+        validate_namespace_id(&"a".repeat(249)).unwrap();
+        assert!(validate_namespace_id(&"a".repeat(250)).is_err());
+        validate_schema_id(&"a".repeat(248)).unwrap();
+        assert!(validate_schema_id(&"a".repeat(249)).is_err());
     }
 
     #[test]
@@ -152,9 +175,11 @@ mod tests {
 
     #[test]
     fn file_paths() {
-        for ok in ["a.proto", "a/b/c.proto", "x-y_z.1/v+2@x.proto"] {
+        let widest = format!("{}/{}.proto", "d".repeat(255), "f".repeat(249));
+        for ok in ["a.proto", "a/b/c.proto", "x-y_z.1/v+2@x.proto", &widest] {
             validate_file_path(ok).unwrap();
         }
+        let wide = format!("{}/a.proto", "d".repeat(256));
         let long = format!("{}.proto", "a".repeat(600));
         for bad in [
             "",
@@ -169,6 +194,7 @@ mod tests {
             "a b.proto",
             "a%2F.proto",
             long.as_str(),
+            wide.as_str(),
         ] {
             assert!(validate_file_path(bad).is_err(), "{bad:?}");
         }

@@ -11,6 +11,7 @@ pub mod confluent;
 pub mod error;
 pub mod fs;
 pub mod ids;
+pub mod inputs;
 pub mod model;
 pub mod objstore;
 pub mod registry;

@@ -7,7 +7,6 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::cli::stdout_write(format!("{}\n", format_args!($($t)*)).as_bytes()) };
 }
 
-mod files;
 mod history;
 mod init;
 mod maintenance;

@@ -8,8 +8,8 @@ use protoshelf::registry::{BatchMember, Limits, PublishOptions, Published, Regis
 use protoshelf::{Error, Result};
 use serde_json::json;
 
+use super::Ctx;
 use super::namespace::parse_kv;
-use super::{Ctx, files};
 
 /// The options of commands that compile.
 #[derive(clap::Args)]
@@ -37,6 +37,23 @@ impl CompileArgs {
     }
 }
 
+/// How the files to publish are read.
+#[derive(clap::Args)]
+pub struct InputArgs {
+    /// Read symbolic links that resolve outside the directory given too
+    /// (refused by default: a tree cannot publish files from elsewhere).
+    #[arg(long)]
+    follow_symlinks: bool,
+}
+
+impl InputArgs {
+    fn options(&self) -> protoshelf::inputs::ReadOptions {
+        protoshelf::inputs::ReadOptions {
+            follow_symlinks: self.follow_symlinks,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct PushArgs {
     /// [NAMESPACE] SCHEMA PATH...: .proto files and directories.
@@ -58,6 +75,8 @@ pub struct PushArgs {
     /// store when there is none.
     #[arg(long)]
     create: bool,
+    #[command(flatten)]
+    input: InputArgs,
     #[command(flatten)]
     compile: CompileArgs,
 }
@@ -92,6 +111,8 @@ pub struct LoadArgs {
     #[arg(long)]
     create: bool,
     #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
     compile: CompileArgs,
 }
 
@@ -103,6 +124,8 @@ pub struct CheckArgs {
     /// Allow files at well-known-type paths (google/protobuf/...).
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    input: InputArgs,
     #[command(flatten)]
     compile: CompileArgs,
 }
@@ -178,7 +201,7 @@ pub fn fmt_version(v: Option<u64>) -> String {
 pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let schema = rest[0].clone();
-    let files = files::collect(&rest[1..])?;
+    let files = protoshelf::inputs::collect(&rest[1..], &a.input.options())?;
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
     if a.create {
         create_namespace(&registry, &ns).await?;
@@ -235,7 +258,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
     let root_name = root_name.unwrap_or_else(|| "root".into());
     let mut groups: BTreeMap<String, Vec<_>> = BTreeMap::new();
-    for f in files::from_dir(dir)? {
+    for f in protoshelf::inputs::read_dir(dir, &a.input.options())? {
         let key = match a.group_by {
             GroupBy::Dir => {
                 schema_id_for(f.path.rsplit_once('/').map_or("", |(d, _)| d), &root_name)
@@ -295,7 +318,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
 
 pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
-    let files = files::collect(&rest[1..])?;
+    let files = protoshelf::inputs::collect(&rest[1..], &a.input.options())?;
     let registry = a.compile.registry(ctx, false).await?;
     let report = registry
         .check(&ns, &rest[0], files, a.force)

@@ -109,20 +109,13 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let schema = &rest[0];
             let v = registry.readable_version(&ns, schema, version).await?;
             let sources = store.get_version_sources(&ns, schema, v).await?;
-            for (f, _) in &sources {
-                // Stored paths were validated on publish; check again before
-                // they become local paths.
-                protoshelf::ids::validate_file_path(&f.path)?;
-            }
             let files: Vec<_> = sources.iter().map(|(f, _)| f.clone()).collect();
             if let Some(dir) = out {
-                for (f, bytes) in &sources {
-                    let target = Path::new(&dir).join(&f.path);
-                    if let Some(parent) = target.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
-                    }
-                    std::fs::write(&target, bytes).map_err(|e| io_error(&target, e))?;
-                }
+                let tree: Vec<(&str, &[u8])> = sources
+                    .iter()
+                    .map(|(f, b)| (f.path.as_str(), b.as_ref()))
+                    .collect();
+                protoshelf::inputs::write_tree(Path::new(&dir), &tree)?;
                 let value = json!({"schema_id": schema, "version": v, "out": dir,
                     "files": files.iter().map(|f| &f.path).collect::<Vec<_>>()});
                 ctx.emit(&value, || {

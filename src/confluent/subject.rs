@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::ids::{BUILTINS, MAX_ID_LEN, validate_namespace_id};
+use crate::ids::{BUILTINS, MAX_NAMESPACE_ID_LEN, validate_namespace_id};
 
 /// The one schema of a subject namespace.
 pub const SCHEMA: &str = "subject";
@@ -42,7 +42,7 @@ pub fn namespace_for(prefix: &str, subject: &str) -> String {
         readable.insert(0, 's');
     }
     let hash = hex::encode(&Sha256::digest(subject.as_bytes())[..6]);
-    let keep = MAX_ID_LEN - hash.len() - 2;
+    let keep = MAX_NAMESPACE_ID_LEN - hash.len() - 2;
     if readable.len() > keep {
         readable.truncate(keep);
     }

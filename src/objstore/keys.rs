@@ -164,9 +164,149 @@ pub fn parse_version_file(name: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Longest key S3 accepts, in bytes, the store's prefix included.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest file or directory name on local filesystems (ext4, XFS, btrfs,
+/// APFS: 255 bytes).
+pub const MAX_SEGMENT_BYTES: usize = 255;
+/// object_store's local store writes `<file>#<n>` and renames it into
+/// place: a key's last segment needs room for `#` and a few digits (n
+/// counts up past leftovers of interrupted writes).
+pub const STAGING_SUFFIX_BYTES: usize = 6;
+
+/// Every key a version of `schema` in `ns` writes or makes its namespace
+/// write, with the longest names: the namespace's own keys, the schema's,
+/// its version manifest, blobs and descriptor, and one claim per
+/// `(kind, name)` in `claims`.
+fn version_keys<'a>(
+    ns: &'a str,
+    schema: &'a str,
+    claims: impl IntoIterator<Item = (crate::store::ClaimKind, &'a str)> + 'a,
+) -> impl Iterator<Item = (Path, &'static str)> + 'a {
+    use crate::store::ClaimKind;
+    let hash = "0".repeat(64);
+    [
+        (namespace(ns), "namespace record"),
+        (head(ns), "log hint"),
+        (log_entry(ns, u64::MAX), "log entry"),
+        (self::schema(ns, schema), "schema record"),
+        (version(ns, schema, u64::MAX), "version manifest"),
+        (blob(ns, &hash), "blob"),
+        (descriptor(ns, &hash), "descriptor set"),
+    ]
+    .into_iter()
+    .chain(claims.into_iter().map(move |(kind, name)| match kind {
+        ClaimKind::Dir => (dir_claim(ns, name, schema), "directory claim"),
+        ClaimKind::Path => (claim(ns, kind.as_str(), name, schema), "path claim"),
+        ClaimKind::Package => (claim(ns, kind.as_str(), name, schema), "package claim"),
+    }))
+}
+
+/// Checks that every key of a version (see [`version_keys`]) fits every
+/// backend: at most [`MAX_KEY_BYTES`] with the store's `prefix`, no segment
+/// over [`MAX_SEGMENT_BYTES`], the last one with room for the local store's
+/// staging suffix. Run before anything is written, so a publish never
+/// fails half-way on a key a backend refuses.
+pub fn check_lengths<'a>(
+    prefix: &str,
+    ns: &'a str,
+    schema: &'a str,
+    claims: impl IntoIterator<Item = (crate::store::ClaimKind, &'a str)> + 'a,
+) -> crate::Result<()> {
+    let prefix_len = if prefix.is_empty() {
+        0
+    } else {
+        prefix.len() + 1
+    };
+    for (key, what) in version_keys(ns, schema, claims) {
+        let key = key.as_ref();
+        let total = prefix_len + key.len();
+        let shown = || {
+            let mut k: String = key.chars().take(100).collect();
+            if k.len() < key.len() {
+                k.push_str("...");
+            }
+            k
+        };
+        if total > MAX_KEY_BYTES {
+            return Err(crate::Error::InvalidInput(format!(
+                "too long for storage: the {what} key {} would be {total} bytes{}, and S3 keys are at most {MAX_KEY_BYTES} bytes; shorten the namespace ID ({} bytes), the schema ID ({} bytes) or the file path or package",
+                shown(),
+                if prefix_len > 0 {
+                    " with the store prefix"
+                } else {
+                    ""
+                },
+                ns.len(),
+                schema.len()
+            )));
+        }
+        let segments: Vec<&str> = key.split('/').collect();
+        for (i, seg) in segments.iter().enumerate() {
+            let (limit, why) = if i + 1 == segments.len() {
+                (
+                    MAX_SEGMENT_BYTES - STAGING_SUFFIX_BYTES,
+                    " for a file name (255 less the local store's staging suffix)",
+                )
+            } else {
+                (MAX_SEGMENT_BYTES, " for a name")
+            };
+            if seg.len() > limit {
+                return Err(crate::Error::InvalidInput(format!(
+                    "too long for storage: {:?}... in the {what} key is {} bytes, and local filesystems take at most {limit}{why}",
+                    seg.chars().take(40).collect::<String>(),
+                    seg.len()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_at_the_limits() {
+        use crate::store::ClaimKind;
+        let (ns, schema) = ("n".repeat(249), "s".repeat(248));
+        // The longest names the ID rules allow fit every key shape...
+        check_lengths("", &ns, &schema, [(ClaimKind::Package, "p")]).unwrap();
+        // ...until a prefix and a long directory add up past 1,024 bytes:
+        // ns/<ns>/claims/dir/<dir>/!<schema> is 17 bytes of fixed text.
+        let prefix = "p".repeat(99);
+        let fits = 1024 - 100 - 17 - 249 - 248;
+        let dir = |n: usize| format!("{}/{}", "d".repeat(200), "e".repeat(n - 201));
+        check_lengths(
+            &prefix,
+            &ns,
+            &schema,
+            [(ClaimKind::Dir, dir(fits).as_str())],
+        )
+        .unwrap();
+        let err = check_lengths(
+            &prefix,
+            &ns,
+            &schema,
+            [(ClaimKind::Dir, dir(fits + 1).as_str())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("1025 bytes") && err.contains("1024"), "{err}");
+        // A package is one segment of a claim key.
+        let long = "p".repeat(256);
+        let err = check_lengths("", "n", "s", [(ClaimKind::Package, long.as_str())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("256 bytes") && err.contains("255"), "{err}");
+        check_lengths("", "n", "s", [(ClaimKind::Package, &long[1..])]).unwrap();
+        // The last segment keeps room for the staging suffix.
+        let err = check_lengths("", &"n".repeat(250), "s", [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("249"), "{err}");
+    }
 
     #[test]
     fn numbered_keys_sort_numerically() {

@@ -210,6 +210,45 @@ impl ObjStore {
         self.inner.kind
     }
 
+    /// What the backend puts before every key: the path of a bucket URL
+    /// (`s3://bucket/team/schemas` → `team/schemas`), nothing for a local
+    /// directory or memory.
+    pub fn key_prefix(&self) -> String {
+        if matches!(self.inner.kind, BackendKind::Local | BackendKind::Memory) {
+            return String::new();
+        }
+        ::url::Url::parse(&self.inner.url)
+            .ok()
+            .and_then(|u| object_store::ObjectStoreScheme::parse(&u).ok())
+            .map(|(_, prefix)| prefix.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Checks, before anything is written, that every key a version of
+    /// `schema` with these files (paths) and packages would need fits every
+    /// backend (see [`keys::check_lengths`]).
+    pub fn check_key_lengths<'a>(
+        &self,
+        ns: &str,
+        schema: &str,
+        paths: impl IntoIterator<Item = &'a str>,
+        packages: impl IntoIterator<Item = &'a str>,
+    ) -> Result<()> {
+        let mut claims: Vec<(crate::store::ClaimKind, String)> =
+            paths.into_iter().map(|p| self.path_claim(p)).collect();
+        claims.extend(
+            packages
+                .into_iter()
+                .map(|p| (crate::store::ClaimKind::Package, p.to_string())),
+        );
+        keys::check_lengths(
+            &self.key_prefix(),
+            ns,
+            schema,
+            claims.iter().map(|(k, n)| (*k, n.as_str())),
+        )
+    }
+
     pub fn format_marker(&self) -> &FormatMarker {
         &self.inner.marker
     }

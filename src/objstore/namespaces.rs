@@ -71,6 +71,8 @@ impl ObjStore {
 
     pub async fn create_namespace(&self, ns: &Namespace) -> Result<()> {
         validate_namespace_id(&ns.id)?;
+        // A namespace must leave room for a schema in its keys.
+        self.check_key_lengths(&ns.id, "s", ["a.proto"], [])?;
         let record = NamespaceRecord {
             namespace_id: ns.id.clone(),
             created_at: ns.created_at,

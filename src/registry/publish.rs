@@ -565,6 +565,23 @@ impl Registry {
             ));
         };
 
+        // Every key this plan writes must fit every backend: checked before
+        // the first write, so a publish never stops half-way on one.
+        for &i in &changed {
+            let p = &prepared[i];
+            let paths: Vec<&str> = p.files.iter().map(|(path, ..)| path.as_str()).collect();
+            let packages: Vec<String> = paths
+                .iter()
+                .filter_map(|path| pool.get_file_by_name(path))
+                .map(|f| f.package_name().to_string())
+                .collect();
+            store.check_key_lengths(
+                namespace,
+                &p.schema_id,
+                paths.iter().copied(),
+                packages.iter().map(String::as_str),
+            )?;
+        }
         // Blobs are independent: write them concurrently.
         let blobs: Vec<ProtoBlob> = changed
             .iter()

@@ -388,10 +388,10 @@ async fn bad_input_changes_nothing(backend: Backend) {
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["namespace", "create", "_bad"], "invalid namespace ID"),
-        (vec!["namespace", "create", &long], "longer than 256"),
+        (vec!["namespace", "create", &long], "longer than"),
         (vec!["namespace", "create", "shop"], "already exists"),
         (vec!["push", "shop", "bad id", &syntax], "invalid schema ID"),
-        (vec!["push", "shop", &long, &syntax], "longer than 256"),
+        (vec!["push", "shop", &long, &syntax], "longer than"),
         (
             vec!["schema", "info", "shop", "../../etc"],
             "invalid schema ID",

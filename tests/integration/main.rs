@@ -20,6 +20,7 @@ mod contention;
 mod crash;
 mod fs_core;
 mod fuzz_regressions;
+mod inputs;
 mod integrity;
 mod kill;
 mod model;
