@@ -302,7 +302,10 @@ mod tests {
         };
         let bytes = to_json(&hint);
         let text = std::str::from_utf8(&bytes).unwrap();
-        assert!(text.starts_with(r#"{"seq":42,"latest":45,"checksum":""#), "{text}");
+        assert!(
+            text.starts_with(r#"{"seq":42,"latest":45,"checksum":""#),
+            "{text}"
+        );
         assert_eq!(from_json::<HeadHint>("k", &bytes).unwrap().seq, 42);
         // Plain JSON readers see one more field.
         let plain: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
