@@ -10,8 +10,10 @@ use super::Ctx;
 pub enum Cmd {
     /// Create a namespace.
     Create {
+        /// The namespace to create.
         namespace: String,
-        #[arg(long, default_value = "strict")]
+        /// The compatibility policy a promote checks against current.
+        #[arg(long, default_value = "strict", value_parser = policy_values())]
         policy: Policy,
         /// Metadata entries, repeatable.
         #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
@@ -20,9 +22,25 @@ pub enum Cmd {
     /// List namespaces.
     List,
     /// Show a namespace: policy, schemas, staged versions.
-    Info { namespace: String },
+    Info {
+        /// The namespace to show.
+        namespace: String,
+    },
     /// Set a namespace's compatibility policy.
-    SetPolicy { namespace: String, policy: Policy },
+    SetPolicy {
+        /// The namespace to change.
+        namespace: String,
+        /// The new policy.
+        #[arg(value_parser = policy_values())]
+        policy: Policy,
+    },
+}
+
+/// Parses a policy and lists its values in `--help` and in errors.
+fn policy_values() -> impl clap::builder::TypedValueParser<Value = Policy> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["strict", "wire", "wire_json", "none"])
+        .map(|s| s.parse::<Policy>().expect("one of the listed values"))
 }
 
 pub fn parse_kv(s: &str) -> Result<(String, String), String> {

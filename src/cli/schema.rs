@@ -40,8 +40,10 @@ pub enum Cmd {
         /// [NAMESPACE] SCHEMA
         #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
         args: Vec<String>,
+        /// The version [default: current, else staged].
         #[arg(long)]
         version: Option<u64>,
+        /// Write the descriptor set to this file instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<String>,
     },

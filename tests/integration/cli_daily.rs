@@ -458,3 +458,20 @@ async fn json_errors_local() {
 async fn json_errors_s3() {
     json_errors(Backend::S3).await;
 }
+
+/// Policies are listed in help, and a wrong one is refused naming them,
+/// with exit 1 and nothing written.
+#[test]
+fn policy_values_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().display().to_string();
+    let help = at_store(&url, &["namespace", "create", "--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("[possible values: strict, wire, wire_json, none]"),
+        "{text}"
+    );
+    let out = at_store(&url, &["namespace", "create", "x", "--policy", "loose"]);
+    assert_fails(&out, 1, &["loose", "strict, wire, wire_json, none"]);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
