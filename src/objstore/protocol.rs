@@ -549,12 +549,7 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
             let (entry, next) = self.build(&state, change);
             let key = (self.layout.entry)(stream, entry.seq);
             let created = self
-                .io
-                .create_record_with(&key, self.codec.encode(&entry), |bytes| {
-                    self.codec
-                        .decode(key.as_ref(), bytes)
-                        .map(|e| (e.commit_id == entry.commit_id, e))
-                })
+                .create_entry(&key, self.codec.encode(&entry), &entry.commit_id)
                 .await?;
             match created {
                 Created::Mine => {
@@ -735,14 +730,8 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                 && entry.seq == seq
             {
                 self.delete_entry(&key).await?;
-                let mine = entry.commit_id.clone();
                 let created = self
-                    .io
-                    .create_record_with(&key, good.bytes, |bytes| {
-                        self.codec
-                            .decode(key.as_ref(), bytes)
-                            .map(|e| (e.commit_id == mine, e))
-                    })
+                    .create_entry(&key, good.bytes, &entry.commit_id)
                     .await?;
                 let entry = match created {
                     Created::Mine => entry,
@@ -765,12 +754,7 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                 self.delete_entry(&key).await?;
             }
             let created = self
-                .io
-                .create_record_with(&key, self.codec.encode(&entry), |bytes| {
-                    self.codec
-                        .decode(key.as_ref(), bytes)
-                        .map(|e| (e.commit_id == entry.commit_id, e))
-                })
+                .create_entry(&key, self.codec.encode(&entry), &entry.commit_id)
                 .await?;
             match created {
                 Created::Mine => {
@@ -804,6 +788,23 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
             hint_rewritten,
             state,
         })
+    }
+
+    /// Creates entry `key` with create-if-absent; an ambiguous write is
+    /// settled by reading it back and comparing `commit_id`.
+    async fn create_entry(
+        &self,
+        key: &Path,
+        bytes: Bytes,
+        commit_id: &str,
+    ) -> Result<Created<Entry<S>>> {
+        self.io
+            .create_record_with(key, bytes, |bytes| {
+                self.codec
+                    .decode(key.as_ref(), bytes)
+                    .map(|e| (e.commit_id == commit_id, e))
+            })
+            .await
     }
 
     /// Deletes a damaged entry (already gone is fine) and what this
