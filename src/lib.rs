@@ -8,6 +8,7 @@
 
 pub mod compat;
 pub mod confluent;
+pub mod diff;
 pub mod error;
 pub mod fs;
 pub mod ids;
@@ -17,6 +18,8 @@ pub mod objstore;
 pub mod registry;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, Result};
 pub use objstore::ObjStore;

@@ -7,6 +7,7 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::cli::stdout_write(format!("{}\n", format_args!($($t)*)).as_bytes()) };
 }
 
+mod diff;
 mod history;
 mod init;
 mod maintenance;
@@ -107,6 +108,9 @@ enum Command {
     Rollback(staging::RollbackArgs),
     /// The namespace's commit history.
     Log(history::Args),
+    /// What changed between two versions of a schema: files (unified diff)
+    /// and definitions (messages, fields, enums, services).
+    Diff(diff::Args),
     /// Check every object of the store (or of one namespace): exit 0 when
     /// clean, 1 when damaged, each problem named by its key.
     Verify(maintenance::VerifyArgs),
@@ -406,6 +410,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Discard(a) => staging::discard(ctx, a).await,
         Command::Rollback(a) => staging::rollback(ctx, a).await,
         Command::Log(a) => history::run(ctx, a).await,
+        Command::Diff(a) => diff::run(ctx, a).await,
         Command::Verify(a) => maintenance::verify(ctx, a).await,
         Command::Gc(a) => maintenance::gc(ctx, a).await,
         Command::Mount(a) => mount::run(ctx, a).await,

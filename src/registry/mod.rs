@@ -19,6 +19,7 @@
 
 pub mod catalog;
 pub mod compile;
+pub mod diff;
 pub mod guard;
 pub mod limits;
 pub mod normalize;

@@ -9,6 +9,7 @@ use prost::Message;
 use protoshelf::Error;
 use protoshelf::compat::Policy;
 use protoshelf::ids::BUILTINS;
+use protoshelf::registry::diff::VersionRef;
 use protoshelf::registry::view::Tree;
 use protoshelf::registry::{BatchMember, Limits, PublishOptions, Published, Registry, SourceFile};
 
@@ -24,6 +25,7 @@ on_every_backend!(
     promote_checks_compatibility_all_or_nothing,
     rollback_and_discard,
     stale_descriptors_are_recompiled_on_restore,
+    diff_compares_versions_by_number_or_pointer_and_writes_nothing,
 );
 
 fn file(path: &str, text: &str) -> SourceFile {
@@ -634,4 +636,88 @@ async fn files_without_a_package_publish_and_keep_one_owner_per_name(t: TestStor
     assert!(err.to_string().contains("already defined"), "{err}");
     let info = r.schema_info("e", "r").await.unwrap();
     assert_eq!(info.schema.current_version, Some(1), "{info:?}");
+}
+
+/// `diff` between two versions named by number or by pointer: the source
+/// diff and the definitions, and errors for versions the log never named.
+async fn diff_compares_versions_by_number_or_pointer_and_writes_nothing(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    push(&r, "shop", "orders", "shop/order.proto", ORDER_V1).await;
+    r.promote("shop", false).await.unwrap();
+    push(&r, "shop", "orders", "shop/order.proto", ORDER_V2).await;
+    let before = common::snapshot(&t.raw()).await;
+    let d = r
+        .diff("shop", "orders", VersionRef::Current, VersionRef::Staged)
+        .await
+        .unwrap();
+    assert_eq!((d.from, d.to), (1, 2));
+    let by_number = r
+        .diff(
+            "shop",
+            "orders",
+            VersionRef::Number(1),
+            VersionRef::Number(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_number.files, d.files);
+    assert_eq!(d.files.len(), 1);
+    assert!(
+        d.files[0].unified.contains("+  string note = 3;"),
+        "{}",
+        d.files[0].unified
+    );
+    let defs: Vec<_> = d
+        .definitions
+        .iter()
+        .map(|d| (d.name.as_str(), d.after.as_deref()))
+        .collect();
+    assert_eq!(defs, [("shop.Order.note", Some("string note = 3"))]);
+    // Backwards, the field is removed.
+    let back = r
+        .diff(
+            "shop",
+            "orders",
+            VersionRef::Number(2),
+            VersionRef::Number(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        back.definitions[0].change,
+        protoshelf::diff::Change::Removed
+    );
+    let same = r
+        .diff("shop", "orders", VersionRef::Number(2), VersionRef::Staged)
+        .await
+        .unwrap();
+    assert!(same.files.is_empty() && same.definitions.is_empty());
+    for (from, to) in [
+        (VersionRef::Number(1), VersionRef::Number(3)),
+        (VersionRef::Number(0), VersionRef::Current),
+    ] {
+        let err = r.diff("shop", "orders", from, to).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+    }
+    r.promote("shop", false).await.unwrap();
+    let err = r
+        .diff("shop", "orders", VersionRef::Current, VersionRef::Staged)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("a staged version"), "{err}");
+    let err = r
+        .diff("shop", "nope", VersionRef::Current, VersionRef::Staged)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+    let after_promote = common::snapshot(&t.raw()).await;
+    r.diff("shop", "orders", VersionRef::Number(1), VersionRef::Current)
+        .await
+        .unwrap();
+    assert_eq!(
+        common::snapshot(&t.raw()).await,
+        after_promote,
+        "diff writes nothing"
+    );
+    assert_ne!(before, after_promote);
 }
