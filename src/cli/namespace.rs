@@ -2,6 +2,7 @@
 
 use protoshelf::Result;
 use protoshelf::compat::Policy;
+use protoshelf::registry::CompatScope;
 use serde_json::json;
 
 use super::Ctx;
@@ -15,6 +16,10 @@ pub enum Cmd {
         /// The compatibility policy a promote checks against current.
         #[arg(long, default_value = "strict", value_parser = policy_values())]
         policy: Policy,
+        /// Which earlier versions a new version is checked against: the
+        /// current one (latest), or every version ever current (all).
+        #[arg(long, default_value = "latest", value_parser = scope_values())]
+        compat_scope: CompatScope,
         /// Metadata entries, repeatable.
         #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
         metadata: Vec<(String, String)>,
@@ -34,6 +39,23 @@ pub enum Cmd {
         #[arg(value_parser = policy_values())]
         policy: Policy,
     },
+    /// Set which earlier versions promote, check and rollback compare a new
+    /// version with: latest (the current one) or all (every version ever
+    /// current, transitive).
+    SetCompatScope {
+        /// The namespace to change.
+        namespace: String,
+        /// The new scope.
+        #[arg(value_parser = scope_values())]
+        scope: CompatScope,
+    },
+}
+
+/// Parses a compatibility scope and lists its values in `--help`.
+fn scope_values() -> impl clap::builder::TypedValueParser<Value = CompatScope> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["latest", "all"])
+        .map(|s| s.parse::<CompatScope>().expect("one of the listed values"))
 }
 
 /// Parses a policy and lists its values in `--help` and in errors.
@@ -63,14 +85,17 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         Cmd::Create {
             namespace,
             policy,
+            compat_scope,
             metadata,
         } => {
             registry
                 .create_namespace(&namespace, policy, metadata.into_iter().collect())
                 .await?;
-            let value = json!({"namespace_id": namespace, "policy": policy});
+            registry.set_compat_scope(&namespace, compat_scope).await?;
+            let value =
+                json!({"namespace_id": namespace, "policy": policy, "compat_scope": compat_scope});
             ctx.emit(&value, || {
-                outln!("created namespace {namespace} (policy {policy})")
+                outln!("created namespace {namespace} (policy {policy}, compatibility scope {compat_scope})")
             });
         }
         Cmd::List => {
@@ -93,6 +118,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let ns = store.get_namespace(&namespace).await?;
             let state = store.namespace_state(&namespace).await?;
             let policy = registry.policy(&namespace).await?;
+            let scope = registry.compat_scope(&namespace).await?;
             let staged: Vec<_> = state
                 .snapshot
                 .schemas
@@ -103,7 +129,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let schemas = state.snapshot.schemas.len();
             let value = json!({
                 "namespace_id": ns.id, "created_at": ns.created_at, "metadata": ns.metadata,
-                "policy": policy, "schemas": schemas, "staged": staged, "commits": state.seq,
+                "policy": policy, "compat_scope": scope, "schemas": schemas, "staged": staged, "commits": state.seq,
             });
             ctx.emit(&value, || {
                 outln!("namespace {}", ns.id);
@@ -112,6 +138,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     ns.created_at.format("%Y-%m-%d %H:%M:%S UTC")
                 );
                 outln!("  policy    {policy}");
+                outln!("  scope     {scope}");
                 outln!("  schemas   {schemas}");
                 outln!("  commits   {}", state.seq);
                 for (k, v) in &ns.metadata {
@@ -131,6 +158,13 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             registry.set_policy(&namespace, policy).await?;
             let value = json!({"namespace_id": namespace, "policy": policy});
             ctx.emit(&value, || outln!("namespace {namespace}: policy {policy}"));
+        }
+        Cmd::SetCompatScope { namespace, scope } => {
+            registry.set_compat_scope(&namespace, scope).await?;
+            let value = json!({"namespace_id": namespace, "compat_scope": scope});
+            ctx.emit(&value, || {
+                outln!("namespace {namespace}: compatibility scope {scope}")
+            });
         }
     }
     Ok(())

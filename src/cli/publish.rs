@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 
+use protoshelf::registry::CompatScope;
 use protoshelf::registry::{BatchMember, Limits, PublishOptions, Published, Registry};
 use protoshelf::{Error, Result};
 use serde_json::json;
@@ -330,8 +331,20 @@ pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
         return Err(Error::Incompatible(report.violations));
     }
     ctx.emit(&report, || {
+        let against = match report.compat_scope {
+            CompatScope::All if report.checked_against.len() > 1 => format!(
+                "compatible with versions {}",
+                report
+                    .checked_against
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => String::new(),
+        };
         outln!(
-            "{ns}/{}: compiles; {} against current {} (policy {})",
+            "{ns}/{}: compiles; {} against current {} (policy {}{}{against})",
             report.schema_id,
             if report.no_change {
                 "no change"
@@ -339,7 +352,8 @@ pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
                 "changed"
             },
             fmt_version(report.current_version),
-            report.policy
+            report.policy,
+            if against.is_empty() { "" } else { "; " },
         );
     });
     Ok(())

@@ -142,13 +142,20 @@ impl fmt::Display for Violation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SchemaViolation {
     pub schema_id: String,
+    /// The earlier version the new one was checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub against_version: Option<u64>,
     #[serde(flatten)]
     pub violation: Violation,
 }
 
 impl fmt::Display for SchemaViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "schema {}: {}", self.schema_id, self.violation)
+        write!(f, "schema {}", self.schema_id)?;
+        if let Some(v) = self.against_version {
+            write!(f, " (against version {v})")?;
+        }
+        write!(f, ": {}", self.violation)
     }
 }
 

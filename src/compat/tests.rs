@@ -1003,13 +1003,15 @@ extend Base {
 fn schema_violations_name_their_schema_in_text_and_json() {
     let v = super::SchemaViolation {
         schema_id: "shop.orders".into(),
+        against_version: Some(2),
         violation: Violation::new(FIELD_SAME_NAME, "acme.A.x", None, "renamed".into()),
     };
     assert_eq!(
         v.to_string(),
-        "schema shop.orders: FIELD_SAME_NAME: acme.A.x: renamed"
+        "schema shop.orders (against version 2): FIELD_SAME_NAME: acme.A.x: renamed"
     );
     let json = serde_json::to_value(&v).unwrap();
     assert_eq!(json["schema_id"], "shop.orders");
     assert_eq!(json["rule"], "FIELD_SAME_NAME", "flattened: {json}");
+    assert_eq!(json["against_version"], 2);
 }

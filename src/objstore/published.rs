@@ -16,6 +16,8 @@ use crate::error::Result;
 pub struct Published {
     pub seq: u64,
     pub versions: BTreeMap<String, BTreeSet<u64>>,
+    /// The versions the log ever made current, per schema.
+    pub current: BTreeMap<String, BTreeSet<u64>>,
 }
 
 impl Published {
@@ -34,7 +36,21 @@ impl Published {
             .unwrap_or_default()
     }
 
+    /// The versions of `schema` that were ever current, ascending.
+    pub fn ever_current(&self, schema: &str) -> Vec<u64> {
+        self.current
+            .get(schema)
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     fn note(&mut self, schema: &str, p: &Pointers) {
+        if let Some(c) = p.current {
+            self.current
+                .entry(schema.to_string())
+                .or_default()
+                .insert(c);
+        }
         for v in [p.current, p.staged].into_iter().flatten() {
             self.versions
                 .entry(schema.to_string())

@@ -50,6 +50,43 @@ pub use publish::{BatchMember, CheckReport};
 /// The namespace setting that holds its compatibility policy.
 pub const POLICY_KEY: &str = "policy";
 
+/// The namespace setting that holds its [`CompatScope`].
+pub const COMPAT_SCOPE_KEY: &str = "compat_scope";
+
+/// Which earlier versions a new version is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompatScope {
+    /// Only the current version.
+    #[default]
+    Latest,
+    /// Every version that has ever been current (transitive).
+    All,
+}
+
+impl std::fmt::Display for CompatScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CompatScope::Latest => "latest",
+            CompatScope::All => "all",
+        })
+    }
+}
+
+impl std::str::FromStr for CompatScope {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "latest" => Ok(CompatScope::Latest),
+            "all" => Ok(CompatScope::All),
+            other => Err(crate::Error::InvalidInput(format!(
+                "unknown compatibility scope {other:?}: use latest or all"
+            ))),
+        }
+    }
+}
+
 /// One `.proto` file to publish: its import path and raw content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
@@ -208,6 +245,24 @@ impl Registry {
         Ok(())
     }
 
+    /// Sets which earlier versions promote, check and rollback compare a
+    /// new version with. Setting the scope it already has writes nothing.
+    pub async fn set_compat_scope(&self, namespace: &str, scope: CompatScope) -> Result<()> {
+        if self.compat_scope(namespace).await? == scope {
+            return Ok(());
+        }
+        self.store
+            .set_config(namespace, COMPAT_SCOPE_KEY, &scope.to_string())
+            .await?;
+        Ok(())
+    }
+
+    /// The namespace's compatibility scope (`latest` unless set).
+    pub async fn compat_scope(&self, namespace: &str) -> Result<CompatScope> {
+        let config = self.store.get_config(namespace).await?;
+        scope_of(&config)
+    }
+
     /// The namespace's compatibility policy (`strict` unless set).
     pub async fn policy(&self, namespace: &str) -> Result<Policy> {
         let config = self.store.get_config(namespace).await?;
@@ -228,6 +283,16 @@ impl Registry {
             }
         }
         Ok(())
+    }
+}
+
+fn scope_of(config: &BTreeMap<String, String>) -> Result<CompatScope> {
+    match config.get(COMPAT_SCOPE_KEY) {
+        None => Ok(CompatScope::default()),
+        Some(s) => s.parse().map_err(|_| crate::Error::Corrupt {
+            key: "namespace settings".into(),
+            reason: format!("unknown compatibility scope {s:?}"),
+        }),
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use prost_reflect::DescriptorPool;
 
-use super::{Promoted, Registry, policy_of};
+use super::{CompatScope, Promoted, Registry, policy_of, scope_of};
 use crate::compat::{self, SchemaViolation};
 use crate::error::{Error, Result};
 use crate::model::PromotedSchema;
@@ -64,13 +64,39 @@ impl Registry {
             .into_iter()
             .map(|violation| SchemaViolation {
                 schema_id: schema.to_string(),
+                against_version: Some(old),
                 violation,
             })
             .collect())
     }
 
+    /// The versions a new version (`new`, when it has a number) of
+    /// `schema` is checked against on `state`: its current version, and
+    /// under scope `all` every version that was ever current. Ascending.
+    pub(super) async fn earlier_versions(
+        &self,
+        namespace: &str,
+        state: &NsState,
+        schema: &str,
+        new: Option<u64>,
+    ) -> Result<Vec<u64>> {
+        let Some(current) = state.pointers(schema).current else {
+            return Ok(Vec::new());
+        };
+        let mut out = vec![current];
+        if scope_of(&state.snapshot.config)? == CompatScope::All {
+            let published = self.store.published_upto(namespace, state.seq).await?;
+            out.extend(published.ever_current(schema));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out.retain(|&v| Some(v) != new);
+        Ok(out)
+    }
+
     /// Makes every staged version current, after checking each against its
-    /// current version under the namespace's policy. Any violation refuses
+    /// current version (every version ever current, under scope `all`)
+    /// under the namespace's policy. Any violation refuses
     /// the whole promote. A staged version older than current is a rollback
     /// and is not checked. The check runs inside the commit loop, on the
     /// state the promote lands on; after a lost race only the pairs not
@@ -110,10 +136,17 @@ impl Registry {
             let Some(staged) = p.staged else { continue };
             match p.current {
                 Some(current) if staged < current => planned.rollbacks.push(schema.clone()),
-                Some(current) => violations.extend(
-                    self.violations(namespace, schema, current, staged, policy, checked)
-                        .await?,
-                ),
+                Some(_) => {
+                    for old in self
+                        .earlier_versions(namespace, state, schema, Some(staged))
+                        .await?
+                    {
+                        violations.extend(
+                            self.violations(namespace, schema, old, staged, policy, checked)
+                                .await?,
+                        );
+                    }
+                }
                 None => {}
             }
             planned.promoted.push(PromotedSchema {
@@ -131,7 +164,7 @@ impl Registry {
     /// The violations of moving `schema` from `old` to `new` under
     /// `policy`, remembered in `checked`: versions are immutable, so a pair
     /// checked under one policy needs no second check on a retry.
-    async fn violations(
+    pub(super) async fn violations(
         &self,
         namespace: &str,
         schema: &str,
@@ -197,7 +230,7 @@ impl Registry {
 }
 
 /// Compatibility results by (schema, old, new, policy).
-type Checked = HashMap<(String, u64, u64, compat::Policy), Vec<SchemaViolation>>;
+pub(super) type Checked = HashMap<(String, u64, u64, compat::Policy), Vec<SchemaViolation>>;
 
 /// A promote, checked on the state it lands on.
 struct PromotePlan<'a> {
@@ -231,21 +264,27 @@ impl Plan<NsPointers, Mutation> for RollbackPlan<'_> {
         let state = &attempt.state;
         let StageChange { schema_id, version } = &self.change[0];
         let version = version.expect("a rollback stages a version");
-        if !self.force
-            && let Some(current) = state.pointers(schema_id).current
-        {
+        if !self.force {
             let policy = policy_of(&state.snapshot.config)?;
-            let v = self
+            let mut v = Vec::new();
+            for old in self
                 .registry
-                .violations(
-                    self.namespace,
-                    schema_id,
-                    current,
-                    version,
-                    policy,
-                    &mut self.checked,
-                )
-                .await?;
+                .earlier_versions(self.namespace, state, schema_id, Some(version))
+                .await?
+            {
+                v.extend(
+                    self.registry
+                        .violations(
+                            self.namespace,
+                            schema_id,
+                            old,
+                            version,
+                            policy,
+                            &mut self.checked,
+                        )
+                        .await?,
+                );
+            }
             if !v.is_empty() {
                 return Err(Error::Incompatible(v));
             }

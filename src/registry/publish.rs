@@ -164,6 +164,10 @@ pub struct CheckReport {
     pub no_change: bool,
     pub fingerprint: String,
     pub policy: crate::compat::Policy,
+    pub compat_scope: super::CompatScope,
+    /// The versions the files were checked against: current, or under
+    /// scope `all` every version ever current.
+    pub checked_against: Vec<u64>,
     pub violations: Vec<super::SchemaViolation>,
 }
 
@@ -527,15 +531,39 @@ impl Registry {
             no_change: plan.changed.is_empty(),
             fingerprint: prepared[0].fingerprint.clone(),
             policy: super::policy_of(&plan.state.snapshot.config)?,
+            compat_scope: super::scope_of(&plan.state.snapshot.config)?,
+            checked_against: Vec::new(),
             violations: Vec::new(),
         };
-        if let (Some((_, pool, _)), Some(current)) = (&plan.compiled, current) {
-            let roots: Vec<String> = prepared[0].files.iter().map(|(p, ..)| p.clone()).collect();
-            let new = prost_reflect::DescriptorPool::decode(encode_set(&closure(pool, &roots)))
-                .map_err(|e| Error::Compile(e.to_string()))?;
-            report.violations = self
-                .violations_against(namespace, schema, current, &new, report.policy)
-                .await?;
+        let Some((_, pool, _)) = &plan.compiled else {
+            // The files are a stored version (staged, else current): check
+            // that version as promote would.
+            let p = plan.state.pointers(schema);
+            if let Some(v) = p.staged.or(p.current) {
+                report.checked_against = self
+                    .earlier_versions(namespace, &plan.state, schema, Some(v))
+                    .await?;
+                let checked = &mut super::promote::Checked::new();
+                for &old in &report.checked_against {
+                    report.violations.extend(
+                        self.violations(namespace, schema, old, v, report.policy, checked)
+                            .await?,
+                    );
+                }
+            }
+            return Ok(report);
+        };
+        report.checked_against = self
+            .earlier_versions(namespace, &plan.state, schema, None)
+            .await?;
+        let roots: Vec<String> = prepared[0].files.iter().map(|(p, ..)| p.clone()).collect();
+        let new = prost_reflect::DescriptorPool::decode(encode_set(&closure(pool, &roots)))
+            .map_err(|e| Error::Compile(e.to_string()))?;
+        for &old in &report.checked_against {
+            report.violations.extend(
+                self.violations_against(namespace, schema, old, &new, report.policy)
+                    .await?,
+            );
         }
         Ok(report)
     }

@@ -31,6 +31,7 @@ mod protocol;
 mod registry;
 mod registry_model;
 mod registry_scale;
+mod scope;
 mod serve;
 mod serve_grpc;
 mod storage_edges;

@@ -11,7 +11,9 @@ use protoshelf::compat::Policy;
 use protoshelf::ids::BUILTINS;
 use protoshelf::registry::diff::VersionRef;
 use protoshelf::registry::view::Tree;
-use protoshelf::registry::{BatchMember, Limits, PublishOptions, Published, Registry, SourceFile};
+use protoshelf::registry::{
+    BatchMember, CompatScope, Limits, PublishOptions, Published, Registry, SourceFile,
+};
 
 on_every_backend!(
     publish_stage_promote_and_no_change,
@@ -26,6 +28,7 @@ on_every_backend!(
     rollback_and_discard,
     stale_descriptors_are_recompiled_on_restore,
     diff_compares_versions_by_number_or_pointer_and_writes_nothing,
+    scope_all_checks_every_version_ever_current,
 );
 
 fn file(path: &str, text: &str) -> SourceFile {
@@ -52,6 +55,15 @@ fn opts() -> PublishOptions {
         created_by: Some("tests".into()),
         ..Default::default()
     }
+}
+
+/// The current version of `schema`, as stored.
+async fn current(t: &TestStore, ns: &str, schema: &str) -> Option<u64> {
+    t.store
+        .get_schema(ns, schema)
+        .await
+        .unwrap()
+        .current_version
 }
 
 async fn registry(t: &TestStore, namespaces: &[&str]) -> Registry {
@@ -488,38 +500,17 @@ async fn promote_checks_compatibility_all_or_nothing(t: TestStore) {
     );
     assert!(err.to_string().contains("shop/order.proto:5:"), "{err}");
     // All or nothing: the compatible schema was not promoted either.
-    for (schema, current) in [("orders", 1), ("stock", 1)] {
-        assert_eq!(
-            t.store
-                .get_schema("shop", schema)
-                .await
-                .unwrap()
-                .current_version,
-            Some(current)
-        );
+    for (schema, version) in [("orders", 1), ("stock", 1)] {
+        assert_eq!(current(&t, "shop", schema).await, Some(version));
     }
     // Under the `none` policy the same promote goes through.
     r.set_policy("shop", Policy::None).await.unwrap();
     assert_eq!(r.policy("shop").await.unwrap(), Policy::None);
     let dry = r.promote("shop", true).await.unwrap();
     assert!(dry.dry_run && dry.promoted.len() == 2);
-    assert_eq!(
-        t.store
-            .get_schema("shop", "orders")
-            .await
-            .unwrap()
-            .current_version,
-        Some(1)
-    );
+    assert_eq!(current(&t, "shop", "orders").await, Some(1));
     assert_eq!(r.promote("shop", false).await.unwrap().promoted.len(), 2);
-    assert_eq!(
-        t.store
-            .get_schema("shop", "orders")
-            .await
-            .unwrap()
-            .current_version,
-        Some(2)
-    );
+    assert_eq!(current(&t, "shop", "orders").await, Some(2));
 }
 
 async fn rollback_and_discard(t: TestStore) {
@@ -544,14 +535,7 @@ async fn rollback_and_discard(t: TestStore) {
         .unwrap()
         .unwrap();
     assert_eq!(promoted.rollbacks, ["orders"]);
-    assert_eq!(
-        t.store
-            .get_schema("shop", "orders")
-            .await
-            .unwrap()
-            .current_version,
-        Some(1)
-    );
+    assert_eq!(current(&t, "shop", "orders").await, Some(1));
 
     push(&r, "shop", "orders", "shop/order.proto", ORDER_V2).await;
     assert!(r.discard("shop").await.unwrap());
@@ -720,4 +704,62 @@ async fn diff_compares_versions_by_number_or_pointer_and_writes_nothing(t: TestS
         "diff writes nothing"
     );
     assert_ne!(before, after_promote);
+}
+
+/// Under scope `all` a new version is checked against every version that
+/// was ever current: a change that is compatible with the latest but not
+/// with an earlier one is refused, naming that version. Under `wire` a
+/// whole message may be deleted; adding it back with another field type is
+/// new to the latest version, but not to the first.
+async fn scope_all_checks_every_version_ever_current(t: TestStore) {
+    let r = Registry::new(t.store.clone());
+    r.create_namespace("shop", Policy::Wire, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(r.compat_scope("shop").await.unwrap(), CompatScope::Latest);
+    let v1 = format!("{ORDER_V1}message Refund {{ string reason = 1; }}\n");
+    let v3 = format!("{ORDER_V1}message Refund {{ int64 reason = 1; }}\n");
+    push(&r, "shop", "orders", "shop/order.proto", &v1).await;
+    r.promote("shop", false).await.unwrap();
+    push(&r, "shop", "orders", "shop/order.proto", ORDER_V1).await;
+    r.promote("shop", false).await.unwrap();
+    let files = || vec![file("shop/order.proto", &v3)];
+    // Latest only: v3 is checked against v2 alone and passes.
+    let report = r.check("shop", "orders", files(), false).await.unwrap();
+    assert_eq!(report.checked_against, [2]);
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+
+    r.set_compat_scope("shop", CompatScope::All).await.unwrap();
+    let seq = t.store.namespace_state("shop").await.unwrap().seq;
+    r.set_compat_scope("shop", CompatScope::All).await.unwrap();
+    assert_eq!(
+        t.store.namespace_state("shop").await.unwrap().seq,
+        seq,
+        "setting the same scope writes no commit"
+    );
+    let report = r.check("shop", "orders", files(), false).await.unwrap();
+    assert_eq!(report.checked_against, [1, 2]);
+    let against: Vec<_> = report
+        .violations
+        .iter()
+        .map(|v| (v.against_version, v.violation.rule))
+        .collect();
+    assert_eq!(against, [(Some(1), "FIELD_WIRE_COMPATIBLE_TYPE")]);
+
+    push(&r, "shop", "orders", "shop/order.proto", &v3).await;
+    for dry_run in [true, false] {
+        let err = r.promote("shop", dry_run).await.unwrap_err();
+        let Error::Incompatible(v) = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(v[0].against_version, Some(1), "{err}");
+        assert!(err.to_string().contains("(against version 1)"), "{err}");
+    }
+    assert_eq!(current(&t, "shop", "orders").await, Some(2));
+    // Back to latest: the same promote goes through.
+    r.set_compat_scope("shop", CompatScope::Latest)
+        .await
+        .unwrap();
+    r.promote("shop", false).await.unwrap();
+    assert_eq!(current(&t, "shop", "orders").await, Some(3));
 }
