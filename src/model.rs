@@ -29,6 +29,9 @@ pub struct Schema {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub metadata: Metadata,
+    /// Soft-deleted (hidden from lists and the mount's trees).
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// A content-addressed proto source file: `sha256` is the SHA-256 of `source`.

@@ -45,6 +45,8 @@ fn summary(op: &Operation) -> String {
         }
         Operation::Discard { schemas } => format!("discard {}", schemas.join(", ")),
         Operation::SetConfig { key, value } => format!("set {key}={value}"),
+        Operation::Delete { schemas } => format!("delete {}", schemas.join(", ")),
+        Operation::Undelete { schemas } => format!("undelete {}", schemas.join(", ")),
     }
 }
 

@@ -25,7 +25,22 @@ pub enum Cmd {
         metadata: Vec<(String, String)>,
     },
     /// List namespaces.
-    List,
+    List {
+        /// List the soft-deleted namespaces instead.
+        #[arg(long)]
+        deleted: bool,
+    },
+    /// Soft-delete a namespace: hidden from `namespace list`, its trees
+    /// empty in the mount, closed to writes; every version stays readable.
+    Delete {
+        /// The namespace to delete.
+        namespace: String,
+    },
+    /// Restore a soft-deleted namespace.
+    Undelete {
+        /// The namespace to restore.
+        namespace: String,
+    },
     /// Show a namespace: policy, schemas, staged versions.
     Info {
         /// The namespace to show.
@@ -98,8 +113,8 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 outln!("created namespace {namespace} (policy {policy}, compatibility scope {compat_scope})")
             });
         }
-        Cmd::List => {
-            let all = store.list_namespaces().await?;
+        Cmd::List { deleted } => {
+            let all = registry.list_namespaces(deleted).await?;
             let value: Vec<_> = all
                 .iter()
                 .map(|n| json!({"namespace_id": n.id, "created_at": n.created_at, "metadata": n.metadata}))
@@ -119,6 +134,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let state = store.namespace_state(&namespace).await?;
             let policy = registry.policy(&namespace).await?;
             let scope = registry.compat_scope(&namespace).await?;
+            let deleted = protoshelf::registry::delete::is_deleted(&state.snapshot.config);
             let staged: Vec<_> = state
                 .snapshot
                 .schemas
@@ -129,7 +145,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let schemas = state.snapshot.schemas.len();
             let value = json!({
                 "namespace_id": ns.id, "created_at": ns.created_at, "metadata": ns.metadata,
-                "policy": policy, "compat_scope": scope, "schemas": schemas, "staged": staged, "commits": state.seq,
+                "policy": policy, "compat_scope": scope, "deleted": deleted, "schemas": schemas, "staged": staged, "commits": state.seq,
             });
             ctx.emit(&value, || {
                 outln!("namespace {}", ns.id);
@@ -139,6 +155,9 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 );
                 outln!("  policy    {policy}");
                 outln!("  scope     {scope}");
+                if deleted {
+                    outln!("  deleted   yes (namespace undelete restores it)");
+                }
                 outln!("  schemas   {schemas}");
                 outln!("  commits   {}", state.seq);
                 for (k, v) in &ns.metadata {
@@ -159,6 +178,14 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let value = json!({"namespace_id": namespace, "policy": policy});
             ctx.emit(&value, || outln!("namespace {namespace}: policy {policy}"));
         }
+        Cmd::Delete { namespace } => {
+            let changed = registry.delete_namespace(&namespace).await?;
+            report(ctx, &namespace, "deleted", changed);
+        }
+        Cmd::Undelete { namespace } => {
+            let changed = registry.undelete_namespace(&namespace).await?;
+            report(ctx, &namespace, "restored", changed);
+        }
         Cmd::SetCompatScope { namespace, scope } => {
             registry.set_compat_scope(&namespace, scope).await?;
             let value = json!({"namespace_id": namespace, "compat_scope": scope});
@@ -168,4 +195,16 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints what a delete or undelete did: `done`, or that nothing changed.
+fn report(ctx: &Ctx, ns: &str, done: &str, changed: bool) {
+    let value = json!({"namespace_id": ns, "changed": changed});
+    ctx.emit(&value, || {
+        if changed {
+            outln!("{done} namespace {ns}");
+        } else {
+            outln!("namespace {ns} is {done} already; nothing to do");
+        }
+    });
 }

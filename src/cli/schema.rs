@@ -16,6 +16,9 @@ pub enum Cmd {
         /// [NAMESPACE]
         #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
         args: Vec<String>,
+        /// List the soft-deleted schemas instead.
+        #[arg(long)]
+        deleted: bool,
     },
     /// Show a schema: current and staged versions, all versions.
     Info {
@@ -47,6 +50,22 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: Option<String>,
     },
+    /// Soft-delete a schema: hidden from lists, the mount's current/ and
+    /// staged/ and from imports; its versions stay readable with --version.
+    Delete {
+        /// [NAMESPACE] SCHEMA
+        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
+        args: Vec<String>,
+        /// Delete it even while other schemas' current versions import it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore a soft-deleted schema's current version.
+    Undelete {
+        /// [NAMESPACE] SCHEMA
+        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
+        args: Vec<String>,
+    },
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
@@ -57,9 +76,13 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     let registry = ctx.registry().await?;
     let store = registry.store();
     match cmd {
-        Cmd::List { args } => {
+        Cmd::List { args, deleted } => {
             let (ns, _) = ctx.ns_fixed(args, 0)?;
-            let schemas = registry.list_schemas(&ns).await?;
+            let schemas = if deleted {
+                registry.deleted_schemas(&ns).await?
+            } else {
+                registry.list_schemas(&ns).await?
+            };
             let value: Vec<_> = schemas
                 .iter()
                 .map(|s| {
@@ -87,9 +110,13 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 "namespace_id": s.namespace_id, "schema_id": s.schema_id,
                 "current_version": s.current_version, "staged_version": s.staged_version,
                 "versions": versions, "created_at": s.created_at, "metadata": s.metadata,
+                "deleted": s.deleted,
             });
             ctx.emit(&value, || {
                 outln!("schema {}/{}", s.namespace_id, s.schema_id);
+                if s.deleted {
+                    outln!("  deleted   yes (schema undelete restores it)");
+                }
                 outln!("  current   {}", fmt_version(s.current_version));
                 outln!("  staged    {}", fmt_version(s.staged_version));
                 outln!(
@@ -141,6 +168,16 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 });
             }
         }
+        Cmd::Delete { args, force } => {
+            let (ns, rest) = ctx.ns_fixed(args, 1)?;
+            let changed = registry.delete_schema(&ns, &rest[0], force).await?;
+            report_change(ctx, &ns, &rest[0], "deleted", changed);
+        }
+        Cmd::Undelete { args } => {
+            let (ns, rest) = ctx.ns_fixed(args, 1)?;
+            let changed = registry.undelete_schema(&ns, &rest[0]).await?;
+            report_change(ctx, &ns, &rest[0], "restored", changed);
+        }
         Cmd::Descriptor { args, version, out } => {
             let (ns, rest) = ctx.ns_fixed(args, 1)?;
             let v = registry.readable_version(&ns, &rest[0], version).await?;
@@ -160,4 +197,16 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints what a delete or undelete did: `done`, or that nothing changed.
+fn report_change(ctx: &Ctx, ns: &str, schema: &str, done: &str, changed: bool) {
+    let value = json!({"namespace_id": ns, "schema_id": schema, "changed": changed});
+    ctx.emit(&value, || {
+        if changed {
+            outln!("{done} schema {ns}/{schema}");
+        } else {
+            outln!("schema {ns}/{schema} is {done} already; nothing to do");
+        }
+    });
 }

@@ -251,14 +251,18 @@ impl Snapshot {
     ) -> Result<Snapshot> {
         let mut current = Tree::default();
         let mut staged = Tree::default();
-        add_versions(store, &mut current, ns, picks(state, false), false).await?;
-        add_versions(store, &mut staged, ns, picks(state, true), false).await?;
-        if let Some(b) = builtins.filter(|_| ns != BUILTINS) {
-            add_versions(store, &mut current, BUILTINS, picks(b, false), true).await?;
-            add_versions(store, &mut staged, BUILTINS, picks(b, false), true).await?;
+        // A soft-deleted namespace shows empty trees; its versions and
+        // history stay readable.
+        if !crate::registry::delete::is_deleted(&state.snapshot.config) {
+            add_versions(store, &mut current, ns, picks(state, false), false).await?;
+            add_versions(store, &mut staged, ns, picks(state, true), false).await?;
+            if let Some(b) = builtins.filter(|_| ns != BUILTINS) {
+                add_versions(store, &mut current, BUILTINS, picks(b, false), true).await?;
+                add_versions(store, &mut staged, BUILTINS, picks(b, false), true).await?;
+            }
+            current.add_well_known();
+            staged.add_well_known();
         }
-        current.add_well_known();
-        staged.add_well_known();
         let mtime = match state.seq {
             0 => store.get_namespace(ns).await?.created_at,
             seq => store.log_entries(ns, seq, seq).await?.remove(0).created_at,

@@ -287,7 +287,7 @@ impl Mutation {
                 Pointers {
                     current: Some(staged),
                     staged: None,
-                    latest: p.latest,
+                    ..p
                 },
             );
         }
@@ -309,6 +309,51 @@ impl Mutation {
                 schemas: changes.keys().cloned().collect(),
             },
             changes,
+            config: BTreeMap::new(),
+        })
+    }
+
+    /// Soft-deletes `schema`: its current version is kept to restore, its
+    /// staging is dropped. None when it is deleted already.
+    pub fn delete(state: &NsPointers, schema: &str) -> Option<Mutation> {
+        let p = state.pointers(schema);
+        if p.deleted {
+            return None;
+        }
+        let deleted = Pointers {
+            current: None,
+            staged: None,
+            deleted: true,
+            restore: p.current,
+            ..p
+        };
+        Some(Mutation {
+            operation: Operation::Delete {
+                schemas: vec![schema.to_string()],
+            },
+            changes: BTreeMap::from([(schema.to_string(), deleted)]),
+            config: BTreeMap::new(),
+        })
+    }
+
+    /// Restores a soft-deleted `schema`'s current version. None when it is
+    /// not deleted.
+    pub fn undelete(state: &NsPointers, schema: &str) -> Option<Mutation> {
+        let p = state.pointers(schema);
+        if !p.deleted {
+            return None;
+        }
+        let restored = Pointers {
+            current: p.restore,
+            deleted: false,
+            restore: None,
+            ..p
+        };
+        Some(Mutation {
+            operation: Operation::Undelete {
+                schemas: vec![schema.to_string()],
+            },
+            changes: BTreeMap::from([(schema.to_string(), restored)]),
             config: BTreeMap::new(),
         })
     }

@@ -17,6 +17,7 @@ pub(super) fn to_schema(r: SchemaRecord, state: &NsState) -> Schema {
         staged_version: p.staged,
         created_at: r.created_at,
         metadata: r.metadata,
+        deleted: p.deleted,
     }
 }
 

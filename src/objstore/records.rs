@@ -87,6 +87,12 @@ pub struct Pointers {
     /// next version-number allocation starts probing.
     #[serde(default)]
     pub latest: u64,
+    /// Soft-deleted: no current or staged version while set; `restore` is
+    /// the version that was current, which `undelete` makes current again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<u64>,
 }
 
 /// The full pointer state of a namespace (as stored in checkpoints).
@@ -117,6 +123,13 @@ pub enum Operation {
     SetConfig {
         key: String,
         value: String,
+    },
+    /// Soft deletes: hidden, readable by version, restorable.
+    Delete {
+        schemas: Vec<String>,
+    },
+    Undelete {
+        schemas: Vec<String>,
     },
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::Registry;
 use crate::error::{Error, Result};
-use crate::model::Schema;
+use crate::model::{Namespace, Schema};
 use crate::objstore::records::Pointers;
 
 /// A schema as `schema info` shows it.
@@ -38,8 +38,31 @@ impl Registry {
         let all = self.store.list_schemas(namespace).await?;
         Ok(all
             .into_iter()
-            .filter(|s| named(&state.pointers(&s.schema_id)))
+            .filter(|s| named(&state.pointers(&s.schema_id)) && !s.deleted)
             .collect())
+    }
+
+    /// The namespace's soft-deleted schemas, in ID order.
+    pub async fn deleted_schemas(&self, namespace: &str) -> Result<Vec<Schema>> {
+        let state = self.store.namespace_state(namespace).await?;
+        let all = self.store.list_schemas(namespace).await?;
+        Ok(all
+            .into_iter()
+            .filter(|s| state.pointers(&s.schema_id).deleted)
+            .collect())
+    }
+
+    /// The store's namespaces that are not soft-deleted (one state read
+    /// per namespace), or only the deleted ones.
+    pub async fn list_namespaces(&self, deleted: bool) -> Result<Vec<Namespace>> {
+        let mut out = Vec::new();
+        for ns in self.store.list_namespaces().await? {
+            let state = self.store.namespace_state(&ns.id).await?;
+            if super::delete::is_deleted(&state.snapshot.config) == deleted {
+                out.push(ns);
+            }
+        }
+        Ok(out)
     }
 
     /// A schema with its pointers and every version the log ever named.
@@ -65,6 +88,9 @@ impl Registry {
         version: Option<u64>,
     ) -> Result<u64> {
         let s = self.store.get_schema(namespace, schema).await?;
+        if s.deleted && version.is_none() {
+            return Err(super::deleted_schema(namespace, schema));
+        }
         let Some(v) = version else {
             return s.current_version.or(s.staged_version).ok_or_else(|| {
                 Error::NotFound(format!("a current or staged version of schema {schema:?}"))

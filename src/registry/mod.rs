@@ -19,6 +19,7 @@
 
 pub mod catalog;
 pub mod compile;
+pub mod delete;
 pub mod diff;
 pub mod guard;
 pub mod limits;
@@ -304,4 +305,12 @@ fn policy_of(config: &BTreeMap<String, String>) -> Result<Policy> {
             reason: format!("unknown policy {p:?}"),
         }),
     }
+}
+
+/// The error of writing to (or reading the current version of) a
+/// soft-deleted schema.
+pub(crate) fn deleted_schema(namespace: &str, schema: &str) -> crate::Error {
+    crate::Error::InvalidInput(format!(
+        "schema {schema:?} in namespace {namespace:?} is deleted: restore it with `protoshelf schema undelete {namespace} {schema}`, or read an earlier version with --version N"
+    ))
 }

@@ -408,6 +408,17 @@ impl Registry {
         prepared: &[Prepared],
     ) -> Result<Plan> {
         let store = &self.store;
+        if super::delete::is_deleted(&state.snapshot.config) {
+            return Err(Error::InvalidInput(format!(
+                "namespace {namespace:?} is deleted: restore it with `protoshelf namespace undelete {namespace}`"
+            )));
+        }
+        if let Some(p) = prepared
+            .iter()
+            .find(|p| state.pointers(&p.schema_id).deleted)
+        {
+            return Err(super::deleted_schema(namespace, &p.schema_id));
+        }
         let view_tree = View::new(store.clone(), namespace, state.clone(), Tree::Proposed);
 
         // No change: files equal to the staged-or-current version.
@@ -445,20 +456,7 @@ impl Registry {
 
         let file_count: usize = changed.iter().map(|&i| prepared[i].files.len()).sum();
         let mut view = view_tree.excluding(changed.iter().map(|&i| prepared[i].schema_id.clone()));
-        let builtins = if namespace == BUILTINS {
-            None
-        } else {
-            match store.namespace_state(BUILTINS).await {
-                // Builtins are few: one LIST sweep answers every lookup.
-                Ok(s) => Some(
-                    View::new(store.clone(), BUILTINS, s, Tree::Current)
-                        .sweep()
-                        .await?,
-                ),
-                Err(Error::NotFound(_)) => None,
-                Err(e) => return Err(e),
-            }
-        };
+        let builtins = self.builtins_view(namespace).await?;
         if file_count > SWEEP_ABOVE {
             view = view.sweep().await?;
         }
@@ -504,6 +502,24 @@ impl Registry {
             builtins_seq,
             compiled: Some((sources, pool, order)),
         })
+    }
+
+    /// The builtins' current tree, as `namespace` sees it (none for
+    /// builtins itself, or before builtins exist).
+    pub(super) async fn builtins_view(&self, namespace: &str) -> Result<Option<View>> {
+        if namespace == BUILTINS {
+            return Ok(None);
+        }
+        match self.store.namespace_state(BUILTINS).await {
+            // Builtins are few: one LIST sweep answers every lookup.
+            Ok(s) => Ok(Some(
+                View::new(self.store.clone(), BUILTINS, s, Tree::Current)
+                    .sweep()
+                    .await?,
+            )),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Compiles `files` as the next version of `schema` would be, and
@@ -724,6 +740,7 @@ impl Registry {
             staged_version: None,
             created_at: Utc::now(),
             metadata: Default::default(),
+            deleted: false,
         };
         if previous.is_none() {
             match store.create_schema(&schema).await {

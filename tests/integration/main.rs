@@ -18,6 +18,7 @@ mod confluent;
 mod conformance;
 mod contention;
 mod crash;
+mod deletes;
 mod diff;
 mod fs_core;
 mod fuzz_regressions;

@@ -29,6 +29,7 @@ on_every_backend!(
     stale_descriptors_are_recompiled_on_restore,
     diff_compares_versions_by_number_or_pointer_and_writes_nothing,
     scope_all_checks_every_version_ever_current,
+    soft_deletes_hide_keep_versions_and_restore,
 );
 
 fn file(path: &str, text: &str) -> SourceFile {
@@ -762,4 +763,131 @@ async fn scope_all_checks_every_version_ever_current(t: TestStore) {
         .unwrap();
     r.promote("shop", false).await.unwrap();
     assert_eq!(current(&t, "shop", "orders").await, Some(3));
+}
+
+/// Soft deletes: a schema imported by another's current version is refused
+/// unless forced; a deleted one is hidden from lists and the current read,
+/// readable by version, closed to publishes, restored by undelete (unless
+/// another schema took its place meanwhile); nothing-to-do writes nothing.
+async fn soft_deletes_hide_keep_versions_and_restore(t: TestStore) {
+    let r = registry(&t, &["shop"]).await;
+    let money = "syntax = \"proto3\";\npackage shop.types;\nmessage Money { int64 cents = 1; }\n";
+    let uses = "syntax = \"proto3\";\npackage shop;\nimport \"shop/types/money.proto\";\nmessage Order { shop.types.Money total = 1; }\n";
+    push(&r, "shop", "types", "shop/types/money.proto", money).await;
+    push(&r, "shop", "orders", "shop/order.proto", uses).await;
+    r.promote("shop", false).await.unwrap();
+    let seq = || async { t.store.namespace_state("shop").await.unwrap().seq };
+
+    let before = common::snapshot(&t.raw()).await;
+    let err = r.delete_schema("shop", "types", false).await.unwrap_err();
+    assert!(
+        err.is_user_error()
+            && err
+                .to_string()
+                .contains("imported by the current version of shop/orders v1"),
+        "{err}"
+    );
+    assert_eq!(
+        common::snapshot(&t.raw()).await,
+        before,
+        "a refused delete writes nothing"
+    );
+
+    assert!(r.delete_schema("shop", "orders", false).await.unwrap());
+    let at = seq().await;
+    assert!(!r.delete_schema("shop", "orders", false).await.unwrap());
+    assert_eq!(seq().await, at, "deleting it again commits nothing");
+    let listed: Vec<_> = r
+        .list_schemas("shop")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.schema_id)
+        .collect();
+    assert_eq!(listed, ["types"]);
+    let deleted: Vec<_> = r
+        .deleted_schemas("shop")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.schema_id)
+        .collect();
+    assert_eq!(deleted, ["orders"]);
+    let err = r
+        .readable_version("shop", "orders", None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is deleted"), "{err}");
+    assert_eq!(
+        r.readable_version("shop", "orders", Some(1)).await.unwrap(),
+        1
+    );
+    let err = try_push(&r, "shop", "orders", "shop/order.proto", ORDER_V1)
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_user_error() && err.to_string().contains("schema undelete"),
+        "{err}"
+    );
+
+    // Its path is free while it is deleted; then it cannot come back.
+    push(&r, "shop", "orders2", "shop/order.proto", ORDER_V1).await;
+    let err = r.undelete_schema("shop", "orders").await.unwrap_err();
+    assert!(
+        err.to_string().contains("another schema took its place"),
+        "{err}"
+    );
+    r.discard("shop").await.unwrap();
+    assert!(r.undelete_schema("shop", "orders").await.unwrap());
+    assert_eq!(current(&t, "shop", "orders").await, Some(1));
+    let at = seq().await;
+    assert!(!r.undelete_schema("shop", "orders").await.unwrap());
+    assert_eq!(seq().await, at, "undeleting a live schema commits nothing");
+
+    // Forced: the importer keeps its current version; new imports fail.
+    assert!(r.delete_schema("shop", "types", true).await.unwrap());
+    assert_eq!(current(&t, "shop", "orders").await, Some(1));
+    let err = try_push(
+        &r,
+        "shop",
+        "more",
+        "shop/more.proto",
+        &uses.replace("Order", "More"),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("shop/types/money.proto"), "{err}");
+
+    // Namespaces.
+    let err = r.delete_namespace(BUILTINS).await.unwrap_err();
+    assert!(err.is_user_error(), "{err}");
+    assert!(r.delete_namespace("shop").await.unwrap());
+    assert!(!r.delete_namespace("shop").await.unwrap());
+    let live: Vec<_> = r
+        .list_namespaces(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert!(!live.contains(&"shop".to_string()), "{live:?}");
+    let gone: Vec<_> = r
+        .list_namespaces(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(gone, ["shop"]);
+    let err = try_push(&r, "shop", "orders", "shop/order.proto", ORDER_V1)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("namespace undelete"), "{err}");
+    assert_eq!(
+        r.readable_version("shop", "orders", Some(1)).await.unwrap(),
+        1
+    );
+    assert!(r.undelete_namespace("shop").await.unwrap());
+    assert!(!r.undelete_namespace("shop").await.unwrap());
+    assert!(!r.namespace_deleted("shop").await.unwrap());
 }

@@ -63,6 +63,7 @@ pub fn schema(ns: &str, id: &str) -> Schema {
         staged_version: None,
         created_at: Utc::now(),
         metadata: Default::default(),
+        deleted: false,
     }
 }
 
