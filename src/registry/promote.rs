@@ -264,6 +264,9 @@ impl Plan<NsPointers, Mutation> for RollbackPlan<'_> {
         let state = &attempt.state;
         let StageChange { schema_id, version } = &self.change[0];
         let version = version.expect("a rollback stages a version");
+        if state.pointers(schema_id).deleted {
+            return Err(super::deleted_schema(self.namespace, schema_id));
+        }
         if !self.force {
             let policy = policy_of(&state.snapshot.config)?;
             let mut v = Vec::new();

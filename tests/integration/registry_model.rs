@@ -1,5 +1,5 @@
 //! Property test: random sequences of publish / promote / discard /
-//! rollback against a small reference model of the registry (strict
+//! rollback / delete / undelete against a small reference model of the registry (strict
 //! policy), on memory and the local directory, and a shorter run on S3.
 
 use crate::common;
@@ -21,6 +21,9 @@ enum Op {
     Discard,
     /// Roll back to the n-th stored version (may not exist), forced or not.
     Rollback(usize, u64, bool),
+    /// Soft-delete a schema, or restore it.
+    Delete(usize),
+    Undelete(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -29,6 +32,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Promote),
         1 => Just(Op::Discard),
         1 => (0..SCHEMAS.len(), 1..5u64, any::<bool>()).prop_map(|(s, v, f)| Op::Rollback(s, v, f)),
+        1 => (0..SCHEMAS.len()).prop_map(Op::Delete),
+        1 => (0..SCHEMAS.len()).prop_map(Op::Undelete),
     ]
 }
 
@@ -46,6 +51,8 @@ struct SchemaModel {
     versions: Vec<u8>,
     current: Option<u64>,
     staged: Option<u64>,
+    /// Soft-deleted, with the version that was current.
+    deleted: Option<Option<u64>>,
 }
 
 impl SchemaModel {
@@ -56,17 +63,27 @@ impl SchemaModel {
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    Published { version: u64, no_change: bool },
+    Published {
+        version: u64,
+        no_change: bool,
+    },
     Promoted(Vec<(String, u64)>),
     Done,
+    /// A delete or undelete: whether it changed anything.
+    Changed(bool),
     Incompatible,
     NotFound,
+    /// Refused as bad input (a write to a deleted schema).
+    Refused,
 }
 
 fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
     match *op {
         Op::Publish(s, k) => {
             let m = &mut schemas[s];
+            if m.deleted.is_some() {
+                return Outcome::Refused;
+            }
             if let Some(v) = m.staged.or(m.current)
                 && m.content(v) == k
             {
@@ -110,6 +127,9 @@ fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
             if v as usize > m.versions.len() {
                 return Outcome::NotFound;
             }
+            if m.deleted.is_some() {
+                return Outcome::Refused;
+            }
             if !force
                 && let Some(c) = m.current
                 && m.content(v) < m.content(c)
@@ -118,6 +138,31 @@ fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
             }
             m.staged = Some(v);
             Outcome::Done
+        }
+        Op::Delete(s) => {
+            let m = &mut schemas[s];
+            if m.versions.is_empty() {
+                return Outcome::NotFound;
+            }
+            if m.deleted.is_some() {
+                return Outcome::Changed(false);
+            }
+            m.deleted = Some(m.current.take());
+            m.staged = None;
+            Outcome::Changed(true)
+        }
+        Op::Undelete(s) => {
+            let m = &mut schemas[s];
+            if m.versions.is_empty() {
+                return Outcome::NotFound;
+            }
+            match m.deleted.take() {
+                Some(restore) => {
+                    m.current = restore;
+                    Outcome::Changed(true)
+                }
+                None => Outcome::Changed(false),
+            }
         }
     }
 }
@@ -144,11 +189,20 @@ async fn real(r: &Registry, op: &Op) -> Outcome {
             .rollback("ns", SCHEMAS[s], v, force, false)
             .await
             .map(|_| Outcome::Done),
+        Op::Delete(s) => r
+            .delete_schema("ns", SCHEMAS[s], false)
+            .await
+            .map(Outcome::Changed),
+        Op::Undelete(s) => r
+            .undelete_schema("ns", SCHEMAS[s])
+            .await
+            .map(Outcome::Changed),
     };
     match result {
         Ok(o) => o,
         Err(Error::Incompatible(_)) => Outcome::Incompatible,
         Err(Error::NotFound(_)) => Outcome::NotFound,
+        Err(Error::InvalidInput(_)) => Outcome::Refused,
         Err(e) => panic!("{op:?}: unexpected error {e}"),
     }
 }
@@ -173,8 +227,8 @@ fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
         for (i, s) in SCHEMAS.iter().enumerate() {
             match r.store().get_schema("ns", s).await {
                 Ok(x) => prop_assert_eq!(
-                    (x.current_version, x.staged_version),
-                    (m[i].current, m[i].staged)
+                    (x.current_version, x.staged_version, x.deleted),
+                    (m[i].current, m[i].staged, m[i].deleted.is_some())
                 ),
                 Err(Error::NotFound(_)) => prop_assert!(m[i].versions.is_empty()),
                 Err(e) => panic!("{e}"),
