@@ -20,7 +20,7 @@ mod staging;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use protoshelf::objstore::metrics::RequestCounts;
 use protoshelf::objstore::url::{self, Backend, RequestBudget};
 use protoshelf::objstore::{DEFAULT_CACHE_BYTES, ProtocolStats};
@@ -94,16 +94,20 @@ enum Command {
     #[command(subcommand)]
     Schema(schema::Cmd),
     /// Publish a schema's .proto files (files and directories) and stage it.
+    #[command(override_usage = "protoshelf push [OPTIONS] [NAMESPACE] <SCHEMA> <PATH>...")]
     Push(publish::PushArgs),
     /// Publish a whole tree as one batch staged in one commit.
+    #[command(allow_missing_positional = true)]
     Load(publish::LoadArgs),
     /// Compile and report compatibility against current; writes nothing.
+    #[command(override_usage = "protoshelf check [OPTIONS] [NAMESPACE] <SCHEMA> <PATH>...")]
     Check(publish::CheckArgs),
     /// Make every staged version current, after the compatibility check.
     Promote(staging::PromoteArgs),
     /// Drop every staged version of a namespace.
     Discard(staging::DiscardArgs),
     /// Stage an earlier version of a schema.
+    #[command(override_usage = "protoshelf rollback [OPTIONS] [NAMESPACE] <SCHEMA> <VERSION>")]
     Rollback(staging::RollbackArgs),
     /// The namespace's commit history.
     Log(history::Args),
@@ -136,6 +140,8 @@ pub struct Ctx {
     pub store: Option<String>,
     pub output: Output,
     pub namespace: Option<String>,
+    /// Where `namespace` came from, for messages.
+    namespace_source: &'static str,
     /// Every `-n` given (mount shows only these).
     pub namespaces: Vec<String>,
     /// How long a commit may keep losing races (`--commit-give-up`).
@@ -320,8 +326,27 @@ impl Ctx {
         }
     }
 
-    fn default_namespace(&self) -> Result<String> {
-        self.namespace.clone().ok_or_else(|| {
+    /// The namespace, by the one rule every command follows: with
+    /// -n/--namespace or PROTOSHELF_NAMESPACE set, it never comes from an
+    /// argument (push and check take open-ended lists, where a namespace
+    /// argument could not be told from a schema); otherwise `arg` is it.
+    /// Both together are refused rather than one silently winning.
+    pub fn ns_opt(&self, arg: Option<String>) -> Result<Option<String>> {
+        match (arg, &self.namespace) {
+            (Some(arg), Some(ns)) => Err(Error::InvalidInput(format!(
+                "the namespace is given twice: {arg:?} as an argument and {ns:?} by {source}; \
+                 with {source} set, commands take no namespace argument: drop {arg:?}, \
+                 or choose it with `-n {arg}`",
+                source = self.namespace_source
+            ))),
+            (Some(arg), None) => Ok(Some(arg)),
+            (None, ns) => Ok(ns.clone()),
+        }
+    }
+
+    /// [`Ctx::ns_opt`] for commands that need a namespace.
+    pub fn ns(&self, arg: Option<String>) -> Result<String> {
+        self.ns_opt(arg)?.ok_or_else(|| {
             Error::InvalidInput(
                 "no namespace: give it as the first argument, or with -n/--namespace or PROTOSHELF_NAMESPACE".into(),
             )
@@ -329,13 +354,13 @@ impl Ctx {
     }
 
     /// `[ns] <rest...>` with exactly `rest` more arguments: the namespace is
-    /// the extra first argument when present, else the -n/env default.
+    /// the extra first argument when present (see [`Ctx::ns_opt`]).
     pub fn ns_fixed(&self, mut args: Vec<String>, rest: usize) -> Result<(String, Vec<String>)> {
         if args.len() == rest + 1 {
-            let ns = args.remove(0);
+            let ns = self.ns(Some(args.remove(0)))?;
             Ok((ns, args))
         } else if args.len() == rest {
-            Ok((self.default_namespace()?, args))
+            Ok((self.ns(None)?, args))
         } else {
             Err(Error::InvalidInput(format!(
                 "expected {rest} argument{} after the optional namespace, got {}",
@@ -346,17 +371,14 @@ impl Ctx {
     }
 
     /// `[ns] <more...>` where the list is open-ended: the namespace is the
-    /// -n/env default when set, else the first argument.
+    /// -n/env default when set, else the first argument (see [`Ctx::ns_opt`]).
     pub fn ns_variadic(
         &self,
         mut args: Vec<String>,
         min_rest: usize,
     ) -> Result<(String, Vec<String>)> {
-        let ns = match &self.namespace {
-            Some(ns) => ns.clone(),
-            None if !args.is_empty() => args.remove(0),
-            None => self.default_namespace()?,
-        };
+        let first = (self.namespace.is_none() && !args.is_empty()).then(|| args.remove(0));
+        let ns = self.ns(first)?;
         if args.len() < min_rest {
             return Err(Error::InvalidInput(format!(
                 "expected at least {min_rest} arguments after the namespace"
@@ -420,8 +442,11 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             // Help and version are successes; a malformed command line is
@@ -451,6 +476,10 @@ pub fn main() -> ExitCode {
         store: cli.store,
         output: cli.output,
         namespace: cli.namespace.last().cloned(),
+        namespace_source: match matches.value_source("namespace") {
+            Some(clap::parser::ValueSource::EnvVariable) => "PROTOSHELF_NAMESPACE",
+            _ => "-n/--namespace",
+        },
         namespaces: cli.namespace,
         commit_give_up: cli.commit_give_up,
         storage_timeout: cli.storage_timeout,

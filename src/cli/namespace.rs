@@ -5,6 +5,7 @@ use protoshelf::compat::Policy;
 use serde_json::json;
 
 use super::Ctx;
+use super::publish::fmt_version;
 
 #[derive(clap::Subcommand)]
 pub enum Cmd {
@@ -94,10 +95,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let state = store.namespace_state(&namespace).await?;
             let policy = registry.policy(&namespace).await?;
             let staged: Vec<_> = state
-                .snapshot
-                .schemas
-                .iter()
-                .filter(|(_, p)| p.staged.is_some())
+                .staged_schemas()
                 .map(|(s, p)| json!({"schema_id": s, "current_version": p.current, "staged_version": p.staged}))
                 .collect();
             let schemas = state.snapshot.schemas.len();
@@ -117,20 +115,25 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 for (k, v) in &ns.metadata {
                     outln!("  metadata  {k}={v}");
                 }
-                for s in &staged {
+                for (schema, p) in state.staged_schemas() {
                     outln!(
-                        "  staged    {} v{} (current {})",
-                        s["schema_id"].as_str().unwrap_or_default(),
-                        s["staged_version"],
-                        s["current_version"]
+                        "  staged    {schema} v{} (current {})",
+                        fmt_version(p.staged),
+                        fmt_version(p.current)
                     );
                 }
             });
         }
         Cmd::SetPolicy { namespace, policy } => {
-            registry.set_policy(&namespace, policy).await?;
-            let value = json!({"namespace_id": namespace, "policy": policy});
-            ctx.emit(&value, || outln!("namespace {namespace}: policy {policy}"));
+            let changed = registry.set_policy(&namespace, policy).await?;
+            let value = json!({"namespace_id": namespace, "policy": policy, "no_change": !changed});
+            ctx.emit(&value, || {
+                if changed {
+                    outln!("namespace {namespace}: policy {policy}")
+                } else {
+                    outln!("namespace {namespace}: policy is {policy} already: nothing to do")
+                }
+            });
         }
     }
     Ok(())

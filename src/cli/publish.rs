@@ -56,8 +56,10 @@ impl InputArgs {
 
 #[derive(clap::Args)]
 pub struct PushArgs {
-    /// [NAMESPACE] SCHEMA PATH...: .proto files and directories.
-    #[arg(required = true, num_args = 2.., value_name = "ARGS")]
+    /// [NAMESPACE] SCHEMA PATH...: the namespace (unless -n/--namespace or
+    /// PROTOSHELF_NAMESPACE is set), the schema, then .proto files and
+    /// directories.
+    #[arg(required = true, num_args = 1.., value_name = "ARG")]
     args: Vec<String>,
     /// Promote right after staging.
     #[arg(long)]
@@ -91,9 +93,12 @@ pub enum GroupBy {
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
-    /// [NAMESPACE] DIR
-    #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
-    args: Vec<String>,
+    /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+    #[arg(value_name = "NAMESPACE")]
+    ns: Option<String>,
+    /// The directory to publish: its files are named by their path under it.
+    #[arg(value_name = "DIR")]
+    dir: String,
     /// Promote right after staging.
     #[arg(long)]
     promote: bool,
@@ -118,8 +123,10 @@ pub struct LoadArgs {
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
-    /// [NAMESPACE] SCHEMA PATH...
-    #[arg(required = true, num_args = 2.., value_name = "ARGS")]
+    /// [NAMESPACE] SCHEMA PATH...: the namespace (unless -n/--namespace or
+    /// PROTOSHELF_NAMESPACE is set), the schema, then .proto files and
+    /// directories.
+    #[arg(required = true, num_args = 1.., value_name = "ARG")]
     args: Vec<String>,
     /// Allow files at well-known-type paths (google/protobuf/...).
     #[arg(long)]
@@ -244,8 +251,8 @@ fn schema_id_for(rel: &str, fallback: &str) -> String {
 }
 
 pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
-    let (ns, rest) = ctx.ns_fixed(a.args, 1)?;
-    let dir = Path::new(&rest[0]);
+    let ns = ctx.ns(a.ns)?;
+    let dir = Path::new(&a.dir);
     if !dir.is_dir() {
         return Err(Error::InvalidInput(format!(
             "{}: not a directory",

@@ -13,21 +13,29 @@ use super::publish::fmt_version;
 pub enum Cmd {
     /// List a namespace's schemas.
     List {
-        /// [NAMESPACE]
-        #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
-        args: Vec<String>,
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE")]
+        ns: Option<String>,
     },
     /// Show a schema: current and staged versions, all versions.
+    #[command(allow_missing_positional = true)]
     Info {
-        /// [NAMESPACE] SCHEMA
-        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
-        args: Vec<String>,
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE")]
+        ns: Option<String>,
+        /// The schema.
+        #[arg(value_name = "SCHEMA")]
+        schema: String,
     },
     /// Print a version's .proto files, or write them under --out.
+    #[command(allow_missing_positional = true)]
     Source {
-        /// [NAMESPACE] SCHEMA
-        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
-        args: Vec<String>,
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE")]
+        ns: Option<String>,
+        /// The schema.
+        #[arg(value_name = "SCHEMA")]
+        schema: String,
         /// The version [default: current, else staged].
         #[arg(long)]
         version: Option<u64>,
@@ -36,10 +44,14 @@ pub enum Cmd {
         out: Option<String>,
     },
     /// Write a version's FileDescriptorSet (binary) to --out or stdout.
+    #[command(allow_missing_positional = true)]
     Descriptor {
-        /// [NAMESPACE] SCHEMA
-        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
-        args: Vec<String>,
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE")]
+        ns: Option<String>,
+        /// The schema.
+        #[arg(value_name = "SCHEMA")]
+        schema: String,
         /// The version [default: current, else staged].
         #[arg(long)]
         version: Option<u64>,
@@ -57,8 +69,8 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     let registry = ctx.registry().await?;
     let store = registry.store();
     match cmd {
-        Cmd::List { args } => {
-            let (ns, _) = ctx.ns_fixed(args, 0)?;
+        Cmd::List { ns } => {
+            let ns = ctx.ns(ns)?;
             let schemas = registry.list_schemas(&ns).await?;
             let value: Vec<_> = schemas
                 .iter()
@@ -79,9 +91,9 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 }
             });
         }
-        Cmd::Info { args } => {
-            let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let info = registry.schema_info(&ns, &rest[0]).await?;
+        Cmd::Info { ns, schema } => {
+            let ns = ctx.ns(ns)?;
+            let info = registry.schema_info(&ns, &schema).await?;
             let (s, versions) = (info.schema, info.versions);
             let value = json!({
                 "namespace_id": s.namespace_id, "schema_id": s.schema_id,
@@ -106,9 +118,14 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 );
             });
         }
-        Cmd::Source { args, version, out } => {
-            let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let schema = &rest[0];
+        Cmd::Source {
+            ns,
+            schema,
+            version,
+            out,
+        } => {
+            let ns = ctx.ns(ns)?;
+            let schema = &schema;
             let v = registry.readable_version(&ns, schema, version).await?;
             let sources = store.get_version_sources(&ns, schema, v).await?;
             let files: Vec<_> = sources.iter().map(|(f, _)| f.clone()).collect();
@@ -141,10 +158,15 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 });
             }
         }
-        Cmd::Descriptor { args, version, out } => {
-            let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let v = registry.readable_version(&ns, &rest[0], version).await?;
-            let compiled = store.get_version(&ns, &rest[0], v).await?.compiled;
+        Cmd::Descriptor {
+            ns,
+            schema,
+            version,
+            out,
+        } => {
+            let ns = ctx.ns(ns)?;
+            let v = registry.readable_version(&ns, &schema, version).await?;
+            let compiled = store.get_version(&ns, &schema, v).await?.compiled;
             match out {
                 Some(path) => {
                     std::fs::write(&path, &compiled).map_err(|e| io_error(Path::new(&path), e))?;

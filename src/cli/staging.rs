@@ -9,9 +9,9 @@ use super::publish::fmt_version;
 
 #[derive(clap::Args)]
 pub struct PromoteArgs {
-    /// [NAMESPACE]
-    #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
-    args: Vec<String>,
+    /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+    #[arg(value_name = "NAMESPACE")]
+    ns: Option<String>,
     /// Check and report, but change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -19,15 +19,16 @@ pub struct PromoteArgs {
 
 #[derive(clap::Args)]
 pub struct DiscardArgs {
-    /// [NAMESPACE]
-    #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
-    args: Vec<String>,
+    /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+    #[arg(value_name = "NAMESPACE")]
+    ns: Option<String>,
 }
 
 #[derive(clap::Args)]
 pub struct RollbackArgs {
-    /// [NAMESPACE] SCHEMA
-    #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
+    /// [NAMESPACE] SCHEMA: the namespace (unless -n/--namespace or
+    /// PROTOSHELF_NAMESPACE is set), then the schema.
+    #[arg(required = true, num_args = 1..=2, value_name = "ARG")]
     args: Vec<String>,
     /// The version to stage again (a number from 1); clap rejects others.
     #[arg(value_name = "VERSION", value_parser = clap::value_parser!(u64).range(1..))]
@@ -67,7 +68,7 @@ fn print_promoted(ctx: &Ctx, ns: &str, p: &Promoted) {
 }
 
 pub async fn promote(ctx: &Ctx, a: PromoteArgs) -> Result<()> {
-    let (ns, _) = ctx.ns_fixed(a.args, 0)?;
+    let ns = ctx.ns(a.ns)?;
     let registry = ctx.registry().await?;
     let p = registry.promote(&ns, a.dry_run).await?;
     print_promoted(ctx, &ns, &p);
@@ -75,7 +76,7 @@ pub async fn promote(ctx: &Ctx, a: PromoteArgs) -> Result<()> {
 }
 
 pub async fn discard(ctx: &Ctx, a: DiscardArgs) -> Result<()> {
-    let (ns, _) = ctx.ns_fixed(a.args, 0)?;
+    let ns = ctx.ns(a.ns)?;
     let registry = ctx.registry().await?;
     let discarded = registry.discard(&ns).await?;
     ctx.emit(&json!({"namespace_id": ns, "discarded": discarded}), || {
@@ -93,20 +94,25 @@ pub async fn discard(ctx: &Ctx, a: DiscardArgs) -> Result<()> {
 
 pub async fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_fixed(a.args, 1)?;
-    let version = a.version;
+    let (schema, version) = (&rest[0], a.version);
     let registry = ctx.registry().await?;
-    let promoted = registry
-        .rollback(&ns, &rest[0], version, a.force, a.promote)
+    let done = registry
+        .rollback(&ns, schema, version, a.force, a.promote)
         .await?;
-    match promoted {
+    if !done.staged && ctx.output == super::Output::Table {
+        outln!(
+            "{ns}/{schema}: version {version} is already the proposed version (staged, else current): nothing to do"
+        );
+    }
+    match done.promoted {
         Some(p) => print_promoted(ctx, &ns, &p),
         None => ctx.emit(
-            &json!({"namespace_id": ns, "schema_id": rest[0], "staged_version": version}),
+            &json!({"namespace_id": ns, "schema_id": schema, "staged_version": version,
+                "no_change": !done.staged}),
             || {
-                outln!(
-                    "{ns}/{}: staged version {version} (promote to make it current)",
-                    rest[0]
-                )
+                if done.staged {
+                    outln!("{ns}/{schema}: staged version {version} (promote to make it current)")
+                }
             },
         ),
     }

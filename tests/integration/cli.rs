@@ -321,8 +321,9 @@ async fn every_command(backend: Backend) {
         .iter()
         .map(|e| e["operation"]["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds.first(), Some(&"stage"));
-    assert_eq!(kinds.last(), Some(&"promote"));
+    // Newest first.
+    assert_eq!(kinds.first(), Some(&"promote"));
+    assert_eq!(kinds.last(), Some(&"stage"));
     assert_eq!(
         c.json(&["log", "shop", "--limit", "2"])
             .as_array()

@@ -475,3 +475,174 @@ fn policy_values_are_listed() {
     assert_fails(&out, 1, &["loose", "strict, wire, wire_json, none"]);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// The storage PUTs a command made (`--stats`), and its JSON output.
+fn with_puts(c: &Cli, args: &[&str]) -> (serde_json::Value, u64) {
+    let mut all = vec!["--stats", "-o", "json"];
+    all.extend(args);
+    let out = c.run(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    let stats: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    (
+        serde_json::from_slice(&out.stdout).unwrap(),
+        stats["requests"]["put"].as_u64().unwrap(),
+    )
+}
+
+fn log_seqs(c: &Cli) -> Vec<u64> {
+    let log = c.json(&["log", "shop"]);
+    let seqs = log.as_array().unwrap().iter();
+    seqs.map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+/// `namespace info` prints `-` for no version like every table; `log` is
+/// newest first as a table and as JSON; commands that change nothing say
+/// so and write nothing.
+async fn output_is_consistent(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    let v1 = c.file(
+        "v1/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    let v2 = c.file(
+        "v2/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\nmessage B {}\n",
+    );
+    c.ok(&["init"]);
+    c.ok(&["namespace", "create", "shop"]);
+    c.ok(&["push", "shop", "a", &v1]);
+    let info = c.ok(&["namespace", "info", "shop"]);
+    assert!(info.contains("  staged    a v1 (current -)"), "{info}");
+    assert!(!info.contains("null"), "{info}");
+    c.ok(&["promote", "shop"]);
+    c.ok(&["push", "shop", "a", &v2, "--promote"]);
+
+    let table: Vec<u64> = c
+        .ok(&["log", "shop"])
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(table, [4, 3, 2, 1]);
+    assert_eq!(log_seqs(&c), table);
+    let limited = c.json(&["log", "shop", "--limit", "2"]);
+    assert_eq!(limited[0]["seq"], 4);
+
+    // No-ops: 0 PUTs, no commit, said so.
+    let v2_dir = std::path::Path::new(&v2)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let noops: [(&[&str], &str); 6] = [
+        (&["rollback", "shop", "a", "2"], "no_change"),
+        (&["namespace", "set-policy", "shop", "strict"], "no_change"),
+        (&["push", "shop", "a", &v2], "no_change"),
+        (&["load", "shop", &v2_dir], "no_change"),
+        (&["promote", "shop"], "promoted"),
+        (&["discard", "shop"], "discarded"),
+    ];
+    for (args, field) in noops {
+        let (value, puts) = with_puts(&c, args);
+        assert_eq!(puts, 0, "{args:?} wrote: {value}");
+        match field {
+            "no_change" => assert_eq!(value[field], true, "{args:?}: {value}"),
+            "promoted" => assert_eq!(value[field], serde_json::json!([]), "{value}"),
+            _ => assert_eq!(value[field], false, "{args:?}: {value}"),
+        }
+        assert_eq!(log_seqs(&c).len(), 4, "{args:?} committed");
+    }
+    for args in [
+        &["rollback", "shop", "a", "2"][..],
+        &["namespace", "set-policy", "shop", "strict"],
+    ] {
+        assert!(c.ok(args).contains("nothing to do"), "{args:?}");
+    }
+    // Staging the current version while another is staged is a change.
+    let v3 = c.file(
+        "v3/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\nmessage B {}\nmessage C {}\n",
+    );
+    c.ok(&["push", "shop", "a", &v3]);
+    let (value, puts) = with_puts(&c, &["rollback", "shop", "a", "2"]);
+    assert!(puts > 0);
+    assert_eq!(value["no_change"], false);
+    assert_eq!(
+        c.json(&["schema", "info", "shop", "a"])["staged_version"],
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_is_consistent_local() {
+    output_is_consistent(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_is_consistent_s3() {
+    output_is_consistent(Backend::S3).await;
+}
+
+/// One rule for every command: with -n or PROTOSHELF_NAMESPACE set, the
+/// namespace is never an argument (giving it too is refused, exit 1);
+/// without them, it is the first argument.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_rule_is_the_same_everywhere() {
+    let Some(c) = Cli::new(Backend::Local).await else {
+        return;
+    };
+    c.setup_shop();
+    let orders = crate::cli::example("shop/shop/orders");
+    let tree = crate::cli::example("shop");
+    // Each command's arguments after the namespace.
+    let commands: [&[&str]; 11] = [
+        &["schema", "list"],
+        &["schema", "info", "shop.orders"],
+        &["schema", "source", "shop.orders"],
+        &["log"],
+        &["promote", "--dry-run"],
+        &["discard"],
+        &["rollback", "shop.orders", "1"],
+        &["push", "shop.orders", &orders],
+        &["check", "shop.orders", &orders],
+        &["load", &tree],
+        &["verify"],
+    ];
+    for rest in commands {
+        let (cmd, tail) = rest.split_at(if rest[0] == "schema" { 2 } else { 1 });
+        let with_ns: Vec<&str> = cmd.iter().chain(&["shop"]).chain(tail).copied().collect();
+        // Without -n: the first argument is the namespace.
+        c.ok(&with_ns);
+        // With either: the same command without it works ...
+        let from_env = c
+            .cmd(rest)
+            .env("PROTOSHELF_NAMESPACE", "shop")
+            .output()
+            .unwrap();
+        assert!(from_env.status.success(), "{rest:?}: {from_env:?}");
+        let mut flag = vec!["-n", "shop"];
+        flag.extend(rest);
+        c.ok(&flag);
+        // ... and with it too is refused, naming where each came from.
+        let twice = c
+            .cmd(&with_ns)
+            .env("PROTOSHELF_NAMESPACE", "shop")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&twice.stderr);
+        assert_eq!(twice.status.code(), Some(1), "{with_ns:?}: {err}");
+        if !matches!(cmd[0], "push" | "check") {
+            // push and check read `shop` as the schema: the lists are open.
+            assert!(
+                err.contains("given twice") && err.contains("PROTOSHELF_NAMESPACE"),
+                "{err}"
+            );
+        }
+        let mut flag = vec!["-n", "shop"];
+        flag.extend(&with_ns);
+        let out = c.run(&flag);
+        assert_eq!(out.status.code(), Some(1), "{flag:?}");
+    }
+}

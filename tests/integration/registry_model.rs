@@ -110,6 +110,10 @@ fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
             if v as usize > m.versions.len() {
                 return Outcome::NotFound;
             }
+            if m.staged.or(m.current) == Some(v) {
+                // Already proposed: nothing to do.
+                return Outcome::Done;
+            }
             if !force
                 && let Some(c) = m.current
                 && m.content(v) < m.content(c)
