@@ -60,17 +60,19 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let value: Vec<_> = entries
         .iter()
         .map(|e| {
-            json!({"seq": e.seq, "created_at": e.created_at, "writer": e.writer,
-            "commit_id": e.commit_id, "operation": e.operation})
+            json!({"seq": e.seq, "created_at": e.created_at, "created_by": e.created_by,
+            "writer": e.writer, "commit_id": e.commit_id, "operation": e.operation})
         })
         .collect();
     ctx.emit(&value, || {
+        // Who it was made for; the writing process when nobody was named
+        // (entries of older versions, the server).
         for e in &entries {
             outln!(
                 "{:>6}  {}  {:<24}  {}",
                 e.seq,
                 e.created_at.format("%Y-%m-%d %H:%M:%S"),
-                e.writer,
+                e.created_by.as_deref().unwrap_or(&e.writer),
                 summary(&e.operation)
             );
         }

@@ -21,6 +21,8 @@ pub struct VerifyArgs {
     /// as lost, and the log never goes back. Then verifies again.
     #[arg(long)]
     repair: bool,
+    #[command(flatten)]
+    author: super::author::AuthorArgs,
 }
 
 #[derive(clap::Args)]
@@ -62,6 +64,9 @@ fn json_wanted(ctx: &Ctx, flag: bool) -> bool {
 
 pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
     let namespace = ctx.ns_opt(a.ns)?;
+    if a.repair {
+        ctx.commits_as(&a.author);
+    }
     // Opened without the marker check: a damaged marker is a finding.
     let backend = ctx.backend(None)?;
     let (store, _) = ObjStore::inspect(backend)

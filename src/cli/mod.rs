@@ -7,6 +7,7 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::cli::stdout_write(format!("{}\n", format_args!($($t)*)).as_bytes()) };
 }
 
+mod author;
 mod history;
 mod init;
 mod maintenance;
@@ -159,6 +160,9 @@ pub struct Ctx {
     hint: std::sync::Mutex<Option<String>>,
     /// Whether this command created the store (it says so).
     created: std::sync::atomic::AtomicBool,
+    /// Who the command's commits are made for (`--created-by`), applied to
+    /// every store it opens from then on.
+    author: std::sync::Mutex<Option<String>>,
 }
 
 impl Ctx {
@@ -263,6 +267,17 @@ impl Ctx {
         e
     }
 
+    /// Records `--created-by` (or its default) in what this command
+    /// commits, through every store it opened or opens. Returns the author.
+    pub fn commits_as(&self, a: &author::AuthorArgs) -> String {
+        let who = a.who();
+        *self.author.lock().unwrap() = Some(who.clone());
+        for store in self.opened.lock().unwrap().iter() {
+            store.set_author(Some(who.clone()));
+        }
+        who
+    }
+
     /// Makes the command exit with `code` once it has printed its output.
     pub fn exit_with(&self, code: u8) {
         *self.exit.lock().unwrap() = Some(code);
@@ -274,6 +289,7 @@ impl Ctx {
         if let Some(bound) = self.commit_give_up {
             store.set_commit_give_up(bound);
         }
+        store.set_author(self.author.lock().unwrap().clone());
         self.opened.lock().unwrap().push(store.clone());
         store
     }
@@ -488,6 +504,7 @@ pub fn main() -> ExitCode {
         exit: Default::default(),
         hint: Default::default(),
         created: Default::default(),
+        author: Default::default(),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -5,6 +5,7 @@ use protoshelf::compat::Policy;
 use serde_json::json;
 
 use super::Ctx;
+use super::author::AuthorArgs;
 use super::publish::fmt_version;
 
 #[derive(clap::Subcommand)]
@@ -19,6 +20,8 @@ pub enum Cmd {
         /// Metadata entries, repeatable.
         #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
         metadata: Vec<(String, String)>,
+        #[command(flatten)]
+        author: AuthorArgs,
     },
     /// List namespaces.
     List,
@@ -34,6 +37,8 @@ pub enum Cmd {
         /// The new policy.
         #[arg(value_parser = policy_values())]
         policy: Policy,
+        #[command(flatten)]
+        author: AuthorArgs,
     },
 }
 
@@ -54,6 +59,9 @@ pub fn parse_kv(s: &str) -> Result<(String, String), String> {
 pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     // Creating a namespace is the one namespace command that may create
     // the store (a first write; reads of a missing store refuse).
+    if let Cmd::Create { author, .. } | Cmd::SetPolicy { author, .. } = &cmd {
+        ctx.commits_as(author);
+    }
     let registry = if matches!(cmd, Cmd::Create { .. }) {
         ctx.registry_creating().await?
     } else {
@@ -65,6 +73,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             namespace,
             policy,
             metadata,
+            ..
         } => {
             registry
                 .create_namespace(&namespace, policy, metadata.into_iter().collect())
@@ -78,7 +87,10 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let all = store.list_namespaces().await?;
             let value: Vec<_> = all
                 .iter()
-                .map(|n| json!({"namespace_id": n.id, "created_at": n.created_at, "metadata": n.metadata}))
+                .map(|n| {
+                    json!({"namespace_id": n.id, "created_at": n.created_at,
+                    "created_by": n.created_by, "metadata": n.metadata})
+                })
                 .collect();
             ctx.emit(&value, || {
                 for n in &all {
@@ -100,7 +112,8 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 .collect();
             let schemas = state.snapshot.schemas.len();
             let value = json!({
-                "namespace_id": ns.id, "created_at": ns.created_at, "metadata": ns.metadata,
+                "namespace_id": ns.id, "created_at": ns.created_at, "created_by": ns.created_by,
+                "metadata": ns.metadata,
                 "policy": policy, "schemas": schemas, "staged": staged, "commits": state.seq,
             });
             ctx.emit(&value, || {
@@ -109,6 +122,9 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     "  created   {}",
                     ns.created_at.format("%Y-%m-%d %H:%M:%S UTC")
                 );
+                if let Some(who) = &ns.created_by {
+                    outln!("  by        {who}");
+                }
                 outln!("  policy    {policy}");
                 outln!("  schemas   {schemas}");
                 outln!("  commits   {}", state.seq);
@@ -124,7 +140,9 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 }
             });
         }
-        Cmd::SetPolicy { namespace, policy } => {
+        Cmd::SetPolicy {
+            namespace, policy, ..
+        } => {
             let changed = registry.set_policy(&namespace, policy).await?;
             let value = json!({"namespace_id": namespace, "policy": policy, "no_change": !changed});
             ctx.emit(&value, || {

@@ -9,6 +9,7 @@ use protoshelf::{Error, Result};
 use serde_json::json;
 
 use super::Ctx;
+use super::author::AuthorArgs;
 use super::namespace::parse_kv;
 
 /// The options of commands that compile.
@@ -67,9 +68,8 @@ pub struct PushArgs {
     /// Allow files at well-known-type paths (google/protobuf/...).
     #[arg(long)]
     force: bool,
-    /// Recorded as the version's author [default: $USER].
-    #[arg(long, value_name = "WHO")]
-    created_by: Option<String>,
+    #[command(flatten)]
+    author: AuthorArgs,
     /// Metadata of the version, repeatable; shown by `schema versions`.
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
     metadata: Vec<(String, String)>,
@@ -108,9 +108,8 @@ pub struct LoadArgs {
     /// How files become schemas.
     #[arg(long, value_enum, default_value = "dir")]
     group_by: GroupBy,
-    /// Recorded as the versions' author [default: $USER].
-    #[arg(long, value_name = "WHO")]
-    created_by: Option<String>,
+    #[command(flatten)]
+    author: AuthorArgs,
     /// Create the namespace (policy strict) when it does not exist, and the
     /// store when there is none.
     #[arg(long)]
@@ -215,7 +214,7 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     }
     let opts = PublishOptions {
         force: a.force,
-        created_by: a.created_by,
+        created_by: Some(ctx.commits_as(&a.author)),
         metadata: a.metadata.into_iter().collect(),
         ..Default::default()
     };
@@ -305,7 +304,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
     });
     let opts = PublishOptions {
         force: a.force,
-        created_by: a.created_by,
+        created_by: Some(ctx.commits_as(&a.author)),
         progress,
         ..Default::default()
     };

@@ -5,6 +5,7 @@ use protoshelf::registry::Promoted;
 use serde_json::json;
 
 use super::Ctx;
+use super::author::AuthorArgs;
 use super::publish::fmt_version;
 
 #[derive(clap::Args)]
@@ -15,6 +16,8 @@ pub struct PromoteArgs {
     /// Check and report, but change nothing.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    author: AuthorArgs,
 }
 
 #[derive(clap::Args)]
@@ -22,6 +25,8 @@ pub struct DiscardArgs {
     /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
     #[arg(value_name = "NAMESPACE")]
     ns: Option<String>,
+    #[command(flatten)]
+    author: AuthorArgs,
 }
 
 #[derive(clap::Args)]
@@ -39,6 +44,8 @@ pub struct RollbackArgs {
     /// Promote right away.
     #[arg(long)]
     promote: bool,
+    #[command(flatten)]
+    author: AuthorArgs,
 }
 
 fn print_promoted(ctx: &Ctx, ns: &str, p: &Promoted) {
@@ -69,6 +76,7 @@ fn print_promoted(ctx: &Ctx, ns: &str, p: &Promoted) {
 
 pub async fn promote(ctx: &Ctx, a: PromoteArgs) -> Result<()> {
     let ns = ctx.ns(a.ns)?;
+    ctx.commits_as(&a.author);
     let registry = ctx.registry().await?;
     let p = registry.promote(&ns, a.dry_run).await?;
     print_promoted(ctx, &ns, &p);
@@ -77,6 +85,7 @@ pub async fn promote(ctx: &Ctx, a: PromoteArgs) -> Result<()> {
 
 pub async fn discard(ctx: &Ctx, a: DiscardArgs) -> Result<()> {
     let ns = ctx.ns(a.ns)?;
+    ctx.commits_as(&a.author);
     let registry = ctx.registry().await?;
     let discarded = registry.discard(&ns).await?;
     ctx.emit(&json!({"namespace_id": ns, "discarded": discarded}), || {
@@ -95,6 +104,7 @@ pub async fn discard(ctx: &Ctx, a: DiscardArgs) -> Result<()> {
 pub async fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_fixed(a.args, 1)?;
     let (schema, version) = (&rest[0], a.version);
+    ctx.commits_as(&a.author);
     let registry = ctx.registry().await?;
     let done = registry
         .rollback(&ns, schema, version, a.force, a.promote)

@@ -193,6 +193,7 @@ impl Registry {
                 id: id.to_string(),
                 created_at: Utc::now(),
                 metadata: metadata.clone(),
+                created_by: None,
             })
             .await;
         if let Err(crate::Error::AlreadyExists(what)) = created {
@@ -238,6 +239,7 @@ impl Registry {
                 id: BUILTINS.into(),
                 created_at: Utc::now(),
                 metadata: BTreeMap::new(),
+                created_by: None,
             };
             match self.store.create_namespace(&ns).await {
                 Ok(()) | Err(crate::Error::AlreadyExists(_)) => {}

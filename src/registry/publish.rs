@@ -710,7 +710,10 @@ impl Registry {
             compiled,
             compiler_version: COMPILER_VERSION.to_string(),
             created_at: Utc::now(),
-            created_by: opts.created_by.clone().unwrap_or_else(default_author),
+            created_by: opts
+                .created_by
+                .clone()
+                .unwrap_or_else(|| default_author(store)),
             metadata: opts.metadata.clone(),
         };
         let paths: Vec<String> = p.files.iter().map(|(path, ..)| path.clone()).collect();
@@ -788,8 +791,12 @@ fn version_deps(
         .collect()
 }
 
-fn default_author() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+/// A version's author when none is given: the handle's author, else
+/// `$USER@host`.
+fn default_author(store: &crate::ObjStore) -> String {
+    store
+        .author()
+        .unwrap_or_else(crate::objstore::default_author)
 }
 
 /// Orders changed members in waves: every member comes in a wave after the

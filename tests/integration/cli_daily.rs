@@ -646,3 +646,102 @@ async fn namespace_rule_is_the_same_everywhere() {
         assert_eq!(out.status.code(), Some(1), "{flag:?}");
     }
 }
+
+/// `--created-by` on every command that commits lands in its log entry
+/// (table and JSON), and in the namespaces and versions it creates; the
+/// default is `$USER@host`.
+async fn authors_are_recorded(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    let v1 = c.file(
+        "v1/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    let v2 = c.file(
+        "v2/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\nmessage B {}\n",
+    );
+    let dir = |f: &str| {
+        std::path::Path::new(f)
+            .parent()
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    c.ok(&["init"]);
+    let steps: [&[&str]; 8] = [
+        &[
+            "namespace",
+            "create",
+            "shop",
+            "--policy",
+            "wire",
+            "--created-by",
+            "creator",
+        ],
+        &["push", "shop", "a", &v1, "--created-by", "pusher"],
+        &["promote", "shop", "--created-by", "promoter"],
+        &["load", "shop", &dir(&v2), "--created-by", "loader"],
+        &["discard", "shop", "--created-by", "discarder"],
+        &["rollback", "shop", "a", "2", "--created-by", "roller"],
+        &[
+            "namespace",
+            "set-policy",
+            "shop",
+            "strict",
+            "--created-by",
+            "setter",
+        ],
+        &["promote", "shop"],
+    ];
+    for args in steps {
+        let out = c.cmd(args).env("USER", "tester").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let default = format!("tester@{}", host.trim());
+    let log = c.json(&["log", "shop"]);
+    let authors: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["created_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        authors,
+        [
+            &default,
+            "setter",
+            "roller",
+            "discarder",
+            "loader",
+            "promoter",
+            "pusher",
+            "creator"
+        ]
+    );
+    let table = c.ok(&["log", "shop"]);
+    let first: Vec<&str> = table
+        .lines()
+        .map(|l| l.split_whitespace().nth(3).unwrap())
+        .collect();
+    assert_eq!(first, authors, "{table}");
+    let info = c.json(&["namespace", "info", "shop"]);
+    assert_eq!(info["created_by"], "creator");
+    assert!(
+        c.ok(&["namespace", "info", "shop"])
+            .contains("  by        creator")
+    );
+    assert_eq!(c.json(&["namespace", "list"])[0]["created_by"], "creator");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_are_recorded_local() {
+    authors_are_recorded(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_are_recorded_s3() {
+    authors_are_recorded(Backend::S3).await;
+}
