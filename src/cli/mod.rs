@@ -17,6 +17,7 @@ mod publish;
 mod schema;
 mod serve;
 mod staging;
+mod status;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -105,6 +106,8 @@ enum Command {
     Check(publish::CheckArgs),
     /// Make every staged version current, after the compatibility check.
     Promote(staging::PromoteArgs),
+    /// What is staged, by whom and when, and what promote would do.
+    Status(status::Args),
     /// Drop every staged version of a namespace.
     Discard(staging::DiscardArgs),
     /// Stage an earlier version of a schema.
@@ -441,6 +444,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Load(a) => publish::load(ctx, a).await,
         Command::Check(a) => publish::check(ctx, a).await,
         Command::Promote(a) => staging::promote(ctx, a).await,
+        Command::Status(a) => status::status(ctx, a).await,
         Command::Discard(a) => staging::discard(ctx, a).await,
         Command::Rollback(a) => staging::rollback(ctx, a).await,
         Command::Log(a) => history::run(ctx, a).await,

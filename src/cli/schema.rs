@@ -27,6 +27,17 @@ pub enum Cmd {
         #[arg(value_name = "SCHEMA")]
         schema: String,
     },
+    /// Every version of a schema: author, time, metadata, fingerprint, and
+    /// whether it is or was staged or current.
+    #[command(allow_missing_positional = true)]
+    Versions {
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE")]
+        ns: Option<String>,
+        /// The schema.
+        #[arg(value_name = "SCHEMA")]
+        schema: String,
+    },
     /// Print a version's .proto files, or write them under --out.
     #[command(allow_missing_positional = true)]
     Source {
@@ -117,6 +128,10 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     s.created_at.format("%Y-%m-%d %H:%M:%S UTC")
                 );
             });
+        }
+        Cmd::Versions { ns, schema } => {
+            let ns = ctx.ns(ns)?;
+            super::status::versions(ctx, &registry, &ns, &schema).await?;
         }
         Cmd::Source {
             ns,

@@ -42,7 +42,7 @@ use crate::model::{Metadata, Namespace, PromotedSchema};
 use crate::objstore::ObjStore;
 
 pub use crate::compat::SchemaViolation;
-pub use catalog::SchemaInfo;
+pub use catalog::{SchemaInfo, StagedInfo, VersionInfo};
 pub use limits::Limits;
 pub use publish::{BatchMember, CheckReport};
 

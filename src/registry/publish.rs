@@ -174,7 +174,9 @@ const WRITE_CONCURRENCY: usize = 32;
 /// kind instead of one LIST per name.
 const SWEEP_ABOVE: usize = 32;
 
-fn fingerprint(files: &[VersionFile]) -> String {
+/// A version's identity for people: SHA-256 over its files' paths and
+/// content hashes (what `push` prints and `schema versions` shows).
+pub(crate) fn fingerprint(files: &[VersionFile]) -> String {
     let mut h = Sha256::new();
     for f in files {
         h.update(f.path.as_bytes());

@@ -745,3 +745,154 @@ async fn authors_are_recorded_local() {
 async fn authors_are_recorded_s3() {
     authors_are_recorded(Backend::S3).await;
 }
+
+/// `status` shows what is staged, by whom, in which commit, and what a
+/// promote would do; `schema versions` every version with its author,
+/// metadata, fingerprint and history.
+async fn status_and_versions(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.setup_shop();
+    let incompatible = crate::cli::example("changes/incompatible");
+    let compatible = crate::cli::example("changes/compatible");
+    let s = c.json(&["status", "shop"]);
+    assert_eq!(s["staged"], serde_json::json!([]));
+    assert!(
+        c.ok(&["status", "shop"])
+            .contains("shop: nothing staged (policy strict)")
+    );
+
+    let pushed = c.json(&[
+        "push",
+        "shop",
+        "shop.orders",
+        &incompatible,
+        "--created-by",
+        "bob",
+        "--metadata",
+        "commit=abc",
+    ]);
+    let head = c.json(&["log", "shop", "--limit", "1"])[0]["seq"].clone();
+    let s = c.json(&["status", "shop"]);
+    let row = &s["staged"][0];
+    assert_eq!(
+        (
+            &row["schema_id"],
+            &row["staged_version"],
+            &row["current_version"]
+        ),
+        (&"shop.orders".into(), &2.into(), &1.into())
+    );
+    assert_eq!(
+        (&row["staged_by"], &row["staged_in"]),
+        (&"bob".into(), &head)
+    );
+    assert_eq!(row["promote"], "incompatible");
+    assert_eq!(row["violations"][0]["rule"], "FIELD_NO_DELETE");
+    assert_eq!(s["promote_would_succeed"], false);
+    let table = c.ok(&["status", "shop"]);
+    assert!(table.contains("FIELD_NO_DELETE"), "{table}");
+    assert!(table.contains("promote would be refused"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("shop.orders"))
+        .unwrap();
+    assert!(
+        row.contains(" bob ") && row.ends_with("incompatible"),
+        "{row}"
+    );
+
+    let versions = c.json(&["schema", "versions", "shop", "shop.orders"]);
+    let v2 = &versions[1];
+    assert_eq!(
+        (&v2["version"], &v2["created_by"]),
+        (&2.into(), &"bob".into())
+    );
+    assert_eq!(v2["metadata"]["commit"], "abc");
+    assert_eq!(v2["fingerprint"], pushed["fingerprint"]);
+    assert_eq!(
+        (&v2["staged"], &v2["ever_current"]),
+        (&true.into(), &false.into())
+    );
+    assert_eq!(
+        (&versions[0]["current"], &versions[0]["ever_current"]),
+        (&true.into(), &true.into())
+    );
+
+    // Replaced by a compatible version, promoted: v1 was current, v2 was
+    // only staged.
+    c.ok(&["discard", "shop"]);
+    c.ok(&[
+        "push",
+        "shop",
+        "shop.orders",
+        &compatible,
+        "--created-by",
+        "carol",
+    ]);
+    let s = c.json(&["status", "shop"]);
+    assert_eq!(s["staged"][0]["promote"], "compatible");
+    assert_eq!(s["staged"][0]["staged_by"], "carol");
+    assert_eq!(s["promote_would_succeed"], true);
+    assert!(
+        c.ok(&["status", "shop"])
+            .contains("promote would make 1 version current")
+    );
+    c.ok(&["promote", "shop"]);
+    let states: Vec<(bool, bool, bool, bool)> = c
+        .json(&["schema", "versions", "shop", "shop.orders"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let b = |k: &str| v[k].as_bool().unwrap();
+            (
+                b("current"),
+                b("staged"),
+                b("ever_current"),
+                b("ever_staged"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (false, false, true, true),
+            (false, false, false, true),
+            (true, false, true, true)
+        ]
+    );
+    let table = c.ok(&["schema", "versions", "shop", "shop.orders"]);
+    let cols: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l[56..68].trim().to_string())
+        .collect();
+    assert_eq!(cols, ["was current", "was staged", "current"], "{table}");
+    // A rollback is staged by whoever rolled back, and is not checked.
+    c.ok(&[
+        "rollback",
+        "shop",
+        "shop.orders",
+        "1",
+        "--force",
+        "--created-by",
+        "dave",
+    ]);
+    let s = c.json(&["status", "shop"]);
+    assert_eq!(
+        (&s["staged"][0]["promote"], &s["staged"][0]["staged_by"]),
+        (&"rollback".into(), &"dave".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_versions_local() {
+    status_and_versions(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_versions_s3() {
+    status_and_versions(Backend::S3).await;
+}
