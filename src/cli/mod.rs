@@ -19,6 +19,9 @@ mod serve;
 mod staging;
 mod status;
 
+#[cfg(test)]
+mod manual_tests;
+
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -35,7 +38,7 @@ use serde::Serialize;
     name = "protoshelf",
     version,
     about = "A protobuf schema registry whose only database is object storage",
-    after_help = "The namespace is the first argument of commands that take one, or comes from -n/--namespace or PROTOSHELF_NAMESPACE."
+    after_help = "The namespace of commands that take [NAMESPACE] comes from -n/--namespace or PROTOSHELF_NAMESPACE when set (then it is never an argument), else from their first argument."
 )]
 pub struct Cli {
     /// Store URL: a directory, file:///dir, s3://bucket/prefix, gs://bucket/prefix,
@@ -45,7 +48,8 @@ pub struct Cli {
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
-    /// The namespace, for commands whose first argument may omit it.
+    /// The namespace of commands that take [NAMESPACE], which then take no
+    /// namespace argument; for mount, repeatable: the namespaces shown.
     #[arg(
         short,
         long,
@@ -124,8 +128,11 @@ enum Command {
     Mount(mount::Args),
     /// Serve the registry: Confluent Schema Registry REST API and gRPC on one port.
     Serve(serve::Args),
-    /// Print shell completions.
-    Completions { shell: clap_complete::Shell },
+    /// Print a shell's completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What `--stats` reports (with -o json, this object on one line).
