@@ -10,7 +10,7 @@ use super::publish::fmt_version;
 #[derive(clap::Args)]
 pub struct Args {
     /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
-    #[arg(value_name = "NAMESPACE")]
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
     ns: Option<String>,
     /// Only the newest N commits.
     #[arg(long, value_name = "N")]

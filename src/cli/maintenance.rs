@@ -10,7 +10,7 @@ use super::{Ctx, Output};
 pub struct VerifyArgs {
     /// Check only this namespace [default: -n/--namespace,
     /// PROTOSHELF_NAMESPACE, else the whole store].
-    #[arg(value_name = "NAMESPACE")]
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
     ns: Option<String>,
     /// Print the report as JSON (same as `-o json`).
     #[arg(long)]

@@ -8,6 +8,7 @@ macro_rules! outln {
 }
 
 mod author;
+mod complete;
 mod history;
 mod init;
 mod maintenance;
@@ -55,7 +56,8 @@ pub struct Cli {
         long,
         global = true,
         env = "PROTOSHELF_NAMESPACE",
-        value_name = "NS"
+        value_name = "NS",
+        add = complete::namespaces()
     )]
     namespace: Vec<String>,
     /// More logging (-v, -vv); RUST_LOG overrides.
@@ -469,6 +471,9 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
 }
 
 pub fn main() -> ExitCode {
+    // With COMPLETE=<shell> set, answers the shell's completion request
+    // and exits; otherwise returns at once.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let parsed = Cli::command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));

@@ -28,11 +28,13 @@ pub enum Cmd {
     /// Show a namespace: policy, schemas, staged versions.
     Info {
         /// The namespace to show.
+        #[arg(add = super::complete::namespaces())]
         namespace: String,
     },
     /// Set a namespace's compatibility policy.
     SetPolicy {
         /// The namespace to change.
+        #[arg(add = super::complete::namespaces())]
         namespace: String,
         /// The new policy.
         #[arg(value_parser = policy_values())]

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::Ctx;
 use super::author::AuthorArgs;
+use super::complete::Slot;
 use super::namespace::parse_kv;
 
 /// The options of commands that compile.
@@ -60,7 +61,8 @@ pub struct PushArgs {
     /// [NAMESPACE] SCHEMA PATH...: the namespace (unless -n/--namespace or
     /// PROTOSHELF_NAMESPACE is set), the schema, then .proto files and
     /// directories.
-    #[arg(required = true, num_args = 1.., value_name = "ARG")]
+    #[arg(required = true, num_args = 1.., value_name = "ARG",
+        add = super::complete::after_ns(&[Slot::Schema, Slot::Paths]))]
     args: Vec<String>,
     /// Promote right after staging.
     #[arg(long)]
@@ -94,10 +96,10 @@ pub enum GroupBy {
 #[derive(clap::Args)]
 pub struct LoadArgs {
     /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
-    #[arg(value_name = "NAMESPACE")]
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[Slot::Dir]))]
     ns: Option<String>,
     /// The directory to publish: its files are named by their path under it.
-    #[arg(value_name = "DIR")]
+    #[arg(value_name = "DIR", add = super::complete::after_ns(&[Slot::Dir]))]
     dir: String,
     /// Promote right after staging.
     #[arg(long)]
@@ -125,7 +127,8 @@ pub struct CheckArgs {
     /// [NAMESPACE] SCHEMA PATH...: the namespace (unless -n/--namespace or
     /// PROTOSHELF_NAMESPACE is set), the schema, then .proto files and
     /// directories.
-    #[arg(required = true, num_args = 1.., value_name = "ARG")]
+    #[arg(required = true, num_args = 1.., value_name = "ARG",
+        add = super::complete::after_ns(&[Slot::Schema, Slot::Paths]))]
     args: Vec<String>,
     /// Allow files at well-known-type paths (google/protobuf/...).
     #[arg(long)]

@@ -7,24 +7,28 @@ use protoshelf::{Error, Result};
 use serde_json::json;
 
 use super::Ctx;
+use super::complete::Slot;
 use super::publish::fmt_version;
+
+/// What the arguments after the namespace name.
+const SCHEMA: &[Slot] = &[Slot::Schema];
 
 #[derive(clap::Subcommand)]
 pub enum Cmd {
     /// List a namespace's schemas.
     List {
         /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
-        #[arg(value_name = "NAMESPACE")]
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
         ns: Option<String>,
     },
     /// Show a schema: current and staged versions, all versions.
     #[command(allow_missing_positional = true)]
     Info {
         /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
-        #[arg(value_name = "NAMESPACE")]
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(SCHEMA))]
         ns: Option<String>,
         /// The schema.
-        #[arg(value_name = "SCHEMA")]
+        #[arg(value_name = "SCHEMA", add = super::complete::after_ns(SCHEMA))]
         schema: String,
     },
     /// Every version of a schema: author, time, metadata, fingerprint, and
@@ -32,20 +36,20 @@ pub enum Cmd {
     #[command(allow_missing_positional = true)]
     Versions {
         /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
-        #[arg(value_name = "NAMESPACE")]
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(SCHEMA))]
         ns: Option<String>,
         /// The schema.
-        #[arg(value_name = "SCHEMA")]
+        #[arg(value_name = "SCHEMA", add = super::complete::after_ns(SCHEMA))]
         schema: String,
     },
     /// Print a version's .proto files, or write them under --out.
     #[command(allow_missing_positional = true)]
     Source {
         /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
-        #[arg(value_name = "NAMESPACE")]
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(SCHEMA))]
         ns: Option<String>,
         /// The schema.
-        #[arg(value_name = "SCHEMA")]
+        #[arg(value_name = "SCHEMA", add = super::complete::after_ns(SCHEMA))]
         schema: String,
         /// The version [default: current, else staged].
         #[arg(long)]
@@ -58,10 +62,10 @@ pub enum Cmd {
     #[command(allow_missing_positional = true)]
     Descriptor {
         /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
-        #[arg(value_name = "NAMESPACE")]
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(SCHEMA))]
         ns: Option<String>,
         /// The schema.
-        #[arg(value_name = "SCHEMA")]
+        #[arg(value_name = "SCHEMA", add = super::complete::after_ns(SCHEMA))]
         schema: String,
         /// The version [default: current, else staged].
         #[arg(long)]

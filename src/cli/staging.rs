@@ -6,12 +6,13 @@ use serde_json::json;
 
 use super::Ctx;
 use super::author::AuthorArgs;
+use super::complete::Slot;
 use super::publish::fmt_version;
 
 #[derive(clap::Args)]
 pub struct PromoteArgs {
     /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
-    #[arg(value_name = "NAMESPACE")]
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
     ns: Option<String>,
     /// Check and report, but change nothing.
     #[arg(long)]
@@ -23,20 +24,24 @@ pub struct PromoteArgs {
 #[derive(clap::Args)]
 pub struct DiscardArgs {
     /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
-    #[arg(value_name = "NAMESPACE")]
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
     ns: Option<String>,
     #[command(flatten)]
     author: AuthorArgs,
 }
 
+/// What `rollback`'s arguments after the namespace name.
+const ROLLBACK: &[Slot] = &[Slot::Schema, Slot::Version];
+
 #[derive(clap::Args)]
 pub struct RollbackArgs {
     /// [NAMESPACE] SCHEMA: the namespace (unless -n/--namespace or
     /// PROTOSHELF_NAMESPACE is set), then the schema.
-    #[arg(required = true, num_args = 1..=2, value_name = "ARG")]
+    #[arg(required = true, num_args = 1..=2, value_name = "ARG", add = super::complete::after_ns(ROLLBACK))]
     args: Vec<String>,
     /// The version to stage again (a number from 1); clap rejects others.
-    #[arg(value_name = "VERSION", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(value_name = "VERSION", value_parser = clap::value_parser!(u64).range(1..),
+        add = super::complete::after_ns(ROLLBACK))]
     version: u64,
     /// Skip the compatibility check.
     #[arg(long)]

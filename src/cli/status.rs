@@ -11,7 +11,7 @@ use super::publish::fmt_version;
 #[derive(clap::Args)]
 pub struct Args {
     /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
-    #[arg(value_name = "NAMESPACE")]
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
     ns: Option<String>,
 }
 

@@ -896,3 +896,127 @@ async fn status_and_versions_local() {
 async fn status_and_versions_s3() {
     status_and_versions(Backend::S3).await;
 }
+
+/// What the shell gets for completing word `index` of `words` (clap's
+/// bash protocol: `COMPLETE=bash protoshelf -- <words>`).
+fn complete(c: &Cli, index: usize, words: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_protoshelf"));
+    cmd.arg("--")
+        .args(words)
+        .env("PROTOSHELF_STORE", &c.url)
+        .env_remove("PROTOSHELF_NAMESPACE")
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", index.to_string())
+        .env("_CLAP_IFS", "\n");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "{words:?}: {stderr}"
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Flags are offered beside values; only the names matter here.
+    text.lines()
+        .filter(|l| !l.starts_with('-'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Completion of namespace, schema and version names comes from the store
+/// the line names, follows the namespace rule, and writes nothing.
+async fn completion_names_come_from_the_store(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.setup_shop();
+    c.ok(&["namespace", "create", "shipping"]);
+    c.ok(&["namespace", "create", "other"]);
+    c.ok(&[
+        "push",
+        "shop",
+        "shop.orders",
+        &crate::cli::example("changes/compatible"),
+    ]);
+    let before = c.content().await;
+    let p = "protoshelf";
+    assert_eq!(
+        complete(&c, 3, &[p, "schema", "list", "sh"], &[]),
+        ["shipping", "shop"]
+    );
+    assert_eq!(
+        complete(&c, 2, &[p, "log", ""], &[]),
+        ["__builtins__", "other", "shipping", "shop"]
+    );
+    assert_eq!(
+        complete(&c, 3, &[p, "namespace", "info", "o"], &[]),
+        ["other"]
+    );
+    assert_eq!(complete(&c, 2, &[p, "-n", "s"], &[]), ["shipping", "shop"]);
+    assert_eq!(
+        complete(&c, 2, &[p, "push", "sh"], &[]),
+        ["shipping", "shop"]
+    );
+    // Schemas of the namespace typed, or of -n / the variable.
+    let schemas = ["shop.catalog", "shop.orders", "shop.types"];
+    assert_eq!(
+        complete(&c, 4, &[p, "schema", "info", "shop", "shop."], &[]),
+        schemas
+    );
+    assert_eq!(
+        complete(&c, 5, &[p, "-n", "shop", "schema", "info", "shop.o"], &[]),
+        ["shop.orders"]
+    );
+    let env = [("PROTOSHELF_NAMESPACE", "shop")];
+    assert_eq!(
+        complete(&c, 3, &[p, "schema", "versions", "shop.c"], &env),
+        ["shop.catalog"]
+    );
+    assert_eq!(
+        complete(&c, 2, &[p, "check", "shop.t"], &env),
+        ["shop.types"]
+    );
+    // Versions, newest first.
+    assert_eq!(
+        complete(&c, 4, &[p, "rollback", "shop", "shop.orders", ""], &[]),
+        ["2", "1"]
+    );
+    assert_eq!(
+        complete(&c, 3, &[p, "rollback", "shop.orders", ""], &env),
+        ["2", "1"]
+    );
+    // --store on the line wins over the variable; a missing store offers
+    // nothing and creates nothing.
+    let elsewhere = c.scratch.path().join("no-store").display().to_string();
+    let env = [("PROTOSHELF_STORE", elsewhere.as_str())];
+    assert!(complete(&c, 3, &[p, "schema", "list", ""], &env).is_empty());
+    assert!(!std::path::Path::new(&elsewhere).exists());
+    let url = c.url.clone();
+    assert_eq!(
+        complete(&c, 5, &[p, "--store", &url, "schema", "list", "o"], &env),
+        ["other"]
+    );
+    assert_eq!(c.content().await, before, "completion wrote to the store");
+    // The script a shell sources to register it.
+    let script = std::process::Command::new(env!("CARGO_BIN_EXE_protoshelf"))
+        .env("COMPLETE", "bash")
+        .output()
+        .unwrap();
+    let script = String::from_utf8(script.stdout).unwrap();
+    assert!(
+        script.contains("-F _clap_complete_protoshelf protoshelf"),
+        "{script}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_names_come_from_the_store_local() {
+    completion_names_come_from_the_store(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_names_come_from_the_store_s3() {
+    completion_names_come_from_the_store(Backend::S3).await;
+}
