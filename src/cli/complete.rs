@@ -131,8 +131,8 @@ impl Line {
             if let Ok(Some(s)) = m.try_get_one::<String>("store") {
                 line.store = Some(s.clone());
             }
-            if let Ok(Some(ns)) = m.try_get_many::<String>("namespace") {
-                line.namespace = ns.last().cloned().or(line.namespace);
+            if let Ok(Some(mut ns)) = m.try_get_many::<String>("namespace") {
+                line.namespace = ns.next_back().cloned().or(line.namespace);
             }
             match m.remove_subcommand() {
                 Some((_, sub)) => m = sub,
