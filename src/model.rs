@@ -17,6 +17,9 @@ pub struct Namespace {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub metadata: Metadata,
+    /// Who created it (`--created-by`), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// A named collection of proto files within a namespace, with its pointers.

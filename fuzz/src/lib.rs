@@ -252,6 +252,7 @@ pub fn records(data: &[u8]) {
     let codec = JsonLog {
         writer: "fuzz".into(),
         format_version: FORMAT_VERSION,
+        author: Default::default(),
     };
     let _ = codec.decode("fuzz/log.json", data);
     if let Ok(text) = std::str::from_utf8(data) {

@@ -9,7 +9,7 @@ use super::Ctx;
 pub struct Args {
     /// [NAMESPACE] SCHEMA FROM TO, or [NAMESPACE] SCHEMA VERSION with
     /// --against. A version is a number, `current` or `staged`.
-    #[arg(required = true, num_args = 2..=4, value_name = "[NAMESPACE] SCHEMA FROM [TO]")]
+    #[arg(required = true, num_args = 2..=4, value_name = "VERSIONS")]
     args: Vec<String>,
     /// Compare VERSION against what is current or staged now (FROM is that,
     /// TO is VERSION).

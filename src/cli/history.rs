@@ -9,9 +9,9 @@ use super::publish::fmt_version;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// [NAMESPACE]
-    #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
-    args: Vec<String>,
+    /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
+    ns: Option<String>,
     /// Only the newest N commits.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -51,26 +51,30 @@ fn summary(op: &Operation) -> String {
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
-    let (ns, _) = ctx.ns_fixed(a.args, 0)?;
+    let ns = ctx.ns(a.ns)?;
     let registry = ctx.registry().await?;
     let store = registry.store();
     let head = store.namespace_state(&ns).await?.seq;
     let from = a.limit.map_or(1, |n| head.saturating_sub(n) + 1);
-    let entries = store.log_entries(&ns, from, head).await?;
+    // Newest first in both formats, as `git log` prints.
+    let mut entries = store.log_entries(&ns, from, head).await?;
+    entries.reverse();
     let value: Vec<_> = entries
         .iter()
         .map(|e| {
-            json!({"seq": e.seq, "created_at": e.created_at, "writer": e.writer,
-            "commit_id": e.commit_id, "operation": e.operation})
+            json!({"seq": e.seq, "created_at": e.created_at, "created_by": e.created_by,
+            "writer": e.writer, "commit_id": e.commit_id, "operation": e.operation})
         })
         .collect();
     ctx.emit(&value, || {
-        for e in entries.iter().rev() {
+        // Who it was made for; the writing process when nobody was named
+        // (entries of older versions, the server).
+        for e in &entries {
             outln!(
                 "{:>6}  {}  {:<24}  {}",
                 e.seq,
                 e.created_at.format("%Y-%m-%d %H:%M:%S"),
-                e.writer,
+                e.created_by.as_deref().unwrap_or(&e.writer),
                 summary(&e.operation)
             );
         }

@@ -8,9 +8,10 @@ use super::{Ctx, Output};
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// Check only this namespace [default: the whole store].
-    #[arg(value_name = "NAMESPACE")]
-    namespace: Option<String>,
+    /// Check only this namespace [default: -n/--namespace,
+    /// PROTOSHELF_NAMESPACE, else the whole store].
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
+    ns: Option<String>,
     /// Print the report as JSON (same as `-o json`).
     #[arg(long)]
     json: bool,
@@ -20,6 +21,8 @@ pub struct VerifyArgs {
     /// as lost, and the log never goes back. Then verifies again.
     #[arg(long)]
     repair: bool,
+    #[command(flatten)]
+    author: super::author::AuthorArgs,
 }
 
 #[derive(clap::Args)]
@@ -60,6 +63,10 @@ fn json_wanted(ctx: &Ctx, flag: bool) -> bool {
 }
 
 pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
+    let namespace = ctx.ns_opt(a.ns)?;
+    if a.repair {
+        ctx.commits_as(&a.author);
+    }
     // Opened without the marker check: a damaged marker is a finding.
     let backend = ctx.backend(None)?;
     let (store, _) = ObjStore::inspect(backend)
@@ -67,11 +74,11 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
         .map_err(|e| ctx.as_given(e))?;
     let store = ctx.track(store);
     let repairs = if a.repair {
-        store.repair(a.namespace.as_deref()).await?
+        store.repair(namespace.as_deref()).await?
     } else {
         Vec::new()
     };
-    let report = store.verify(a.namespace.as_deref()).await?;
+    let report = store.verify(namespace.as_deref()).await?;
     if json_wanted(ctx, a.json) {
         let mut value = serde_json::to_value(&report).expect("serializable");
         value["clean"] = report.clean().into();

@@ -7,6 +7,8 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::cli::stdout_write(format!("{}\n", format_args!($($t)*)).as_bytes()) };
 }
 
+mod author;
+mod complete;
 mod diff;
 mod history;
 mod init;
@@ -17,11 +19,15 @@ mod publish;
 mod schema;
 mod serve;
 mod staging;
+mod status;
+
+#[cfg(test)]
+mod manual_tests;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use protoshelf::objstore::metrics::RequestCounts;
 use protoshelf::objstore::url::{self, Backend, RequestBudget};
 use protoshelf::objstore::{DEFAULT_CACHE_BYTES, ProtocolStats};
@@ -34,7 +40,7 @@ use serde::Serialize;
     name = "protoshelf",
     version,
     about = "A protobuf schema registry whose only database is object storage",
-    after_help = "The namespace is the first argument of commands that take one, or comes from -n/--namespace or PROTOSHELF_NAMESPACE."
+    after_help = "The namespace of commands that take [NAMESPACE] comes from -n/--namespace or PROTOSHELF_NAMESPACE when set (then it is never an argument), else from their first argument."
 )]
 pub struct Cli {
     /// Store URL: a directory, file:///dir, s3://bucket/prefix, gs://bucket/prefix,
@@ -44,13 +50,15 @@ pub struct Cli {
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
-    /// The namespace, for commands whose first argument may omit it.
+    /// The namespace of commands that take [NAMESPACE], which then take no
+    /// namespace argument; for mount, repeatable: the namespaces shown.
     #[arg(
         short,
         long,
         global = true,
         env = "PROTOSHELF_NAMESPACE",
-        value_name = "NS"
+        value_name = "NS",
+        add = complete::namespaces()
     )]
     namespace: Vec<String>,
     /// More logging (-v, -vv); RUST_LOG overrides.
@@ -95,21 +103,28 @@ enum Command {
     #[command(subcommand)]
     Schema(schema::Cmd),
     /// Publish a schema's .proto files (files and directories) and stage it.
+    #[command(override_usage = "protoshelf push [OPTIONS] [NAMESPACE] <SCHEMA> <PATH>...")]
     Push(publish::PushArgs),
     /// Publish a whole tree as one batch staged in one commit.
+    #[command(allow_missing_positional = true)]
     Load(publish::LoadArgs),
     /// Compile and report compatibility against current; writes nothing.
+    #[command(override_usage = "protoshelf check [OPTIONS] [NAMESPACE] <SCHEMA> <PATH>...")]
     Check(publish::CheckArgs),
     /// Make every staged version current, after the compatibility check.
     Promote(staging::PromoteArgs),
+    /// What is staged, by whom and when, and what promote would do.
+    Status(status::Args),
     /// Drop every staged version of a namespace.
     Discard(staging::DiscardArgs),
     /// Stage an earlier version of a schema.
+    #[command(override_usage = "protoshelf rollback [OPTIONS] [NAMESPACE] <SCHEMA> <VERSION>")]
     Rollback(staging::RollbackArgs),
     /// The namespace's commit history.
     Log(history::Args),
     /// What changed between two versions of a schema: files (unified diff)
     /// and definitions (messages, fields, enums, services).
+    #[command(override_usage = "protoshelf diff [OPTIONS] [NAMESPACE] <SCHEMA> <FROM> [TO]")]
     Diff(diff::Args),
     /// Check every object of the store (or of one namespace): exit 0 when
     /// clean, 1 when damaged, each problem named by its key.
@@ -120,8 +135,11 @@ enum Command {
     Mount(mount::Args),
     /// Serve the registry: Confluent Schema Registry REST API and gRPC on one port.
     Serve(serve::Args),
-    /// Print shell completions.
-    Completions { shell: clap_complete::Shell },
+    /// Print a shell's completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What `--stats` reports (with -o json, this object on one line).
@@ -140,6 +158,8 @@ pub struct Ctx {
     pub store: Option<String>,
     pub output: Output,
     pub namespace: Option<String>,
+    /// Where `namespace` came from, for messages.
+    namespace_source: &'static str,
     /// Every `-n` given (mount shows only these).
     pub namespaces: Vec<String>,
     /// How long a commit may keep losing races (`--commit-give-up`).
@@ -157,6 +177,9 @@ pub struct Ctx {
     hint: std::sync::Mutex<Option<String>>,
     /// Whether this command created the store (it says so).
     created: std::sync::atomic::AtomicBool,
+    /// Who the command's commits are made for (`--created-by`), applied to
+    /// every store it opens from then on.
+    author: std::sync::Mutex<Option<String>>,
 }
 
 impl Ctx {
@@ -261,6 +284,17 @@ impl Ctx {
         e
     }
 
+    /// Records `--created-by` (or its default) in what this command
+    /// commits, through every store it opened or opens. Returns the author.
+    pub fn commits_as(&self, a: &author::AuthorArgs) -> String {
+        let who = a.who();
+        *self.author.lock().unwrap() = Some(who.clone());
+        for store in self.opened.lock().unwrap().iter() {
+            store.set_author(Some(who.clone()));
+        }
+        who
+    }
+
     /// Makes the command exit with `code` once it has printed its output.
     pub fn exit_with(&self, code: u8) {
         *self.exit.lock().unwrap() = Some(code);
@@ -272,6 +306,7 @@ impl Ctx {
         if let Some(bound) = self.commit_give_up {
             store.set_commit_give_up(bound);
         }
+        store.set_author(self.author.lock().unwrap().clone());
         self.opened.lock().unwrap().push(store.clone());
         store
     }
@@ -324,8 +359,27 @@ impl Ctx {
         }
     }
 
-    fn default_namespace(&self) -> Result<String> {
-        self.namespace.clone().ok_or_else(|| {
+    /// The namespace, by the one rule every command follows: with
+    /// -n/--namespace or PROTOSHELF_NAMESPACE set, it never comes from an
+    /// argument (push and check take open-ended lists, where a namespace
+    /// argument could not be told from a schema); otherwise `arg` is it.
+    /// Both together are refused rather than one silently winning.
+    pub fn ns_opt(&self, arg: Option<String>) -> Result<Option<String>> {
+        match (arg, &self.namespace) {
+            (Some(arg), Some(ns)) => Err(Error::InvalidInput(format!(
+                "the namespace is given twice: {arg:?} as an argument and {ns:?} by {source}; \
+                 with {source} set, commands take no namespace argument: drop {arg:?}, \
+                 or choose it with `-n {arg}`",
+                source = self.namespace_source
+            ))),
+            (Some(arg), None) => Ok(Some(arg)),
+            (None, ns) => Ok(ns.clone()),
+        }
+    }
+
+    /// [`Ctx::ns_opt`] for commands that need a namespace.
+    pub fn ns(&self, arg: Option<String>) -> Result<String> {
+        self.ns_opt(arg)?.ok_or_else(|| {
             Error::InvalidInput(
                 "no namespace: give it as the first argument, or with -n/--namespace or PROTOSHELF_NAMESPACE".into(),
             )
@@ -333,13 +387,13 @@ impl Ctx {
     }
 
     /// `[ns] <rest...>` with exactly `rest` more arguments: the namespace is
-    /// the extra first argument when present, else the -n/env default.
+    /// the extra first argument when present (see [`Ctx::ns_opt`]).
     pub fn ns_fixed(&self, mut args: Vec<String>, rest: usize) -> Result<(String, Vec<String>)> {
         if args.len() == rest + 1 {
-            let ns = args.remove(0);
+            let ns = self.ns(Some(args.remove(0)))?;
             Ok((ns, args))
         } else if args.len() == rest {
-            Ok((self.default_namespace()?, args))
+            Ok((self.ns(None)?, args))
         } else {
             Err(Error::InvalidInput(format!(
                 "expected {rest} argument{} after the optional namespace, got {}",
@@ -350,17 +404,14 @@ impl Ctx {
     }
 
     /// `[ns] <more...>` where the list is open-ended: the namespace is the
-    /// -n/env default when set, else the first argument.
+    /// -n/env default when set, else the first argument (see [`Ctx::ns_opt`]).
     pub fn ns_variadic(
         &self,
         mut args: Vec<String>,
         min_rest: usize,
     ) -> Result<(String, Vec<String>)> {
-        let ns = match &self.namespace {
-            Some(ns) => ns.clone(),
-            None if !args.is_empty() => args.remove(0),
-            None => self.default_namespace()?,
-        };
+        let first = (self.namespace.is_none() && !args.is_empty()).then(|| args.remove(0));
+        let ns = self.ns(first)?;
         if args.len() < min_rest {
             return Err(Error::InvalidInput(format!(
                 "expected at least {min_rest} arguments after the namespace"
@@ -407,6 +458,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Load(a) => publish::load(ctx, a).await,
         Command::Check(a) => publish::check(ctx, a).await,
         Command::Promote(a) => staging::promote(ctx, a).await,
+        Command::Status(a) => status::status(ctx, a).await,
         Command::Discard(a) => staging::discard(ctx, a).await,
         Command::Rollback(a) => staging::rollback(ctx, a).await,
         Command::Log(a) => history::run(ctx, a).await,
@@ -425,8 +477,14 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // With COMPLETE=<shell> set, answers the shell's completion request
+    // and exits; otherwise returns at once.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             // Help and version are successes; a malformed command line is
@@ -456,6 +514,10 @@ pub fn main() -> ExitCode {
         store: cli.store,
         output: cli.output,
         namespace: cli.namespace.last().cloned(),
+        namespace_source: match matches.value_source("namespace") {
+            Some(clap::parser::ValueSource::EnvVariable) => "PROTOSHELF_NAMESPACE",
+            _ => "-n/--namespace",
+        },
         namespaces: cli.namespace,
         commit_give_up: cli.commit_give_up,
         storage_timeout: cli.storage_timeout,
@@ -464,6 +526,7 @@ pub fn main() -> ExitCode {
         exit: Default::default(),
         hint: Default::default(),
         created: Default::default(),
+        author: Default::default(),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -6,6 +6,8 @@ use protoshelf::registry::CompatScope;
 use serde_json::json;
 
 use super::Ctx;
+use super::author::AuthorArgs;
+use super::publish::fmt_version;
 
 #[derive(clap::Subcommand)]
 pub enum Cmd {
@@ -23,6 +25,8 @@ pub enum Cmd {
         /// Metadata entries, repeatable.
         #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
         metadata: Vec<(String, String)>,
+        #[command(flatten)]
+        author: AuthorArgs,
     },
     /// List namespaces.
     List {
@@ -35,24 +39,32 @@ pub enum Cmd {
     Delete {
         /// The namespace to delete.
         namespace: String,
+        #[command(flatten)]
+        author: AuthorArgs,
     },
     /// Restore a soft-deleted namespace.
     Undelete {
         /// The namespace to restore.
         namespace: String,
+        #[command(flatten)]
+        author: AuthorArgs,
     },
     /// Show a namespace: policy, schemas, staged versions.
     Info {
         /// The namespace to show.
+        #[arg(add = super::complete::namespaces())]
         namespace: String,
     },
     /// Set a namespace's compatibility policy.
     SetPolicy {
         /// The namespace to change.
+        #[arg(add = super::complete::namespaces())]
         namespace: String,
         /// The new policy.
         #[arg(value_parser = policy_values())]
         policy: Policy,
+        #[command(flatten)]
+        author: AuthorArgs,
     },
     /// Set which earlier versions promote, check and rollback compare a new
     /// version with: latest (the current one) or all (every version ever
@@ -63,6 +75,8 @@ pub enum Cmd {
         /// The new scope.
         #[arg(value_parser = scope_values())]
         scope: CompatScope,
+        #[command(flatten)]
+        author: AuthorArgs,
     },
 }
 
@@ -90,6 +104,14 @@ pub fn parse_kv(s: &str) -> Result<(String, String), String> {
 pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     // Creating a namespace is the one namespace command that may create
     // the store (a first write; reads of a missing store refuse).
+    if let Cmd::Create { author, .. }
+    | Cmd::SetPolicy { author, .. }
+    | Cmd::SetCompatScope { author, .. }
+    | Cmd::Delete { author, .. }
+    | Cmd::Undelete { author, .. } = &cmd
+    {
+        ctx.commits_as(author);
+    }
     let registry = if matches!(cmd, Cmd::Create { .. }) {
         ctx.registry_creating().await?
     } else {
@@ -102,6 +124,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             policy,
             compat_scope,
             metadata,
+            ..
         } => {
             registry
                 .create_namespace(&namespace, policy, metadata.into_iter().collect())
@@ -117,7 +140,10 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let all = registry.list_namespaces(deleted).await?;
             let value: Vec<_> = all
                 .iter()
-                .map(|n| json!({"namespace_id": n.id, "created_at": n.created_at, "metadata": n.metadata}))
+                .map(|n| {
+                    json!({"namespace_id": n.id, "created_at": n.created_at,
+                    "created_by": n.created_by, "metadata": n.metadata})
+                })
                 .collect();
             ctx.emit(&value, || {
                 for n in &all {
@@ -136,16 +162,14 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let scope = registry.compat_scope(&namespace).await?;
             let deleted = protoshelf::registry::delete::is_deleted(&state.snapshot.config);
             let staged: Vec<_> = state
-                .snapshot
-                .schemas
-                .iter()
-                .filter(|(_, p)| p.staged.is_some())
+                .staged_schemas()
                 .map(|(s, p)| json!({"schema_id": s, "current_version": p.current, "staged_version": p.staged}))
                 .collect();
             let schemas = state.snapshot.schemas.len();
             let value = json!({
-                "namespace_id": ns.id, "created_at": ns.created_at, "metadata": ns.metadata,
-                "policy": policy, "compat_scope": scope, "deleted": deleted, "schemas": schemas, "staged": staged, "commits": state.seq,
+                "namespace_id": ns.id, "created_at": ns.created_at, "created_by": ns.created_by,
+                "metadata": ns.metadata, "policy": policy, "compat_scope": scope, "deleted": deleted,
+                "schemas": schemas, "staged": staged, "commits": state.seq,
             });
             ctx.emit(&value, || {
                 outln!("namespace {}", ns.id);
@@ -153,6 +177,9 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     "  created   {}",
                     ns.created_at.format("%Y-%m-%d %H:%M:%S UTC")
                 );
+                if let Some(who) = &ns.created_by {
+                    outln!("  by        {who}");
+                }
                 outln!("  policy    {policy}");
                 outln!("  scope     {scope}");
                 if deleted {
@@ -163,30 +190,39 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 for (k, v) in &ns.metadata {
                     outln!("  metadata  {k}={v}");
                 }
-                for s in &staged {
+                for (schema, p) in state.staged_schemas() {
                     outln!(
-                        "  staged    {} v{} (current {})",
-                        s["schema_id"].as_str().unwrap_or_default(),
-                        s["staged_version"],
-                        s["current_version"]
+                        "  staged    {schema} v{} (current {})",
+                        fmt_version(p.staged),
+                        fmt_version(p.current)
                     );
                 }
             });
         }
-        Cmd::SetPolicy { namespace, policy } => {
-            registry.set_policy(&namespace, policy).await?;
-            let value = json!({"namespace_id": namespace, "policy": policy});
-            ctx.emit(&value, || outln!("namespace {namespace}: policy {policy}"));
+        Cmd::SetPolicy {
+            namespace, policy, ..
+        } => {
+            let changed = registry.set_policy(&namespace, policy).await?;
+            let value = json!({"namespace_id": namespace, "policy": policy, "no_change": !changed});
+            ctx.emit(&value, || {
+                if changed {
+                    outln!("namespace {namespace}: policy {policy}")
+                } else {
+                    outln!("namespace {namespace}: policy is {policy} already: nothing to do")
+                }
+            });
         }
-        Cmd::Delete { namespace } => {
+        Cmd::Delete { namespace, .. } => {
             let changed = registry.delete_namespace(&namespace).await?;
             report(ctx, &namespace, "deleted", changed);
         }
-        Cmd::Undelete { namespace } => {
+        Cmd::Undelete { namespace, .. } => {
             let changed = registry.undelete_namespace(&namespace).await?;
             report(ctx, &namespace, "restored", changed);
         }
-        Cmd::SetCompatScope { namespace, scope } => {
+        Cmd::SetCompatScope {
+            namespace, scope, ..
+        } => {
             registry.set_compat_scope(&namespace, scope).await?;
             let value = json!({"namespace_id": namespace, "compat_scope": scope});
             ctx.emit(&value, || {

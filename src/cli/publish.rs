@@ -10,6 +10,8 @@ use protoshelf::{Error, Result};
 use serde_json::json;
 
 use super::Ctx;
+use super::author::AuthorArgs;
+use super::complete::Slot;
 use super::namespace::parse_kv;
 
 /// The options of commands that compile.
@@ -57,8 +59,11 @@ impl InputArgs {
 
 #[derive(clap::Args)]
 pub struct PushArgs {
-    /// [NAMESPACE] SCHEMA PATH...: .proto files and directories.
-    #[arg(required = true, num_args = 2.., value_name = "ARGS")]
+    /// [NAMESPACE] SCHEMA PATH...: the namespace (unless -n/--namespace or
+    /// PROTOSHELF_NAMESPACE is set), the schema, then .proto files and
+    /// directories.
+    #[arg(required = true, num_args = 1.., value_name = "ARG",
+        add = super::complete::after_ns(&[Slot::Schema, Slot::Paths]))]
     args: Vec<String>,
     /// Promote right after staging.
     #[arg(long)]
@@ -66,9 +71,8 @@ pub struct PushArgs {
     /// Allow files at well-known-type paths (google/protobuf/...).
     #[arg(long)]
     force: bool,
-    /// Recorded as the version's author [default: $USER].
-    #[arg(long, value_name = "WHO")]
-    created_by: Option<String>,
+    #[command(flatten)]
+    author: AuthorArgs,
     /// Metadata of the version, repeatable; shown by `schema versions`.
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
     metadata: Vec<(String, String)>,
@@ -92,9 +96,12 @@ pub enum GroupBy {
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
-    /// [NAMESPACE] DIR
-    #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
-    args: Vec<String>,
+    /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[Slot::Dir]))]
+    ns: Option<String>,
+    /// The directory to publish: its files are named by their path under it.
+    #[arg(value_name = "DIR", add = super::complete::after_ns(&[Slot::Dir]))]
+    dir: String,
     /// Promote right after staging.
     #[arg(long)]
     promote: bool,
@@ -104,9 +111,8 @@ pub struct LoadArgs {
     /// How files become schemas.
     #[arg(long, value_enum, default_value = "dir")]
     group_by: GroupBy,
-    /// Recorded as the versions' author [default: $USER].
-    #[arg(long, value_name = "WHO")]
-    created_by: Option<String>,
+    #[command(flatten)]
+    author: AuthorArgs,
     /// Create the namespace (policy strict) when it does not exist, and the
     /// store when there is none.
     #[arg(long)]
@@ -119,8 +125,11 @@ pub struct LoadArgs {
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
-    /// [NAMESPACE] SCHEMA PATH...
-    #[arg(required = true, num_args = 2.., value_name = "ARGS")]
+    /// [NAMESPACE] SCHEMA PATH...: the namespace (unless -n/--namespace or
+    /// PROTOSHELF_NAMESPACE is set), the schema, then .proto files and
+    /// directories.
+    #[arg(required = true, num_args = 1.., value_name = "ARG",
+        add = super::complete::after_ns(&[Slot::Schema, Slot::Paths]))]
     args: Vec<String>,
     /// Allow files at well-known-type paths (google/protobuf/...).
     #[arg(long)]
@@ -209,7 +218,7 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     }
     let opts = PublishOptions {
         force: a.force,
-        created_by: a.created_by,
+        created_by: Some(ctx.commits_as(&a.author)),
         metadata: a.metadata.into_iter().collect(),
         ..Default::default()
     };
@@ -245,8 +254,8 @@ fn schema_id_for(rel: &str, fallback: &str) -> String {
 }
 
 pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
-    let (ns, rest) = ctx.ns_fixed(a.args, 1)?;
-    let dir = Path::new(&rest[0]);
+    let ns = ctx.ns(a.ns)?;
+    let dir = Path::new(&a.dir);
     if !dir.is_dir() {
         return Err(Error::InvalidInput(format!(
             "{}: not a directory",
@@ -299,7 +308,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
     });
     let opts = PublishOptions {
         force: a.force,
-        created_by: a.created_by,
+        created_by: Some(ctx.commits_as(&a.author)),
         progress,
         ..Default::default()
     };

@@ -7,30 +7,53 @@ use protoshelf::{Error, Result};
 use serde_json::json;
 
 use super::Ctx;
+use super::complete::Slot;
 use super::publish::fmt_version;
+
+/// What the arguments after the namespace name.
+const SCHEMA: &[Slot] = &[Slot::Schema];
 
 #[derive(clap::Subcommand)]
 pub enum Cmd {
     /// List a namespace's schemas.
     List {
-        /// [NAMESPACE]
-        #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
-        args: Vec<String>,
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
+        ns: Option<String>,
         /// List the soft-deleted schemas instead.
         #[arg(long)]
         deleted: bool,
     },
     /// Show a schema: current and staged versions, all versions.
+    #[command(allow_missing_positional = true)]
     Info {
-        /// [NAMESPACE] SCHEMA
-        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
-        args: Vec<String>,
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(SCHEMA))]
+        ns: Option<String>,
+        /// The schema.
+        #[arg(value_name = "SCHEMA", add = super::complete::after_ns(SCHEMA))]
+        schema: String,
+    },
+    /// Every version of a schema: author, time, metadata, fingerprint, and
+    /// whether it is or was staged or current.
+    #[command(allow_missing_positional = true)]
+    Versions {
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(SCHEMA))]
+        ns: Option<String>,
+        /// The schema.
+        #[arg(value_name = "SCHEMA", add = super::complete::after_ns(SCHEMA))]
+        schema: String,
     },
     /// Print a version's .proto files, or write them under --out.
+    #[command(allow_missing_positional = true)]
     Source {
-        /// [NAMESPACE] SCHEMA
-        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
-        args: Vec<String>,
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(SCHEMA))]
+        ns: Option<String>,
+        /// The schema.
+        #[arg(value_name = "SCHEMA", add = super::complete::after_ns(SCHEMA))]
+        schema: String,
         /// The version [default: current, else staged].
         #[arg(long)]
         version: Option<u64>,
@@ -39,10 +62,14 @@ pub enum Cmd {
         out: Option<String>,
     },
     /// Write a version's FileDescriptorSet (binary) to --out or stdout.
+    #[command(allow_missing_positional = true)]
     Descriptor {
-        /// [NAMESPACE] SCHEMA
-        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
-        args: Vec<String>,
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(SCHEMA))]
+        ns: Option<String>,
+        /// The schema.
+        #[arg(value_name = "SCHEMA", add = super::complete::after_ns(SCHEMA))]
+        schema: String,
         /// The version [default: current, else staged].
         #[arg(long)]
         version: Option<u64>,
@@ -52,19 +79,31 @@ pub enum Cmd {
     },
     /// Soft-delete a schema: hidden from lists, the mount's current/ and
     /// staged/ and from imports; its versions stay readable with --version.
+    #[command(allow_missing_positional = true)]
     Delete {
-        /// [NAMESPACE] SCHEMA
-        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
-        args: Vec<String>,
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(SCHEMA))]
+        ns: Option<String>,
+        /// The schema.
+        #[arg(value_name = "SCHEMA", add = super::complete::after_ns(SCHEMA))]
+        schema: String,
         /// Delete it even while other schemas' current versions import it.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        author: super::author::AuthorArgs,
     },
     /// Restore a soft-deleted schema's current version.
+    #[command(allow_missing_positional = true)]
     Undelete {
-        /// [NAMESPACE] SCHEMA
-        #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
-        args: Vec<String>,
+        /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+        #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(SCHEMA))]
+        ns: Option<String>,
+        /// The schema.
+        #[arg(value_name = "SCHEMA", add = super::complete::after_ns(SCHEMA))]
+        schema: String,
+        #[command(flatten)]
+        author: super::author::AuthorArgs,
     },
 }
 
@@ -76,8 +115,8 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     let registry = ctx.registry().await?;
     let store = registry.store();
     match cmd {
-        Cmd::List { args, deleted } => {
-            let (ns, _) = ctx.ns_fixed(args, 0)?;
+        Cmd::List { ns, deleted } => {
+            let ns = ctx.ns(ns)?;
             let schemas = if deleted {
                 registry.deleted_schemas(&ns).await?
             } else {
@@ -102,9 +141,9 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 }
             });
         }
-        Cmd::Info { args } => {
-            let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let info = registry.schema_info(&ns, &rest[0]).await?;
+        Cmd::Info { ns, schema } => {
+            let ns = ctx.ns(ns)?;
+            let info = registry.schema_info(&ns, &schema).await?;
             let (s, versions) = (info.schema, info.versions);
             let value = json!({
                 "namespace_id": s.namespace_id, "schema_id": s.schema_id,
@@ -133,9 +172,18 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 );
             });
         }
-        Cmd::Source { args, version, out } => {
-            let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let schema = &rest[0];
+        Cmd::Versions { ns, schema } => {
+            let ns = ctx.ns(ns)?;
+            super::status::versions(ctx, &registry, &ns, &schema).await?;
+        }
+        Cmd::Source {
+            ns,
+            schema,
+            version,
+            out,
+        } => {
+            let ns = ctx.ns(ns)?;
+            let schema = &schema;
             let v = registry.readable_version(&ns, schema, version).await?;
             let sources = store.get_version_sources(&ns, schema, v).await?;
             let files: Vec<_> = sources.iter().map(|(f, _)| f.clone()).collect();
@@ -168,20 +216,32 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 });
             }
         }
-        Cmd::Delete { args, force } => {
-            let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let changed = registry.delete_schema(&ns, &rest[0], force).await?;
-            report_change(ctx, &ns, &rest[0], "deleted", changed);
+        Cmd::Delete {
+            ns,
+            schema,
+            force,
+            author,
+        } => {
+            let ns = ctx.ns(ns)?;
+            ctx.commits_as(&author);
+            let changed = registry.delete_schema(&ns, &schema, force).await?;
+            report_change(ctx, &ns, &schema, "deleted", changed);
         }
-        Cmd::Undelete { args } => {
-            let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let changed = registry.undelete_schema(&ns, &rest[0]).await?;
-            report_change(ctx, &ns, &rest[0], "restored", changed);
+        Cmd::Undelete { ns, schema, author } => {
+            let ns = ctx.ns(ns)?;
+            ctx.commits_as(&author);
+            let changed = registry.undelete_schema(&ns, &schema).await?;
+            report_change(ctx, &ns, &schema, "restored", changed);
         }
-        Cmd::Descriptor { args, version, out } => {
-            let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let v = registry.readable_version(&ns, &rest[0], version).await?;
-            let compiled = store.get_version(&ns, &rest[0], v).await?.compiled;
+        Cmd::Descriptor {
+            ns,
+            schema,
+            version,
+            out,
+        } => {
+            let ns = ctx.ns(ns)?;
+            let v = registry.readable_version(&ns, &schema, version).await?;
+            let compiled = store.get_version(&ns, &schema, v).await?.compiled;
             match out {
                 Some(path) => {
                     std::fs::write(&path, &compiled).map_err(|e| io_error(Path::new(&path), e))?;

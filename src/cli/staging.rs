@@ -5,32 +5,43 @@ use protoshelf::registry::Promoted;
 use serde_json::json;
 
 use super::Ctx;
+use super::author::AuthorArgs;
+use super::complete::Slot;
 use super::publish::fmt_version;
 
 #[derive(clap::Args)]
 pub struct PromoteArgs {
-    /// [NAMESPACE]
-    #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
-    args: Vec<String>,
+    /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
+    ns: Option<String>,
     /// Check and report, but change nothing.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    author: AuthorArgs,
 }
 
 #[derive(clap::Args)]
 pub struct DiscardArgs {
-    /// [NAMESPACE]
-    #[arg(num_args = 0..=1, value_name = "NAMESPACE")]
-    args: Vec<String>,
+    /// The namespace [default: -n/--namespace, PROTOSHELF_NAMESPACE].
+    #[arg(value_name = "NAMESPACE", add = super::complete::after_ns(&[]))]
+    ns: Option<String>,
+    #[command(flatten)]
+    author: AuthorArgs,
 }
+
+/// What `rollback`'s arguments after the namespace name.
+const ROLLBACK: &[Slot] = &[Slot::Schema, Slot::Version];
 
 #[derive(clap::Args)]
 pub struct RollbackArgs {
-    /// [NAMESPACE] SCHEMA
-    #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
+    /// [NAMESPACE] SCHEMA: the namespace (unless -n/--namespace or
+    /// PROTOSHELF_NAMESPACE is set), then the schema.
+    #[arg(required = true, num_args = 1..=2, value_name = "ARG", add = super::complete::after_ns(ROLLBACK))]
     args: Vec<String>,
     /// The version to stage again (a number from 1); clap rejects others.
-    #[arg(value_name = "VERSION", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(value_name = "VERSION", value_parser = clap::value_parser!(u64).range(1..),
+        add = super::complete::after_ns(ROLLBACK))]
     version: u64,
     /// Skip the compatibility check.
     #[arg(long)]
@@ -38,6 +49,8 @@ pub struct RollbackArgs {
     /// Promote right away.
     #[arg(long)]
     promote: bool,
+    #[command(flatten)]
+    author: AuthorArgs,
 }
 
 fn print_promoted(ctx: &Ctx, ns: &str, p: &Promoted) {
@@ -67,7 +80,8 @@ fn print_promoted(ctx: &Ctx, ns: &str, p: &Promoted) {
 }
 
 pub async fn promote(ctx: &Ctx, a: PromoteArgs) -> Result<()> {
-    let (ns, _) = ctx.ns_fixed(a.args, 0)?;
+    let ns = ctx.ns(a.ns)?;
+    ctx.commits_as(&a.author);
     let registry = ctx.registry().await?;
     let p = registry.promote(&ns, a.dry_run).await?;
     print_promoted(ctx, &ns, &p);
@@ -75,7 +89,8 @@ pub async fn promote(ctx: &Ctx, a: PromoteArgs) -> Result<()> {
 }
 
 pub async fn discard(ctx: &Ctx, a: DiscardArgs) -> Result<()> {
-    let (ns, _) = ctx.ns_fixed(a.args, 0)?;
+    let ns = ctx.ns(a.ns)?;
+    ctx.commits_as(&a.author);
     let registry = ctx.registry().await?;
     let discarded = registry.discard(&ns).await?;
     ctx.emit(&json!({"namespace_id": ns, "discarded": discarded}), || {
@@ -93,20 +108,26 @@ pub async fn discard(ctx: &Ctx, a: DiscardArgs) -> Result<()> {
 
 pub async fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_fixed(a.args, 1)?;
-    let version = a.version;
+    let (schema, version) = (&rest[0], a.version);
+    ctx.commits_as(&a.author);
     let registry = ctx.registry().await?;
-    let promoted = registry
-        .rollback(&ns, &rest[0], version, a.force, a.promote)
+    let done = registry
+        .rollback(&ns, schema, version, a.force, a.promote)
         .await?;
-    match promoted {
+    if !done.staged && ctx.output == super::Output::Table {
+        outln!(
+            "{ns}/{schema}: version {version} is already the proposed version (staged, else current): nothing to do"
+        );
+    }
+    match done.promoted {
         Some(p) => print_promoted(ctx, &ns, &p),
         None => ctx.emit(
-            &json!({"namespace_id": ns, "schema_id": rest[0], "staged_version": version}),
+            &json!({"namespace_id": ns, "schema_id": schema, "staged_version": version,
+                "no_change": !done.staged}),
             || {
-                outln!(
-                    "{ns}/{}: staged version {version} (promote to make it current)",
-                    rest[0]
-                )
+                if done.staged {
+                    outln!("{ns}/{schema}: staged version {version} (promote to make it current)")
+                }
             },
         ),
     }

@@ -66,6 +66,7 @@ impl ObjStore {
                     id: r.namespace_id,
                     created_at: r.created_at,
                     metadata: r.metadata,
+                    created_by: r.created_by,
                 })
             })
             .buffered(FETCH_CONCURRENCY)

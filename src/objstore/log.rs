@@ -99,6 +99,8 @@ impl NsPointers {
 pub struct NsChange {
     pub format_version: u32,
     pub writer: String,
+    /// Who the commit was made for (`--created-by`), when named.
+    pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub operation: Operation,
     /// The full new pointers of every schema the commit touched.
@@ -138,6 +140,8 @@ impl Sequenced for NsPointers {
 pub struct JsonLog {
     pub writer: String,
     pub format_version: u32,
+    /// Recorded as `created_by` in every entry this handle writes.
+    pub author: std::sync::RwLock<Option<String>>,
 }
 
 impl JsonLog {
@@ -146,6 +150,7 @@ impl JsonLog {
         NsChange {
             format_version: self.format_version,
             writer: self.writer.clone(),
+            created_by: self.author.read().expect("not poisoned").clone(),
             created_at: Utc::now(),
             operation: m.operation,
             changes: m.changes,
@@ -186,6 +191,7 @@ impl ObjectCodec<NsEntry> for JsonLog {
             change: NsChange {
                 format_version: e.format_version,
                 writer: e.writer,
+                created_by: e.created_by,
                 created_at: e.created_at,
                 operation: e.operation,
                 changes: e.changes,
@@ -204,6 +210,7 @@ impl From<NsEntry> for LogEntry {
             seq: e.seq,
             commit_id: e.commit_id,
             writer: c.writer,
+            created_by: c.created_by,
             created_at: c.created_at,
             operation: c.operation,
             changes: c.changes,

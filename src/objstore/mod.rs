@@ -107,10 +107,21 @@ impl std::fmt::Debug for ObjStore {
 
 /// Who is writing: recorded in log entries for people reading the log.
 fn writer_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}/{}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into());
-    format!("{host}/{}", std::process::id())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// The author recorded when none is given: `$USER@host`.
+pub fn default_author() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{}", host_name())
 }
 
 impl ObjStore {
@@ -185,6 +196,7 @@ impl ObjStore {
         let codec = log::JsonLog {
             writer: writer_name(),
             format_version: marker.format_version,
+            author: Default::default(),
         };
         let log = log::Log::new(io.clone(), codec, log::LAYOUT);
         ObjStore {
@@ -204,6 +216,24 @@ impl ObjStore {
 
     pub fn url(&self) -> &str {
         &self.inner.url
+    }
+
+    /// Names who this handle's changes are made for: recorded as
+    /// `created_by` in every log entry it writes from now on and in the
+    /// namespaces it creates (the CLI's `--created-by`). Clones share it.
+    pub fn set_author(&self, who: Option<String>) {
+        *self.inner.log.codec().author.write().expect("not poisoned") = who;
+    }
+
+    /// The author set by [`ObjStore::set_author`].
+    pub fn author(&self) -> Option<String> {
+        self.inner
+            .log
+            .codec()
+            .author
+            .read()
+            .expect("not poisoned")
+            .clone()
     }
 
     pub fn kind(&self) -> BackendKind {

@@ -79,6 +79,7 @@ impl ObjStore {
             created_at: ns.created_at,
             metadata: ns.metadata.clone(),
             writer_id: uuid::Uuid::new_v4().to_string(),
+            created_by: ns.created_by.clone().or_else(|| self.author()),
         };
         let mine = record.writer_id.clone();
         match self
@@ -99,6 +100,7 @@ impl ObjStore {
             id: r.namespace_id,
             created_at: r.created_at,
             metadata: r.metadata,
+            created_by: r.created_by,
         })
     }
 

@@ -16,8 +16,10 @@ use crate::error::Result;
 pub struct Published {
     pub seq: u64,
     pub versions: BTreeMap<String, BTreeSet<u64>>,
-    /// The versions the log ever made current, per schema.
+    /// Of `versions`, those the log ever made current.
     pub current: BTreeMap<String, BTreeSet<u64>>,
+    /// Of `versions`, those the log ever staged.
+    pub staged: BTreeMap<String, BTreeSet<u64>>,
 }
 
 impl Published {
@@ -44,18 +46,29 @@ impl Published {
             .unwrap_or_default()
     }
 
+    /// Whether the log ever made `version` of `schema` current.
+    pub fn was_current(&self, schema: &str, version: u64) -> bool {
+        self.current
+            .get(schema)
+            .is_some_and(|v| v.contains(&version))
+    }
+
+    /// Whether the log ever staged `version` of `schema`.
+    pub fn was_staged(&self, schema: &str, version: u64) -> bool {
+        self.staged
+            .get(schema)
+            .is_some_and(|v| v.contains(&version))
+    }
+
     fn note(&mut self, schema: &str, p: &Pointers) {
-        if let Some(c) = p.current {
-            self.current
-                .entry(schema.to_string())
-                .or_default()
-                .insert(c);
-        }
-        for v in [p.current, p.staged].into_iter().flatten() {
-            self.versions
-                .entry(schema.to_string())
-                .or_default()
-                .insert(v);
+        for (v, kind) in [(p.current, &mut self.current), (p.staged, &mut self.staged)] {
+            if let Some(v) = v {
+                kind.entry(schema.to_string()).or_default().insert(v);
+                self.versions
+                    .entry(schema.to_string())
+                    .or_default()
+                    .insert(v);
+            }
         }
     }
 

@@ -35,6 +35,9 @@ pub struct NamespaceRecord {
     #[serde(default)]
     pub metadata: Metadata,
     pub writer_id: String,
+    /// Who created it (`--created-by`); absent when not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// `ns/<ns>/schemas/<schema>`.
@@ -148,7 +151,12 @@ pub struct LogEntry {
     /// Unique per commit attempt: an ambiguous create is settled by reading
     /// the entry back and comparing this.
     pub commit_id: String,
+    /// The process that wrote it (`host/pid`).
     pub writer: String,
+    /// The person or job it was made for (`--created-by`); absent when the
+    /// writer named none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub operation: Operation,
     /// The full new pointers of every schema this commit touched.

@@ -157,6 +157,7 @@ impl ObjStore {
                         created_at: chrono::Utc::now(),
                         metadata: Default::default(),
                         writer_id: String::new(),
+                        created_by: None,
                     }),
                     other => Err(other),
                 })?;

@@ -8,12 +8,52 @@
 //! [`crate::ObjStore`]'s own listings are the raw contract and show every
 //! stored record.
 
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::Registry;
 use crate::error::{Error, Result};
-use crate::model::{Namespace, Schema};
+use crate::model::{Metadata, Namespace, Schema};
 use crate::objstore::records::Pointers;
+
+/// One version of a schema as `schema versions` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionInfo {
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub metadata: Metadata,
+    /// As `push` printed it: SHA-256 over the files' paths and hashes.
+    pub fingerprint: String,
+    pub files: usize,
+    /// Current, staged now.
+    pub current: bool,
+    pub staged: bool,
+    /// Ever made current, ever staged, by the log.
+    pub ever_current: bool,
+    pub ever_staged: bool,
+}
+
+/// A staged version with the commit that staged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StagedInfo {
+    pub schema_id: String,
+    pub staged_version: u64,
+    pub current_version: Option<u64>,
+    /// The commit that staged it: its number, time and author (the
+    /// `--created-by` it named, else the writing process). None when no
+    /// entry says (that commit was lost and the log repaired).
+    pub staged_in: Option<u64>,
+    pub staged_at: Option<DateTime<Utc>>,
+    pub staged_by: Option<String>,
+}
+
+/// Log entries read at once while looking back for staging commits.
+const LOOKBACK_PAGE: u64 = 32;
+
+/// Manifests read at once by [`Registry::schema_versions`].
+const MANIFEST_CONCURRENCY: usize = 16;
 
 /// A schema as `schema info` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,6 +117,80 @@ impl Registry {
             schema: s,
             versions,
         })
+    }
+
+    /// Every version of a schema the log ever named, ascending, with its
+    /// author, time, metadata, fingerprint and history (one GET per
+    /// manifest not cached, and the log once per handle).
+    pub async fn schema_versions(&self, namespace: &str, schema: &str) -> Result<Vec<VersionInfo>> {
+        let info = self.schema_info(namespace, schema).await?;
+        let published = self.store.published(namespace).await?;
+        let s = &info.schema;
+        futures::stream::iter(info.versions.iter().copied())
+            .map(|v| async move { self.store.manifest(namespace, schema, v).await })
+            .buffered(MANIFEST_CONCURRENCY)
+            .map_ok(|m| VersionInfo {
+                version: m.version,
+                created_at: m.created_at,
+                created_by: m.created_by,
+                metadata: m.metadata,
+                fingerprint: super::publish::fingerprint(&m.files),
+                files: m.files.len(),
+                current: s.current_version == Some(m.version),
+                staged: s.staged_version == Some(m.version),
+                ever_current: published.was_current(schema, m.version),
+                ever_staged: published.was_staged(schema, m.version),
+            })
+            .try_collect()
+            .await
+    }
+
+    /// What is staged in the namespace, each with the commit that staged
+    /// it: the log is read back from its head until every one is found.
+    pub async fn staged(&self, namespace: &str) -> Result<Vec<StagedInfo>> {
+        let state = self.store.namespace_state(namespace).await?;
+        let mut wanted: std::collections::BTreeMap<String, Pointers> = state
+            .staged_schemas()
+            .map(|(s, p)| (s.clone(), p))
+            .collect();
+        let mut found = Vec::new();
+        let mut to = state.seq;
+        while !wanted.is_empty() && to > 0 {
+            let from = to.saturating_sub(LOOKBACK_PAGE - 1).max(1);
+            let entries = self.store.log_entries(namespace, from, to).await?;
+            for e in entries.iter().rev() {
+                // The newest entry that set a schema's staged pointer to
+                // what it is now staged it.
+                let hits: Vec<String> = wanted
+                    .iter()
+                    .filter(|(s, p)| e.changes.get(*s).is_some_and(|c| c.staged == p.staged))
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                for s in hits {
+                    let p = wanted.remove(&s).expect("wanted");
+                    found.push(StagedInfo {
+                        schema_id: s,
+                        staged_version: p.staged.expect("staged"),
+                        current_version: p.current,
+                        staged_in: Some(e.seq),
+                        staged_at: Some(e.created_at),
+                        staged_by: Some(e.created_by.clone().unwrap_or_else(|| e.writer.clone())),
+                    });
+                }
+            }
+            to = from - 1;
+        }
+        // Only a repaired log (a lost staging commit) leaves any.
+        found.extend(wanted.into_iter().map(|(s, p)| StagedInfo {
+            schema_id: s,
+            staged_version: p.staged.expect("staged"),
+            current_version: p.current,
+            staged_in: None,
+            staged_at: None,
+            staged_by: None,
+        }));
+        found.sort_by(|a, b| a.schema_id.cmp(&b.schema_id));
+        Ok(found)
     }
 
     /// The version a read means: `version` when given (it must be one the

@@ -44,7 +44,7 @@ use crate::model::{Metadata, Namespace, PromotedSchema};
 use crate::objstore::ObjStore;
 
 pub use crate::compat::SchemaViolation;
-pub use catalog::SchemaInfo;
+pub use catalog::{SchemaInfo, StagedInfo, VersionInfo};
 pub use limits::Limits;
 pub use publish::{BatchMember, CheckReport};
 
@@ -147,6 +147,16 @@ pub struct Promoted {
     pub dry_run: bool,
 }
 
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RolledBack {
+    /// False when the version was already the proposed one (staged, else
+    /// current): nothing was committed.
+    pub staged: bool,
+    /// The promote that followed, when asked for.
+    pub promoted: Option<Promoted>,
+}
+
 /// How often this registry's commits validated from scratch and how often
 /// a retry re-based the previous validation onto the winner's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +232,7 @@ impl Registry {
                 id: id.to_string(),
                 created_at: Utc::now(),
                 metadata: metadata.clone(),
+                created_by: None,
             })
             .await;
         if let Err(crate::Error::AlreadyExists(what)) = created {
@@ -239,11 +250,19 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn set_policy(&self, namespace: &str, policy: Policy) -> Result<()> {
-        self.store
-            .set_config(namespace, POLICY_KEY, &policy.to_string())
+    /// Sets the namespace's policy; false, committing nothing, when it is
+    /// that policy already.
+    pub async fn set_policy(&self, namespace: &str, policy: Policy) -> Result<bool> {
+        let value = policy.to_string();
+        let value = &value;
+        let committed = self
+            .store
+            .commit(namespace, |a: crate::objstore::NsAttempt| async move {
+                Ok((policy_of(&a.state.snapshot.config)? != policy)
+                    .then(|| crate::objstore::Mutation::set_config(POLICY_KEY, value)))
+            })
             .await?;
-        Ok(())
+        Ok(committed.is_some())
     }
 
     /// Sets which earlier versions promote, check and rollback compare a
@@ -277,6 +296,7 @@ impl Registry {
                 id: BUILTINS.into(),
                 created_at: Utc::now(),
                 metadata: BTreeMap::new(),
+                created_by: None,
             };
             match self.store.create_namespace(&ns).await {
                 Ok(()) | Err(crate::Error::AlreadyExists(_)) => {}

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use prost_reflect::DescriptorPool;
 
-use super::{CompatScope, Promoted, Registry, policy_of, scope_of};
+use super::{CompatScope, Promoted, Registry, RolledBack, policy_of, scope_of};
 use crate::compat::{self, SchemaViolation};
 use crate::error::{Error, Result};
 use crate::model::PromotedSchema;
@@ -197,7 +197,8 @@ impl Registry {
     /// Stages an earlier version of a schema, checked against current under
     /// the namespace's policy unless `force` (inside the commit loop, on the
     /// state the rollback lands on). With `promote`, promotes it (with
-    /// whatever else is staged) right away.
+    /// whatever else is staged) right away. A version that is already the
+    /// proposed one (staged, else current) commits nothing.
     pub async fn rollback(
         &self,
         namespace: &str,
@@ -205,7 +206,7 @@ impl Registry {
         version: u64,
         force: bool,
         promote: bool,
-    ) -> Result<Option<Promoted>> {
+    ) -> Result<RolledBack> {
         let change = [StageChange {
             schema_id: schema.to_string(),
             version: Some(version),
@@ -220,12 +221,13 @@ impl Registry {
             force,
             checked: Checked::new(),
         };
-        self.store.commit(namespace, plan).await?;
-        if promote {
-            self.promote(namespace, false).await.map(Some)
+        let staged = self.store.commit(namespace, plan).await?.is_some();
+        let promoted = if promote {
+            Some(self.promote(namespace, false).await?)
         } else {
-            Ok(None)
-        }
+            None
+        };
+        Ok(RolledBack { staged, promoted })
     }
 }
 
@@ -266,6 +268,10 @@ impl Plan<NsPointers, Mutation> for RollbackPlan<'_> {
         let version = version.expect("a rollback stages a version");
         if state.pointers(schema_id).deleted {
             return Err(super::deleted_schema(self.namespace, schema_id));
+        }
+        if state.proposed(schema_id) == Some(version) {
+            // Already what a promote would make current: nothing to do.
+            return Ok(None);
         }
         if !self.force {
             let policy = policy_of(&state.snapshot.config)?;

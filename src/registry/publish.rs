@@ -178,7 +178,9 @@ const WRITE_CONCURRENCY: usize = 32;
 /// kind instead of one LIST per name.
 const SWEEP_ABOVE: usize = 32;
 
-fn fingerprint(files: &[VersionFile]) -> String {
+/// A version's identity for people: SHA-256 over its files' paths and
+/// content hashes (what `push` prints and `schema versions` shows).
+pub(crate) fn fingerprint(files: &[VersionFile]) -> String {
     let mut h = Sha256::new();
     for f in files {
         h.update(f.path.as_bytes());
@@ -755,7 +757,10 @@ impl Registry {
             compiled,
             compiler_version: COMPILER_VERSION.to_string(),
             created_at: Utc::now(),
-            created_by: opts.created_by.clone().unwrap_or_else(default_author),
+            created_by: opts
+                .created_by
+                .clone()
+                .unwrap_or_else(|| default_author(store)),
             metadata: opts.metadata.clone(),
         };
         let paths: Vec<String> = p.files.iter().map(|(path, ..)| path.clone()).collect();
@@ -833,8 +838,12 @@ fn version_deps(
         .collect()
 }
 
-fn default_author() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+/// A version's author when none is given: the handle's author, else
+/// `$USER@host`.
+fn default_author(store: &crate::ObjStore) -> String {
+    store
+        .author()
+        .unwrap_or_else(crate::objstore::default_author)
 }
 
 /// Orders changed members in waves: every member comes in a wave after the

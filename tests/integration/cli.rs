@@ -152,6 +152,7 @@ async fn every_command(backend: Backend) {
         [
             "created_at",
             "current_version",
+            "deleted",
             "metadata",
             "namespace_id",
             "schema_id",
@@ -321,8 +322,9 @@ async fn every_command(backend: Backend) {
         .iter()
         .map(|e| e["operation"]["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds.first(), Some(&"stage"));
-    assert_eq!(kinds.last(), Some(&"promote"));
+    // Newest first.
+    assert_eq!(kinds.first(), Some(&"promote"));
+    assert_eq!(kinds.last(), Some(&"stage"));
     assert_eq!(
         c.json(&["log", "shop", "--limit", "2"])
             .as_array()

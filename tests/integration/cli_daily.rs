@@ -475,3 +475,550 @@ fn policy_values_are_listed() {
     assert_fails(&out, 1, &["loose", "strict, wire, wire_json, none"]);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// The storage PUTs a command made (`--stats`), and its JSON output.
+fn with_puts(c: &Cli, args: &[&str]) -> (serde_json::Value, u64) {
+    let mut all = vec!["--stats", "-o", "json"];
+    all.extend(args);
+    let out = c.run(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    let stats: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    (
+        serde_json::from_slice(&out.stdout).unwrap(),
+        stats["requests"]["put"].as_u64().unwrap(),
+    )
+}
+
+fn log_seqs(c: &Cli) -> Vec<u64> {
+    let log = c.json(&["log", "shop"]);
+    let seqs = log.as_array().unwrap().iter();
+    seqs.map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+/// `namespace info` prints `-` for no version like every table; `log` is
+/// newest first as a table and as JSON; commands that change nothing say
+/// so and write nothing.
+async fn output_is_consistent(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    let v1 = c.file(
+        "v1/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    let v2 = c.file(
+        "v2/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\nmessage B {}\n",
+    );
+    c.ok(&["init"]);
+    c.ok(&["namespace", "create", "shop"]);
+    c.ok(&["push", "shop", "a", &v1]);
+    let info = c.ok(&["namespace", "info", "shop"]);
+    assert!(info.contains("  staged    a v1 (current -)"), "{info}");
+    assert!(!info.contains("null"), "{info}");
+    c.ok(&["promote", "shop"]);
+    c.ok(&["push", "shop", "a", &v2, "--promote"]);
+
+    let table: Vec<u64> = c
+        .ok(&["log", "shop"])
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(table, [4, 3, 2, 1]);
+    assert_eq!(log_seqs(&c), table);
+    let limited = c.json(&["log", "shop", "--limit", "2"]);
+    assert_eq!(limited[0]["seq"], 4);
+
+    // No-ops: 0 PUTs, no commit, said so.
+    let v2_dir = std::path::Path::new(&v2)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let noops: [(&[&str], &str); 6] = [
+        (&["rollback", "shop", "a", "2"], "no_change"),
+        (&["namespace", "set-policy", "shop", "strict"], "no_change"),
+        (&["push", "shop", "a", &v2], "no_change"),
+        (&["load", "shop", &v2_dir], "no_change"),
+        (&["promote", "shop"], "promoted"),
+        (&["discard", "shop"], "discarded"),
+    ];
+    for (args, field) in noops {
+        let (value, puts) = with_puts(&c, args);
+        assert_eq!(puts, 0, "{args:?} wrote: {value}");
+        match field {
+            "no_change" => assert_eq!(value[field], true, "{args:?}: {value}"),
+            "promoted" => assert_eq!(value[field], serde_json::json!([]), "{value}"),
+            _ => assert_eq!(value[field], false, "{args:?}: {value}"),
+        }
+        assert_eq!(log_seqs(&c).len(), 4, "{args:?} committed");
+    }
+    for args in [
+        &["rollback", "shop", "a", "2"][..],
+        &["namespace", "set-policy", "shop", "strict"],
+    ] {
+        assert!(c.ok(args).contains("nothing to do"), "{args:?}");
+    }
+    // Staging the current version while another is staged is a change.
+    let v3 = c.file(
+        "v3/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\nmessage B {}\nmessage C {}\n",
+    );
+    c.ok(&["push", "shop", "a", &v3]);
+    let (value, puts) = with_puts(&c, &["rollback", "shop", "a", "2"]);
+    assert!(puts > 0);
+    assert_eq!(value["no_change"], false);
+    assert_eq!(
+        c.json(&["schema", "info", "shop", "a"])["staged_version"],
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_is_consistent_local() {
+    output_is_consistent(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_is_consistent_s3() {
+    output_is_consistent(Backend::S3).await;
+}
+
+/// One rule for every command: with -n or PROTOSHELF_NAMESPACE set, the
+/// namespace is never an argument (giving it too is refused, exit 1);
+/// without them, it is the first argument.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_rule_is_the_same_everywhere() {
+    let Some(c) = Cli::new(Backend::Local).await else {
+        return;
+    };
+    c.setup_shop();
+    // A compatible change (check reports a staged version that breaks
+    // current, and push stages it).
+    let orders = crate::cli::example("changes/compatible");
+    let tree = crate::cli::example("shop");
+    // Each command's arguments after the namespace.
+    let commands: [&[&str]; 11] = [
+        &["schema", "list"],
+        &["schema", "info", "shop.orders"],
+        &["schema", "source", "shop.orders"],
+        &["log"],
+        &["promote", "--dry-run"],
+        &["discard"],
+        &["rollback", "shop.orders", "1"],
+        &["push", "shop.orders", &orders],
+        &["check", "shop.orders", &orders],
+        &["load", &tree],
+        &["verify"],
+    ];
+    for rest in commands {
+        let (cmd, tail) = rest.split_at(if rest[0] == "schema" { 2 } else { 1 });
+        let with_ns: Vec<&str> = cmd.iter().chain(&["shop"]).chain(tail).copied().collect();
+        // Without -n: the first argument is the namespace.
+        c.ok(&with_ns);
+        // With either: the same command without it works ...
+        let from_env = c
+            .cmd(rest)
+            .env("PROTOSHELF_NAMESPACE", "shop")
+            .output()
+            .unwrap();
+        assert!(from_env.status.success(), "{rest:?}: {from_env:?}");
+        let mut flag = vec!["-n", "shop"];
+        flag.extend(rest);
+        c.ok(&flag);
+        // ... and with it too is refused, naming where each came from.
+        let twice = c
+            .cmd(&with_ns)
+            .env("PROTOSHELF_NAMESPACE", "shop")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&twice.stderr);
+        assert_eq!(twice.status.code(), Some(1), "{with_ns:?}: {err}");
+        if !matches!(cmd[0], "push" | "check") {
+            // push and check read `shop` as the schema: the lists are open.
+            assert!(
+                err.contains("given twice") && err.contains("PROTOSHELF_NAMESPACE"),
+                "{err}"
+            );
+        }
+        let mut flag = vec!["-n", "shop"];
+        flag.extend(&with_ns);
+        let out = c.run(&flag);
+        assert_eq!(out.status.code(), Some(1), "{flag:?}");
+    }
+}
+
+/// `--created-by` on every command that commits lands in its log entry
+/// (table and JSON), and in the namespaces and versions it creates; the
+/// default is `$USER@host`.
+async fn authors_are_recorded(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    let v1 = c.file(
+        "v1/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    let v2 = c.file(
+        "v2/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nmessage A {}\nmessage B {}\n",
+    );
+    let dir = |f: &str| {
+        std::path::Path::new(f)
+            .parent()
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    c.ok(&["init"]);
+    let steps: [&[&str]; 8] = [
+        &[
+            "namespace",
+            "create",
+            "shop",
+            "--policy",
+            "wire",
+            "--created-by",
+            "creator",
+        ],
+        &["push", "shop", "a", &v1, "--created-by", "pusher"],
+        &["promote", "shop", "--created-by", "promoter"],
+        &["load", "shop", &dir(&v2), "--created-by", "loader"],
+        &["discard", "shop", "--created-by", "discarder"],
+        &["rollback", "shop", "a", "2", "--created-by", "roller"],
+        &[
+            "namespace",
+            "set-policy",
+            "shop",
+            "strict",
+            "--created-by",
+            "setter",
+        ],
+        &["promote", "shop"],
+    ];
+    for args in steps {
+        let out = c.cmd(args).env("USER", "tester").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let default = format!("tester@{}", host.trim());
+    let log = c.json(&["log", "shop"]);
+    let authors: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["created_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        authors,
+        [
+            &default,
+            "setter",
+            "roller",
+            "discarder",
+            "loader",
+            "promoter",
+            "pusher",
+            "creator"
+        ]
+    );
+    let table = c.ok(&["log", "shop"]);
+    let first: Vec<&str> = table
+        .lines()
+        .map(|l| l.split_whitespace().nth(3).unwrap())
+        .collect();
+    assert_eq!(first, authors, "{table}");
+    let info = c.json(&["namespace", "info", "shop"]);
+    assert_eq!(info["created_by"], "creator");
+    assert!(
+        c.ok(&["namespace", "info", "shop"])
+            .contains("  by        creator")
+    );
+    assert_eq!(c.json(&["namespace", "list"])[0]["created_by"], "creator");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_are_recorded_local() {
+    authors_are_recorded(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_are_recorded_s3() {
+    authors_are_recorded(Backend::S3).await;
+}
+
+/// `status` shows what is staged, by whom, in which commit, and what a
+/// promote would do; `schema versions` every version with its author,
+/// metadata, fingerprint and history.
+async fn status_and_versions(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.setup_shop();
+    let incompatible = crate::cli::example("changes/incompatible");
+    let compatible = crate::cli::example("changes/compatible");
+    let s = c.json(&["status", "shop"]);
+    assert_eq!(s["staged"], serde_json::json!([]));
+    assert!(
+        c.ok(&["status", "shop"])
+            .contains("shop: nothing staged (policy strict)")
+    );
+
+    let pushed = c.json(&[
+        "push",
+        "shop",
+        "shop.orders",
+        &incompatible,
+        "--created-by",
+        "bob",
+        "--metadata",
+        "commit=abc",
+    ]);
+    let head = c.json(&["log", "shop", "--limit", "1"])[0]["seq"].clone();
+    let s = c.json(&["status", "shop"]);
+    let row = &s["staged"][0];
+    assert_eq!(
+        (
+            &row["schema_id"],
+            &row["staged_version"],
+            &row["current_version"]
+        ),
+        (&"shop.orders".into(), &2.into(), &1.into())
+    );
+    assert_eq!(
+        (&row["staged_by"], &row["staged_in"]),
+        (&"bob".into(), &head)
+    );
+    assert_eq!(row["promote"], "incompatible");
+    assert_eq!(row["violations"][0]["rule"], "FIELD_NO_DELETE");
+    assert_eq!(s["promote_would_succeed"], false);
+    let table = c.ok(&["status", "shop"]);
+    assert!(table.contains("FIELD_NO_DELETE"), "{table}");
+    assert!(table.contains("promote would be refused"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("shop.orders"))
+        .unwrap();
+    assert!(
+        row.contains(" bob ") && row.ends_with("incompatible"),
+        "{row}"
+    );
+
+    let versions = c.json(&["schema", "versions", "shop", "shop.orders"]);
+    let v2 = &versions[1];
+    assert_eq!(
+        (&v2["version"], &v2["created_by"]),
+        (&2.into(), &"bob".into())
+    );
+    assert_eq!(v2["metadata"]["commit"], "abc");
+    assert_eq!(v2["fingerprint"], pushed["fingerprint"]);
+    assert_eq!(
+        (&v2["staged"], &v2["ever_current"]),
+        (&true.into(), &false.into())
+    );
+    assert_eq!(
+        (&versions[0]["current"], &versions[0]["ever_current"]),
+        (&true.into(), &true.into())
+    );
+
+    // Replaced by a compatible version, promoted: v1 was current, v2 was
+    // only staged.
+    c.ok(&["discard", "shop"]);
+    c.ok(&[
+        "push",
+        "shop",
+        "shop.orders",
+        &compatible,
+        "--created-by",
+        "carol",
+    ]);
+    let s = c.json(&["status", "shop"]);
+    assert_eq!(s["staged"][0]["promote"], "compatible");
+    assert_eq!(s["staged"][0]["staged_by"], "carol");
+    assert_eq!(s["promote_would_succeed"], true);
+    assert!(
+        c.ok(&["status", "shop"])
+            .contains("promote would make 1 version current")
+    );
+    c.ok(&["promote", "shop"]);
+    let states: Vec<(bool, bool, bool, bool)> = c
+        .json(&["schema", "versions", "shop", "shop.orders"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let b = |k: &str| v[k].as_bool().unwrap();
+            (
+                b("current"),
+                b("staged"),
+                b("ever_current"),
+                b("ever_staged"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (false, false, true, true),
+            (false, false, false, true),
+            (true, false, true, true)
+        ]
+    );
+    let table = c.ok(&["schema", "versions", "shop", "shop.orders"]);
+    let cols: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l[56..68].trim().to_string())
+        .collect();
+    assert_eq!(cols, ["was current", "was staged", "current"], "{table}");
+    // A rollback is staged by whoever rolled back, and is not checked.
+    c.ok(&[
+        "rollback",
+        "shop",
+        "shop.orders",
+        "1",
+        "--force",
+        "--created-by",
+        "dave",
+    ]);
+    let s = c.json(&["status", "shop"]);
+    assert_eq!(
+        (&s["staged"][0]["promote"], &s["staged"][0]["staged_by"]),
+        (&"rollback".into(), &"dave".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_versions_local() {
+    status_and_versions(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_versions_s3() {
+    status_and_versions(Backend::S3).await;
+}
+
+/// What the shell gets for completing word `index` of `words` (clap's
+/// bash protocol: `COMPLETE=bash protoshelf -- <words>`).
+fn complete(c: &Cli, index: usize, words: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_protoshelf"));
+    cmd.arg("--")
+        .args(words)
+        .env("PROTOSHELF_STORE", &c.url)
+        .env_remove("PROTOSHELF_NAMESPACE")
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", index.to_string())
+        .env("_CLAP_IFS", "\n");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "{words:?}: {stderr}"
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Flags are offered beside values; only the names matter here.
+    text.lines()
+        .filter(|l| !l.starts_with('-'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Completion of namespace, schema and version names comes from the store
+/// the line names, follows the namespace rule, and writes nothing.
+async fn completion_names_come_from_the_store(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.setup_shop();
+    c.ok(&["namespace", "create", "shipping"]);
+    c.ok(&["namespace", "create", "other"]);
+    c.ok(&[
+        "push",
+        "shop",
+        "shop.orders",
+        &crate::cli::example("changes/compatible"),
+    ]);
+    let before = c.content().await;
+    let p = "protoshelf";
+    assert_eq!(
+        complete(&c, 3, &[p, "schema", "list", "sh"], &[]),
+        ["shipping", "shop"]
+    );
+    assert_eq!(
+        complete(&c, 2, &[p, "log", ""], &[]),
+        ["__builtins__", "other", "shipping", "shop"]
+    );
+    assert_eq!(
+        complete(&c, 3, &[p, "namespace", "info", "o"], &[]),
+        ["other"]
+    );
+    assert_eq!(complete(&c, 2, &[p, "-n", "s"], &[]), ["shipping", "shop"]);
+    assert_eq!(
+        complete(&c, 2, &[p, "push", "sh"], &[]),
+        ["shipping", "shop"]
+    );
+    // Schemas of the namespace typed, or of -n / the variable.
+    let schemas = ["shop.catalog", "shop.orders", "shop.types"];
+    assert_eq!(
+        complete(&c, 4, &[p, "schema", "info", "shop", "shop."], &[]),
+        schemas
+    );
+    assert_eq!(
+        complete(&c, 5, &[p, "-n", "shop", "schema", "info", "shop.o"], &[]),
+        ["shop.orders"]
+    );
+    let env = [("PROTOSHELF_NAMESPACE", "shop")];
+    assert_eq!(
+        complete(&c, 3, &[p, "schema", "versions", "shop.c"], &env),
+        ["shop.catalog"]
+    );
+    assert_eq!(
+        complete(&c, 2, &[p, "check", "shop.t"], &env),
+        ["shop.types"]
+    );
+    // Versions, newest first.
+    assert_eq!(
+        complete(&c, 4, &[p, "rollback", "shop", "shop.orders", ""], &[]),
+        ["2", "1"]
+    );
+    assert_eq!(
+        complete(&c, 3, &[p, "rollback", "shop.orders", ""], &env),
+        ["2", "1"]
+    );
+    // --store on the line wins over the variable; a missing store offers
+    // nothing and creates nothing.
+    let elsewhere = c.scratch.path().join("no-store").display().to_string();
+    let env = [("PROTOSHELF_STORE", elsewhere.as_str())];
+    assert!(complete(&c, 3, &[p, "schema", "list", ""], &env).is_empty());
+    assert!(!std::path::Path::new(&elsewhere).exists());
+    let url = c.url.clone();
+    assert_eq!(
+        complete(&c, 5, &[p, "--store", &url, "schema", "list", "o"], &env),
+        ["other"]
+    );
+    assert_eq!(c.content().await, before, "completion wrote to the store");
+    // The script a shell sources to register it.
+    let script = std::process::Command::new(env!("CARGO_BIN_EXE_protoshelf"))
+        .env("COMPLETE", "bash")
+        .output()
+        .unwrap();
+    let script = String::from_utf8(script.stdout).unwrap();
+    assert!(
+        script.contains("-F _clap_complete_protoshelf protoshelf"),
+        "{script}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_names_come_from_the_store_local() {
+    completion_names_come_from_the_store(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_names_come_from_the_store_s3() {
+    completion_names_come_from_the_store(Backend::S3).await;
+}

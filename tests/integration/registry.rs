@@ -534,6 +534,7 @@ async fn rollback_and_discard(t: TestStore) {
         .rollback("shop", "orders", 1, true, true)
         .await
         .unwrap()
+        .promoted
         .unwrap();
     assert_eq!(promoted.rollbacks, ["orders"]);
     assert_eq!(current(&t, "shop", "orders").await, Some(1));

@@ -130,6 +130,10 @@ fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
             if m.deleted.is_some() {
                 return Outcome::Refused;
             }
+            if m.staged.or(m.current) == Some(v) {
+                // Already proposed: nothing to do.
+                return Outcome::Done;
+            }
             if !force
                 && let Some(c) = m.current
                 && m.content(v) < m.content(c)

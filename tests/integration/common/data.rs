@@ -52,6 +52,7 @@ pub fn namespace(id: &str) -> Namespace {
         id: id.into(),
         created_at: Utc::now(),
         metadata: Default::default(),
+        created_by: None,
     }
 }
 
