@@ -21,6 +21,9 @@ use crate::registry::{Limits, SourceFile};
 pub struct ReadOptions {
     /// Read symbolic links that resolve outside the root too.
     pub follow_symlinks: bool,
+    /// Import roots (`push -I`): file and directory arguments are named by
+    /// their path relative to the first that holds them.
+    pub roots: Vec<PathBuf>,
 }
 
 fn input_error(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -173,33 +176,121 @@ pub fn read_dir(dir: &Path, opts: &ReadOptions) -> Result<Vec<SourceFile>> {
         .collect()
 }
 
-/// Files and directories as `push` takes them: a directory contributes its
-/// `.proto` files at their paths relative to it; a file is named by its
-/// file name, and may be a link only to a `.proto` file in its own
-/// directory unless links are followed.
+/// Where a file or directory argument sits under an import root: the
+/// root it was found under and its `/`-separated path relative to it.
+fn under_root<'r>(path: &Path, roots: &'r [Root]) -> Result<Option<(&'r Root, String)>> {
+    // The parent is resolved, not the file itself: a file argument that is
+    // a link is named where it is (and its target checked like any link).
+    let canonical = if path.is_dir() {
+        path.canonicalize().map_err(|e| input_error(path, e))?
+    } else {
+        let parent = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let parent = parent.canonicalize().map_err(|e| input_error(path, e))?;
+        parent.join(path.file_name().expect("a file has a name"))
+    };
+    for root in roots {
+        if let Ok(rel) = canonical.strip_prefix(&root.canonical) {
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            return Ok(Some((root, rel.join("/"))));
+        }
+    }
+    Ok(None)
+}
+
+fn outside_roots(p: &str, roots: &[Root], given: bool) -> Error {
+    let shown: Vec<String> = roots
+        .iter()
+        .map(|r| r.shown.display().to_string())
+        .collect();
+    let which = if given {
+        format!(
+            "the import root{} {}",
+            if shown.len() == 1 { "" } else { "s" },
+            shown.join(", ")
+        )
+    } else {
+        "the current directory, the default import root".into()
+    };
+    Error::InvalidInput(format!(
+        "{p}: outside {which}; files are stored at their path relative to an import root, which is their import path (as with protoc's -I): give -I/--root DIR naming the directory that imports are relative to"
+    ))
+}
+
+/// Files and directories as `push` and `check` take them, named like
+/// protoc names them. A file is named by its path relative to the first
+/// import root (`opts.roots`, else the current directory) that holds it,
+/// and refused when none does, so its import path never silently changes.
+/// A directory contributes its `.proto` files at their paths relative to
+/// the root holding it, or, with no root given, relative to the directory
+/// itself. Symbolic links are checked against the root they were found
+/// under.
 pub fn collect(paths: &[String], opts: &ReadOptions) -> Result<Vec<SourceFile>> {
+    let given = !opts.roots.is_empty();
+    let roots: Vec<Root> = if given {
+        opts.roots
+            .iter()
+            .map(|r| {
+                if r.is_dir() {
+                    Root::new(r, opts)
+                } else {
+                    Err(Error::InvalidInput(format!(
+                        "-I/--root {}: not a directory",
+                        r.display()
+                    )))
+                }
+            })
+            .collect::<Result<_>>()?
+    } else {
+        vec![Root::new(Path::new("."), opts)?]
+    };
     let mut out = Vec::new();
     for p in paths {
-        let path = Path::new(p);
+        let mut path = PathBuf::from(p);
+        if given && path.is_relative() && !path.exists() {
+            // As protoc: a relative argument not found here may name a
+            // file by its import path under a root (`-I proto shop/a.proto`).
+            if let Some(r) = opts.roots.iter().map(|r| r.join(p)).find(|c| c.exists()) {
+                path = r;
+            }
+        }
+        let path = path.as_path();
         if path.is_dir() {
-            out.extend(read_dir(path, opts)?);
+            if !given {
+                out.extend(read_dir(path, opts)?);
+                continue;
+            }
+            let Some((root, prefix)) = under_root(path, &roots)? else {
+                return Err(outside_roots(p, &roots, given));
+            };
+            let mut walk = Walk {
+                root,
+                stack: Vec::new(),
+                files: Vec::new(),
+            };
+            walk.dir(path, &prefix)?;
+            if walk.files.is_empty() {
+                return Err(Error::InvalidInput(format!("no .proto files under {p}")));
+            }
+            for (path, import) in walk.files {
+                out.push(read(&path, import)?);
+            }
         } else if path.is_file() {
             if !is_proto(path) {
                 return Err(Error::InvalidInput(format!("{p} is not a .proto file")));
             }
+            let Some((root, import)) = under_root(path, &roots)? else {
+                return Err(outside_roots(p, &roots, given));
+            };
             if fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) {
-                let parent = path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                Root::new(parent, opts)?.check_link(path)?;
+                root.check_link(path)?;
             }
-            let name = path
-                .file_name()
-                .expect("a file has a name")
-                .to_string_lossy()
-                .into_owned();
-            out.push(read(path, name)?);
+            out.push(read(path, import)?);
         } else {
             return Err(Error::InvalidInput(format!(
                 "{p}: no such file or directory"
@@ -369,6 +460,7 @@ mod tests {
         );
         let follow = ReadOptions {
             follow_symlinks: true,
+            ..Default::default()
         };
         assert_eq!(
             names(&read_dir(&root, &follow).unwrap()),
@@ -384,9 +476,13 @@ mod tests {
             read_dir(&root, &ReadOptions::default()),
             &["l.proto", "s.proto"],
         );
-        // As a push argument, too.
+        // As a push argument, too (under its import root).
         let arg = root.join("l.proto").display().to_string();
-        refused(collect(&[arg], &ReadOptions::default()), &["l.proto"]);
+        let rooted = ReadOptions {
+            roots: vec![root.clone()],
+            ..Default::default()
+        };
+        refused(collect(&[arg], &rooted), &["l.proto", "outside"]);
     }
 
     #[test]
@@ -395,11 +491,16 @@ mod tests {
         symlink(outside.join("secret.txt"), root.join("a/y.proto")).unwrap();
         let follow = ReadOptions {
             follow_symlinks: true,
+            ..Default::default()
         };
         refused(read_dir(&root, &follow), &["y.proto", "not a .proto file"]);
         fs::write(root.join("notes.txt"), b"TOPSECRET").unwrap();
         symlink(root.join("notes.txt"), root.join("n.proto")).unwrap();
         let arg = root.join("n.proto").display().to_string();
+        let follow = ReadOptions {
+            roots: vec![root.clone()],
+            ..follow
+        };
         refused(collect(&[arg], &follow), &["not a .proto file"]);
     }
 

@@ -50,6 +50,27 @@ impl InputArgs {
     fn options(&self) -> protoshelf::inputs::ReadOptions {
         protoshelf::inputs::ReadOptions {
             follow_symlinks: self.follow_symlinks,
+            ..Default::default()
+        }
+    }
+}
+
+/// Import roots of `push` and `check`, as protoc's `-I`.
+#[derive(clap::Args)]
+pub struct RootArgs {
+    /// Import root, repeatable (as protoc's -I/--proto_path): each file or
+    /// directory argument is stored at its path relative to the first root
+    /// holding it, and refused outside every root. Default: files relative
+    /// to the current directory, a directory relative to itself.
+    #[arg(short = 'I', long = "root", value_name = "DIR")]
+    roots: Vec<std::path::PathBuf>,
+}
+
+impl RootArgs {
+    fn options(&self, input: &InputArgs) -> protoshelf::inputs::ReadOptions {
+        protoshelf::inputs::ReadOptions {
+            roots: self.roots.clone(),
+            ..input.options()
         }
     }
 }
@@ -57,7 +78,7 @@ impl InputArgs {
 #[derive(clap::Args)]
 pub struct PushArgs {
     /// [NAMESPACE] SCHEMA PATH...: .proto files and directories.
-    #[arg(required = true, num_args = 2.., value_name = "ARGS")]
+    #[arg(required = true, num_args = 1.., value_name = "ARGS")]
     args: Vec<String>,
     /// Promote right after staging.
     #[arg(long)]
@@ -75,6 +96,8 @@ pub struct PushArgs {
     /// store when there is none.
     #[arg(long)]
     create: bool,
+    #[command(flatten)]
+    roots: RootArgs,
     #[command(flatten)]
     input: InputArgs,
     #[command(flatten)]
@@ -119,11 +142,13 @@ pub struct LoadArgs {
 #[derive(clap::Args)]
 pub struct CheckArgs {
     /// [NAMESPACE] SCHEMA PATH...
-    #[arg(required = true, num_args = 2.., value_name = "ARGS")]
+    #[arg(required = true, num_args = 1.., value_name = "ARGS")]
     args: Vec<String>,
     /// Allow files at well-known-type paths (google/protobuf/...).
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    roots: RootArgs,
     #[command(flatten)]
     input: InputArgs,
     #[command(flatten)]
@@ -201,7 +226,7 @@ pub fn fmt_version(v: Option<u64>) -> String {
 pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let schema = rest[0].clone();
-    let files = protoshelf::inputs::collect(&rest[1..], &a.input.options())?;
+    let files = protoshelf::inputs::collect(&rest[1..], &a.roots.options(&a.input))?;
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
     if a.create {
         create_namespace(&registry, &ns).await?;
@@ -318,7 +343,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
 
 pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
-    let files = protoshelf::inputs::collect(&rest[1..], &a.input.options())?;
+    let files = protoshelf::inputs::collect(&rest[1..], &a.roots.options(&a.input))?;
     let registry = a.compile.registry(ctx, false).await?;
     let report = registry
         .check(&ns, &rest[0], files, a.force)

@@ -153,10 +153,11 @@ async fn missing_store_is_refused(backend: Backend) {
         Backend::S3 => vec![c.url.clone()],
         _ => vec![empty_dir.clone(), missing_dir.clone()],
     };
-    let proto = c.file(
+    c.file(
         "p/a.proto",
         b"syntax = \"proto3\";\npackage a;\nmessage A {}\n",
     );
+    let proto = c.dir("p");
     let reads: [&[&str]; 13] = [
         &["namespace", "list"],
         &["namespace", "info", "shop"],

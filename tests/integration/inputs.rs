@@ -186,6 +186,125 @@ async fn out_never_writes_through_a_link(backend: Backend) {
     );
 }
 
+/// The paths of the schema's staged (else current) version.
+fn stored_paths(b: &Bin, schema: &str) -> Vec<String> {
+    let files: serde_json::Value =
+        serde_json::from_str(&b.ok(&["schema", "source", "ns", schema, "-o", "json"])).unwrap();
+    let mut paths: Vec<String> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// `push`/`check` name files as protoc does: by their path relative to an
+/// import root (`-I`, else the current directory), never by their file
+/// name alone; a directory without `-I` is its own root; an argument
+/// outside every root is refused and nothing is written.
+async fn import_roots(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    let order = "syntax = \"proto3\";\npackage shop.orders;\nmessage Order {}\n";
+    let item = "syntax = \"proto3\";\npackage shop.orders;\nimport \"shop/orders/order.proto\";\nmessage Item { Order order = 1; }\n";
+    b.write("proto/shop/orders/order.proto", order);
+    b.write("proto/shop/orders/item.proto", item);
+    b.write(
+        "elsewhere/e.proto",
+        "syntax = \"proto3\";\npackage e;\nmessage E {}\n",
+    );
+    let both = [
+        "proto/shop/orders/item.proto",
+        "proto/shop/orders/order.proto",
+    ];
+
+    // A file relative to the current directory (the default root): its
+    // whole relative path, so the import of its sibling resolves.
+    b.ok(&["push", "ns", "a", both[1]]);
+    assert_eq!(stored_paths(&b, "a"), ["proto/shop/orders/order.proto"]);
+    // Named so, item.proto's import of shop/orders/order.proto is missing.
+    b.refused(
+        &["check", "ns", "a", both[0], both[1]],
+        &["import 'shop/orders/order.proto' not found"],
+    );
+    b.ok(&["discard", "ns"]);
+    // With -I: relative to the root, given as a path from here, as an
+    // absolute path, or as the import path under the root; -I may follow.
+    let abs = b.path("proto/shop/orders/order.proto");
+    for args in [
+        vec!["push", "ns", "s", "-I", "proto", both[0], both[1]],
+        vec![
+            "push",
+            "ns",
+            "s",
+            "--root",
+            "proto",
+            "shop/orders/item.proto",
+            s(&abs),
+        ],
+        vec!["push", "ns", "s", "proto/shop", "-I", "proto"],
+    ] {
+        b.ok(&args);
+        assert_eq!(
+            stored_paths(&b, "s"),
+            ["shop/orders/item.proto", "shop/orders/order.proto"],
+            "{args:?}"
+        );
+        b.ok(&["discard", "ns"]);
+    }
+    // check reads the same way: compiles only with the right import paths.
+    b.ok(&["check", "ns", "s", "-I", "proto", both[0], both[1]]);
+    // A directory without -I is its own root, as before.
+    b.ok(&["push", "ns", "d", "proto"]);
+    assert_eq!(
+        stored_paths(&b, "d"),
+        ["shop/orders/item.proto", "shop/orders/order.proto"]
+    );
+    b.ok(&["discard", "ns"]);
+    // The first root holding a file names it.
+    b.ok(&[
+        "push",
+        "ns",
+        "r",
+        "-I",
+        "proto/shop",
+        "-I",
+        "proto",
+        both[1],
+    ]);
+    assert_eq!(stored_paths(&b, "r"), ["orders/order.proto"]);
+    b.ok(&["discard", "ns"]);
+
+    // Outside every root: refused, naming -I, and nothing is written.
+    let before = b.content().await;
+    let outside = b.path("elsewhere/e.proto");
+    let scratch = tempfile::tempdir().unwrap();
+    let far = scratch.path().join("far.proto");
+    std::fs::write(&far, "syntax = \"proto3\";\npackage far;\nmessage F {}\n").unwrap();
+    for cmd in ["push", "check"] {
+        b.refused(
+            &[cmd, "ns", "x", s(&far)],
+            &["far.proto", "outside the current directory", "-I/--root"],
+        );
+        b.refused(
+            &[cmd, "ns", "x", "-I", "proto", s(&outside)],
+            &["e.proto", "outside the import root proto", "-I/--root"],
+        );
+        b.refused(
+            &[cmd, "ns", "x", "-I", "proto", "elsewhere"],
+            &["elsewhere: outside the import root proto"],
+        );
+        b.refused(
+            &[cmd, "ns", "x", "-I", "nope", both[0]],
+            &["-I/--root nope: not a directory"],
+        );
+    }
+    assert_eq!(b.content().await, before, "a refused push wrote");
+}
+
 macro_rules! local_and_s3 {
     ($($name:ident),* $(,)?) => {
         mod local { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
@@ -197,7 +316,11 @@ macro_rules! local_and_s3 {
     };
 }
 
-local_and_s3!(links_stay_inside_the_tree, out_never_writes_through_a_link);
+local_and_s3!(
+    links_stay_inside_the_tree,
+    out_never_writes_through_a_link,
+    import_roots
+);
 
 /// IDs, paths and packages at the longest every backend stores, and one
 /// byte more, through the library on memory, local directory and S3.
