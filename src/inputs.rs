@@ -157,6 +157,17 @@ impl Walk<'_> {
 /// (`/`-separated), sorted. Symbolic links are followed while they resolve
 /// inside `dir` (or anywhere with [`ReadOptions::follow_symlinks`]).
 pub fn read_dir(dir: &Path, opts: &ReadOptions) -> Result<Vec<SourceFile>> {
+    read_dir_where(dir, opts, |_| true)
+}
+
+/// [`read_dir`], reading only the files whose path relative to `dir`
+/// `keep` accepts: the others are never opened. Empty when `keep`
+/// refuses every file; an error when there is no `.proto` file at all.
+pub fn read_dir_where(
+    dir: &Path,
+    opts: &ReadOptions,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<SourceFile>> {
     let root = Root::new(dir, opts)?;
     let mut walk = Walk {
         root: &root,
@@ -172,8 +183,70 @@ pub fn read_dir(dir: &Path, opts: &ReadOptions) -> Result<Vec<SourceFile>> {
     }
     walk.files
         .into_iter()
+        .filter(|(_, import)| keep(import))
         .map(|(path, import)| read(&path, import))
         .collect()
+}
+
+/// Which paths of a tree `load` publishes: `--include` and `--exclude`
+/// globs on the path relative to the tree's root, where `*` stays within
+/// one directory and `**` crosses them. A glob also matches every file
+/// under a directory it matches (`--exclude vendor`).
+#[derive(Debug, Clone, Default)]
+pub struct PathFilter {
+    include: Option<globset::GlobSet>,
+    exclude: Option<globset::GlobSet>,
+}
+
+fn glob_set(flag: &str, globs: &[String]) -> Result<Option<globset::GlobSet>> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut set = globset::GlobSetBuilder::new();
+    for g in globs {
+        let glob = globset::GlobBuilder::new(g.trim_end_matches('/'))
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("{flag} {g:?}: {e}")))?;
+        set.add(glob);
+    }
+    set.build()
+        .map(Some)
+        .map_err(|e| Error::InvalidInput(format!("{flag}: {e}")))
+}
+
+impl PathFilter {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<PathFilter> {
+        Ok(PathFilter {
+            include: glob_set("--include", include)?,
+            exclude: glob_set("--exclude", exclude)?,
+        })
+    }
+
+    /// Whether any filter was given.
+    pub fn is_set(&self) -> bool {
+        self.include.is_some() || self.exclude.is_some()
+    }
+
+    /// Whether `set` matches `path` or one of its parent directories.
+    fn hits(set: &globset::GlobSet, path: &str) -> bool {
+        let mut prefix = path;
+        loop {
+            if set.is_match(prefix) {
+                return true;
+            }
+            match prefix.rsplit_once('/') {
+                Some((parent, _)) => prefix = parent,
+                None => return false,
+            }
+        }
+    }
+
+    /// Whether the file at `path` (relative to the root) is published.
+    pub fn keeps(&self, path: &str) -> bool {
+        self.include.as_ref().is_none_or(|s| Self::hits(s, path))
+            && !self.exclude.as_ref().is_some_and(|s| Self::hits(s, path))
+    }
 }
 
 /// Where a file or directory argument sits under an import root: the
@@ -513,6 +586,35 @@ mod tests {
             names(&read_dir(&root, &ReadOptions::default()).unwrap()),
             ["a/x.proto", "b/x.proto", "y.proto"]
         );
+    }
+
+    #[test]
+    fn path_filters_match_files_and_directories() {
+        let none = PathFilter::new(&[], &[]).unwrap();
+        assert!(!none.is_set() && none.keeps("a/b.proto"));
+        let f = PathFilter::new(
+            &["google/**".into(), "top.proto".into()],
+            &["google/api/expr".into(), "**/*_test.proto".into()],
+        )
+        .unwrap();
+        assert!(f.keeps("google/type/date.proto"));
+        assert!(f.keeps("top.proto"));
+        assert!(
+            !f.keeps("other/top.proto"),
+            "* and names stay in their directory"
+        );
+        assert!(
+            !f.keeps("google/api/expr/v1/syntax.proto"),
+            "a matched directory excludes its files"
+        );
+        assert!(f.keeps("google/api/expression.proto"));
+        assert!(!f.keeps("google/type/date_test.proto"));
+        let star = PathFilter::new(&["*.proto".into()], &[]).unwrap();
+        assert!(star.keeps("a.proto") && !star.keeps("d/a.proto"));
+        let msg = PathFilter::new(&["a[".into()], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("--include \"a[\""), "{msg}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `protoshelf push`, `load` and `check`.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use protoshelf::registry::{BatchMember, Limits, PublishOptions, Published, Registry};
@@ -129,6 +129,18 @@ pub struct LoadArgs {
     /// Recorded as the versions' author [default: $USER].
     #[arg(long, value_name = "WHO")]
     created_by: Option<String>,
+    /// Metadata of every version loaded, repeatable.
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    metadata: Vec<(String, String)>,
+    /// Publish only files whose path relative to DIR matches, repeatable
+    /// (`*` within a directory, `**` across; a matched directory includes
+    /// its files), e.g. 'google/type/**'.
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Leave out files whose path relative to DIR matches, repeatable (as
+    /// --include; wins over it), e.g. '**/*_test.proto' or 'vendor'.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
     /// Create the namespace (policy strict) when it does not exist, and the
     /// store when there is none.
     #[arg(long)]
@@ -282,8 +294,42 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
     let root_name = root_name.unwrap_or_else(|| "root".into());
+    let filter = protoshelf::inputs::PathFilter::new(&a.include, &a.exclude)?;
+    // The well-known types are served by protoshelf itself: a vendored
+    // copy (googleapis-style trees carry one) is skipped before it is
+    // read, unless --force publishes it on purpose.
+    let skipped_wkt = std::cell::Cell::new(0usize);
+    let files = protoshelf::inputs::read_dir_where(dir, &a.input.options(), |path| {
+        if !filter.keeps(path) {
+            return false;
+        }
+        if !a.force && protoshelf::registry::limits::is_well_known(path) {
+            skipped_wkt.set(skipped_wkt.get() + 1);
+            return false;
+        }
+        true
+    })?;
+    if skipped_wkt.get() > 0 {
+        let n = skipped_wkt.get();
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: skipped {n} file{} under google/protobuf/ (the well-known types, which protoshelf provides; imports of them resolve); give --force to publish them anyway",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    if files.is_empty() {
+        let why = match (filter.is_set(), skipped_wkt.get() > 0) {
+            (true, true) => " match the --include/--exclude given outside google/protobuf/",
+            (true, false) => " match the --include/--exclude given",
+            _ => " outside google/protobuf/",
+        };
+        return Err(Error::InvalidInput(format!(
+            "no .proto files under {}{why}",
+            dir.display()
+        )));
+    }
     let mut groups: BTreeMap<String, Vec<_>> = BTreeMap::new();
-    for f in protoshelf::inputs::read_dir(dir, &a.input.options())? {
+    for f in files {
         let key = match a.group_by {
             GroupBy::Dir => {
                 schema_id_for(f.path.rsplit_once('/').map_or("", |(d, _)| d), &root_name)
@@ -324,8 +370,8 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
     let opts = PublishOptions {
         force: a.force,
         created_by: a.created_by,
+        metadata: a.metadata.into_iter().collect(),
         progress,
-        ..Default::default()
     };
     let result = registry.publish_many(&ns, members, opts).await;
     if let Some(bar) = &bar {

@@ -305,6 +305,123 @@ async fn import_roots(backend: Backend) {
     assert_eq!(b.content().await, before, "a refused push wrote");
 }
 
+/// `load` of a googleapis-style tree: the vendored well-known types under
+/// google/protobuf/ are skipped with a note (imports of them resolve),
+/// `--include`/`--exclude` pick files by path relative to the tree, and
+/// `--metadata` is recorded on every version.
+async fn load_filters(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    b.write(
+        "apis/google/protobuf/duration.proto",
+        "syntax = \"proto3\";\npackage google.protobuf;\nmessage Duration { int64 seconds = 1; int32 nanos = 2; }\n",
+    );
+    b.write(
+        "apis/google/protobuf/timestamp.proto",
+        "syntax = \"proto3\";\npackage google.protobuf;\nmessage Timestamp { int64 seconds = 1; int32 nanos = 2; }\n",
+    );
+    b.write(
+        "apis/google/type/interval.proto",
+        "syntax = \"proto3\";\npackage google.type;\nimport \"google/protobuf/timestamp.proto\";\nmessage Interval { google.protobuf.Timestamp start_time = 1; }\n",
+    );
+    b.write(
+        "apis/google/api/http.proto",
+        "syntax = \"proto3\";\npackage google.api;\nmessage Http {}\n",
+    );
+    b.write(
+        "apis/google/api/http_test.proto",
+        "syntax = \"proto3\";\npackage google.api.test;\nmessage T {}\n",
+    );
+    b.write(
+        "apis/vendor/v.proto",
+        "syntax = \"proto3\";\npackage vendor;\nmessage V {}\n",
+    );
+    let schemas = |b: &Bin| -> Vec<String> {
+        let list: serde_json::Value =
+            serde_json::from_str(&b.ok(&["schema", "list", "ns", "-o", "json"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["schema_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Filters: included trees, less the excluded files and directories.
+    let out = b.run(&[
+        "load",
+        "ns",
+        "apis",
+        "--include",
+        "google/api/**",
+        "--include",
+        "vendor",
+        "--exclude",
+        "**/*_test.proto",
+        "--metadata",
+        "commit=abc123",
+        "--metadata",
+        "by=ci",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("google/protobuf"),
+        "nothing under google/protobuf/ was considered"
+    );
+    assert_eq!(schemas(&b), ["google.api", "vendor"]);
+    assert_eq!(stored_paths(&b, "google.api"), ["google/api/http.proto"]);
+    let store = protoshelf::ObjStore::open(&b.url).await.unwrap();
+    for schema in ["google.api", "vendor"] {
+        let v = store.get_version("ns", schema, 1).await.unwrap();
+        assert_eq!(v.metadata["commit"], "abc123", "{schema}");
+        assert_eq!(v.metadata["by"], "ci", "{schema}");
+    }
+    b.ok(&["discard", "ns"]);
+
+    // The whole tree: google/protobuf/ is skipped with a note, and the
+    // file importing google/protobuf/timestamp.proto compiles against the
+    // types protoshelf provides.
+    let out = b.run(&[
+        "load",
+        "ns",
+        "apis",
+        "--exclude",
+        "google/api/http_test.proto",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("note: skipped 2 files under google/protobuf/")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(schemas(&b), ["google.api", "google.type", "vendor"]);
+    b.ok(&["discard", "ns"]);
+
+    // Nothing left to publish, and bad globs: exit 1, nothing written.
+    let before = b.content().await;
+    b.refused(
+        &["load", "ns", "apis", "--include", "nothing/**"],
+        &["no .proto files under apis match the --include/--exclude given"],
+    );
+    b.refused(
+        &["load", "ns", "apis", "--include", "google/protobuf/**"],
+        &[
+            "note: skipped 2 files",
+            "no .proto files under apis match the --include/--exclude given outside google/protobuf/",
+        ],
+    );
+    b.refused(
+        &["load", "ns", "apis", "--exclude", "a[b"],
+        &["--exclude \"a[b\""],
+    );
+    assert_eq!(b.content().await, before, "a refused load wrote");
+}
+
 macro_rules! local_and_s3 {
     ($($name:ident),* $(,)?) => {
         mod local { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
@@ -319,7 +436,8 @@ macro_rules! local_and_s3 {
 local_and_s3!(
     links_stay_inside_the_tree,
     out_never_writes_through_a_link,
-    import_roots
+    import_roots,
+    load_filters,
 );
 
 /// IDs, paths and packages at the longest every backend stores, and one
