@@ -422,6 +422,45 @@ async fn load_filters(backend: Backend) {
     assert_eq!(b.content().await, before, "a refused load wrote");
 }
 
+/// `schema descriptor --out` says what it wrote: path, bytes and files on
+/// stderr, or as JSON on stdout with -o json.
+async fn descriptor_out_reports(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    b.write("p/a/a.proto", "syntax = \"proto3\";\npackage a;\nimport \"google/protobuf/timestamp.proto\";\nmessage A { google.protobuf.Timestamp t = 1; }\n");
+    b.ok(&["push", "ns", "s", "p"]);
+    let out = b.run(&["schema", "descriptor", "ns", "s", "--out", "d.pb"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let bytes = std::fs::metadata(b.path("d.pb")).unwrap().len();
+    assert!(
+        stderr.contains(&format!(
+            "wrote d.pb: {bytes} bytes, a FileDescriptorSet of 2 files (ns/s version 1"
+        )),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&b.ok(&[
+        "-o",
+        "json",
+        "schema",
+        "descriptor",
+        "ns",
+        "s",
+        "--out",
+        "e.pb",
+    ]))
+    .unwrap();
+    assert_eq!(json["out"], "e.pb");
+    assert_eq!(json["bytes"], bytes);
+    assert_eq!(json["version"], 1);
+    assert_eq!(
+        json["files"],
+        serde_json::json!(["google/protobuf/timestamp.proto", "a/a.proto"])
+    );
+}
+
 macro_rules! local_and_s3 {
     ($($name:ident),* $(,)?) => {
         mod local { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
@@ -438,6 +477,7 @@ local_and_s3!(
     out_never_writes_through_a_link,
     import_roots,
     load_filters,
+    descriptor_out_reports,
 );
 
 /// IDs, paths and packages at the longest every backend stores, and one
