@@ -157,17 +157,29 @@ impl Walk<'_> {
 /// (`/`-separated), sorted. Symbolic links are followed while they resolve
 /// inside `dir` (or anywhere with [`ReadOptions::follow_symlinks`]).
 pub fn read_dir(dir: &Path, opts: &ReadOptions) -> Result<Vec<SourceFile>> {
-    read_dir_where(dir, opts, |_| true)
+    list_dir(dir, opts)?.iter().map(Listed::read).collect()
 }
 
-/// [`read_dir`], reading only the files whose path relative to `dir`
-/// `keep` accepts: the others are never opened. Empty when `keep`
-/// refuses every file; an error when there is no `.proto` file at all.
-pub fn read_dir_where(
-    dir: &Path,
-    opts: &ReadOptions,
-    keep: impl Fn(&str) -> bool,
-) -> Result<Vec<SourceFile>> {
+/// A `.proto` file found under a directory, not read yet.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Where it is on disk.
+    pub path: PathBuf,
+    /// Its path relative to the directory listed: its import path.
+    pub import: String,
+}
+
+impl Listed {
+    pub fn read(&self) -> Result<SourceFile> {
+        read(&self.path, self.import.clone())
+    }
+}
+
+/// What [`read_dir`] would read, without reading it (symbolic links are
+/// checked as it checks them): a caller can leave files out before they
+/// are opened, and tell its progress while reading. An error when there
+/// is no `.proto` file.
+pub fn list_dir(dir: &Path, opts: &ReadOptions) -> Result<Vec<Listed>> {
     let root = Root::new(dir, opts)?;
     let mut walk = Walk {
         root: &root,
@@ -181,11 +193,11 @@ pub fn read_dir_where(
             dir.display()
         )));
     }
-    walk.files
+    Ok(walk
+        .files
         .into_iter()
-        .filter(|(_, import)| keep(import))
-        .map(|(path, import)| read(&path, import))
-        .collect()
+        .map(|(path, import)| Listed { path, import })
+        .collect())
 }
 
 /// Which paths of a tree `load` publishes: `--include` and `--exclude`

@@ -12,6 +12,7 @@ mod init;
 mod maintenance;
 mod mount;
 mod namespace;
+mod progress;
 mod publish;
 mod schema;
 mod serve;

@@ -1,7 +1,7 @@
 //! `protoshelf push`, `load` and `check`.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 
 use protoshelf::registry::{BatchMember, Limits, PublishOptions, Published, Registry};
@@ -145,6 +145,9 @@ pub struct LoadArgs {
     /// store when there is none.
     #[arg(long)]
     create: bool,
+    /// No progress on stderr (a bar on a terminal, else a line per phase).
+    #[arg(short, long)]
+    quiet: bool,
     #[command(flatten)]
     input: InputArgs,
     #[command(flatten)]
@@ -298,27 +301,26 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
     // The well-known types are served by protoshelf itself: a vendored
     // copy (googleapis-style trees carry one) is skipped before it is
     // read, unless --force publishes it on purpose.
-    let skipped_wkt = std::cell::Cell::new(0usize);
-    let files = protoshelf::inputs::read_dir_where(dir, &a.input.options(), |path| {
-        if !filter.keeps(path) {
-            return false;
-        }
-        if !a.force && protoshelf::registry::limits::is_well_known(path) {
-            skipped_wkt.set(skipped_wkt.get() + 1);
-            return false;
-        }
-        true
-    })?;
-    if skipped_wkt.get() > 0 {
-        let n = skipped_wkt.get();
+    let mut skipped_wkt = 0usize;
+    let listed: Vec<_> = protoshelf::inputs::list_dir(dir, &a.input.options())?
+        .into_iter()
+        .filter(|f| filter.keeps(&f.import))
+        .filter(|f| {
+            let wkt = !a.force && protoshelf::registry::limits::is_well_known(&f.import);
+            skipped_wkt += usize::from(wkt);
+            !wkt
+        })
+        .collect();
+    if skipped_wkt > 0 {
+        let n = skipped_wkt;
         let _ = writeln!(
             std::io::stderr(),
             "note: skipped {n} file{} under google/protobuf/ (the well-known types, which protoshelf provides; imports of them resolve); give --force to publish them anyway",
             if n == 1 { "" } else { "s" }
         );
     }
-    if files.is_empty() {
-        let why = match (filter.is_set(), skipped_wkt.get() > 0) {
+    if listed.is_empty() {
+        let why = match (filter.is_set(), skipped_wkt > 0) {
             (true, true) => " match the --include/--exclude given outside google/protobuf/",
             (true, false) => " match the --include/--exclude given",
             _ => " outside google/protobuf/",
@@ -327,6 +329,16 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
             "no .proto files under {}{why}",
             dir.display()
         )));
+    }
+    let reporter = super::progress::Reporter::new("load", a.quiet);
+    let mut files = Vec::with_capacity(listed.len());
+    let mut bytes = 0u64;
+    reporter.reading(0, listed.len(), 0);
+    for l in &listed {
+        let f = l.read()?;
+        bytes += f.content.len() as u64;
+        files.push(f);
+        reporter.reading(files.len(), listed.len(), bytes);
     }
     let mut groups: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for f in files {
@@ -342,31 +354,11 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         .into_iter()
         .map(|(schema_id, files)| BatchMember { schema_id, files })
         .collect();
-    let count: usize = members.iter().map(|m| m.files.len()).sum();
-    // A bar on a terminal: versions stored out of versions to store.
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(members.len() as u64);
-        let style = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {pos}/{len} schemas ({elapsed})",
-        )
-        .expect("valid template")
-        .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_message(format!("compiling {count} files into {ns}"));
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        bar
-    });
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
     if a.create {
         create_namespace(&registry, &ns).await?;
     }
-    let progress = bar.clone().map(|bar| {
-        protoshelf::registry::Progress(std::sync::Arc::new(move |done, total| {
-            bar.set_message("storing versions".to_string());
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        }))
-    });
+    let progress = reporter.publish_progress();
     let opts = PublishOptions {
         force: a.force,
         created_by: a.created_by,
@@ -374,9 +366,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         progress,
     };
     let result = registry.publish_many(&ns, members, opts).await;
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    reporter.finish();
     let published = result.map_err(|e| ctx.namespace_hint(e, &ns, Some("--create")))?;
     let promoted = if a.promote {
         Some(registry.promote(&ns, false).await?)

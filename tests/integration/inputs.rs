@@ -461,6 +461,55 @@ async fn descriptor_out_reports(backend: Backend) {
     );
 }
 
+/// Without a terminal (stderr is a pipe here), `load` prints one plain line
+/// per phase: reading (files, bytes), compiling (schemas), storing
+/// (versions); `--quiet` prints none.
+async fn load_progress_without_a_terminal(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    b.write(
+        "t/a/a.proto",
+        "syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    b.write(
+        "t/b/b.proto",
+        "syntax = \"proto3\";\npackage b;\nimport \"a/a.proto\";\nmessage B { a.A a = 1; }\n",
+    );
+    let bytes: u64 = ["t/a/a.proto", "t/b/b.proto"]
+        .iter()
+        .map(|p| std::fs::metadata(b.path(p)).unwrap().len())
+        .sum();
+    let out = b.run(&["load", "ns", "t"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "load: reading 0/2 files, 0 B".to_string(),
+            format!("load: reading 2/2 files, {bytes} B"),
+            "load: compiling 0/2 schemas".into(),
+            "load: compiling 2/2 schemas".into(),
+            "load: storing 0/2 versions".into(),
+            "load: storing 2/2 versions".into(),
+        ]
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "no escapes without a terminal: {stderr}"
+    );
+    b.ok(&["discard", "ns"]);
+    let out = b.run(&["load", "ns", "t", "--quiet"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "--quiet");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ns/b: staged version"));
+}
+
 macro_rules! local_and_s3 {
     ($($name:ident),* $(,)?) => {
         mod local { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
@@ -478,6 +527,7 @@ local_and_s3!(
     import_roots,
     load_filters,
     descriptor_out_reports,
+    load_progress_without_a_terminal,
 );
 
 /// IDs, paths and packages at the longest every backend stores, and one
