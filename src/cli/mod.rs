@@ -384,13 +384,19 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    // fuser warns when it unmounts a mount already unmounted from outside
-    // (fusermount3 -u), which is the normal way to stop `mount`.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default},fuser::mnt=error"))
-    });
+    // fuser warns about every request protoshelf leaves unimplemented
+    // (getxattr, poll: `ls -la` and buf send them; the kernel gets ENOSYS,
+    // the right answer) and when it unmounts a mount already unmounted
+    // from outside (fusermount3 -u, the normal way to stop `mount`): only
+    // its errors are shown, unless RUST_LOG asks for more.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},fuser=error")));
+    // Colours only on a terminal: log files and pipes get plain text.
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 }

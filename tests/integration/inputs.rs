@@ -510,6 +510,26 @@ async fn load_progress_without_a_terminal(backend: Backend) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ns/b: staged version"));
 }
 
+/// `-vv` into a pipe: plain text (no ANSI colours), and requests named by
+/// their key, not by Rust's Debug form (`Some(Path { raw: .. })`).
+async fn verbose_logs_are_plain(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    let out = b.run(&["-vv", "schema", "list", "ns"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("LIST ") && stderr.contains("ns/ns/schemas"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "ANSI escapes into a pipe: {stderr}"
+    );
+    assert!(!stderr.contains("Path {"), "Debug internals: {stderr}");
+}
+
 macro_rules! local_and_s3 {
     ($($name:ident),* $(,)?) => {
         mod local { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
@@ -528,6 +548,7 @@ local_and_s3!(
     load_filters,
     descriptor_out_reports,
     load_progress_without_a_terminal,
+    verbose_logs_are_plain,
 );
 
 /// IDs, paths and packages at the longest every backend stores, and one
