@@ -121,7 +121,7 @@ cli_total=0
 for i in $(seq 1 "$REGS"); do
   printf 'syntax = "proto3";\npackage clibench;\nmessage Event {\n  string id = 1;\n  string f%s = 2;\n}\n' "c$i" >"$WORK/event.proto"
   t0="$(ms)"
-  "$BIN" --store "$STORE" push cli-bench event "$WORK/event.proto" --promote >/dev/null
+  "$BIN" --store "$STORE" push cli-bench event -I "$WORK" "$WORK/event.proto" --promote >/dev/null
   cli_total=$((cli_total + $(ms) - t0))
 done
 reg_ms="$(python3 -c "print(f'{$reg_total/$REGS/1e6:.1f}')")"

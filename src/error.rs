@@ -125,7 +125,10 @@ impl Error {
             text.push_str(&c.to_string());
             cause = c.source();
         }
-        if text.contains("/latest/api/token") || text.contains("/latest/meta-data/iam") {
+        if text.contains("/latest/api/token")
+            || text.contains("/latest/meta-data/iam")
+            || text.contains(crate::objstore::aws::AWS_CHAIN_FAILED)
+        {
             Some(StorageProblem::NoCredentials)
         } else if text.contains("<Code>NoSuchBucket</Code>") {
             Some(StorageProblem::NoSuchBucket)

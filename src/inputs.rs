@@ -21,6 +21,9 @@ use crate::registry::{Limits, SourceFile};
 pub struct ReadOptions {
     /// Read symbolic links that resolve outside the root too.
     pub follow_symlinks: bool,
+    /// Import roots (`push -I`): file and directory arguments are named by
+    /// their path relative to the first that holds them.
+    pub roots: Vec<PathBuf>,
 }
 
 fn input_error(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -154,6 +157,29 @@ impl Walk<'_> {
 /// (`/`-separated), sorted. Symbolic links are followed while they resolve
 /// inside `dir` (or anywhere with [`ReadOptions::follow_symlinks`]).
 pub fn read_dir(dir: &Path, opts: &ReadOptions) -> Result<Vec<SourceFile>> {
+    list_dir(dir, opts)?.iter().map(Listed::read).collect()
+}
+
+/// A `.proto` file found under a directory, not read yet.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Where it is on disk.
+    pub path: PathBuf,
+    /// Its path relative to the directory listed: its import path.
+    pub import: String,
+}
+
+impl Listed {
+    pub fn read(&self) -> Result<SourceFile> {
+        read(&self.path, self.import.clone())
+    }
+}
+
+/// What [`read_dir`] would read, without reading it (symbolic links are
+/// checked as it checks them): a caller can leave files out before they
+/// are opened, and tell its progress while reading. An error when there
+/// is no `.proto` file.
+pub fn list_dir(dir: &Path, opts: &ReadOptions) -> Result<Vec<Listed>> {
     let root = Root::new(dir, opts)?;
     let mut walk = Walk {
         root: &root,
@@ -167,39 +193,189 @@ pub fn read_dir(dir: &Path, opts: &ReadOptions) -> Result<Vec<SourceFile>> {
             dir.display()
         )));
     }
-    walk.files
+    Ok(walk
+        .files
         .into_iter()
-        .map(|(path, import)| read(&path, import))
-        .collect()
+        .map(|(path, import)| Listed { path, import })
+        .collect())
 }
 
-/// Files and directories as `push` takes them: a directory contributes its
-/// `.proto` files at their paths relative to it; a file is named by its
-/// file name, and may be a link only to a `.proto` file in its own
-/// directory unless links are followed.
+/// Which paths of a tree `load` publishes: `--include` and `--exclude`
+/// globs on the path relative to the tree's root, where `*` stays within
+/// one directory and `**` crosses them. A glob also matches every file
+/// under a directory it matches (`--exclude vendor`).
+#[derive(Debug, Clone, Default)]
+pub struct PathFilter {
+    include: Option<globset::GlobSet>,
+    exclude: Option<globset::GlobSet>,
+}
+
+fn glob_set(flag: &str, globs: &[String]) -> Result<Option<globset::GlobSet>> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut set = globset::GlobSetBuilder::new();
+    for g in globs {
+        let glob = globset::GlobBuilder::new(g.trim_end_matches('/'))
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("{flag} {g:?}: {e}")))?;
+        set.add(glob);
+    }
+    set.build()
+        .map(Some)
+        .map_err(|e| Error::InvalidInput(format!("{flag}: {e}")))
+}
+
+impl PathFilter {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<PathFilter> {
+        Ok(PathFilter {
+            include: glob_set("--include", include)?,
+            exclude: glob_set("--exclude", exclude)?,
+        })
+    }
+
+    /// Whether any filter was given.
+    pub fn is_set(&self) -> bool {
+        self.include.is_some() || self.exclude.is_some()
+    }
+
+    /// Whether `set` matches `path` or one of its parent directories.
+    fn hits(set: &globset::GlobSet, path: &str) -> bool {
+        let mut prefix = path;
+        loop {
+            if set.is_match(prefix) {
+                return true;
+            }
+            match prefix.rsplit_once('/') {
+                Some((parent, _)) => prefix = parent,
+                None => return false,
+            }
+        }
+    }
+
+    /// Whether the file at `path` (relative to the root) is published.
+    pub fn keeps(&self, path: &str) -> bool {
+        self.include.as_ref().is_none_or(|s| Self::hits(s, path))
+            && !self.exclude.as_ref().is_some_and(|s| Self::hits(s, path))
+    }
+}
+
+/// Where a file or directory argument sits under an import root: the
+/// root it was found under and its `/`-separated path relative to it.
+fn under_root<'r>(path: &Path, roots: &'r [Root]) -> Result<Option<(&'r Root, String)>> {
+    // The parent is resolved, not the file itself: a file argument that is
+    // a link is named where it is (and its target checked like any link).
+    let canonical = if path.is_dir() {
+        path.canonicalize().map_err(|e| input_error(path, e))?
+    } else {
+        let parent = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let parent = parent.canonicalize().map_err(|e| input_error(path, e))?;
+        parent.join(path.file_name().expect("a file has a name"))
+    };
+    for root in roots {
+        if let Ok(rel) = canonical.strip_prefix(&root.canonical) {
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            return Ok(Some((root, rel.join("/"))));
+        }
+    }
+    Ok(None)
+}
+
+fn outside_roots(p: &str, roots: &[Root], given: bool) -> Error {
+    let shown: Vec<String> = roots
+        .iter()
+        .map(|r| r.shown.display().to_string())
+        .collect();
+    let which = if given {
+        format!(
+            "the import root{} {}",
+            if shown.len() == 1 { "" } else { "s" },
+            shown.join(", ")
+        )
+    } else {
+        "the current directory, the default import root".into()
+    };
+    Error::InvalidInput(format!(
+        "{p}: outside {which}; files are stored at their path relative to an import root, which is their import path (as with protoc's -I): give -I/--root DIR naming the directory that imports are relative to"
+    ))
+}
+
+/// Files and directories as `push` and `check` take them, named like
+/// protoc names them. A file is named by its path relative to the first
+/// import root (`opts.roots`, else the current directory) that holds it,
+/// and refused when none does, so its import path never silently changes.
+/// A directory contributes its `.proto` files at their paths relative to
+/// the root holding it, or, with no root given, relative to the directory
+/// itself. Symbolic links are checked against the root they were found
+/// under.
 pub fn collect(paths: &[String], opts: &ReadOptions) -> Result<Vec<SourceFile>> {
+    let given = !opts.roots.is_empty();
+    let roots: Vec<Root> = if given {
+        opts.roots
+            .iter()
+            .map(|r| {
+                if r.is_dir() {
+                    Root::new(r, opts)
+                } else {
+                    Err(Error::InvalidInput(format!(
+                        "-I/--root {}: not a directory",
+                        r.display()
+                    )))
+                }
+            })
+            .collect::<Result<_>>()?
+    } else {
+        vec![Root::new(Path::new("."), opts)?]
+    };
     let mut out = Vec::new();
     for p in paths {
-        let path = Path::new(p);
+        let mut path = PathBuf::from(p);
+        if given && path.is_relative() && !path.exists() {
+            // As protoc: a relative argument not found here may name a
+            // file by its import path under a root (`-I proto shop/a.proto`).
+            if let Some(r) = opts.roots.iter().map(|r| r.join(p)).find(|c| c.exists()) {
+                path = r;
+            }
+        }
+        let path = path.as_path();
         if path.is_dir() {
-            out.extend(read_dir(path, opts)?);
+            if !given {
+                out.extend(read_dir(path, opts)?);
+                continue;
+            }
+            let Some((root, prefix)) = under_root(path, &roots)? else {
+                return Err(outside_roots(p, &roots, given));
+            };
+            let mut walk = Walk {
+                root,
+                stack: Vec::new(),
+                files: Vec::new(),
+            };
+            walk.dir(path, &prefix)?;
+            if walk.files.is_empty() {
+                return Err(Error::InvalidInput(format!("no .proto files under {p}")));
+            }
+            for (path, import) in walk.files {
+                out.push(read(&path, import)?);
+            }
         } else if path.is_file() {
             if !is_proto(path) {
                 return Err(Error::InvalidInput(format!("{p} is not a .proto file")));
             }
+            let Some((root, import)) = under_root(path, &roots)? else {
+                return Err(outside_roots(p, &roots, given));
+            };
             if fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) {
-                let parent = path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                Root::new(parent, opts)?.check_link(path)?;
+                root.check_link(path)?;
             }
-            let name = path
-                .file_name()
-                .expect("a file has a name")
-                .to_string_lossy()
-                .into_owned();
-            out.push(read(path, name)?);
+            out.push(read(path, import)?);
         } else {
             return Err(Error::InvalidInput(format!(
                 "{p}: no such file or directory"
@@ -369,6 +545,7 @@ mod tests {
         );
         let follow = ReadOptions {
             follow_symlinks: true,
+            ..Default::default()
         };
         assert_eq!(
             names(&read_dir(&root, &follow).unwrap()),
@@ -384,9 +561,13 @@ mod tests {
             read_dir(&root, &ReadOptions::default()),
             &["l.proto", "s.proto"],
         );
-        // As a push argument, too.
+        // As a push argument, too (under its import root).
         let arg = root.join("l.proto").display().to_string();
-        refused(collect(&[arg], &ReadOptions::default()), &["l.proto"]);
+        let rooted = ReadOptions {
+            roots: vec![root.clone()],
+            ..Default::default()
+        };
+        refused(collect(&[arg], &rooted), &["l.proto", "outside"]);
     }
 
     #[test]
@@ -395,11 +576,16 @@ mod tests {
         symlink(outside.join("secret.txt"), root.join("a/y.proto")).unwrap();
         let follow = ReadOptions {
             follow_symlinks: true,
+            ..Default::default()
         };
         refused(read_dir(&root, &follow), &["y.proto", "not a .proto file"]);
         fs::write(root.join("notes.txt"), b"TOPSECRET").unwrap();
         symlink(root.join("notes.txt"), root.join("n.proto")).unwrap();
         let arg = root.join("n.proto").display().to_string();
+        let follow = ReadOptions {
+            roots: vec![root.clone()],
+            ..follow
+        };
         refused(collect(&[arg], &follow), &["not a .proto file"]);
     }
 
@@ -412,6 +598,35 @@ mod tests {
             names(&read_dir(&root, &ReadOptions::default()).unwrap()),
             ["a/x.proto", "b/x.proto", "y.proto"]
         );
+    }
+
+    #[test]
+    fn path_filters_match_files_and_directories() {
+        let none = PathFilter::new(&[], &[]).unwrap();
+        assert!(!none.is_set() && none.keeps("a/b.proto"));
+        let f = PathFilter::new(
+            &["google/**".into(), "top.proto".into()],
+            &["google/api/expr".into(), "**/*_test.proto".into()],
+        )
+        .unwrap();
+        assert!(f.keeps("google/type/date.proto"));
+        assert!(f.keeps("top.proto"));
+        assert!(
+            !f.keeps("other/top.proto"),
+            "* and names stay in their directory"
+        );
+        assert!(
+            !f.keeps("google/api/expr/v1/syntax.proto"),
+            "a matched directory excludes its files"
+        );
+        assert!(f.keeps("google/api/expression.proto"));
+        assert!(!f.keeps("google/type/date_test.proto"));
+        let star = PathFilter::new(&["*.proto".into()], &[]).unwrap();
+        assert!(star.keeps("a.proto") && !star.keeps("d/a.proto"));
+        let msg = PathFilter::new(&["a[".into()], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("--include \"a[\""), "{msg}");
     }
 
     #[test]

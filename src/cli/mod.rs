@@ -15,6 +15,7 @@ mod init;
 mod maintenance;
 mod mount;
 mod namespace;
+mod progress;
 mod publish;
 mod schema;
 mod serve;
@@ -438,13 +439,21 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    // fuser warns when it unmounts a mount already unmounted from outside
-    // (fusermount3 -u), which is the normal way to stop `mount`.
+    // fuser warns about every request protoshelf leaves unimplemented
+    // (getxattr, poll: `ls -la` and buf send them; the kernel gets ENOSYS,
+    // the right answer) and when it unmounts a mount already unmounted
+    // from outside (fusermount3 -u, the normal way to stop `mount`): only
+    // its errors are shown, unless RUST_LOG asks for more. aws-config logs
+    // its credential providers' internals (Debug forms) at info.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default},fuser::mnt=error"))
+        tracing_subscriber::EnvFilter::new(format!("{default},fuser=error,aws_config=warn"))
     });
+    // Colours only on a terminal: log files and pipes get plain text.
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 }
@@ -566,12 +575,24 @@ fn report_error(ctx: &Ctx, e: Error) -> ExitCode {
         }
         Some(StorageProblem::NoCredentials) => {
             tracing::info!("{e}");
-            hint = Some(
-                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN; profiles of ~/.aws (AWS_PROFILE) are not read: export their credentials, e.g. eval \"$(aws configure export-credentials --format env)\"".into(),
-            );
-            format!(
-                "no AWS credentials for {store}: none in the environment, and no instance or container role answered"
-            )
+            match protoshelf::objstore::aws::profile_failure(&e) {
+                Some((profile, said)) => {
+                    hint = Some(format!(
+                        "define the profile in ~/.aws/config or ~/.aws/credentials (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), e.g. with `aws configure --profile {profile}` or `aws sso login --profile {profile}`, or name another with AWS_PROFILE"
+                    ));
+                    format!(
+                        "no AWS credentials for {store} from the profile {profile:?} (AWS_PROFILE): {said}"
+                    )
+                }
+                None => {
+                    hint = Some(
+                        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials), or AWS_PROFILE naming a profile of ~/.aws/config (aws configure, aws sso login), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN".into(),
+                    );
+                    format!(
+                        "no AWS credentials for {store}: none in the environment or the AWS profile files, and no instance or container role answered"
+                    )
+                }
+            }
         }
         None => e.to_string(),
     };

@@ -1,7 +1,7 @@
 //! `protoshelf push`, `load` and `check`.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::Write;
 use std::path::Path;
 
 use protoshelf::registry::CompatScope;
@@ -53,6 +53,27 @@ impl InputArgs {
     fn options(&self) -> protoshelf::inputs::ReadOptions {
         protoshelf::inputs::ReadOptions {
             follow_symlinks: self.follow_symlinks,
+            ..Default::default()
+        }
+    }
+}
+
+/// Import roots of `push` and `check`, as protoc's `-I`.
+#[derive(clap::Args)]
+pub struct RootArgs {
+    /// Import root, repeatable (as protoc's -I/--proto_path): each file or
+    /// directory argument is stored at its path relative to the first root
+    /// holding it, and refused outside every root. Default: files relative
+    /// to the current directory, a directory relative to itself.
+    #[arg(short = 'I', long = "root", value_name = "DIR")]
+    roots: Vec<std::path::PathBuf>,
+}
+
+impl RootArgs {
+    fn options(&self, input: &InputArgs) -> protoshelf::inputs::ReadOptions {
+        protoshelf::inputs::ReadOptions {
+            roots: self.roots.clone(),
+            ..input.options()
         }
     }
 }
@@ -80,6 +101,8 @@ pub struct PushArgs {
     /// store when there is none.
     #[arg(long)]
     create: bool,
+    #[command(flatten)]
+    roots: RootArgs,
     #[command(flatten)]
     input: InputArgs,
     #[command(flatten)]
@@ -113,10 +136,25 @@ pub struct LoadArgs {
     group_by: GroupBy,
     #[command(flatten)]
     author: AuthorArgs,
+    /// Metadata of every version loaded, repeatable.
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    metadata: Vec<(String, String)>,
+    /// Publish only files whose path relative to DIR matches, repeatable
+    /// (`*` within a directory, `**` across; a matched directory includes
+    /// its files), e.g. 'google/type/**'.
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Leave out files whose path relative to DIR matches, repeatable (as
+    /// --include; wins over it), e.g. '**/*_test.proto' or 'vendor'.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
     /// Create the namespace (policy strict) when it does not exist, and the
     /// store when there is none.
     #[arg(long)]
     create: bool,
+    /// No progress on stderr (a bar on a terminal, else a line per phase).
+    #[arg(short, long)]
+    quiet: bool,
     #[command(flatten)]
     input: InputArgs,
     #[command(flatten)]
@@ -134,6 +172,8 @@ pub struct CheckArgs {
     /// Allow files at well-known-type paths (google/protobuf/...).
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    roots: RootArgs,
     #[command(flatten)]
     input: InputArgs,
     #[command(flatten)]
@@ -211,7 +251,7 @@ pub fn fmt_version(v: Option<u64>) -> String {
 pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let schema = rest[0].clone();
-    let files = protoshelf::inputs::collect(&rest[1..], &a.input.options())?;
+    let files = protoshelf::inputs::collect(&rest[1..], &a.roots.options(&a.input))?;
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
     if a.create {
         create_namespace(&registry, &ns).await?;
@@ -267,8 +307,51 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
     let root_name = root_name.unwrap_or_else(|| "root".into());
+    let filter = protoshelf::inputs::PathFilter::new(&a.include, &a.exclude)?;
+    // The well-known types are served by protoshelf itself: a vendored
+    // copy (googleapis-style trees carry one) is skipped before it is
+    // read, unless --force publishes it on purpose.
+    let mut skipped_wkt = 0usize;
+    let listed: Vec<_> = protoshelf::inputs::list_dir(dir, &a.input.options())?
+        .into_iter()
+        .filter(|f| filter.keeps(&f.import))
+        .filter(|f| {
+            let wkt = !a.force && protoshelf::registry::limits::is_well_known(&f.import);
+            skipped_wkt += usize::from(wkt);
+            !wkt
+        })
+        .collect();
+    if skipped_wkt > 0 {
+        let n = skipped_wkt;
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: skipped {n} file{} under google/protobuf/ (the well-known types, which protoshelf provides; imports of them resolve); give --force to publish them anyway",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    if listed.is_empty() {
+        let why = match (filter.is_set(), skipped_wkt > 0) {
+            (true, true) => " match the --include/--exclude given outside google/protobuf/",
+            (true, false) => " match the --include/--exclude given",
+            _ => " outside google/protobuf/",
+        };
+        return Err(Error::InvalidInput(format!(
+            "no .proto files under {}{why}",
+            dir.display()
+        )));
+    }
+    let reporter = super::progress::Reporter::new("load", a.quiet);
+    let mut files = Vec::with_capacity(listed.len());
+    let mut bytes = 0u64;
+    reporter.reading(0, listed.len(), 0);
+    for l in &listed {
+        let f = l.read()?;
+        bytes += f.content.len() as u64;
+        files.push(f);
+        reporter.reading(files.len(), listed.len(), bytes);
+    }
     let mut groups: BTreeMap<String, Vec<_>> = BTreeMap::new();
-    for f in protoshelf::inputs::read_dir(dir, &a.input.options())? {
+    for f in files {
         let key = match a.group_by {
             GroupBy::Dir => {
                 schema_id_for(f.path.rsplit_once('/').map_or("", |(d, _)| d), &root_name)
@@ -281,41 +364,19 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         .into_iter()
         .map(|(schema_id, files)| BatchMember { schema_id, files })
         .collect();
-    let count: usize = members.iter().map(|m| m.files.len()).sum();
-    // A bar on a terminal: versions stored out of versions to store.
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(members.len() as u64);
-        let style = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {pos}/{len} schemas ({elapsed})",
-        )
-        .expect("valid template")
-        .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_message(format!("compiling {count} files into {ns}"));
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        bar
-    });
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
     if a.create {
         create_namespace(&registry, &ns).await?;
     }
-    let progress = bar.clone().map(|bar| {
-        protoshelf::registry::Progress(std::sync::Arc::new(move |done, total| {
-            bar.set_message("storing versions".to_string());
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        }))
-    });
+    let progress = reporter.publish_progress();
     let opts = PublishOptions {
         force: a.force,
         created_by: Some(ctx.commits_as(&a.author)),
+        metadata: a.metadata.into_iter().collect(),
         progress,
-        ..Default::default()
     };
     let result = registry.publish_many(&ns, members, opts).await;
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    reporter.finish();
     let published = result.map_err(|e| ctx.namespace_hint(e, &ns, Some("--create")))?;
     let promoted = if a.promote {
         Some(registry.promote(&ns, false).await?)
@@ -328,7 +389,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
 
 pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
-    let files = protoshelf::inputs::collect(&rest[1..], &a.input.options())?;
+    let files = protoshelf::inputs::collect(&rest[1..], &a.roots.options(&a.input))?;
     let registry = a.compile.registry(ctx, false).await?;
     let report = registry
         .check(&ns, &rest[0], files, a.force)

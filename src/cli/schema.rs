@@ -1,6 +1,6 @@
 //! `protoshelf schema ...`
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use protoshelf::{Error, Result};
@@ -245,7 +245,27 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             match out {
                 Some(path) => {
                     std::fs::write(&path, &compiled).map_err(|e| io_error(Path::new(&path), e))?;
-                    tracing::info!("wrote {} bytes to {path}", compiled.len());
+                    // Say what was written: stdout stays free for -o json,
+                    // people read the line on stderr.
+                    let set = <prost_types::FileDescriptorSet as prost::Message>::decode(
+                        compiled.as_ref(),
+                    )
+                    .map_err(|e| Error::Corrupt {
+                        key: format!("{ns}/{schema}/v{v} descriptor set"),
+                        reason: e.to_string(),
+                    })?;
+                    let files: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+                    let value = json!({"schema_id": schema, "version": v, "out": path,
+                        "bytes": compiled.len(), "files": files});
+                    ctx.emit(&value, || {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "wrote {path}: {} bytes, a FileDescriptorSet of {} file{} ({ns}/{schema} version {v}, imports included)",
+                            compiled.len(),
+                            files.len(),
+                            if files.len() == 1 { "" } else { "s" }
+                        );
+                    });
                 }
                 None if std::io::stdout().is_terminal() => {
                     return Err(Error::InvalidInput(

@@ -64,6 +64,16 @@ pub enum FsError {
     Io(String),
 }
 
+impl std::fmt::Display for FsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FsError::NotFound => f.write_str("not found"),
+            FsError::NotDir => f.write_str("not a directory"),
+            FsError::Io(msg) => f.write_str(msg),
+        }
+    }
+}
+
 impl From<Error> for FsError {
     fn from(e: Error) -> Self {
         match e {
@@ -412,7 +422,9 @@ impl FsCore {
             Ok(b) => b,
             Err(e) => {
                 self.counters.refresh_errors.fetch_add(1, Relaxed);
-                tracing::warn!("refresh of {BUILTINS} failed, serving cached trees: {e:?}");
+                super::warnings::storage_unreachable(format_args!(
+                    "refresh of {BUILTINS} failed, serving cached trees: {e}"
+                ));
                 return;
             }
         };
@@ -426,10 +438,9 @@ impl FsCore {
                 }
                 Err(e) => {
                     self.counters.refresh_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(
-                        namespace = ns,
-                        "refresh failed, serving the cached tree: {e:?}"
-                    );
+                    super::warnings::storage_unreachable(format_args!(
+                        "refresh of namespace {ns} failed, serving the cached tree: {e}"
+                    ));
                 }
             }
         }

@@ -29,7 +29,7 @@ fn errno(e: FsError) -> Errno {
         FsError::NotFound => Errno::ENOENT,
         FsError::NotDir => Errno::ENOTDIR,
         FsError::Io(msg) => {
-            tracing::warn!("storage error: {msg}");
+            super::warnings::storage_unreachable(format_args!("a read failed: {msg}"));
             Errno::EIO
         }
     }

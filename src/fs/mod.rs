@@ -5,6 +5,7 @@ pub mod core;
 pub mod fuse;
 pub mod mountpoint;
 pub mod snapshot;
+pub mod warnings;
 pub mod wkt;
 
 pub use self::core::{Entry, FsCore, FsError, Options, Validity};

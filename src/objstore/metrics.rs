@@ -222,7 +222,7 @@ impl ObjectStore for Instrumented {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         bump(&self.counters.list);
-        tracing::debug!(target: "protoshelf::requests", "LIST {prefix:?}");
+        tracing::debug!(target: "protoshelf::requests", "LIST {}", shown(prefix));
         self.inner.list(prefix)
     }
 
@@ -232,13 +232,13 @@ impl ObjectStore for Instrumented {
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         bump(&self.counters.list);
-        tracing::debug!(target: "protoshelf::requests", "LIST {prefix:?} after {offset}");
+        tracing::debug!(target: "protoshelf::requests", "LIST {} after {offset}", shown(prefix));
         self.inner.list_with_offset(prefix, offset)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         bump(&self.counters.list);
-        tracing::debug!(target: "protoshelf::requests", "LIST {prefix:?} /");
+        tracing::debug!(target: "protoshelf::requests", "LIST {} /", shown(prefix));
         self.inner.list_with_delimiter(prefix).await
     }
 
@@ -261,4 +261,10 @@ impl ObjectStore for Instrumented {
         bump(&self.counters.copy);
         self.inner.rename_opts(from, to, options).await
     }
+}
+
+/// A LIST prefix as people read it (`ns/shop/log/`, or `(the whole store)`)
+/// rather than `Some(Path { raw: .. })`.
+fn shown(prefix: Option<&Path>) -> &str {
+    prefix.map_or("(the whole store)", |p| p.as_ref())
 }

@@ -7,6 +7,7 @@
 //! [`url::open`] (memory, local directory, S3, GCS, Azure).
 
 pub mod admin;
+pub mod aws;
 mod blobs;
 mod claims;
 #[cfg(any(test, feature = "fault-injection"))]

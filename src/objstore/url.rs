@@ -276,10 +276,24 @@ fn open_backend(url: &str, budget: Option<RequestBudget>, create: bool) -> Resul
                 .map_err(|_| invalid(url, "not an absolute file path"))?;
             return local(&path, url, create);
         }
-        ObjectStoreScheme::AmazonS3 => (
-            BackendKind::S3,
-            cloud!(AmazonS3Builder::from_env(), AmazonS3ConfigKey::Client),
-        ),
+        ObjectStoreScheme::AmazonS3 => (BackendKind::S3, {
+            let mut b = AmazonS3Builder::from_env();
+            // Without keys in the environment, aws-config's standard chain
+            // (profiles, SSO, web identity, instance metadata) finds them,
+            // and the profile its region (see objstore::aws).
+            if !super::aws::keys_in_env() {
+                let region = super::aws::profile_region();
+                if let Some(r) = &region {
+                    tracing::info!(
+                        "S3 region {r} from the AWS profile {:?}",
+                        super::aws::profile_name().unwrap_or_else(|| "default".into())
+                    );
+                    b = b.with_region(r);
+                }
+                b = b.with_credentials(Arc::new(super::aws::ChainProvider::new(region)));
+            }
+            cloud!(b, AmazonS3ConfigKey::Client)
+        }),
         ObjectStoreScheme::GoogleCloudStorage => (
             BackendKind::Gcs,
             cloud!(

@@ -314,6 +314,7 @@ impl Sources {
         roots: Vec<String>,
         members: &[&str],
         timeout: Duration,
+        progress: Option<&super::Progress>,
     ) -> Result<DescriptorPool> {
         let order = self.order(&roots)?;
         let mut labels: Vec<String> = members.iter().map(|m| format!("schema {m:?}")).collect();
@@ -338,12 +339,37 @@ impl Sources {
             .iter_mut()
             .filter_map(|(path, (f, _))| Some((path.clone(), f.take()?)))
             .collect();
+        // Progress per schema: a member is compiled once its last own file
+        // is (files come in dependency order, not grouped by member).
+        let mut left: HashMap<usize, usize> = HashMap::new();
+        for (_, charge) in &order {
+            if *charge < members.len() {
+                *left.entry(*charge).or_default() += 1;
+            }
+        }
+        let total = left.len();
+        let progress = progress.cloned();
+        if let Some(p) = &progress {
+            (p.0)(super::Step::Compiling { done: 0, total });
+        }
+        let mut done = 0;
+        let compiled = move |charge: usize| {
+            if let Some(n) = left.get_mut(&charge) {
+                *n -= 1;
+                if *n == 0 {
+                    done += 1;
+                    if let Some(p) = &progress {
+                        (p.0)(super::Step::Compiling { done, total });
+                    }
+                }
+            }
+        };
         let budget = Budget::new(timeout, labels);
         let resolver = Resolver {
             files: std::sync::Mutex::new(files),
             budget: budget.clone(),
         };
-        guard::run(resolver, order, budget).await
+        guard::run(resolver, order, budget, compiled).await
     }
 }
 

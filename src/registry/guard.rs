@@ -187,6 +187,7 @@ pub async fn run<R>(
     resolver: R,
     order: Vec<(String, usize)>,
     budget: Arc<Budget>,
+    compiled: impl FnMut(usize) + Send + 'static,
 ) -> Result<DescriptorPool>
 where
     R: FileResolver + Send + 'static,
@@ -198,7 +199,7 @@ where
         .stack_size(STACK_BYTES)
         .spawn(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                compile_in_order(resolver, &order, &b)
+                compile_in_order(resolver, &order, &b, compiled)
             }));
             b.state.lock().unwrap().finished = true;
             let _ = tx.send(result);
@@ -220,10 +221,12 @@ where
     }
 }
 
+/// Compiles `order`, telling `compiled` each file's charge once it compiled.
 fn compile_in_order<R: FileResolver + Send + 'static>(
     resolver: R,
     order: &[(String, usize)],
     budget: &Budget,
+    mut compiled: impl FnMut(usize),
 ) -> Result<DescriptorPool> {
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true).include_source_info(true);
@@ -239,6 +242,7 @@ fn compile_in_order<R: FileResolver + Send + 'static>(
             return Err(Error::Compile("compile stopped".into()));
         }
         opened.map_err(|e| super::compile::compile_error(&e))?;
+        compiled(*charge);
     }
     Ok(compiler.descriptor_pool())
 }
@@ -322,7 +326,7 @@ mod tests {
         let labels = (0..12).map(|k| format!("schema \"s{k}\"")).collect();
         let order = names.into_iter().enumerate().map(|(k, n)| (n, k)).collect();
         let budget = Budget::new(Duration::from_millis(500), labels);
-        let pool = run(slow, order, budget.clone()).await.unwrap();
+        let pool = run(slow, order, budget.clone(), |_| {}).await.unwrap();
         assert_eq!(pool.files().count(), 12);
         assert_eq!(budget.progress(), (12, true));
     }
@@ -334,7 +338,7 @@ mod tests {
         let opened = slow.opened.clone();
         let order = names.into_iter().map(|n| (n, 0)).collect();
         let budget = Budget::new(Duration::from_millis(300), vec!["schema \"big\"".into()]);
-        let err = run(slow, order, budget.clone()).await.unwrap_err();
+        let err = run(slow, order, budget.clone(), |_| {}).await.unwrap_err();
         assert!(
             matches!(&err, Error::CompileTimeout { what, limit }
                 if what == "schema \"big\"" && *limit == Duration::from_millis(300)),

@@ -115,9 +115,20 @@ pub struct PublishOptions {
     pub progress: Option<Progress>,
 }
 
-/// A progress callback for long publishes (`load` draws a bar with it).
+/// A progress callback for long publishes (`load` reports with it).
 #[derive(Clone)]
-pub struct Progress(pub std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>);
+pub struct Progress(pub std::sync::Arc<dyn Fn(Step) + Send + Sync>);
+
+/// How far a publish is, as told to [`Progress`]. Each phase is told once
+/// with `done: 0` when it starts. A publish that loses a commit race to a
+/// concurrent writer may plan again, and tell its phases again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Schemas whose files are all compiled, of the schemas that changed.
+    Compiling { done: usize, total: usize },
+    /// Versions stored, of the versions to store.
+    Storing { done: usize, total: usize },
+}
 
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

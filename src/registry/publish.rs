@@ -16,7 +16,7 @@ use super::compile::{COMPILER_VERSION, Origin, SetEncoder, Sources, closure, enc
 use super::limits::is_well_known;
 use super::normalize::normalize;
 use super::view::{Reads, Tree, View, version_in};
-use super::{PublishOptions, Published, Registry, SourceFile, ownership};
+use super::{PublishOptions, Published, Registry, SourceFile, Step, ownership};
 use crate::error::{Error, Result};
 use crate::ids::{BUILTINS, validate_file_path, validate_namespace_id, validate_schema_id};
 use crate::model::{ProtoBlob, Schema, SchemaVersion, VersionDep, VersionFile};
@@ -115,7 +115,12 @@ impl CommitPlan<NsPointers, Mutation> for PublishPlan<'_> {
             self.outcome.staging = None;
             r.counters.plans.fetch_add(1, Relaxed);
             let plan = r
-                .plan(self.namespace, attempt.state.clone(), self.prepared)
+                .plan(
+                    self.namespace,
+                    attempt.state.clone(),
+                    self.prepared,
+                    self.opts.progress.as_ref(),
+                )
                 .await?;
             let stored = r
                 .store_plan(
@@ -408,6 +413,7 @@ impl Registry {
         namespace: &str,
         state: Arc<NsState>,
         prepared: &[Prepared],
+        progress: Option<&super::Progress>,
     ) -> Result<Plan> {
         let store = &self.store;
         if super::delete::is_deleted(&state.snapshot.config) {
@@ -489,7 +495,7 @@ impl Registry {
         drop(own);
         let members: Vec<&str> = prepared.iter().map(|p| p.schema_id.as_str()).collect();
         let pool = sources
-            .compile(roots, &members, self.limits.compile_timeout)
+            .compile(roots, &members, self.limits.compile_timeout, progress)
             .await?;
         let sources = Arc::new(sources);
         ownership::check_symbols(&view, builtins.as_ref(), &pool, &sources, &ours).await?;
@@ -541,7 +547,7 @@ impl Registry {
         };
         let prepared = self.prepare(&[member], force)?;
         let state = self.store.namespace_state(namespace).await?;
-        let plan = self.plan(namespace, state, &prepared).await?;
+        let plan = self.plan(namespace, state, &prepared, None).await?;
         let current = plan.state.pointers(schema).current;
         let mut report = CheckReport {
             schema_id: schema.to_string(),
@@ -650,6 +656,12 @@ impl Registry {
         // the members it imports, made in an earlier wave.
         let encoder = SetEncoder::default();
         let mut versions: HashMap<usize, u64> = HashMap::new();
+        if let Some(progress) = &opts.progress {
+            (progress.0)(Step::Storing {
+                done: 0,
+                total: changed.len(),
+            });
+        }
         for wave in &order {
             let makes: Vec<_> = wave
                 .iter()
@@ -694,7 +706,10 @@ impl Registry {
                 versions.insert(i, v);
             }
             if let Some(progress) = &opts.progress {
-                (progress.0)(versions.len(), changed.len());
+                (progress.0)(Step::Storing {
+                    done: versions.len(),
+                    total: changed.len(),
+                });
             }
         }
 

@@ -86,7 +86,7 @@ impl Registry {
         }
         let roots: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
         let pool = sources
-            .compile(roots.clone(), &[schema], self.limits.compile_timeout)
+            .compile(roots.clone(), &[schema], self.limits.compile_timeout, None)
             .await?;
         Ok(encode_set(&closure(&pool, &roots)))
     }

@@ -32,7 +32,10 @@ impl Cli {
 
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_protoshelf"));
+        // Run from the scratch directory: file arguments there are named by
+        // their path relative to it (the default import root).
         c.args(args)
+            .current_dir(self.scratch.path())
             .env("PROTOSHELF_STORE", &self.url)
             .env_remove("PROTOSHELF_NAMESPACE")
             .env("NO_COLOR", "1");

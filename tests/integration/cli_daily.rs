@@ -153,10 +153,11 @@ async fn missing_store_is_refused(backend: Backend) {
         Backend::S3 => vec![c.url.clone()],
         _ => vec![empty_dir.clone(), missing_dir.clone()],
     };
-    let proto = c.file(
+    c.file(
         "p/a.proto",
         b"syntax = \"proto3\";\npackage a;\nmessage A {}\n",
     );
+    let proto = c.dir("p");
     let reads: [&[&str]; 13] = [
         &["namespace", "list"],
         &["namespace", "info", "shop"],
@@ -511,14 +512,16 @@ async fn output_is_consistent(backend: Backend) {
         "v2/a/a.proto",
         b"syntax = \"proto3\";\npackage a;\nmessage A {}\nmessage B {}\n",
     );
+    // Each file at its path under its own root: `a/a.proto` both times.
+    let (r1, r2) = (c.dir("v1"), c.dir("v2"));
     c.ok(&["init"]);
     c.ok(&["namespace", "create", "shop"]);
-    c.ok(&["push", "shop", "a", &v1]);
+    c.ok(&["push", "shop", "a", "-I", &r1, &v1]);
     let info = c.ok(&["namespace", "info", "shop"]);
     assert!(info.contains("  staged    a v1 (current -)"), "{info}");
     assert!(!info.contains("null"), "{info}");
     c.ok(&["promote", "shop"]);
-    c.ok(&["push", "shop", "a", &v2, "--promote"]);
+    c.ok(&["push", "shop", "a", "-I", &r2, &v2, "--promote"]);
 
     let table: Vec<u64> = c
         .ok(&["log", "shop"])
@@ -531,15 +534,12 @@ async fn output_is_consistent(backend: Backend) {
     assert_eq!(limited[0]["seq"], 4);
 
     // No-ops: 0 PUTs, no commit, said so.
-    let v2_dir = std::path::Path::new(&v2)
-        .parent()
-        .unwrap()
-        .display()
-        .to_string();
+    // The tree that holds `a/a.proto`: one schema, `a`, named by its directory.
+    let v2_dir = r2.clone();
     let noops: [(&[&str], &str); 6] = [
         (&["rollback", "shop", "a", "2"], "no_change"),
         (&["namespace", "set-policy", "shop", "strict"], "no_change"),
-        (&["push", "shop", "a", &v2], "no_change"),
+        (&["push", "shop", "a", "-I", &r2, &v2], "no_change"),
         (&["load", "shop", &v2_dir], "no_change"),
         (&["promote", "shop"], "promoted"),
         (&["discard", "shop"], "discarded"),
@@ -565,7 +565,7 @@ async fn output_is_consistent(backend: Backend) {
         "v3/a/a.proto",
         b"syntax = \"proto3\";\npackage a;\nmessage A {}\nmessage B {}\nmessage C {}\n",
     );
-    c.ok(&["push", "shop", "a", &v3]);
+    c.ok(&["push", "shop", "a", "-I", &c.dir("v3"), &v3]);
     let (value, puts) = with_puts(&c, &["rollback", "shop", "a", "2"]);
     assert!(puts > 0);
     assert_eq!(value["no_change"], false);
@@ -682,7 +682,16 @@ async fn authors_are_recorded(backend: Backend) {
             "--created-by",
             "creator",
         ],
-        &["push", "shop", "a", &v1, "--created-by", "pusher"],
+        &[
+            "push",
+            "shop",
+            "a",
+            "-I",
+            &dir(&v1),
+            &v1,
+            "--created-by",
+            "pusher",
+        ],
         &["promote", "shop", "--created-by", "promoter"],
         &["load", "shop", &dir(&v2), "--created-by", "loader"],
         &["discard", "shop", "--created-by", "discarder"],

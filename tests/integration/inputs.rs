@@ -186,6 +186,350 @@ async fn out_never_writes_through_a_link(backend: Backend) {
     );
 }
 
+/// The paths of the schema's staged (else current) version.
+fn stored_paths(b: &Bin, schema: &str) -> Vec<String> {
+    let files: serde_json::Value =
+        serde_json::from_str(&b.ok(&["schema", "source", "ns", schema, "-o", "json"])).unwrap();
+    let mut paths: Vec<String> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// `push`/`check` name files as protoc does: by their path relative to an
+/// import root (`-I`, else the current directory), never by their file
+/// name alone; a directory without `-I` is its own root; an argument
+/// outside every root is refused and nothing is written.
+async fn import_roots(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    let order = "syntax = \"proto3\";\npackage shop.orders;\nmessage Order {}\n";
+    let item = "syntax = \"proto3\";\npackage shop.orders;\nimport \"shop/orders/order.proto\";\nmessage Item { Order order = 1; }\n";
+    b.write("proto/shop/orders/order.proto", order);
+    b.write("proto/shop/orders/item.proto", item);
+    b.write(
+        "elsewhere/e.proto",
+        "syntax = \"proto3\";\npackage e;\nmessage E {}\n",
+    );
+    let both = [
+        "proto/shop/orders/item.proto",
+        "proto/shop/orders/order.proto",
+    ];
+
+    // A file relative to the current directory (the default root): its
+    // whole relative path, so the import of its sibling resolves.
+    b.ok(&["push", "ns", "a", both[1]]);
+    assert_eq!(stored_paths(&b, "a"), ["proto/shop/orders/order.proto"]);
+    // Named so, item.proto's import of shop/orders/order.proto is missing.
+    b.refused(
+        &["check", "ns", "a", both[0], both[1]],
+        &["import 'shop/orders/order.proto' not found"],
+    );
+    b.ok(&["discard", "ns"]);
+    // With -I: relative to the root, given as a path from here, as an
+    // absolute path, or as the import path under the root; -I may follow.
+    let abs = b.path("proto/shop/orders/order.proto");
+    for args in [
+        vec!["push", "ns", "s", "-I", "proto", both[0], both[1]],
+        vec![
+            "push",
+            "ns",
+            "s",
+            "--root",
+            "proto",
+            "shop/orders/item.proto",
+            s(&abs),
+        ],
+        vec!["push", "ns", "s", "proto/shop", "-I", "proto"],
+    ] {
+        b.ok(&args);
+        assert_eq!(
+            stored_paths(&b, "s"),
+            ["shop/orders/item.proto", "shop/orders/order.proto"],
+            "{args:?}"
+        );
+        b.ok(&["discard", "ns"]);
+    }
+    // check reads the same way: compiles only with the right import paths.
+    b.ok(&["check", "ns", "s", "-I", "proto", both[0], both[1]]);
+    // A directory without -I is its own root, as before.
+    b.ok(&["push", "ns", "d", "proto"]);
+    assert_eq!(
+        stored_paths(&b, "d"),
+        ["shop/orders/item.proto", "shop/orders/order.proto"]
+    );
+    b.ok(&["discard", "ns"]);
+    // The first root holding a file names it.
+    b.ok(&[
+        "push",
+        "ns",
+        "r",
+        "-I",
+        "proto/shop",
+        "-I",
+        "proto",
+        both[1],
+    ]);
+    assert_eq!(stored_paths(&b, "r"), ["orders/order.proto"]);
+    b.ok(&["discard", "ns"]);
+
+    // Outside every root: refused, naming -I, and nothing is written.
+    let before = b.content().await;
+    let outside = b.path("elsewhere/e.proto");
+    let scratch = tempfile::tempdir().unwrap();
+    let far = scratch.path().join("far.proto");
+    std::fs::write(&far, "syntax = \"proto3\";\npackage far;\nmessage F {}\n").unwrap();
+    for cmd in ["push", "check"] {
+        b.refused(
+            &[cmd, "ns", "x", s(&far)],
+            &["far.proto", "outside the current directory", "-I/--root"],
+        );
+        b.refused(
+            &[cmd, "ns", "x", "-I", "proto", s(&outside)],
+            &["e.proto", "outside the import root proto", "-I/--root"],
+        );
+        b.refused(
+            &[cmd, "ns", "x", "-I", "proto", "elsewhere"],
+            &["elsewhere: outside the import root proto"],
+        );
+        b.refused(
+            &[cmd, "ns", "x", "-I", "nope", both[0]],
+            &["-I/--root nope: not a directory"],
+        );
+    }
+    assert_eq!(b.content().await, before, "a refused push wrote");
+}
+
+/// `load` of a googleapis-style tree: the vendored well-known types under
+/// google/protobuf/ are skipped with a note (imports of them resolve),
+/// `--include`/`--exclude` pick files by path relative to the tree, and
+/// `--metadata` is recorded on every version.
+async fn load_filters(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    b.write(
+        "apis/google/protobuf/duration.proto",
+        "syntax = \"proto3\";\npackage google.protobuf;\nmessage Duration { int64 seconds = 1; int32 nanos = 2; }\n",
+    );
+    b.write(
+        "apis/google/protobuf/timestamp.proto",
+        "syntax = \"proto3\";\npackage google.protobuf;\nmessage Timestamp { int64 seconds = 1; int32 nanos = 2; }\n",
+    );
+    b.write(
+        "apis/google/type/interval.proto",
+        "syntax = \"proto3\";\npackage google.type;\nimport \"google/protobuf/timestamp.proto\";\nmessage Interval { google.protobuf.Timestamp start_time = 1; }\n",
+    );
+    b.write(
+        "apis/google/api/http.proto",
+        "syntax = \"proto3\";\npackage google.api;\nmessage Http {}\n",
+    );
+    b.write(
+        "apis/google/api/http_test.proto",
+        "syntax = \"proto3\";\npackage google.api.test;\nmessage T {}\n",
+    );
+    b.write(
+        "apis/vendor/v.proto",
+        "syntax = \"proto3\";\npackage vendor;\nmessage V {}\n",
+    );
+    let schemas = |b: &Bin| -> Vec<String> {
+        let list: serde_json::Value =
+            serde_json::from_str(&b.ok(&["schema", "list", "ns", "-o", "json"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["schema_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Filters: included trees, less the excluded files and directories.
+    let out = b.run(&[
+        "load",
+        "ns",
+        "apis",
+        "--include",
+        "google/api/**",
+        "--include",
+        "vendor",
+        "--exclude",
+        "**/*_test.proto",
+        "--metadata",
+        "commit=abc123",
+        "--metadata",
+        "by=ci",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("google/protobuf"),
+        "nothing under google/protobuf/ was considered"
+    );
+    assert_eq!(schemas(&b), ["google.api", "vendor"]);
+    assert_eq!(stored_paths(&b, "google.api"), ["google/api/http.proto"]);
+    let store = protoshelf::ObjStore::open(&b.url).await.unwrap();
+    for schema in ["google.api", "vendor"] {
+        let v = store.get_version("ns", schema, 1).await.unwrap();
+        assert_eq!(v.metadata["commit"], "abc123", "{schema}");
+        assert_eq!(v.metadata["by"], "ci", "{schema}");
+    }
+    b.ok(&["discard", "ns"]);
+
+    // The whole tree: google/protobuf/ is skipped with a note, and the
+    // file importing google/protobuf/timestamp.proto compiles against the
+    // types protoshelf provides.
+    let out = b.run(&[
+        "load",
+        "ns",
+        "apis",
+        "--exclude",
+        "google/api/http_test.proto",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("note: skipped 2 files under google/protobuf/")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(schemas(&b), ["google.api", "google.type", "vendor"]);
+    b.ok(&["discard", "ns"]);
+
+    // Nothing left to publish, and bad globs: exit 1, nothing written.
+    let before = b.content().await;
+    b.refused(
+        &["load", "ns", "apis", "--include", "nothing/**"],
+        &["no .proto files under apis match the --include/--exclude given"],
+    );
+    b.refused(
+        &["load", "ns", "apis", "--include", "google/protobuf/**"],
+        &[
+            "note: skipped 2 files",
+            "no .proto files under apis match the --include/--exclude given outside google/protobuf/",
+        ],
+    );
+    b.refused(
+        &["load", "ns", "apis", "--exclude", "a[b"],
+        &["--exclude \"a[b\""],
+    );
+    assert_eq!(b.content().await, before, "a refused load wrote");
+}
+
+/// `schema descriptor --out` says what it wrote: path, bytes and files on
+/// stderr, or as JSON on stdout with -o json.
+async fn descriptor_out_reports(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    b.write("p/a/a.proto", "syntax = \"proto3\";\npackage a;\nimport \"google/protobuf/timestamp.proto\";\nmessage A { google.protobuf.Timestamp t = 1; }\n");
+    b.ok(&["push", "ns", "s", "p"]);
+    let out = b.run(&["schema", "descriptor", "ns", "s", "--out", "d.pb"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let bytes = std::fs::metadata(b.path("d.pb")).unwrap().len();
+    assert!(
+        stderr.contains(&format!(
+            "wrote d.pb: {bytes} bytes, a FileDescriptorSet of 2 files (ns/s version 1"
+        )),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&b.ok(&[
+        "-o",
+        "json",
+        "schema",
+        "descriptor",
+        "ns",
+        "s",
+        "--out",
+        "e.pb",
+    ]))
+    .unwrap();
+    assert_eq!(json["out"], "e.pb");
+    assert_eq!(json["bytes"], bytes);
+    assert_eq!(json["version"], 1);
+    assert_eq!(
+        json["files"],
+        serde_json::json!(["google/protobuf/timestamp.proto", "a/a.proto"])
+    );
+}
+
+/// Without a terminal (stderr is a pipe here), `load` prints one plain line
+/// per phase: reading (files, bytes), compiling (schemas), storing
+/// (versions); `--quiet` prints none.
+async fn load_progress_without_a_terminal(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    b.write(
+        "t/a/a.proto",
+        "syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    b.write(
+        "t/b/b.proto",
+        "syntax = \"proto3\";\npackage b;\nimport \"a/a.proto\";\nmessage B { a.A a = 1; }\n",
+    );
+    let bytes: u64 = ["t/a/a.proto", "t/b/b.proto"]
+        .iter()
+        .map(|p| std::fs::metadata(b.path(p)).unwrap().len())
+        .sum();
+    let out = b.run(&["load", "ns", "t"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "load: reading 0/2 files, 0 B".to_string(),
+            format!("load: reading 2/2 files, {bytes} B"),
+            "load: compiling 0/2 schemas".into(),
+            "load: compiling 2/2 schemas".into(),
+            "load: storing 0/2 versions".into(),
+            "load: storing 2/2 versions".into(),
+        ]
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "no escapes without a terminal: {stderr}"
+    );
+    b.ok(&["discard", "ns"]);
+    let out = b.run(&["load", "ns", "t", "--quiet"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "--quiet");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ns/b: staged version"));
+}
+
+/// `-vv` into a pipe: plain text (no ANSI colours), and requests named by
+/// their key, not by Rust's Debug form (`Some(Path { raw: .. })`).
+async fn verbose_logs_are_plain(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    let out = b.run(&["-vv", "schema", "list", "ns"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("LIST ") && stderr.contains("ns/ns/schemas"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "ANSI escapes into a pipe: {stderr}"
+    );
+    assert!(!stderr.contains("Path {"), "Debug internals: {stderr}");
+}
+
 macro_rules! local_and_s3 {
     ($($name:ident),* $(,)?) => {
         mod local { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
@@ -197,7 +541,15 @@ macro_rules! local_and_s3 {
     };
 }
 
-local_and_s3!(links_stay_inside_the_tree, out_never_writes_through_a_link);
+local_and_s3!(
+    links_stay_inside_the_tree,
+    out_never_writes_through_a_link,
+    import_roots,
+    load_filters,
+    descriptor_out_reports,
+    load_progress_without_a_terminal,
+    verbose_logs_are_plain,
+);
 
 /// IDs, paths and packages at the longest every backend stores, and one
 /// byte more, through the library on memory, local directory and S3.

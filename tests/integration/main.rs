@@ -9,6 +9,7 @@
 #[macro_use]
 mod common;
 
+mod aws_profiles;
 mod cli;
 mod cli_daily;
 mod commit_protocol;

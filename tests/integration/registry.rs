@@ -398,8 +398,8 @@ async fn batches_compile_together_and_stage_in_one_commit(t: TestStore) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let progress = {
         let seen = seen.clone();
-        protoshelf::registry::Progress(std::sync::Arc::new(move |done, total| {
-            seen.lock().unwrap().push((done, total))
+        protoshelf::registry::Progress(std::sync::Arc::new(move |step| {
+            seen.lock().unwrap().push(step)
         }))
     };
     let with_progress = PublishOptions {
@@ -410,10 +410,20 @@ async fn batches_compile_together_and_stage_in_one_commit(t: TestStore) {
         .publish_many("shop", members.clone(), with_progress)
         .await
         .unwrap();
+    use protoshelf::registry::Step::{Compiling, Storing};
     assert_eq!(
         *seen.lock().unwrap(),
-        [(1, 3), (2, 3), (3, 3)],
-        "progress per stored version"
+        [
+            Compiling { done: 0, total: 3 },
+            Compiling { done: 1, total: 3 },
+            Compiling { done: 2, total: 3 },
+            Compiling { done: 3, total: 3 },
+            Storing { done: 0, total: 3 },
+            Storing { done: 1, total: 3 },
+            Storing { done: 2, total: 3 },
+            Storing { done: 3, total: 3 }
+        ],
+        "progress per compiled schema and per stored version"
     );
     assert_eq!(
         out.iter().map(|p| p.schema_id.as_str()).collect::<Vec<_>>(),
