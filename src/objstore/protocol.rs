@@ -450,14 +450,9 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                 });
             }
         }
-        // A hint that names no checkpoint or an older one than the log's
-        // is repaired.
-        if let Some(read) = hint
-            && read.is_none_or(|h| h.seq != Self::due(state.seq))
-            && state.seq > 0
-        {
-            self.write_hint(stream, state.seq).await;
-        }
+        // A stale or missing hint is left as it is: readers never write
+        // (a job with read-only credentials must be able to read), and the
+        // next commit rewrites it.
         if warm && found == 0 {
             return Ok(known.expect("warm"));
         }
