@@ -143,8 +143,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         }
         Cmd::Descriptor { args, version, out } => {
             let (ns, rest) = ctx.ns_fixed(args, 1)?;
-            let v = registry.readable_version(&ns, &rest[0], version).await?;
-            let compiled = store.get_version(&ns, &rest[0], v).await?.compiled;
+            let (_, compiled) = registry.descriptor(&ns, &rest[0], version).await?;
             match out {
                 Some(path) => {
                     std::fs::write(&path, &compiled).map_err(|e| io_error(Path::new(&path), e))?;
