@@ -330,3 +330,157 @@ on_every_backend!(
     current_descriptor_10_schemas_1000_commits,
     markers_without_their_commit_are_skipped,
 );
+
+const PYTHON_READER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python");
+
+/// The interpreter with boto3 (scripts/clients.sh), else a plain python3 for
+/// the on-disk fixtures.
+fn python(needs_boto3: bool) -> Option<String> {
+    match std::env::var("PROTOSHELF_CLIENTS_PY") {
+        Ok(py) if !py.is_empty() => Some(py),
+        _ if !needs_boto3 => Some("python3".into()),
+        _ => {
+            eprintln!("SKIPPED: no PROTOSHELF_CLIENTS_PY (scripts/clients.sh installs boto3)");
+            None
+        }
+    }
+}
+
+fn run_check_reader(py: &str, args: &[&str]) -> Value {
+    let out = std::process::Command::new(py)
+        .current_dir(PYTHON_READER)
+        .arg("check_reader.py")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{py}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "check_reader.py {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+/// The conformance fixtures: protoshelf itself gives the expected answers
+/// on the on-disk store (so old stores stay readable), and so does the
+/// Python reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let copy = std::process::Command::new("cp")
+        .args(["-r", &format!("{PYTHON_READER}/fixtures/store")])
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{PYTHON_READER}/fixtures/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let s = protoshelf::ObjStore::open(&store.display().to_string())
+        .await
+        .unwrap();
+    let registry = protoshelf::Registry::new(s);
+    for case in expected["cases"].as_array().unwrap() {
+        let (ns, schema) = (
+            case["namespace"].as_str().unwrap(),
+            case["schema"].as_str().unwrap(),
+        );
+        let answer = &case["answer"];
+        let got = match case["read"].as_str().unwrap() {
+            "pinned" => {
+                registry
+                    .descriptor(ns, schema, case["version"].as_u64())
+                    .await
+            }
+            "current" => registry.descriptor(ns, schema, None).await,
+            "staged" => {
+                let info = registry.store().get_schema(ns, schema).await;
+                match info.map(|i| i.staged_version) {
+                    Ok(Some(v)) => registry.descriptor(ns, schema, Some(v)).await,
+                    Ok(None) => Err(protoshelf::Error::NotFound("a staged version".into())),
+                    Err(e) => Err(e),
+                }
+            }
+            other => panic!("unknown read {other}"),
+        };
+        match got {
+            Ok((v, bytes)) => {
+                assert_eq!(answer["version"], v, "{case}");
+                assert_eq!(answer["sha256"], data::sha(&bytes), "{case}");
+            }
+            Err(e) => assert!(answer.get("not_found").is_some(), "{case}: {e}"),
+        }
+    }
+    let py = python(false).unwrap();
+    let report = run_check_reader(
+        &py,
+        &[
+            "--dir",
+            &store.display().to_string(),
+            "fixtures/expected.json",
+        ],
+    );
+    assert_eq!(report["failures"], serde_json::json!([]), "{report}");
+}
+
+/// The Python reader on LocalStack, through boto3: the answers protoshelf
+/// gives, with its GETs and LISTs counted by botocore's event hooks (the
+/// script fails past 1 LIST + 2 GETs for current and staged, 2 GETs pinned,
+/// or on any write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_reader_on_s3() {
+    let Some(py) = python(true) else { return };
+    let Some(c) = Cli::new(Backend::S3).await else {
+        return;
+    };
+    c.setup_shop();
+    c.ok(&[
+        "push",
+        "shop",
+        "shop.orders",
+        &example("changes/compatible"),
+    ]);
+    let s = protoshelf::ObjStore::open(&c.url).await.unwrap();
+    let registry = protoshelf::Registry::new(s.clone());
+    let mut cases = Vec::new();
+    for schema in ["shop.orders", "shop.catalog", "shop.types"] {
+        let info = s.get_schema("shop", schema).await.unwrap();
+        let (v, bytes) = registry.descriptor("shop", schema, None).await.unwrap();
+        let answer = serde_json::json!({"version": v, "sha256": data::sha(&bytes)});
+        cases.push(serde_json::json!({"namespace": "shop", "schema": schema, "read": "current", "answer": answer}));
+        cases.push(serde_json::json!({"namespace": "shop", "schema": schema, "read": "pinned", "version": v, "answer": answer}));
+        if let Some(st) = info.staged_version {
+            let (_, bytes) = registry.descriptor("shop", schema, Some(st)).await.unwrap();
+            let answer = serde_json::json!({"version": st, "sha256": data::sha(&bytes)});
+            cases.push(serde_json::json!({"namespace": "shop", "schema": schema, "read": "staged", "answer": answer}));
+        }
+    }
+    assert!(cases.len() > 6, "shop.orders has a staged version");
+    cases.push(serde_json::json!({"namespace": "nosuch", "schema": "x", "read": "current", "answer": {"not_found": "namespace 'nosuch'"}}));
+    let expected = c.file(
+        "expected.json",
+        serde_json::to_string(&serde_json::json!({ "cases": cases }))
+            .unwrap()
+            .as_bytes(),
+    );
+    let url = url::Url::parse(&c.url).unwrap();
+    let bucket = url.host_str().unwrap().to_string();
+    let prefix = url.path().trim_start_matches('/').to_string();
+    let before = c.content().await;
+    let report = run_check_reader(&py, &["--bucket", &bucket, "--prefix", &prefix, &expected]);
+    eprintln!("python reader on S3: {report}");
+    assert_eq!(report["failures"], serde_json::json!([]), "{report}");
+    let current = &report["costs"][0];
+    assert_eq!(
+        (
+            current["GetObject"].as_u64(),
+            current["ListObjectsV2"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{report}"
+    );
+    assert_eq!(c.content().await, before, "the reader wrote");
+}
