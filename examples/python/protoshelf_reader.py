@@ -149,7 +149,7 @@ class Reader:
             raise NotFound(f"schema {schema!r} in namespace {ns!r}")
         raise NotFound(
             f"a commit of schema {schema!r} in namespace {ns!r} (nothing staged yet, "
-            "or a format-2 store: read its log, or run `protoshelf upgrade`)"
+            "or a format-2 store, whose log this reader does not walk)"
         )
 
     def descriptor(self, ns, sha256):

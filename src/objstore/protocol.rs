@@ -24,7 +24,8 @@
 //! - cold reader: hint + the checkpoint it names + the entries after it (at
 //!   most `CHAIN_MAX - 1`) + 1 probe;
 //! - commit: the reads above + 1 LIST past the end (no gap under the
-//!   commit) + 1 conditional PUT + 1 hint PUT; a lost race adds the
+//!   commit) + the codec's markers (a PUT each, before the entry) + 1
+//!   conditional PUT + 1 hint PUT; a lost race adds the
 //!   read-back of the winner
 //!   (1 GET) and the walk to the end of the log.
 
