@@ -3,7 +3,8 @@
 # against `protoshelf serve`:
 #   - Python confluent-kafka (ProtobufSerializer/Deserializer,
 #     SchemaRegistryClient) with grpcio-tools to generate message classes;
-#   - npm @kafkajs/confluent-schema-registry.
+#   - npm @kafkajs/confluent-schema-registry;
+#   - boto3, for the reference reader examples/python/ (tests/integration/reader.rs).
 #
 #   scripts/clients.sh install   # create/refresh both, print `export` lines
 #
@@ -27,6 +28,7 @@ PY_PINS=(
   'httpx'
   'cachetools'
   'attrs'
+  'boto3'
 )
 NPM_PINS=('@kafkajs/confluent-schema-registry@4')
 
@@ -43,7 +45,7 @@ install_py() {
   log "installing confluent-kafka into $VENV"
   "$PY" -m pip install --quiet --upgrade pip >&2
   "$PY" -m pip install --quiet "${PY_PINS[@]}" >&2
-  "$PY" -c 'import confluent_kafka.schema_registry.protobuf, grpc_tools.protoc' >&2
+  "$PY" -c 'import confluent_kafka.schema_registry.protobuf, grpc_tools.protoc, boto3' >&2
   printf '%s\n' "$want" >"$stamp"
 }
 

@@ -240,8 +240,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             out,
         } => {
             let ns = ctx.ns(ns)?;
-            let v = registry.readable_version(&ns, &schema, version).await?;
-            let compiled = store.get_version(&ns, &schema, v).await?.compiled;
+            let (v, compiled) = registry.descriptor(&ns, &schema, version).await?;
             match out {
                 Some(path) => {
                     std::fs::write(&path, &compiled).map_err(|e| io_error(Path::new(&path), e))?;

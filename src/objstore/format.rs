@@ -31,6 +31,7 @@ pub async fn ensure(io: &Io) -> Result<FormatMarker> {
         format_version: FORMAT_VERSION,
         created_at: Utc::now(),
         writer_id: uuid::Uuid::new_v4().to_string(),
+        reader_contract: Some(READER_CONTRACT_VERSION),
     };
     let mine = marker.writer_id.clone();
     match io

@@ -28,6 +28,13 @@ pub enum ObjectKind {
         schema: String,
     },
     Hint,
+    /// A move marker (format 3): commit `seq` (attempt `commit_id`)
+    /// changed `schema`'s pointers.
+    Move {
+        schema: String,
+        seq: u64,
+        commit_id: String,
+    },
     /// Not a key protoshelf writes.
     Unknown,
 }
@@ -70,6 +77,14 @@ pub fn classify(rest: &str) -> ObjectKind {
         },
         ["log", file] => match keys::parse_version_file(file) {
             Some(seq) => ObjectKind::LogEntry(seq),
+            None => ObjectKind::Unknown,
+        },
+        ["moves", schema, name] if valid_id(schema) => match keys::parse_move_marker(name) {
+            Some((seq, commit_id)) => ObjectKind::Move {
+                schema: schema.to_string(),
+                seq,
+                commit_id: commit_id.to_string(),
+            },
             None => ObjectKind::Unknown,
         },
         ["claims", "dir", dir @ .., last] => match last.strip_prefix(keys::DIR_CLAIM_MARK) {

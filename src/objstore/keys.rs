@@ -125,6 +125,33 @@ pub fn dir_claims(ns: &str, dir: &str) -> Path {
 
 pub const DIR_CLAIM_MARK: char = '!';
 
+/// The directory of a schema's move markers (format 3).
+pub fn moves_dir(ns: &str, schema: &str) -> Path {
+    Path::from(format!("ns/{ns}/moves/{schema}"))
+}
+
+/// What a move marker's name starts with for commit `seq`: 10^20 - 1 - seq,
+/// 20 digits, so the newest commit sorts first and a LIST's first page
+/// holds the newest moves whatever the history's length.
+pub const MOVE_REV_BASE: u128 = 99_999_999_999_999_999_999;
+
+/// The empty object a commit attempt creates before creating its log entry
+/// `seq`, once per schema it changes (format 3): `<rev seq>-<commit_id>`.
+pub fn move_marker(ns: &str, schema: &str, seq: u64, commit_id: &str) -> Path {
+    let rev = MOVE_REV_BASE - seq as u128;
+    Path::from(format!("ns/{ns}/moves/{schema}/{rev:020}-{commit_id}"))
+}
+
+/// The (seq, commit id) a move marker's file name stands for.
+pub fn parse_move_marker(name: &str) -> Option<(u64, &str)> {
+    let (rev, commit_id) = name.split_once('-')?;
+    if rev.len() != 20 || !rev.bytes().all(|b| b.is_ascii_digit()) || commit_id.is_empty() {
+        return None;
+    }
+    let seq = MOVE_REV_BASE.checked_sub(rev.parse::<u128>().ok()?)?;
+    Some((u64::try_from(seq).ok()?, commit_id))
+}
+
 /// The best-effort "latest entry" hint of a namespace's log.
 pub fn head(ns: &str) -> Path {
     Path::from(format!("ns/{ns}/head.json"))

@@ -107,6 +107,9 @@ pub struct NsChange {
     pub changes: BTreeMap<String, Pointers>,
     /// Settings the commit set.
     pub config: BTreeMap<String, String>,
+    /// Format 3: the descriptors of every changed schema's current and
+    /// staged versions (filled in by the store before the commit).
+    pub descriptors: BTreeMap<String, Descriptors>,
     /// Set in the entries `verify --repair` wrote in place of damaged ones.
     pub repair: Option<RepairNote>,
 }
@@ -155,6 +158,7 @@ impl JsonLog {
             operation: m.operation,
             changes: m.changes,
             config: m.config,
+            descriptors: BTreeMap::new(),
             repair: None,
         }
     }
@@ -181,8 +185,32 @@ impl ObjectCodec<NsEntry> for JsonLog {
         to_json(&LogEntry::from(e.clone()))
     }
 
+    /// Format 3: one move marker per schema the entry changes, created
+    /// before the entry, so every commit that moved a schema has one.
+    fn markers(&self, stream: &str, e: &NsEntry) -> Vec<object_store::path::Path> {
+        if self.format_version < FORMAT_MOVES {
+            return Vec::new();
+        }
+        e.change
+            .changes
+            .keys()
+            .map(|schema| keys::move_marker(stream, schema, e.seq, &e.commit_id))
+            .collect()
+    }
+
     fn decode(&self, key: &str, bytes: &[u8]) -> Result<NsEntry> {
         let e: LogEntry = from_json(key, bytes)?;
+        // Every object names its format: an entry from a newer format may
+        // mean something this build would misread.
+        if e.format_version > FORMAT_VERSION {
+            return Err(crate::Error::Corrupt {
+                key: key.to_string(),
+                reason: format!(
+                    "written in storage format {}, newer than this protoshelf supports ({FORMAT_VERSION}); upgrade protoshelf",
+                    e.format_version
+                ),
+            });
+        }
         Ok(Entry {
             seq: e.seq,
             commit_id: e.commit_id,
@@ -196,6 +224,7 @@ impl ObjectCodec<NsEntry> for JsonLog {
                 operation: e.operation,
                 changes: e.changes,
                 config: e.config,
+                descriptors: e.descriptors,
                 repair: e.repair,
             },
         })
@@ -215,6 +244,7 @@ impl From<NsEntry> for LogEntry {
             operation: c.operation,
             changes: c.changes,
             config: c.config,
+            descriptors: c.descriptors,
             base: e.base,
             state: e.checkpoint.map(|s| s.snapshot),
             repair: c.repair,

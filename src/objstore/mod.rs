@@ -14,6 +14,7 @@ mod claims;
 pub mod faults;
 pub mod format;
 pub mod gc;
+pub mod heads;
 pub mod inventory;
 pub mod io;
 pub mod keys;
@@ -175,6 +176,7 @@ impl ObjStore {
                     format_version: records::FORMAT_VERSION,
                     created_at: chrono::Utc::now(),
                     writer_id: String::new(),
+                    reader_contract: Some(records::READER_CONTRACT_VERSION),
                 };
                 (assumed, Some(e))
             }

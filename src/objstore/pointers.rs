@@ -7,6 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::log::{Committed, JsonLog, Mutation, NsAttempt, NsChange, NsPointers};
 use super::protocol::Plan;
+use super::records::{Descriptors, FORMAT_MOVES, Pointers};
 use super::{FETCH_CONCURRENCY, ObjStore};
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -37,6 +38,8 @@ impl ObjStore {
         let stamped = Stamped {
             plan,
             codec: log.codec(),
+            store: self,
+            ns,
         };
         log.commit(ns, stamped).await
     }
@@ -149,15 +152,59 @@ impl ObjStore {
 }
 
 /// A plan of mutations as a plan of log changes: each stamped with the
-/// writer and the store's format.
+/// writer and the store's format, and (format 3) with the descriptors of
+/// the versions it points to.
 struct Stamped<'a, P> {
     plan: P,
     codec: &'a JsonLog,
+    store: &'a ObjStore,
+    ns: &'a str,
 }
 
 impl<P: Plan<NsPointers, Mutation>> Plan<NsPointers> for Stamped<'_, P> {
     async fn plan(&mut self, attempt: NsAttempt) -> Result<Option<NsChange>> {
-        let m = self.plan.plan(attempt).await?;
-        Ok(m.map(|m| self.codec.stamp(m)))
+        let Some(m) = self.plan.plan(attempt).await? else {
+            return Ok(None);
+        };
+        let mut change = self.codec.stamp(m);
+        if self.codec.format_version >= FORMAT_MOVES {
+            change.descriptors = self.store.descriptors_of(self.ns, &change.changes).await?;
+        }
+        Ok(Some(change))
+    }
+}
+
+impl ObjStore {
+    /// The descriptor hashes of the versions `changes` points to, from
+    /// their manifests (immutable, so normally cached by the checks
+    /// before the commit).
+    async fn descriptors_of(
+        &self,
+        ns: &str,
+        changes: &BTreeMap<String, Pointers>,
+    ) -> Result<BTreeMap<String, Descriptors>> {
+        let sha = |schema: &str, v: Option<u64>| {
+            let schema = schema.to_string();
+            async move {
+                Ok::<_, Error>(match v {
+                    Some(v) => Some(self.manifest(ns, &schema, v).await?.descriptor.sha256),
+                    None => None,
+                })
+            }
+        };
+        let lookups: Vec<_> = changes
+            .iter()
+            .map(|(schema, p)| {
+                let (current, staged) = (sha(schema, p.current), sha(schema, p.staged));
+                async move {
+                    let (current, staged) = futures::try_join!(current, staged)?;
+                    Ok::<_, Error>((schema.clone(), Descriptors { current, staged }))
+                }
+            })
+            .collect();
+        futures::stream::iter(lookups)
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await
     }
 }

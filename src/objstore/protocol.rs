@@ -24,7 +24,8 @@
 //! - cold reader: hint + the checkpoint it names + the entries after it (at
 //!   most `CHAIN_MAX - 1`) + 1 probe;
 //! - commit: the reads above + 1 LIST past the end (no gap under the
-//!   commit) + 1 conditional PUT + 1 hint PUT; a lost race adds the
+//!   commit) + the codec's markers (a PUT each, before the entry) + 1
+//!   conditional PUT + 1 hint PUT; a lost race adds the
 //!   read-back of the winner
 //!   (1 GET) and the walk to the end of the log.
 
@@ -74,6 +75,13 @@ pub trait Sequenced: Clone + Default + Debug + Send + Sync + 'static {
 pub trait ObjectCodec<T>: Send + Sync + 'static {
     fn encode(&self, value: &T) -> Bytes;
     fn decode(&self, key: &str, bytes: &[u8]) -> Result<T>;
+    /// Empty objects a commit attempt creates before it creates the entry
+    /// (an index readers may LIST; see `keys::move_marker`). Those of an
+    /// attempt that lost are deleted (best effort); a reader checks a
+    /// marker against the entry it names.
+    fn markers(&self, _stream: &str, _value: &T) -> Vec<Path> {
+        Vec::new()
+    }
 }
 
 /// One entry of the log.
@@ -450,14 +458,9 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                 });
             }
         }
-        // A hint that names no checkpoint or an older one than the log's
-        // is repaired.
-        if let Some(read) = hint
-            && read.is_none_or(|h| h.seq != Self::due(state.seq))
-            && state.seq > 0
-        {
-            self.write_hint(stream, state.seq).await;
-        }
+        // A stale or missing hint is left as it is: readers never write
+        // (a job with read-only credentials must be able to read), and the
+        // next commit rewrites it.
         if warm && found == 0 {
             return Ok(known.expect("warm"));
         }
@@ -548,6 +551,8 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
             };
             let (entry, next) = self.build(&state, change);
             let key = (self.layout.entry)(stream, entry.seq);
+            let markers = self.codec.markers(stream, &entry);
+            self.create_markers(&markers).await?;
             let created = self
                 .create_entry(&key, self.codec.encode(&entry), &entry.commit_id)
                 .await?;
@@ -571,6 +576,7 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                 }
                 Created::Theirs(winner) => {
                     self.io.counters.conflicts.fetch_add(1, Relaxed);
+                    self.delete_markers(&markers).await;
                     let waited = started.elapsed();
                     if waited >= self.give_up_after() {
                         return Err(Error::Contended {
@@ -805,6 +811,36 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                     .map(|e| (e.commit_id == commit_id, e))
             })
             .await
+    }
+
+    /// Creates an attempt's markers (unique keys: a plain PUT each). A
+    /// failure fails the commit before its entry: nothing is committed, and
+    /// markers without their entry are ignored by readers.
+    async fn create_markers(&self, markers: &[Path]) -> Result<()> {
+        // Futures collected first: a closure in the stream combinator
+        // would not be `Send` for every caller's lifetime.
+        let puts: Vec<_> = markers
+            .iter()
+            .map(|key| self.io.put_overwrite(key, Bytes::new()))
+            .collect();
+        futures::stream::iter(puts)
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the markers of an attempt that lost (best effort: readers
+    /// skip a marker whose entry holds another commit).
+    async fn delete_markers(&self, markers: &[Path]) {
+        let deletes: Vec<_> = markers.iter().map(|key| self.io.os.delete(key)).collect();
+        let deleted: Vec<_> = futures::stream::iter(deletes)
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        if let Some(e) = deleted.into_iter().find_map(|r| r.err()) {
+            tracing::debug!("could not remove a lost attempt's marker: {e}");
+        }
     }
 
     /// Deletes a damaged entry (already gone is fine) and what this

@@ -11,11 +11,21 @@ use crate::error::{Error, Result};
 use crate::model::{Metadata, VersionDep, VersionFile};
 
 /// The storage format this build writes into new stores and the newest it
-/// reads. 2: directory claims (`claims/dir/`) instead of path claims. A
-/// format-1 store keeps format 1 (and path claims) when this build writes.
-pub const FORMAT_VERSION: u32 = 2;
+/// reads. 2: directory claims (`claims/dir/`) instead of path claims. 3:
+/// move markers (`moves/`) and descriptor hashes in log entries, the
+/// reader contract's current-descriptor path. A store keeps the format its
+/// marker names when this build writes (format 1 keeps path claims, format
+/// 2 gets no move markers).
+pub const FORMAT_VERSION: u32 = 3;
 /// The first format with directory claims.
 pub const FORMAT_DIR_CLAIMS: u32 = 2;
+/// The first format whose commits write move markers and descriptor hashes.
+pub const FORMAT_MOVES: u32 = 3;
+
+/// The version of the reader contract (docs/storage-format.md, "The reader
+/// contract") this build's stores keep: only a bump of it may break a
+/// reader that follows the contract.
+pub const READER_CONTRACT_VERSION: u32 = 1;
 
 /// `protoshelf.json`: identifies a protoshelf store and its format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,6 +35,10 @@ pub struct FormatMarker {
     pub created_at: DateTime<Utc>,
     /// Settles an ambiguous create by read-back.
     pub writer_id: String,
+    /// The reader-contract version the store keeps (absent in stores
+    /// created before it: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_contract: Option<u32>,
 }
 
 /// `namespaces/<ns>`.
@@ -98,6 +112,16 @@ pub struct Pointers {
     pub restore: Option<u64>,
 }
 
+/// The descriptors (SHA-256 of `descriptors/<sha256>.binpb`) of a schema's
+/// current and staged versions, as of the commit that recorded them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptors {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<String>,
+}
+
 /// The full pointer state of a namespace (as stored in checkpoints).
 /// `schemas` is a persistent map: every commit derives a new state from
 /// the last, and cloning 10,000 entries per commit would make a commit's
@@ -165,6 +189,10 @@ pub struct LogEntry {
     /// Settings this commit set.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Format 3: for every schema in `changes`, the descriptors of its
+    /// current and staged versions, so a reader needs no manifest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub descriptors: BTreeMap<String, Descriptors>,
     /// The newest checkpoint at or before this entry (== seq when this entry
     /// is one; 0 = the empty state before the first entry).
     pub base: u64,

@@ -365,6 +365,21 @@ impl ObjStore {
                     ),
                 );
             }
+            // Format 3: readers find a schema's state by its newest move
+            // marker, so a commit that changed a schema without one would
+            // be invisible to them.
+            if entry.format_version >= super::records::FORMAT_MOVES {
+                for schema in entry.changes.keys() {
+                    let marker = keys::move_marker(ns, schema, seq, &entry.commit_id);
+                    if !inv.contains(&marker) {
+                        report.problem(
+                            marker.as_ref(),
+                            Damage::Missing,
+                            format!("missing, but {key} changes schema {schema:?}"),
+                        );
+                    }
+                }
+            }
             match &entry.state {
                 Some(_) if entry.base != seq => report.problem(
                     &key,

@@ -214,6 +214,55 @@ impl Registry {
         Ok(v)
     }
 
+    /// The descriptor set a read means (see [`Self::readable_version`]),
+    /// with its version. By the reader contract when the store allows it
+    /// (a cold read of the current descriptor: one LIST of the schema's
+    /// move markers and two GETs, whatever the namespace's size or
+    /// history); else through the log.
+    pub async fn descriptor(
+        &self,
+        namespace: &str,
+        schema: &str,
+        version: Option<u64>,
+    ) -> Result<(u64, bytes::Bytes)> {
+        if let Some(head) = self.store.schema_head(namespace, schema).await? {
+            let p = head.pointers;
+            let d = head.descriptors;
+            let pick = match version {
+                None => p
+                    .current
+                    .map(|v| (v, d.current))
+                    .or(p.staged.map(|v| (v, d.staged))),
+                Some(v) if Some(v) == p.current => Some((v, d.current)),
+                Some(v) if Some(v) == p.staged => Some((v, d.staged)),
+                Some(v) if v > p.latest => {
+                    // `latest` is the highest number the log has named.
+                    self.store.manifest(namespace, schema, v).await?;
+                    return Err(never_staged(namespace, schema, v));
+                }
+                Some(_) => None,
+            };
+            match pick {
+                Some((v, Some(sha))) => {
+                    return Ok((v, self.store.descriptor_by_hash(namespace, &sha).await?));
+                }
+                // An entry older than descriptor hashes: the manifest names it.
+                Some((v, None)) => {
+                    return Ok((
+                        v,
+                        self.store.get_version(namespace, schema, v).await?.compiled,
+                    ));
+                }
+                None => {}
+            }
+        }
+        let v = self.readable_version(namespace, schema, version).await?;
+        Ok((
+            v,
+            self.store.get_version(namespace, schema, v).await?.compiled,
+        ))
+    }
+
     /// `NotFound` unless the log ever staged `version` (or made it current).
     pub(super) async fn require_published(
         &self,
@@ -226,10 +275,14 @@ impl Registry {
         }
         // Say which of the two is missing: the version, or its staging.
         self.store.manifest(namespace, schema, version).await?;
-        Err(Error::NotFound(format!(
-            "version {version} of schema {schema:?} in namespace {namespace:?} (it was stored by a publish that never staged it: interrupted, or superseded by a newer version; gc removes it)"
-        )))
+        Err(never_staged(namespace, schema, version))
     }
+}
+
+fn never_staged(namespace: &str, schema: &str, version: u64) -> Error {
+    Error::NotFound(format!(
+        "version {version} of schema {schema:?} in namespace {namespace:?} (it was stored by a publish that never staged it: interrupted, or superseded by a newer version; gc removes it)"
+    ))
 }
 
 fn unnamed(namespace: &str, schema: &str) -> Error {

@@ -118,7 +118,7 @@ async fn every_command(backend: Backend) {
     };
     c.setup_shop();
     let init = c.json(&["init"]);
-    assert_eq!(init["format_version"], 2);
+    assert_eq!(init["format_version"], 3);
 
     // Namespaces.
     let list = c.json(&["namespace", "list"]);

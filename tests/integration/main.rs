@@ -30,6 +30,7 @@ mod model;
 mod mount;
 mod pipeline_s3;
 mod protocol;
+mod reader;
 mod registry;
 mod registry_model;
 mod registry_scale;

@@ -87,9 +87,9 @@ async fn request_counts_per_operation(t: TestStore) {
         c,
         RequestCounts {
             list: 1,
-            ..counts(1, 1, 2)
+            ..counts(1, 1, 3)
         },
-        "set_staged: state check + LIST past the end + entry + hint"
+        "set_staged: state check + LIST past the end + move marker + entry + hint"
     );
     table.push(("set_staged", c));
 
@@ -98,9 +98,9 @@ async fn request_counts_per_operation(t: TestStore) {
         c,
         RequestCounts {
             list: 1,
-            ..counts(1, 1, 2)
+            ..counts(1, 1, 3)
         },
-        "promote: state check + LIST past the end + entry + hint"
+        "promote: state check + LIST past the end + move marker + entry + hint"
     );
     table.push(("promote", c));
 
@@ -167,7 +167,7 @@ async fn request_counts_per_operation(t: TestStore) {
         )
         .await;
         seq = info.unwrap().seq;
-        assert_eq!(c.put, 2, "commit {seq}");
+        assert_eq!(c.put, 3, "commit {seq}: move marker, entry, hint");
     }
     let raw = t.raw();
     let hint = raw
@@ -377,8 +377,9 @@ async fn format_marker_and_create_if_absent_probe(t: TestStore) {
     )
     .unwrap();
     assert_eq!(marker["format"], "protoshelf");
-    assert_eq!(marker["format_version"], 2);
-    assert!(t.reopen().await.format_marker().format_version == 2);
+    assert_eq!(marker["format_version"], 3);
+    assert_eq!(marker["reader_contract"], 1);
+    assert!(t.reopen().await.format_marker().format_version == 3);
     // The probe leaves nothing behind.
     let leftovers = common::snapshot(&raw).await;
     assert!(

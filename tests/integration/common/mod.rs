@@ -121,10 +121,16 @@ async fn open_at(url: String, dir: Option<Arc<tempfile::TempDir>>, backend: Back
 /// A fresh store created by a format-1 protoshelf (path claims): its marker
 /// is planted before the first open.
 pub async fn fresh_format1(backend: Backend) -> Option<TestStore> {
+    fresh_format(backend, 1).await
+}
+
+/// A fresh store whose marker names an older `format`, planted before the
+/// first open (as the protoshelf of that format would have created it).
+pub async fn fresh_format(backend: Backend, format: u32) -> Option<TestStore> {
     use object_store::ObjectStoreExt;
     let (url, dir) = fresh_url(backend).await?;
-    let marker = serde_json::json!({"format": "protoshelf", "format_version": 1,
-        "created_at": "2026-01-01T00:00:00Z", "writer_id": "format-1"});
+    let marker = serde_json::json!({"format": "protoshelf", "format_version": format,
+        "created_at": "2026-01-01T00:00:00Z", "writer_id": format!("format-{format}")});
     url::open(&url)
         .unwrap()
         .store
