@@ -19,6 +19,11 @@ pub struct CompileArgs {
     /// limit a busy machine can hit, not an error in the files).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::mount::parse_duration)]
     compile_timeout: std::time::Duration,
+    /// Peak memory a publish may need (e.g. 512MiB, 2G), estimated from the
+    /// input before anything is compiled or written; over it the command
+    /// is refused (exit 1) with the estimate. 0: no cap.
+    #[arg(long, value_name = "SIZE", env = "PROTOSHELF_MAX_MEMORY", default_value = "2GiB", value_parser = super::mount::parse_size)]
+    max_memory: u64,
 }
 
 impl CompileArgs {
@@ -30,10 +35,21 @@ impl CompileArgs {
         } else {
             ctx.registry().await?
         };
-        Ok(registry.with_limits(Limits {
+        Ok(registry.with_limits(self.limits()))
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
             compile_timeout: self.compile_timeout,
+            max_memory: (self.max_memory > 0).then_some(self.max_memory),
             ..Limits::default()
-        }))
+        }
+    }
+
+    /// Refuses input over `--max-memory` before the store is opened, so
+    /// nothing (not even a namespace `--create` would make) is written.
+    fn check_memory(&self, members: &[(&str, &[protoshelf::registry::SourceFile])]) -> Result<()> {
+        protoshelf::registry::publish::check_memory(&self.limits(), members)
     }
 }
 
@@ -202,6 +218,7 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let schema = rest[0].clone();
     let files = protoshelf::inputs::collect(&rest[1..], &a.input.options())?;
+    a.compile.check_memory(&[(&schema, &files)])?;
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
     if a.create {
         create_namespace(&registry, &ns).await?;
@@ -272,6 +289,12 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         .map(|(schema_id, files)| BatchMember { schema_id, files })
         .collect();
     let count: usize = members.iter().map(|m| m.files.len()).sum();
+    let sizes: Vec<(&str, &[protoshelf::registry::SourceFile])> = members
+        .iter()
+        .map(|m| (m.schema_id.as_str(), m.files.as_slice()))
+        .collect();
+    a.compile.check_memory(&sizes)?;
+    drop(sizes);
     // A bar on a terminal: versions stored out of versions to store.
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(members.len() as u64);
@@ -319,6 +342,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
 pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let files = protoshelf::inputs::collect(&rest[1..], &a.input.options())?;
+    a.compile.check_memory(&[(&rest[0], &files)])?;
     let registry = a.compile.registry(ctx, false).await?;
     let report = registry
         .check(&ns, &rest[0], files, a.force)

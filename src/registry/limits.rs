@@ -16,6 +16,11 @@ pub struct Limits {
     /// not counted: it is linear and bounded by the size limits. See
     /// [`super::guard`] for the other compile guards (nesting, stack).
     pub compile_timeout: std::time::Duration,
+    /// Peak memory a publish or check may need, in bytes, estimated from
+    /// its input before anything is compiled or written (see
+    /// [`memory_estimate`]); over it, the publish is refused with
+    /// [`crate::Error::MemoryLimit`]. `None`: no cap.
+    pub max_memory: Option<u64>,
 }
 
 impl Default for Limits {
@@ -26,8 +31,59 @@ impl Default for Limits {
             max_publish_bytes: 32 << 20,
             max_path_bytes: 512,
             compile_timeout: std::time::Duration::from_secs(30),
+            max_memory: Some(DEFAULT_MAX_MEMORY),
         }
     }
+}
+
+/// The default of [`Limits::max_memory`] (and of `--max-memory`).
+pub const DEFAULT_MAX_MEMORY: u64 = 2 << 30;
+
+/// What a publish costs beyond its input: the process, the compiler, the
+/// well-known types, caches that do not grow with the input.
+pub const MEMORY_BASE: u64 = 64 << 20;
+/// Bytes of peak memory per byte of source (sources, blobs, comments kept
+/// in the descriptors' source info).
+pub const MEMORY_PER_BYTE: u64 = 5;
+/// Bytes of peak memory per statement (`;`): each declaration becomes a
+/// parsed node, a descriptor with its source locations and an entry of the
+/// compiled pool, which dominates for dense files (a message of 330,000
+/// one-line fields).
+pub const MEMORY_PER_STATEMENT: u64 = 1536;
+
+/// The peak memory a publish of `sources` is expected to need: measured
+/// on the googleapis corpus and on dense generated files (docs/benchmarks.md,
+/// "Memory"), an upper estimate rather than a prediction.
+pub fn memory_estimate<'a>(sources: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let (mut bytes, mut statements) = (0u64, 0u64);
+    for s in sources {
+        bytes += s.len() as u64;
+        statements += s.iter().filter(|&&b| b == b';').count() as u64;
+    }
+    MEMORY_BASE + MEMORY_PER_BYTE * bytes + MEMORY_PER_STATEMENT * statements
+}
+
+/// Refuses a publish of `sources` (`what`: how to name it) whose estimate
+/// is over `limits.max_memory`, before anything is compiled or written.
+pub fn check_memory<'a>(
+    limits: &Limits,
+    what: &str,
+    sources: impl IntoIterator<Item = &'a [u8]> + Clone,
+) -> crate::Result<()> {
+    let Some(limit) = limits.max_memory else {
+        return Ok(());
+    };
+    let needed = memory_estimate(sources.clone());
+    if needed <= limit {
+        return Ok(());
+    }
+    let input = sources.into_iter().map(|s| s.len() as u64).sum();
+    Err(crate::Error::MemoryLimit {
+        what: what.to_string(),
+        input,
+        needed,
+        limit,
+    })
 }
 
 /// Import paths of the Google well-known types that protoshelf serves itself.
