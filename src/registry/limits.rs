@@ -42,25 +42,32 @@ pub const DEFAULT_MAX_MEMORY: u64 = 2 << 30;
 /// What a publish costs beyond its input: the process, the compiler, the
 /// well-known types, caches that do not grow with the input.
 pub const MEMORY_BASE: u64 = 64 << 20;
-/// Bytes of peak memory per byte of source (sources, blobs, comments kept
-/// in the descriptors' source info).
-pub const MEMORY_PER_BYTE: u64 = 5;
-/// Bytes of peak memory per statement (`;`): each declaration becomes a
-/// parsed node, a descriptor with its source locations and an entry of the
-/// compiled pool, which dominates for dense files (a message of 330,000
-/// one-line fields).
-pub const MEMORY_PER_STATEMENT: u64 = 1536;
+/// Bytes of peak memory per byte of source: the sources, their blobs and
+/// every file's encoded descriptor (comments included), held until stored.
+pub const MEMORY_PER_BYTE: u64 = 4;
+/// Bytes of peak memory per statement (`;`) of the largest compile batch:
+/// in a descriptor pool each declaration is a linked descriptor with its
+/// source locations and index entries. Files are compiled
+/// [`BATCH_FILES`](super::guard::BATCH_FILES) at a time, so the bound takes
+/// the files with the most statements.
+pub const MEMORY_PER_STATEMENT: u64 = 4096;
 
-/// The peak memory a publish of `sources` is expected to need: measured
-/// on the googleapis corpus and on dense generated files (docs/benchmarks.md,
-/// "Memory"), an upper estimate rather than a prediction.
+/// The peak memory a publish of `sources` may need, an upper estimate:
+/// `MEMORY_BASE + MEMORY_PER_BYTE × bytes + MEMORY_PER_STATEMENT ×
+/// statements of the 256 files with the most`. Measured (README,
+/// "Memory"): the googleapis load (70 MB, 388,125 statements) peaks at
+/// 544 MB against an estimate of 801 MB; one file of 330,000 fields
+/// (7.4 MB) at 1.2 GB against 1.38 GB.
 pub fn memory_estimate<'a>(sources: impl IntoIterator<Item = &'a [u8]>) -> u64 {
-    let (mut bytes, mut statements) = (0u64, 0u64);
+    let mut bytes = 0u64;
+    let mut statements: Vec<u64> = Vec::new();
     for s in sources {
         bytes += s.len() as u64;
-        statements += s.iter().filter(|&&b| b == b';').count() as u64;
+        statements.push(s.iter().filter(|&&b| b == b';').count() as u64);
     }
-    MEMORY_BASE + MEMORY_PER_BYTE * bytes + MEMORY_PER_STATEMENT * statements
+    statements.sort_unstable_by(|a, b| b.cmp(a));
+    let batch: u64 = statements.iter().take(super::guard::BATCH_FILES).sum();
+    MEMORY_BASE + MEMORY_PER_BYTE * bytes + MEMORY_PER_STATEMENT * batch
 }
 
 /// Refuses a publish of `sources` (`what`: how to name it) whose estimate

@@ -126,12 +126,13 @@ fn cli(url: &str, args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-/// A tree with one dense file: 200,000 fields (about 4.4 MB).
+/// A tree with one dense file: 30,000 fields (about 600 KB, estimated at
+/// over 180 MiB).
 fn dense_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("wide")).unwrap();
     let mut text = String::from("syntax = \"proto3\";\npackage wide;\nmessage Wide {\n");
-    for i in 0..200_000u32 {
+    for i in 0..30_000u32 {
         let number = if i + 1 >= 19_000 { i + 1001 } else { i + 1 };
         text.push_str(&format!("bool f{i} = {number};\n"));
     }
@@ -232,12 +233,22 @@ async fn a_load_under_a_small_cap_that_fits_succeeds(t: TestStore) {
             .unwrap();
         return;
     }
-    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop");
-    let (code, text) = cli(
-        &t.url,
-        &["load", "m", examples, "--create", "--max-memory", "80MiB"],
-    );
-    assert_eq!(code, Some(0), "{text}");
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for (ns, dir) in [("__builtins__", "builtins"), ("m", "shop")] {
+        let (code, text) = cli(
+            &t.url,
+            &[
+                "load",
+                ns,
+                &format!("{examples}/{dir}"),
+                "--create",
+                "--promote",
+                "--max-memory",
+                "80MiB",
+            ],
+        );
+        assert_eq!(code, Some(0), "{text}");
+    }
     let tree = dense_tree();
     let root = tree.path().display().to_string();
     let (code, text) = cli(&t.url, &["push", "m", "wide", &root]);
