@@ -56,8 +56,8 @@ pub const MEMORY_PER_STATEMENT: u64 = 4096;
 /// `MEMORY_BASE + MEMORY_PER_BYTE × bytes + MEMORY_PER_STATEMENT ×
 /// statements of the 256 files with the most`. Measured (README,
 /// "Memory"): the googleapis load (70 MB, 388,125 statements) peaks at
-/// 544 MB against an estimate of 801 MB; one file of 330,000 fields
-/// (7.4 MB) at 1.2 GB against 1.38 GB.
+/// 520 MB against an estimate of 788 MiB; one file of 330,000 fields
+/// (7.4 MB) at 1.19 GB against 1.35 GiB.
 pub fn memory_estimate<'a>(sources: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     let mut bytes = 0u64;
     let mut statements: Vec<u64> = Vec::new();
