@@ -210,6 +210,23 @@ bench_backend() {
   (cd "$SRC" && /usr/bin/env time -f '%M' -o "$RESULTS/load-rss-$label.txt" \
     "$PS" --store "$store" --stats load g . --promote >/dev/null 2>"$RESULTS/load-stats-$label.txt")
   echo "$store" >"$RESULTS/store-$label.txt"
+  # Peak memory against the input (README: within --max-memory, the
+  # estimate documented there).
+  local rss_kb input_bytes
+  rss_kb=$(tail -1 "$RESULTS/load-rss-$label.txt")
+  input_bytes=$(cd "$SRC" && cat -- $(cat "$WORK/files.txt") | wc -c)
+  note "[$label] memory: googleapis load ($NFILES files, $input_bytes bytes) peak RSS $((rss_kb / 1024)) MiB, $(awk -v r="$rss_kb" -v b="$input_bytes" 'BEGIN{printf "%.1f", r*1024/b}')x the input"
+  if [[ "$label" == local ]]; then
+    # A dense file: one message of 330,000 one-line fields (7.4 MB).
+    local dense="$WORK/dense" dstore="$WORK/store-dense"
+    mkdir -p "$dense/wide"
+    awk 'BEGIN{print "syntax = \"proto3\";\npackage wide;\nmessage Wide {"; for(i=0;i<330000;i++){n=i+1; if(n>=19000)n+=1000; printf "bool f%d = %d;\n", i, n} print "}"}' >"$dense/wide/wide.proto"
+    rm -rf "$dstore" && init_store "$dstore"
+    /usr/bin/env time -f '%M' -o "$RESULTS/dense-rss.txt" "$PS" --store "$dstore" push g wide "$dense" >/dev/null
+    rss_kb=$(tail -1 "$RESULTS/dense-rss.txt")
+    input_bytes=$(wc -c <"$dense/wide/wide.proto")
+    note "[$label] memory: one 330,000-field file ($input_bytes bytes) peak RSS $((rss_kb / 1024)) MiB, $(awk -v r="$rss_kb" -v b="$input_bytes" 'BEGIN{printf "%.1f", r*1024/b}')x the input"
+  fi
 
   note "[$label] mount: protoc, ls -R, cat, warm"
   local mnt="$WORK/mnt-$label" copy="$WORK/copy-$label"

@@ -59,6 +59,17 @@ pub enum Error {
         what: String,
         limit: std::time::Duration,
     },
+    /// A publish whose estimated peak memory is over the cap
+    /// ([`crate::registry::Limits::max_memory`]): refused before anything
+    /// was compiled or written. The caller's to fix (raise the cap, or
+    /// publish less at once).
+    #[error("{what}, {} of .proto sources, needs about {} of memory to compile and store, more than the limit of {}; nothing was written: raise the limit with --max-memory {} (or PROTOSHELF_MAX_MEMORY; Limits::max_memory in the library), or publish fewer files at once", fmt_bytes(*.input), fmt_bytes(*.needed), fmt_bytes(*.limit), suggest_cap(*.needed))]
+    MemoryLimit {
+        what: String,
+        input: u64,
+        needed: u64,
+        limit: u64,
+    },
     /// A change that breaks the namespace's compatibility policy.
     #[error("incompatible change ({} violation{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" },
         .0.iter().map(|v| format!("  {v}")).collect::<Vec<_>>().join("\n"))]
@@ -153,6 +164,7 @@ impl Error {
             Error::Compile(_) => "compile",
             Error::CompileTimeout { .. } => "compile_timeout",
             Error::Incompatible(_) => "incompatible",
+            Error::MemoryLimit { .. } => "memory_limit",
             Error::Mount { .. } => "mount",
             Error::Storage(_) => match self.storage_problem() {
                 Some(StorageProblem::NoSuchBucket) => "no_such_bucket",
@@ -195,6 +207,23 @@ impl Error {
             _ => 2,
         }
     }
+}
+
+/// `1.5 GiB`, `300 MiB` or `12 KiB`.
+fn fmt_bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", n / (1u64 << 30) as f64)
+    } else if n >= (1u64 << 20) as f64 {
+        format!("{:.0} MiB", n / (1u64 << 20) as f64)
+    } else {
+        format!("{:.0} KiB", n / 1024.0)
+    }
+}
+
+/// A `--max-memory` value that fits `needed`: whole MiB, rounded up.
+fn suggest_cap(needed: u64) -> String {
+    format!("{}MiB", needed.div_ceil(1 << 20))
 }
 
 /// `30 s`, `1.5 s` or `250 ms`.

@@ -98,16 +98,34 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     protoshelf::fs::mountpoint::check(&a.mountpoint, &mountinfo, a.allow_non_empty)?;
     // Unreachable storage must surface as EIO within seconds, not block
-    // protoc for object_store's default three minutes of retries.
-    let store = ctx
-        .open_store(Some(MOUNT_BUDGET), false, a.cache_size)
-        .await?;
+    // protoc for object_store's default three minutes of retries. The
+    // budget bounds each request (RequestBudget), each kernel request and
+    // each namespace of a refresh round (FsCore::with_budget), and startup.
+    let budget = ctx.budget(Some(MOUNT_BUDGET));
+    let store = tokio::time::timeout(
+        budget.0,
+        ctx.open_store(Some(MOUNT_BUDGET), false, a.cache_size),
+    )
+    .await
+    .map_err(|_| {
+        Error::Storage(object_store::Error::Generic {
+            store: "mount",
+            source: format!(
+                "opening {} did not finish within {} s, the mount's budget (--storage-timeout)",
+                url::resolve(ctx.store.as_deref()),
+                budget.0.as_secs_f64()
+            )
+            .into(),
+        })
+    })??;
     let opts = Options {
         namespaces: ctx.namespaces.clone(),
         refresh: a.refresh,
     };
     let core = Arc::new(
-        FsCore::new(store, tokio::runtime::Handle::current(), opts).with_prefetch(!a.no_prefetch),
+        FsCore::new(store, tokio::runtime::Handle::current(), opts)
+            .with_prefetch(!a.no_prefetch)
+            .with_budget(budget.0),
     );
     let fs = ProtoshelfFs::new(core.clone(), a.refresh);
     let invalidator = fs.invalidator();

@@ -22,6 +22,11 @@ pub struct CompileArgs {
     /// limit a busy machine can hit, not an error in the files).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::mount::parse_duration)]
     compile_timeout: std::time::Duration,
+    /// Peak memory a publish may need (e.g. 512MiB, 2G), estimated from the
+    /// input before anything is compiled or written; over it the command
+    /// is refused (exit 1) with the estimate. 0: no cap.
+    #[arg(long, value_name = "SIZE", env = "PROTOSHELF_MAX_MEMORY", default_value = "2GiB", value_parser = super::mount::parse_size)]
+    max_memory: u64,
 }
 
 impl CompileArgs {
@@ -33,10 +38,21 @@ impl CompileArgs {
         } else {
             ctx.registry().await?
         };
-        Ok(registry.with_limits(Limits {
+        Ok(registry.with_limits(self.limits()))
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
             compile_timeout: self.compile_timeout,
+            max_memory: (self.max_memory > 0).then_some(self.max_memory),
             ..Limits::default()
-        }))
+        }
+    }
+
+    /// Refuses input over `--max-memory` before the store is opened, so
+    /// nothing (not even a namespace `--create` would make) is written.
+    fn check_memory(&self, members: &[(&str, &[protoshelf::registry::SourceFile])]) -> Result<()> {
+        protoshelf::registry::publish::check_memory(&self.limits(), members)
     }
 }
 
@@ -252,6 +268,7 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let schema = rest[0].clone();
     let files = protoshelf::inputs::collect(&rest[1..], &a.roots.options(&a.input))?;
+    a.compile.check_memory(&[(&schema, &files)])?;
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
     if a.create {
         create_namespace(&registry, &ns).await?;
@@ -364,6 +381,12 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         .into_iter()
         .map(|(schema_id, files)| BatchMember { schema_id, files })
         .collect();
+    let sizes: Vec<(&str, &[protoshelf::registry::SourceFile])> = members
+        .iter()
+        .map(|m| (m.schema_id.as_str(), m.files.as_slice()))
+        .collect();
+    a.compile.check_memory(&sizes)?;
+    drop(sizes);
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
     if a.create {
         create_namespace(&registry, &ns).await?;
@@ -390,6 +413,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
 pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let files = protoshelf::inputs::collect(&rest[1..], &a.roots.options(&a.input))?;
+    a.compile.check_memory(&[(&rest[0], &files)])?;
     let registry = a.compile.registry(ctx, false).await?;
     let report = registry
         .check(&ns, &rest[0], files, a.force)

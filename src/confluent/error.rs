@@ -72,7 +72,8 @@ impl ConfluentError {
                 crate::Error::CompileTimeout { .. } => (500, 50002),
                 crate::Error::InvalidInput(_)
                 | crate::Error::InvalidId { .. }
-                | crate::Error::Compile(_) => (422, 42201),
+                | crate::Error::Compile(_)
+                | crate::Error::MemoryLimit { .. } => (422, 42201),
                 crate::Error::Incompatible(_) => (409, 409),
                 crate::Error::NotFound(_) => (404, 40403),
                 _ => (500, 50001),

@@ -85,6 +85,31 @@ impl From<Error> for FsError {
 
 pub type FsResult<T> = Result<T, FsError>;
 
+/// `rt.block_on(fut)`, failing with a storage error once `budget` has
+/// passed (the future is dropped, cancelling its requests).
+pub(crate) fn block_within<T>(
+    rt: &tokio::runtime::Handle,
+    budget: Option<Duration>,
+    fut: impl std::future::Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    let Some(budget) = budget else {
+        return rt.block_on(fut);
+    };
+    rt.block_on(async {
+        match tokio::time::timeout(budget, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Storage(object_store::Error::Generic {
+                store: "mount",
+                source: format!(
+                    "storage did not answer within {} s, the mount's budget per request (--storage-timeout)",
+                    budget.as_secs_f64()
+                )
+                .into(),
+            })),
+        }
+    })
+}
+
 /// How long the kernel may keep what a lookup or getattr answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Validity {
@@ -160,6 +185,8 @@ pub struct FsCore {
     started: DateTime<Utc>,
     /// See [`FsCore::with_prefetch`].
     prefetch: bool,
+    /// See [`FsCore::with_budget`].
+    budget: Option<Duration>,
 }
 
 const STATS_DIR: &str = ".protoshelf";
@@ -185,7 +212,26 @@ impl FsCore {
             counters: Counters::default(),
             started: Utc::now(),
             prefetch: false,
+            budget: None,
         }
+    }
+
+    /// Bounds the storage work of each kernel request and of each
+    /// namespace in a refresh round: past `budget` it fails (EIO) however
+    /// many requests it made. The store's own per-request budget bounds one
+    /// request; this bounds their sum, so a hung endpoint costs a reader
+    /// one budget, not one per request (unbounded by default).
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Runs `fut` on the runtime within the budget.
+    fn wait<T>(
+        &self,
+        fut: impl std::future::Future<Output = crate::Result<T>>,
+    ) -> crate::Result<T> {
+        block_within(&self.rt, self.budget, fut)
     }
 
     /// Fetch the files of a namespace's `current/` into the content cache,
@@ -235,7 +281,7 @@ impl FsCore {
         {
             return Ok(names.clone());
         }
-        match self.rt.block_on(self.store.list_namespaces()) {
+        match self.wait(self.store.list_namespaces()) {
             Ok(all) => {
                 let names: Vec<String> = all.into_iter().map(|n| n.id).collect();
                 if listing.as_ref().is_some_and(|(_, old)| *old != names) {
@@ -331,7 +377,7 @@ impl FsCore {
         {
             return Ok(None);
         }
-        match self.rt.block_on(self.store.namespace_state(BUILTINS)) {
+        match self.wait(self.store.namespace_state(BUILTINS)) {
             Ok(s) => Ok(Some((*s).clone())),
             Err(Error::NotFound(_)) => {
                 *self.builtins_absent_until.lock().unwrap() =
@@ -358,10 +404,10 @@ impl FsCore {
         let state = if ns == BUILTINS {
             match builtins {
                 Some(b) => Arc::new(b.clone()),
-                None => self.rt.block_on(self.store.namespace_state(ns))?,
+                None => self.wait(self.store.namespace_state(ns))?,
             }
         } else {
-            self.rt.block_on(self.store.namespace_state(ns))?
+            self.wait(self.store.namespace_state(ns))?
         };
         let builtins = builtins.filter(|_| ns != BUILTINS);
         let builtins_seq = builtins.map_or(0, |b| b.seq);
@@ -373,11 +419,7 @@ impl FsCore {
             return Ok(old);
         }
         self.counters.snapshot_builds.fetch_add(1, Relaxed);
-        let snap =
-            Arc::new(
-                self.rt
-                    .block_on(Snapshot::build(&self.store, ns, &state, builtins))?,
-            );
+        let snap = Arc::new(self.wait(Snapshot::build(&self.store, ns, &state, builtins))?);
         self.snapshots
             .lock()
             .unwrap()
@@ -415,6 +457,7 @@ impl FsCore {
 
     fn refresh_into(&self, changes: &mut Changes) {
         self.counters.refreshes.fetch_add(1, Relaxed);
+        let errors_before = self.counters.refresh_errors.load(Relaxed);
         let loaded: Vec<String> = self.snapshots.lock().unwrap().keys().cloned().collect();
         self.negative.lock().unwrap().clear();
         // Builtins are read once per round, whatever the number of namespaces.
@@ -428,7 +471,19 @@ impl FsCore {
                 return;
             }
         };
+        let started = Instant::now();
         for ns in loaded {
+            // Storage failing slowly: the round ends after one budget (the
+            // rest keep their trees until the next round), so a round is
+            // bounded whatever the number of namespaces.
+            if self.budget.is_some_and(|b| started.elapsed() >= b)
+                && self.counters.refresh_errors.load(Relaxed) > errors_before
+            {
+                tracing::warn!(
+                    "refresh round stopped after the mount's budget; next round retries"
+                );
+                break;
+            }
             let old = self.snapshots.lock().unwrap().get(&ns).cloned();
             match self.load_with(&ns, builtins.as_ref()) {
                 Ok(new) => {
@@ -460,15 +515,11 @@ impl FsCore {
         if let Some(s) = self.history.get(&key) {
             return Ok(s);
         }
-        let state = self.rt.block_on(self.store.namespace_state_at(ns, seq))?;
+        let state = self.wait(self.store.namespace_state_at(ns, seq))?;
         // Builtins as they are now: history is about this namespace's commits.
         let builtins = self.builtins_state(ns)?;
-        let snap = Arc::new(self.rt.block_on(Snapshot::build(
-            &self.store,
-            ns,
-            &state,
-            builtins.as_ref(),
-        ))?);
+        let snap =
+            Arc::new(self.wait(Snapshot::build(&self.store, ns, &state, builtins.as_ref()))?);
         self.history.insert(key, snap.clone());
         Ok(snap)
     }
@@ -480,7 +531,7 @@ impl FsCore {
     /// A blob a version names: a missing one is damage (EIO naming its
     /// key), not an absent file.
     fn referenced_blob(&self, ns: &str, sha: &str) -> FsResult<Bytes> {
-        match self.rt.block_on(self.store.get_blob(ns, sha)) {
+        match self.wait(self.store.get_blob(ns, sha)) {
             Ok(b) => Ok(b.source),
             Err(Error::NotFound(_)) => Err(FsError::Io(format!(
                 "corrupt object ns/{ns}/blobs/{sha}: missing, but a version refers to it"
@@ -597,7 +648,7 @@ impl FsCore {
     ) -> FsResult<Entry> {
         let ns = snap.namespace.as_str();
         let v = self.published_number(snap, schema, v)?;
-        let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
+        let m = self.wait(self.store.manifest(ns, schema, v))?;
         let file = |size| {
             Ok(Entry::File {
                 size,
@@ -680,15 +731,14 @@ impl FsCore {
                     ["schemas", schema, "versions"] => {
                         // The versions the log named: a manifest it never
                         // named is an interrupted or superseded publish's.
-                        let published =
-                            self.rt.block_on(self.store.published_upto(ns, snap.seq))?;
+                        let published = self.wait(self.store.published_upto(ns, snap.seq))?;
                         Ok(dirs(
                             published.of(schema).iter().map(u64::to_string).collect(),
                         ))
                     }
                     ["schemas", schema, "versions", v, tail @ ..] => {
                         let v = self.published_number(&snap, schema, v)?;
-                        let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
+                        let m = self.wait(self.store.manifest(ns, schema, v))?;
                         let mut tree = Tree::default();
                         for f in &m.files {
                             let r = FileRef {
@@ -741,21 +791,28 @@ impl FsCore {
                 match rest {
                     ["current", tail @ ..] => from_tree(&snap.current, tail),
                     ["staged", tail @ ..] => from_tree(&snap.staged, tail),
-                    ["current.binpb"] => Ok(snap.current.descriptor_set(&self.store, &self.rt)?),
-                    ["staged.binpb"] => Ok(snap.staged.descriptor_set(&self.store, &self.rt)?),
+                    ["current.binpb"] => {
+                        Ok(snap
+                            .current
+                            .descriptor_set(&self.store, &self.rt, self.budget)?)
+                    }
+                    ["staged.binpb"] => {
+                        Ok(snap
+                            .staged
+                            .descriptor_set(&self.store, &self.rt, self.budget)?)
+                    }
                     ["schemas", schema, "versions", v, tail @ ..] => {
                         let v = self.published_number(&snap, schema, v)?;
                         match tail {
-                            ["descriptor.binpb"] => Ok(self
-                                .rt
-                                .block_on(self.store.get_version(ns, schema, v))?
-                                .compiled),
+                            ["descriptor.binpb"] => {
+                                Ok(self.wait(self.store.get_version(ns, schema, v))?.compiled)
+                            }
                             ["version.json"] => {
-                                let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
+                                let m = self.wait(self.store.manifest(ns, schema, v))?;
                                 Ok(Bytes::from(version_json(&m)))
                             }
                             _ => {
-                                let m = self.rt.block_on(self.store.manifest(ns, schema, v))?;
+                                let m = self.wait(self.store.manifest(ns, schema, v))?;
                                 let path = tail.join("/");
                                 let f = m
                                     .files
@@ -784,9 +841,7 @@ impl FsCore {
         if p.current == Some(v) || p.staged == Some(v) {
             return Ok(v);
         }
-        let published = self
-            .rt
-            .block_on(self.store.published_upto(&snap.namespace, snap.seq))?;
+        let published = self.wait(self.store.published_upto(&snap.namespace, snap.seq))?;
         if v <= p.latest && published.contains(schema, v) {
             Ok(v)
         } else {

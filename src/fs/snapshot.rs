@@ -116,13 +116,20 @@ impl Tree {
 
     /// The tree's `FileDescriptorSet`: the union of its versions' sets,
     /// dependencies first, built once.
-    pub fn descriptor_set(&self, store: &ObjStore, rt: &tokio::runtime::Handle) -> Result<Bytes> {
+    pub fn descriptor_set(
+        &self,
+        store: &ObjStore,
+        rt: &tokio::runtime::Handle,
+        budget: Option<std::time::Duration>,
+    ) -> Result<Bytes> {
         if let Some(done) = self.descriptor_set.get() {
             return Ok(done.clone());
         }
         let mut sets = Vec::new();
         for (ns, schema, v) in &self.versions {
-            sets.push(rt.block_on(store.get_version(ns, schema, *v))?.compiled);
+            sets.push(
+                super::core::block_within(rt, budget, store.get_version(ns, schema, *v))?.compiled,
+            );
         }
         // The well-known types last: a shadowing file of the tree wins.
         let wkt: Vec<Bytes> = prost_reflect::DescriptorPool::global()

@@ -72,7 +72,9 @@ pub async fn inspect(io: &Io) -> Result<std::result::Result<FormatMarker, Error>
     })
 }
 
-/// Whether the store has protoshelf objects besides the marker.
+/// Whether the store has protoshelf objects besides the marker (and the
+/// probe's scratch objects): namespaces, their objects, or the schema IDs
+/// `serve` allocates.
 async fn holds_data(io: &Io) -> Result<bool> {
     let top = io
         .os
@@ -82,13 +84,13 @@ async fn holds_data(io: &Io) -> Result<bool> {
     Ok(top
         .common_prefixes
         .iter()
-        .any(|p| matches!(p.as_ref(), "namespaces" | "ns")))
+        .any(|p| matches!(p.as_ref(), "namespaces" | "ns" | "confluent")))
 }
 
 fn missing_marker() -> Error {
     Error::Corrupt {
         key: keys::marker().to_string(),
-        reason: "missing, but the store holds namespaces: restore the marker from a backup (or write one naming the store's format), then run `protoshelf verify`".into(),
+        reason: "missing, but the store holds protoshelf objects: it is not re-created (that could give the objects another format); restore the marker from a backup (or write one naming the store's format), then run `protoshelf verify`".into(),
     }
 }
 

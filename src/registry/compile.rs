@@ -4,6 +4,7 @@
 //! guarded (see [`super::guard`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,12 +36,130 @@ pub enum Origin {
     Builtins(Owner),
 }
 
-/// The sources of one compile, by import path. Compiling hands each parsed
-/// file to the compiler (`None` afterwards): the compiled pool holds the
-/// same descriptors, and keeping both doubled a whole-tree load's memory.
+/// The sources of one compile, by import path. Compiling hands each file
+/// to the compiler (`None` afterwards).
 #[derive(Default)]
 pub struct Sources {
-    pub files: HashMap<String, (Option<File>, Origin)>,
+    pub files: HashMap<String, (Option<Pending>, Origin)>,
+}
+
+/// A file waiting for the compiler: its text, parsed (once more) when the
+/// compiler opens it, and its imports. Holding every parsed tree of a
+/// corpus load until its compile held several times the sources.
+pub struct Pending {
+    text: String,
+    imports: Vec<String>,
+}
+
+impl Pending {
+    fn parse(path: &str, text: String) -> Result<Pending> {
+        let imports = parse(path, &text)?
+            .file_descriptor_proto()
+            .dependency
+            .clone();
+        Ok(Pending { text, imports })
+    }
+}
+
+/// One compiled file: its `FileDescriptorProto` encoded as prost-reflect
+/// encodes it (custom options kept), its package and its imports.
+pub struct CompiledFile {
+    pub encoded: Bytes,
+    pub package: String,
+    pub dependencies: Vec<String>,
+}
+
+/// What a compile produced, by file name: every file compiled or imported
+/// (well-known types included), encoded. Each version's set is assembled
+/// from these bytes, so no descriptor pool outlives its compile batch.
+#[derive(Default)]
+pub struct Compiled {
+    files: HashMap<String, CompiledFile>,
+}
+
+impl Compiled {
+    pub fn get(&self, name: &str) -> Option<&CompiledFile> {
+        self.files.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Adds a file of a compile's pool (kept when known already).
+    pub fn insert_from(&mut self, f: &FileDescriptor) {
+        if self.files.contains_key(f.name()) {
+            return;
+        }
+        self.files.insert(
+            f.name().to_string(),
+            CompiledFile {
+                encoded: Bytes::from(f.encode_to_vec()),
+                package: f.package_name().to_string(),
+                dependencies: f.dependencies().map(|d| d.name().to_string()).collect(),
+            },
+        );
+    }
+
+    /// The file's descriptor, decoded (this process encoded it).
+    pub fn proto(&self, name: &str) -> Option<FileDescriptorProto> {
+        use prost::Message;
+        FileDescriptorProto::decode(self.files.get(name)?.encoded.clone()).ok()
+    }
+
+    /// `roots` and everything they import, dependencies first, like
+    /// [`closure`] over a pool: the same names in the same order.
+    pub fn closure(&self, roots: &[String]) -> Vec<String> {
+        self.closure_except(roots, &HashSet::new())
+    }
+
+    /// The compiled files of `imports`' closure that are not in `except`,
+    /// dependencies first (to open in a new batch's compiler).
+    pub fn closure_missing(&self, imports: &[String], except: &HashSet<String>) -> Vec<String> {
+        self.closure_except(imports, except)
+    }
+
+    fn closure_except(&self, roots: &[String], except: &HashSet<String>) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut done: HashSet<&str> = except.iter().map(String::as_str).collect();
+        for root in roots {
+            let Some((name, file)) = self.files.get_key_value(root.as_str()) else {
+                continue;
+            };
+            if !done.insert(name) {
+                continue;
+            }
+            let mut stack = vec![(name.as_str(), &file.dependencies, 0usize)];
+            while let Some((name, deps, at)) = stack.last_mut() {
+                if let Some(dep) = deps.get(*at) {
+                    *at += 1;
+                    if let Some((dep, f)) = self.files.get_key_value(dep.as_str())
+                        && done.insert(dep)
+                    {
+                        stack.push((dep.as_str(), &f.dependencies, 0));
+                    }
+                } else {
+                    out.push(name.to_string());
+                    stack.pop();
+                }
+            }
+        }
+        out
+    }
+
+    /// The `FileDescriptorSet` of `names` (as [`Compiled::closure`] gives
+    /// them): the same bytes as [`encode_set`] of their pool's files.
+    pub fn encode_set(&self, names: &[String]) -> Bytes {
+        let mut buf = Vec::new();
+        for f in names.iter().filter_map(|n| self.files.get(n)) {
+            prost::encoding::bytes::encode(1, &f.encoded, &mut buf);
+        }
+        buf.into()
+    }
 }
 
 /// Formats a protox error as `file:line:column: message` when it has a
@@ -80,15 +199,11 @@ fn parse(path: &str, source: &str) -> Result<File> {
     File::from_source(path, source).map_err(|e| compile_error(&e))
 }
 
-fn imports(file: &File) -> &[String] {
-    &file.file_descriptor_proto().dependency
-}
-
 /// A file found for an import: parsed (a file fetched ahead of need that
 /// does not parse fails only if it is imported), and the dependencies its
 /// version recorded, which name the rest of its closure.
 struct Fetched {
-    file: Result<File>,
+    file: Result<Pending>,
     origin: Origin,
     deps: Vec<VersionDep>,
 }
@@ -97,16 +212,20 @@ impl Sources {
     /// Parses the files being published, on every core (a corpus load
     /// parses thousands). `own`: (member index, path, source). The first
     /// file in `own` order that fails is the error reported.
-    pub fn new(own: &[(usize, String, String)]) -> Result<Self> {
+    pub fn new(own: Vec<(usize, String, String)>) -> Result<Self> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = own.len().div_ceil(threads).max(64);
-        let parsed: Vec<Result<File>> = std::thread::scope(|scope| {
+        // Parsed for their imports (and errors); the trees are dropped.
+        let parsed: Vec<Result<Vec<String>>> = std::thread::scope(|scope| {
             let workers: Vec<_> = own
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|(_, path, source)| parse(path, source))
+                            .map(|(_, path, source)| {
+                                parse(path, source)
+                                    .map(|f| f.file_descriptor_proto().dependency.clone())
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -117,16 +236,22 @@ impl Sources {
                 .collect()
         });
         let mut files = HashMap::new();
-        for ((member, path, _), file) in own.iter().zip(parsed) {
-            files.insert(path.clone(), (Some(file?), Origin::Own(*member)));
+        for ((member, path, text), imports) in own.into_iter().zip(parsed) {
+            let pending = Pending {
+                text,
+                imports: imports?,
+            };
+            files.insert(path, (Some(pending), Origin::Own(member)));
         }
         Ok(Sources { files })
     }
 
     /// Adds a file from elsewhere (a recorded dependency).
     pub fn add(&mut self, path: &str, source: &str, origin: Origin) -> Result<()> {
-        self.files
-            .insert(path.to_string(), (Some(parse(path, source)?), origin));
+        self.files.insert(
+            path.to_string(),
+            (Some(Pending::parse(path, source.to_string())?), origin),
+        );
         Ok(())
     }
 
@@ -148,7 +273,7 @@ impl Sources {
         let mut wanted: Vec<String> = Vec::new();
         for file in self.files.values().filter_map(|(f, _)| f.as_ref()) {
             wanted.extend(
-                imports(file)
+                file.imports
                     .iter()
                     .filter(|d| seen.insert((*d).clone()))
                     .cloned(),
@@ -234,7 +359,7 @@ impl Sources {
     ) -> Result<()> {
         let file = found.file?;
         wanted.extend(
-            imports(&file)
+            file.imports
                 .iter()
                 .filter(|d| seen.insert((*d).clone()))
                 .cloned(),
@@ -257,7 +382,8 @@ impl Sources {
     fn order(&self, roots: &[String]) -> Result<Vec<String>> {
         let deps = |path: &str| -> Vec<String> {
             match self.files.get(path) {
-                Some((Some(f), _)) => imports(f)
+                Some((Some(f), _)) => f
+                    .imports
                     .iter()
                     .filter(|d| self.files.contains_key(*d))
                     .cloned()
@@ -315,7 +441,7 @@ impl Sources {
         members: &[&str],
         timeout: Duration,
         progress: Option<&super::Progress>,
-    ) -> Result<DescriptorPool> {
+    ) -> Result<Compiled> {
         let order = self.order(&roots)?;
         let mut labels: Vec<String> = members.iter().map(|m| format!("schema {m:?}")).collect();
         let mut imported: HashMap<String, usize> = HashMap::new();
@@ -334,7 +460,7 @@ impl Sources {
                 (path, charge)
             })
             .collect();
-        let files: HashMap<String, File> = self
+        let files: HashMap<String, Pending> = self
             .files
             .iter_mut()
             .filter_map(|(path, (f, _))| Some((path.clone(), f.take()?)))
@@ -353,7 +479,7 @@ impl Sources {
             (p.0)(super::Step::Compiling { done: 0, total });
         }
         let mut done = 0;
-        let compiled = move |charge: usize| {
+        let on_compiled = move |charge: usize| {
             if let Some(n) = left.get_mut(&charge) {
                 *n -= 1;
                 if *n == 0 {
@@ -364,12 +490,30 @@ impl Sources {
                 }
             }
         };
+        let imports: HashMap<String, Vec<String>> = files
+            .iter()
+            .map(|(path, f)| (path.clone(), f.imports.clone()))
+            .collect();
+        let compiled = Arc::new(Mutex::new(Compiled::default()));
         let budget = Budget::new(timeout, labels);
         let resolver = Resolver {
-            files: std::sync::Mutex::new(files),
+            files: Mutex::new(files),
+            compiled: compiled.clone(),
             budget: budget.clone(),
         };
-        guard::run(resolver, order, budget, compiled).await
+        guard::run(
+            resolver,
+            order,
+            imports,
+            compiled.clone(),
+            budget,
+            on_compiled,
+        )
+        .await?;
+        // Taken out: a compiler thread stopped by a timeout may still hold
+        // its clone for a moment.
+        let compiled = std::mem::take(&mut *compiled.lock().unwrap());
+        Ok(compiled)
     }
 }
 
@@ -426,7 +570,7 @@ async fn fetched(
     origin: fn(Owner) -> Origin,
     with_deps: bool,
 ) -> Result<Fetched> {
-    let file = parse(path, &view.source(&owner).await?);
+    let file = Pending::parse(path, view.source(&owner).await?);
     let deps = if with_deps {
         view.deps(&owner.schema_id, owner.version).await?
     } else {
@@ -439,12 +583,14 @@ async fn fetched(
     })
 }
 
-/// Serves gathered files, then the well-known types. The compiler opens
-/// each file once, so a file is handed over, not copied. Nothing is served
-/// once the compile is cancelled.
+/// Serves gathered files (parsed as they are opened), then files an
+/// earlier batch compiled (decoded), then the well-known types. The
+/// compiler opens each file once, so a file is handed over, not copied.
+/// Nothing is served once the compile is cancelled.
 struct Resolver {
-    files: std::sync::Mutex<HashMap<String, File>>,
-    budget: std::sync::Arc<Budget>,
+    files: Mutex<HashMap<String, Pending>>,
+    compiled: Arc<Mutex<Compiled>>,
+    budget: Arc<Budget>,
 }
 
 impl FileResolver for Resolver {
@@ -452,8 +598,19 @@ impl FileResolver for Resolver {
         if self.budget.is_cancelled() {
             return Err(protox::Error::new(std::io::Error::other("compile stopped")));
         }
-        if let Some(file) = self.files.lock().unwrap().remove(name) {
-            return Ok(file);
+        let pending = self.files.lock().unwrap().remove(name);
+        if let Some(file) = pending {
+            return File::from_source(name, &file.text);
+        }
+        let earlier = self
+            .compiled
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|f| f.encoded.clone());
+        if let Some(encoded) = earlier {
+            return File::decode_file_descriptor_proto(encoded)
+                .map_err(|e| protox::Error::new(std::io::Error::other(e.to_string())));
         }
         let mut chain = ChainFileResolver::new();
         chain.add(GoogleFileResolver::new());
@@ -532,33 +689,6 @@ pub fn encode_set(files: &[FileDescriptor]) -> Bytes {
         prost::encoding::bytes::encode(1, &f.encode_to_vec(), &mut buf);
     }
     buf.into()
-}
-
-/// Encodes many overlapping closures (a batch's versions share most of
-/// their imports): each file is encoded once, then copied into each set.
-#[derive(Default)]
-pub struct SetEncoder {
-    files: std::sync::Mutex<HashMap<String, Bytes>>,
-}
-
-impl SetEncoder {
-    /// The same bytes as [`encode_set`].
-    pub fn encode(&self, files: &[FileDescriptor]) -> Bytes {
-        let mut buf = Vec::new();
-        for f in files {
-            let known = self.files.lock().unwrap().get(f.name()).cloned();
-            let bytes = known.unwrap_or_else(|| {
-                let b = Bytes::from(f.encode_to_vec());
-                self.files
-                    .lock()
-                    .unwrap()
-                    .insert(f.name().to_string(), b.clone());
-                b
-            });
-            prost::encoding::bytes::encode(1, &bytes, &mut buf);
-        }
-        buf.into()
-    }
 }
 
 /// The fully-qualified names a file defines at package or message scope

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::compile::{Sources, stored_pool};
+use super::compile::{Compiled, Sources, stored_pool};
 use super::view::{Tree, View};
 use super::{Registry, ownership};
 use crate::error::{Error, Result};
@@ -109,10 +109,14 @@ impl Registry {
         let compiled = self.store.get_version(namespace, schema, v).await?.compiled;
         let what = format!("descriptor of {namespace}/{schema} version {v}");
         let pool = stored_pool(&what, compiled)?;
+        let mut stored = Compiled::default();
+        for f in pool.files() {
+            stored.insert_from(&f);
+        }
         let sources = Sources {
             files: HashMap::new(),
         };
-        ownership::check_symbols(&view, builtins, &pool, &sources, &ours)
+        ownership::check_symbols(&view, builtins, &stored, &sources, &ours)
             .await
             .map_err(refused)
     }

@@ -17,8 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prost_reflect::DescriptorPool;
+use std::collections::{HashMap, HashSet};
+
 use protox::file::FileResolver;
+
+use super::compile::Compiled;
 
 use crate::error::{Error, Result};
 
@@ -179,18 +182,40 @@ impl Budget {
     }
 }
 
+/// Files compiled in one compiler before its descriptors are encoded into
+/// the [`Compiled`] map and the compiler is dropped: a pool holds several
+/// times its sources, so a corpus load compiled in one pool held most of
+/// its memory there (1.5 GB for googleapis).
+pub const BATCH_FILES: usize = 256;
+
+/// Shares one resolver between the compilers of successive batches.
+struct Shared<R>(Arc<R>);
+
+impl<R: FileResolver> FileResolver for Shared<R> {
+    fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+        self.0.open_file(name)
+    }
+}
+
 /// Compiles `order` (every file after the files it imports, each with the
-/// budget it is charged to) on the compiler thread, within the budget.
+/// budget it is charged to) on the compiler thread, within the budget, in
+/// batches of [`BATCH_FILES`]: each batch's files are encoded into
+/// `compiled` and its pool dropped. A later batch's imports of files in
+/// `compiled` reach the resolver, which serves them decoded from there;
+/// `imports` (each pending file's imports) lets those be opened
+/// dependencies first, so protox never recurses along an import chain.
 /// On a timeout the error returns at once; the thread stops before its
 /// next file (one file's compile cannot be interrupted) and drops its work.
 pub async fn run<R>(
     resolver: R,
     order: Vec<(String, usize)>,
+    imports: HashMap<String, Vec<String>>,
+    compiled: Arc<Mutex<Compiled>>,
     budget: Arc<Budget>,
-    compiled: impl FnMut(usize) + Send + 'static,
-) -> Result<DescriptorPool>
+    on_compiled: impl FnMut(usize) + Send + 'static,
+) -> Result<()>
 where
-    R: FileResolver + Send + 'static,
+    R: FileResolver + Send + Sync + 'static,
 {
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     let b = budget.clone();
@@ -199,7 +224,14 @@ where
         .stack_size(STACK_BYTES)
         .spawn(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                compile_in_order(resolver, &order, &b, compiled)
+                compile_in_order(
+                    Arc::new(resolver),
+                    &order,
+                    &imports,
+                    &compiled,
+                    &b,
+                    on_compiled,
+                )
             }));
             b.state.lock().unwrap().finished = true;
             let _ = tx.send(result);
@@ -221,30 +253,67 @@ where
     }
 }
 
-/// Compiles `order`, telling `compiled` each file's charge once it compiled.
-fn compile_in_order<R: FileResolver + Send + 'static>(
-    resolver: R,
-    order: &[(String, usize)],
-    budget: &Budget,
-    mut compiled: impl FnMut(usize),
-) -> Result<DescriptorPool> {
-    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+fn compiler<R: FileResolver + Send + Sync + 'static>(resolver: &Arc<R>) -> protox::Compiler {
+    let mut compiler = protox::Compiler::with_file_resolver(Shared(resolver.clone()));
     compiler.include_imports(true).include_source_info(true);
-    for (name, charge) in order {
+    compiler
+}
+
+/// Moves every file of `compiler`'s pool that `compiled` lacks into it.
+fn harvest(compiler: &protox::Compiler, compiled: &Mutex<Compiled>) {
+    let pool = compiler.descriptor_pool();
+    let mut compiled = compiled.lock().unwrap();
+    for f in pool.files() {
+        compiled.insert_from(&f);
+    }
+}
+
+fn compile_in_order<R: FileResolver + Send + Sync + 'static>(
+    resolver: Arc<R>,
+    order: &[(String, usize)],
+    imports: &HashMap<String, Vec<String>>,
+    compiled: &Mutex<Compiled>,
+    budget: &Budget,
+    mut on_compiled: impl FnMut(usize),
+) -> Result<()> {
+    let stopped = || Err(Error::Compile("compile stopped".into()));
+    let mut current = compiler(&resolver);
+    // Files the current compiler holds.
+    let mut here: HashSet<String> = HashSet::new();
+    for (k, (name, charge)) in order.iter().enumerate() {
+        if k > 0 && k % BATCH_FILES == 0 {
+            harvest(&current, compiled);
+            current = compiler(&resolver);
+            here.clear();
+        }
+        // Imports compiled in an earlier batch: opened first, each after
+        // its own imports (iteratively), decoded from `compiled`.
+        let earlier = compiled
+            .lock()
+            .unwrap()
+            .closure_missing(imports.get(name).map_or(&[][..], Vec::as_slice), &here);
+        for dep in earlier {
+            current
+                .open_file(&dep)
+                .map_err(|e| super::compile::compile_error(&e))?;
+            here.insert(dep);
+        }
         if budget.begin(*charge).is_err() {
-            return Err(Error::Compile("compile stopped".into()));
+            return stopped();
         }
         // Every file this one imports is compiled already: protox only
         // looks them up, and recurses at most into well-known types.
-        let opened = compiler.open_file(name);
+        let opened = current.open_file(name);
         budget.end()?;
         if budget.is_cancelled() {
-            return Err(Error::Compile("compile stopped".into()));
+            return stopped();
         }
         opened.map_err(|e| super::compile::compile_error(&e))?;
-        compiled(*charge);
+        here.insert(name.clone());
+        on_compiled(*charge);
     }
-    Ok(compiler.descriptor_pool())
+    harvest(&current, compiled);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -326,8 +395,18 @@ mod tests {
         let labels = (0..12).map(|k| format!("schema \"s{k}\"")).collect();
         let order = names.into_iter().enumerate().map(|(k, n)| (n, k)).collect();
         let budget = Budget::new(Duration::from_millis(500), labels);
-        let pool = run(slow, order, budget.clone(), |_| {}).await.unwrap();
-        assert_eq!(pool.files().count(), 12);
+        let compiled = Arc::new(Mutex::new(Compiled::default()));
+        run(
+            slow,
+            order,
+            HashMap::new(),
+            compiled.clone(),
+            budget.clone(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(compiled.lock().unwrap().len(), 12);
         assert_eq!(budget.progress(), (12, true));
     }
 
@@ -338,7 +417,17 @@ mod tests {
         let opened = slow.opened.clone();
         let order = names.into_iter().map(|n| (n, 0)).collect();
         let budget = Budget::new(Duration::from_millis(300), vec!["schema \"big\"".into()]);
-        let err = run(slow, order, budget.clone(), |_| {}).await.unwrap_err();
+        let compiled = Arc::new(Mutex::new(Compiled::default()));
+        let err = run(
+            slow,
+            order,
+            HashMap::new(),
+            compiled,
+            budget.clone(),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(&err, Error::CompileTimeout { what, limit }
                 if what == "schema \"big\"" && *limit == Duration::from_millis(300)),

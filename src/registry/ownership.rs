@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
-use prost_reflect::DescriptorPool;
 
-use super::compile::{Origin, Sources, symbols};
+use super::compile::{Compiled, Origin, Sources, symbols};
 use super::view::View;
 use crate::error::{Error, Result};
 use crate::ids::BUILTINS;
@@ -59,18 +58,18 @@ pub async fn check_paths(
 pub async fn check_symbols(
     view: &View,
     builtins: Option<&View>,
-    pool: &DescriptorPool,
+    pool: &Compiled,
     sources: &Sources,
     files: &[(String, String)],
 ) -> Result<()> {
     // package → name → (schema, file) of ours.
     let mut ours: BTreeMap<String, BTreeMap<String, (String, String)>> = BTreeMap::new();
     for (schema, path) in files {
-        let Some(file) = pool.get_file_by_name(path) else {
+        let Some(file) = pool.proto(path) else {
             continue;
         };
-        let names = ours.entry(file.package_name().to_string()).or_default();
-        for name in symbols(file.file_descriptor_proto()) {
+        let names = ours.entry(file.package().to_string()).or_default();
+        for name in symbols(&file) {
             names.insert(name, (schema.clone(), path.clone()));
         }
     }
@@ -115,20 +114,17 @@ async fn defined_in(
     schema: &str,
     version: u64,
     package: &str,
-    pool: &DescriptorPool,
+    pool: &Compiled,
     sources: &Sources,
 ) -> Result<BTreeMap<String, String>> {
     let own = view.files(schema, version).await?;
     let imported = own.iter().all(|f| {
         matches!(sources.files.get(&f.path),
             Some((_, Origin::Namespace(o) | Origin::Builtins(o))) if o.sha256 == f.sha256)
-            && pool.get_file_by_name(&f.path).is_some()
+            && pool.get(&f.path).is_some()
     });
     let protos: Vec<prost_types::FileDescriptorProto> = if imported {
-        own.iter()
-            .filter_map(|f| pool.get_file_by_name(&f.path))
-            .map(|f| f.file_descriptor_proto().clone())
-            .collect()
+        own.iter().filter_map(|f| pool.proto(&f.path)).collect()
     } else {
         let compiled = view
             .store

@@ -12,7 +12,7 @@ use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use super::compile::{COMPILER_VERSION, Origin, SetEncoder, Sources, closure, encode_set};
+use super::compile::{COMPILER_VERSION, Compiled, Origin, Sources};
 use super::limits::is_well_known;
 use super::normalize::normalize;
 use super::view::{Reads, Tree, View, version_in};
@@ -63,7 +63,7 @@ struct Plan {
     builtins_seq: Option<u64>,
     /// The gathered sources, the compiled pool and the creation order;
     /// None when nothing changed.
-    compiled: Option<(Arc<Sources>, prost_reflect::DescriptorPool, Vec<Vec<usize>>)>,
+    compiled: Option<(Arc<Sources>, Compiled, Vec<Vec<usize>>)>,
 }
 
 /// A checked plan whose versions are stored: what to stage, and what the
@@ -194,6 +194,27 @@ pub(crate) fn fingerprint(files: &[VersionFile]) -> String {
         h.update([b'\n']);
     }
     hex::encode(h.finalize())
+}
+
+/// Refuses a publish of `members` whose estimated peak memory is over
+/// `limits.max_memory` ([`super::limits::memory_estimate`]), from the input
+/// alone: before anything is compiled or written.
+pub fn check_memory(limits: &super::Limits, members: &[(&str, &[SourceFile])]) -> Result<()> {
+    let files: usize = members.iter().map(|(_, f)| f.len()).sum();
+    let what = match members {
+        [(one, _)] => format!(
+            "schema {one:?}: {files} file{}",
+            if files == 1 { "" } else { "s" }
+        ),
+        _ => format!("{} schemas: {files} files", members.len()),
+    };
+    super::limits::check_memory(
+        limits,
+        &what,
+        members
+            .iter()
+            .flat_map(|(_, f)| f.iter().map(|f| f.content.as_slice())),
+    )
 }
 
 impl Registry {
@@ -335,6 +356,12 @@ impl Registry {
             return Err(Error::InvalidInput("nothing to publish".into()));
         }
         let limits = &self.limits;
+        // Memory first: refused from the input alone, before any copy.
+        let sizes: Vec<(&str, &[SourceFile])> = members
+            .iter()
+            .map(|m| (m.schema_id.as_str(), m.files.as_slice()))
+            .collect();
+        check_memory(limits, &sizes)?;
         let mut schemas = BTreeSet::new();
         let mut paths: BTreeMap<&str, &str> = BTreeMap::new();
         let mut out = Vec::new();
@@ -489,10 +516,9 @@ impl Registry {
                     .map(move |(path, text, _)| (i, path.clone(), text.clone()))
             })
             .collect();
-        let mut sources = Sources::new(&own)?;
-        sources.gather(&view, builtins.as_ref()).await?;
         let roots: Vec<String> = own.iter().map(|(_, p, _)| p.clone()).collect();
-        drop(own);
+        let mut sources = Sources::new(own)?;
+        sources.gather(&view, builtins.as_ref()).await?;
         let members: Vec<&str> = prepared.iter().map(|p| p.schema_id.as_str()).collect();
         let pool = sources
             .compile(roots, &members, self.limits.compile_timeout, progress)
@@ -581,7 +607,7 @@ impl Registry {
             .earlier_versions(namespace, &plan.state, schema, None)
             .await?;
         let roots: Vec<String> = prepared[0].files.iter().map(|(p, ..)| p.clone()).collect();
-        let new = prost_reflect::DescriptorPool::decode(encode_set(&closure(pool, &roots)))
+        let new = prost_reflect::DescriptorPool::decode(pool.encode_set(&pool.closure(&roots)))
             .map_err(|e| Error::Compile(e.to_string()))?;
         for &old in &report.checked_against {
             report.violations.extend(
@@ -624,8 +650,8 @@ impl Registry {
             let paths: Vec<&str> = p.files.iter().map(|(path, ..)| path.as_str()).collect();
             let packages: Vec<String> = paths
                 .iter()
-                .filter_map(|path| pool.get_file_by_name(path))
-                .map(|f| f.package_name().to_string())
+                .filter_map(|path| pool.get(path))
+                .map(|f| f.package.clone())
                 .collect();
             store.check_key_lengths(
                 namespace,
@@ -654,7 +680,6 @@ impl Registry {
         drop(blobs);
         // Versions wave by wave: a member's version names the versions of
         // the members it imports, made in an earlier wave.
-        let encoder = SetEncoder::default();
         let mut versions: HashMap<usize, u64> = HashMap::new();
         if let Some(progress) = &opts.progress {
             (progress.0)(Step::Storing {
@@ -666,13 +691,13 @@ impl Registry {
             let makes: Vec<_> = wave
                 .iter()
                 .map(|&i| {
-                    let (versions, encoder, created) = (&versions, &encoder, &*created);
+                    let (versions, created) = (&versions, &*created);
                     let (sources, pool, view) = (&sources, &pool, &view);
                     async move {
                         let p = &prepared[i];
                         let roots: Vec<String> =
                             p.files.iter().map(|(path, ..)| path.clone()).collect();
-                        let files = closure(pool, &roots);
+                        let files = pool.closure(&roots);
                         let deps = version_deps(namespace, i, prepared, sources, versions, &files);
                         if let Some((v, fp, d)) = created.get(&p.schema_id)
                             && *fp == p.fingerprint
@@ -686,9 +711,21 @@ impl Registry {
                             }
                             None => None,
                         };
-                        let compiled = encoder.encode(&files);
+                        let compiled = pool.encode_set(&files);
+                        // Files without a package claim the root package ("").
+                        let packages: BTreeSet<String> = roots
+                            .iter()
+                            .filter_map(|f| pool.get(f).map(|f| f.package.clone()))
+                            .collect();
                         let v = self
-                            .store_version(namespace, p, (&files, compiled), &deps, opts, previous)
+                            .store_version(
+                                namespace,
+                                p,
+                                (packages, compiled),
+                                &deps,
+                                opts,
+                                previous,
+                            )
                             .await?;
                         Ok((i, v, deps, true))
                     }
@@ -742,8 +779,8 @@ impl Registry {
         &self,
         namespace: &str,
         p: &Prepared,
-        // The version's self-contained set: its files and their encoding.
-        (files, compiled): (&[prost_reflect::FileDescriptor], Bytes),
+        // The packages of its files, and its self-contained set.
+        (packages, compiled): (BTreeSet<String>, Bytes),
         deps: &[VersionDep],
         opts: &PublishOptions,
         previous: Option<Vec<VersionFile>>,
@@ -779,12 +816,6 @@ impl Registry {
             metadata: opts.metadata.clone(),
         };
         let paths: Vec<String> = p.files.iter().map(|(path, ..)| path.clone()).collect();
-        let packages: BTreeSet<String> = files
-            .iter()
-            .filter(|f| paths.iter().any(|p| p == f.name()))
-            // Files without a package claim the root package ("").
-            .map(|f| f.package_name().to_string())
-            .collect();
         // Claims first: a version is findable once its number exists. What
         // the previous version's files claimed is claimed already.
         let (kind, _) = store.path_claim(&paths[0]);
@@ -829,7 +860,7 @@ fn version_deps(
     prepared: &[Prepared],
     sources: &Sources,
     versions: &HashMap<usize, u64>,
-    files: &[prost_reflect::FileDescriptor],
+    files: &[String],
 ) -> Vec<VersionDep> {
     let dep = |path: &str, ns: &str, schema: &str, version: u64| VersionDep {
         path: path.to_string(),
@@ -839,15 +870,12 @@ fn version_deps(
     };
     files
         .iter()
-        .filter_map(|f| match sources.files.get(f.name()).map(|(_, o)| o) {
-            Some(Origin::Own(j)) if *j != i => Some(dep(
-                f.name(),
-                namespace,
-                &prepared[*j].schema_id,
-                versions[j],
-            )),
-            Some(Origin::Namespace(o)) => Some(dep(f.name(), namespace, &o.schema_id, o.version)),
-            Some(Origin::Builtins(o)) => Some(dep(f.name(), BUILTINS, &o.schema_id, o.version)),
+        .filter_map(|f| match sources.files.get(f).map(|(_, o)| o) {
+            Some(Origin::Own(j)) if *j != i => {
+                Some(dep(f, namespace, &prepared[*j].schema_id, versions[j]))
+            }
+            Some(Origin::Namespace(o)) => Some(dep(f, namespace, &o.schema_id, o.version)),
+            Some(Origin::Builtins(o)) => Some(dep(f, BUILTINS, &o.schema_id, o.version)),
             _ => None,
         })
         .collect()
@@ -870,17 +898,17 @@ fn dependency_order(
     changed: &[usize],
     prepared: &[Prepared],
     sources: &Sources,
-    pool: &prost_reflect::DescriptorPool,
+    pool: &Compiled,
 ) -> Result<Vec<Vec<usize>>> {
     let mut needs: BTreeMap<usize, BTreeSet<usize>> =
         changed.iter().map(|&i| (i, BTreeSet::new())).collect();
     for &i in changed {
         for (path, ..) in &prepared[i].files {
-            let Some(file) = pool.get_file_by_name(path) else {
+            let Some(file) = pool.get(path) else {
                 continue;
             };
-            for dep in file.dependencies() {
-                if let Some((_, Origin::Own(j))) = sources.files.get(dep.name())
+            for dep in &file.dependencies {
+                if let Some((_, Origin::Own(j))) = sources.files.get(dep)
                     && *j != i
                 {
                     needs.get_mut(&i).unwrap().insert(*j);

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::Registry;
-use super::compile::{COMPILER_VERSION, Origin, Sources, closure, encode_set};
+use super::compile::{COMPILER_VERSION, Origin, Sources};
 use super::view::{Owner, Tree};
 use crate::error::{Error, Result};
 use crate::model::CurrentSchema;
@@ -53,8 +53,7 @@ impl Registry {
             .buffered(FETCH_CONCURRENCY)
             .try_collect()
             .await?;
-        let mut sources = Sources::new(&own)?;
-        drop(own);
+        let mut sources = Sources::new(own)?;
         let deps = store.get_version_deps(namespace, schema, version).await?;
         let fetched: Vec<(String, String, Owner)> = futures::stream::iter(deps)
             .map(|dep| async move {
@@ -85,10 +84,10 @@ impl Registry {
             sources.add(&path, &text, Origin::Namespace(owner))?;
         }
         let roots: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-        let pool = sources
+        let compiled = sources
             .compile(roots.clone(), &[schema], self.limits.compile_timeout, None)
             .await?;
-        Ok(encode_set(&closure(&pool, &roots)))
+        Ok(compiled.encode_set(&compiled.closure(&roots)))
     }
 
     async fn blob_text(&self, namespace: &str, sha: &str) -> Result<String> {

@@ -42,6 +42,7 @@ pub fn status(e: crate::Error) -> Status {
         // retrying is safe.
         Contended { .. } => Status::aborted(msg),
         CompileTimeout { .. } => Status::deadline_exceeded(msg),
+        MemoryLimit { .. } => Status::resource_exhausted(msg),
         Incompatible(_) => Status::failed_precondition(msg),
         Unsupported(_) | NoStore { .. } => Status::failed_precondition(msg),
         Corrupt { .. } => Status::data_loss(msg),

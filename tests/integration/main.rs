@@ -26,6 +26,7 @@ mod fuzz_regressions;
 mod inputs;
 mod integrity;
 mod kill;
+mod memory_cap;
 mod model;
 mod mount;
 mod pipeline_s3;

@@ -650,11 +650,49 @@ impl Proxy {
         }
     }
 
+    /// Answers like a hung endpoint from now on: accepts connections on
+    /// the same port, reads what comes, never writes (open connections
+    /// are closed first, so the client has to reconnect).
+    async fn hang(&self) {
+        self.cut();
+        let listener = self.rebind().await;
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let conn = tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = [0u8; 4096];
+                    while matches!(inbound.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
     async fn restore(&self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .unwrap();
+        self.cut();
+        let listener = self.rebind().await;
         self.serve(listener);
+    }
+
+    /// The port again, once the aborted listener has let it go.
+    async fn rebind(&self) -> tokio::net::TcpListener {
+        let mut tries = 0;
+        loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => return l,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("rebinding port {}: {e}", self.port),
+            }
+        }
     }
 }
 
@@ -852,4 +890,169 @@ async fn soft_deletes_in_the_mount_local() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_deletes_in_the_mount_s3() {
     soft_deletes_in_the_mount(Backend::S3).await;
+}
+
+/// Objects the tree names but storage lost (a blob deleted after the mount
+/// listed its file, a version's descriptor): EIO, never ENOENT, so a file
+/// never silently vanishes; a name that is not there is still ENOENT.
+async fn lost_objects_are_eio_never_enoent(backend: Backend) {
+    if !fuse_available() {
+        return;
+    }
+    let Some((url, _dir)) = common::fresh_url(backend).await else {
+        return;
+    };
+    setup(&url);
+    let store = protoshelf::ObjStore::open(&url).await.unwrap();
+    let orders = store.manifest("shop", "shop.orders", 1).await.unwrap();
+    let blob = format!("ns/shop/blobs/{}", orders.files[0].sha256);
+    let catalog = store.manifest("shop", "shop.catalog", 1).await.unwrap();
+    // Nothing fetched ahead: the blob is read only when the file is.
+    let m = Mounted::start(&url, &["--no-prefetch"]);
+    let listed: Vec<String> = std::fs::read_dir(m.path("shop/current/shop/orders"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(listed, ["order.proto"]);
+    let raw = protoshelf::objstore::url::open(&url).unwrap().store;
+    for key in [&blob, &catalog.descriptor.key] {
+        object_store::ObjectStoreExt::delete(&raw, &object_store::path::Path::from(key.as_str()))
+            .await
+            .unwrap();
+    }
+    for (what, rel) in [
+        (
+            "read of a listed file",
+            "shop/current/shop/orders/order.proto",
+        ),
+        (
+            "read of a version's descriptor",
+            "shop/schemas/shop.catalog/versions/1/descriptor.binpb",
+        ),
+    ] {
+        let e = std::fs::read(m.path(rel)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(5), "{what}: {e}");
+    }
+    // A lookup of a file whose manifest is there but whose content is not.
+    let e =
+        std::fs::metadata(m.path("shop/schemas/shop.orders/versions/1/shop/orders/order.proto"))
+            .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(5), "lookup: {e}");
+    let e = std::fs::metadata(m.path("shop/current/shop/orders/nope.proto")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(2), "an absent name: {e}");
+    // The rest of the tree is unharmed.
+    assert!(
+        std::fs::read_to_string(m.path("shop/current/shop/catalog/item.proto"))
+            .unwrap()
+            .contains("message")
+    );
+    m.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_objects_are_eio_never_enoent_local() {
+    lost_objects_are_eio_never_enoent(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_objects_are_eio_never_enoent_s3() {
+    lost_objects_are_eio_never_enoent(Backend::S3).await;
+}
+
+/// S3 behind an endpoint that accepts connections and never answers: an
+/// uncached read fails with EIO within the mount's budget (here
+/// `--storage-timeout 4s`; the bound asserted is a generous 3x, only to
+/// document the budget), however many requests it needed; the mount stays
+/// responsive (cached files, stats, a second uncached read) and its refresh
+/// rounds keep ending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hanging_endpoint_gives_eio_within_the_budget_s3() {
+    if !fuse_available() {
+        return;
+    }
+    let Some((url, _dir)) = common::fresh_url(Backend::S3).await else {
+        return;
+    };
+    setup(&url);
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = Proxy::start(endpoint.trim_start_matches("http://").trim_end_matches('/')).await;
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Duration::from_secs(4);
+    let child = Command::new(BIN)
+        .args(["mount", dir.path().to_str().unwrap(), "--refresh", "200ms"])
+        .args(["--storage-timeout", "4s"])
+        .env("PROTOSHELF_STORE", &url)
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", proxy.port),
+        )
+        .spawn()
+        .unwrap();
+    let m = std::sync::Arc::new(Mounted {
+        dir,
+        child: Some(child),
+    });
+    let order = m.path("shop/current/shop/orders/order.proto");
+    {
+        let (m, order) = (m.clone(), order.clone());
+        tokio::task::spawn_blocking(move || {
+            wait_for(|| m.path(".protoshelf/stats").exists(), "the mount");
+            assert!(
+                std::fs::read_to_string(&order)
+                    .unwrap()
+                    .contains("message Order")
+            );
+        })
+        .await
+        .unwrap();
+    }
+
+    proxy.hang().await;
+    let m2 = m.clone();
+    let refreshes_before = tokio::task::spawn_blocking(move || stats(&m2)["refreshes"])
+        .await
+        .unwrap();
+    let m2 = m.clone();
+    tokio::task::spawn_blocking(move || {
+        for rel in [
+            "shop/schemas/shop.catalog/versions/1/descriptor.binpb",
+            "shop/schemas/shop.types/versions/1/descriptor.binpb",
+        ] {
+            let started = Instant::now();
+            let e = std::fs::read(m2.path(rel)).unwrap_err();
+            let took = started.elapsed();
+            eprintln!("HANGING read of {rel}: {e} after {took:?} (budget {budget:?})");
+            assert_eq!(e.raw_os_error(), Some(5), "{rel}: {e}");
+            assert!(took < budget * 3, "EIO took {took:?}, budget {budget:?}");
+            // Still responsive: cached content and the stats file.
+            assert!(
+                std::fs::read_to_string(&order)
+                    .unwrap()
+                    .contains("message Order")
+            );
+            assert!(std::fs::read_to_string(m2.path(".protoshelf/stats")).is_ok());
+        }
+    })
+    .await
+    .unwrap();
+    // Refresh rounds against the hung endpoint fail and end: more rounds
+    // keep starting.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m2 = m.clone();
+        let s = tokio::task::spawn_blocking(move || stats(&m2))
+            .await
+            .unwrap();
+        if s["refreshes"] >= refreshes_before + 2 && s["refresh_errors"] > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "refresh rounds stopped under the hung endpoint: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proxy.restore().await;
+    let m = std::sync::Arc::try_unwrap(m).ok().unwrap();
+    tokio::task::spawn_blocking(move || m.stop()).await.unwrap();
 }

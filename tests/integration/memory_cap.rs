@@ -1,0 +1,256 @@
+//! Memory bounded by the input: a publish whose estimated peak memory is
+//! over `--max-memory` (`Limits::max_memory`) is refused before anything is
+//! compiled or written (exit 1, with the estimate and how to raise it); one
+//! under a small cap that fits succeeds; and the compile in batches (each
+//! batch's pool dropped once its files are encoded) stores the very bytes
+//! one compile of everything would.
+
+use crate::common;
+
+use std::process::Command;
+
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use protoshelf::Error;
+use protoshelf::registry::{Limits, Registry, SourceFile};
+
+use common::{Backend, TestStore};
+
+const BIN: &str = env!("CARGO_BIN_EXE_protoshelf");
+
+/// A chain of `n` files: each imports the one before it and the first, in
+/// a package per ten files.
+fn chain(n: usize) -> Vec<SourceFile> {
+    (0..n)
+        .map(|k| {
+            let imports = match k {
+                0 => String::new(),
+                1 => "import \"c/f0.proto\";\n".to_string(),
+                _ => format!("import \"c/f{}.proto\";\nimport \"c/f0.proto\";\n", k - 1),
+            };
+            let fields = match k {
+                0 => String::new(),
+                _ => format!(
+                    "  p{}.M{} prev = 1;\n  p0.M0 first = 2;\n",
+                    (k - 1) / 10,
+                    k - 1
+                ),
+            };
+            let text = format!(
+                "syntax = \"proto3\";\npackage p{};\n{imports}// message {k}\nmessage M{k} {{\n{fields}  string name = 3;\n}}\n",
+                k / 10
+            );
+            SourceFile::new(format!("c/f{k}.proto"), text)
+        })
+        .collect()
+}
+
+on_every_backend!(
+    a_batched_compile_stores_what_one_compile_would,
+    a_publish_over_max_memory_is_refused_and_writes_nothing,
+    a_load_under_a_small_cap_that_fits_succeeds,
+);
+
+/// 700 files in one schema: three compile batches, the later ones
+/// importing files of the earlier ones (a chain, opened dependencies
+/// first, so protox never recurses along it). The stored set equals the
+/// set of one protox compile of every file, byte for byte.
+async fn a_batched_compile_stores_what_one_compile_would(t: TestStore) {
+    let n = 700;
+    assert!(n > 2 * protoshelf::registry::guard::BATCH_FILES);
+    let files = chain(n);
+    let r = Registry::new(t.store.clone());
+    r.create_namespace("m", Default::default(), Default::default())
+        .await
+        .unwrap();
+    let published = r
+        .publish("m", "chain", files.clone(), Default::default())
+        .await
+        .unwrap();
+    let stored = t
+        .store
+        .get_version("m", "chain", published.version)
+        .await
+        .unwrap()
+        .compiled;
+
+    struct Map(std::collections::HashMap<String, String>);
+    impl protox::file::FileResolver for Map {
+        fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+            match self.0.get(name) {
+                Some(text) => protox::file::File::from_source(name, text),
+                None => Err(protox::Error::file_not_found(name)),
+            }
+        }
+    }
+    let map = files
+        .iter()
+        .map(|f| {
+            (
+                f.path.clone(),
+                String::from_utf8(f.content.clone()).unwrap(),
+            )
+        })
+        .collect();
+    let mut compiler = protox::Compiler::with_file_resolver(Map(map));
+    compiler.include_imports(true).include_source_info(true);
+    let mut roots: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+    roots.sort();
+    for root in &roots {
+        compiler.open_file(root).unwrap();
+    }
+    let pool = compiler.descriptor_pool();
+    let expected = protoshelf::registry::compile::encode_set(
+        &protoshelf::registry::compile::closure(&pool, &roots),
+    );
+    assert_eq!(stored.len(), expected.len());
+    assert!(
+        stored == expected,
+        "the batched set differs from one compile's"
+    );
+}
+
+fn cli(url: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("PROTOSHELF_STORE", url)
+        .env_remove("PROTOSHELF_NAMESPACE")
+        .env_remove("PROTOSHELF_MAX_MEMORY")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// A tree with one dense file: 30,000 fields (about 600 KB, estimated at
+/// over 180 MiB).
+fn dense_tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("wide")).unwrap();
+    let mut text = String::from("syntax = \"proto3\";\npackage wide;\nmessage Wide {\n");
+    for i in 0..30_000u32 {
+        let number = if i + 1 >= 19_000 { i + 1001 } else { i + 1 };
+        text.push_str(&format!("bool f{i} = {number};\n"));
+    }
+    text.push_str("}\n");
+    std::fs::write(dir.path().join("wide/wide.proto"), text).unwrap();
+    dir
+}
+
+/// Over the cap: refused with exit 1 before anything is written, by the
+/// library (`MemoryLimit`, a user error) and by `push`, `load` and `check`
+/// (even with `--create`: no namespace, no store is made).
+async fn a_publish_over_max_memory_is_refused_and_writes_nothing(t: TestStore) {
+    let r = Registry::new(t.store.clone()).with_limits(Limits {
+        max_memory: Some(100 << 20),
+        ..Limits::default()
+    });
+    r.create_namespace("m", Default::default(), Default::default())
+        .await
+        .unwrap();
+    let before = common::content_snapshot(&t.raw()).await;
+    let tree = dense_tree();
+    let text = std::fs::read(tree.path().join("wide/wide.proto")).unwrap();
+    let needed = protoshelf::registry::limits::memory_estimate([text.as_slice()]);
+    assert!(needed > 100 << 20, "{needed}");
+    let err = r
+        .publish(
+            "m",
+            "wide",
+            vec![SourceFile::new("wide/wide.proto", text)],
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MemoryLimit { limit, needed: n, .. } if limit == 100 << 20 && n == needed),
+        "{err:?}"
+    );
+    assert_eq!(err.exit_code(), 1);
+    assert_eq!(err.kind(), "memory_limit");
+    assert_eq!(common::content_snapshot(&t.raw()).await, before);
+
+    if t.backend == Backend::Memory {
+        return; // the CLI runs in its own process
+    }
+    let root = tree.path().display().to_string();
+    for args in [
+        vec!["push", "m", "wide", &root, "--max-memory", "100MiB"],
+        vec![
+            "push",
+            "other",
+            "wide",
+            &root,
+            "--create",
+            "--max-memory",
+            "100M",
+        ],
+        vec!["load", "other", &root, "--create", "--max-memory", "100MiB"],
+        vec!["check", "m", "wide", &root, "--max-memory", "100MiB"],
+    ] {
+        let (code, text) = cli(&t.url, &args);
+        assert_eq!(code, Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains("needs about")
+                && text.contains("more than the limit of 100 MiB")
+                && text.contains("nothing was written")
+                && text.contains("raise the limit with --max-memory"),
+            "{args:?}: {text}"
+        );
+    }
+    // The environment variable sets it too.
+    let out = Command::new(BIN)
+        .args(["push", "m", "wide", &root])
+        .env("PROTOSHELF_STORE", &t.url)
+        .env("PROTOSHELF_MAX_MEMORY", "100MiB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(common::content_snapshot(&t.raw()).await, before);
+    assert!(
+        t.raw().head(&Path::from("namespaces/other")).await.is_err(),
+        "--create made the namespace of a refused publish"
+    );
+}
+
+/// A small cap the input fits under: the load succeeds (and the dense
+/// file, under the default cap, publishes).
+async fn a_load_under_a_small_cap_that_fits_succeeds(t: TestStore) {
+    if t.backend == Backend::Memory {
+        let r = Registry::new(t.store.clone()).with_limits(Limits {
+            max_memory: Some(80 << 20),
+            ..Limits::default()
+        });
+        r.create_namespace("m", Default::default(), Default::default())
+            .await
+            .unwrap();
+        r.publish("m", "chain", chain(20), Default::default())
+            .await
+            .unwrap();
+        return;
+    }
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for (ns, dir) in [("__builtins__", "builtins"), ("m", "shop")] {
+        let (code, text) = cli(
+            &t.url,
+            &[
+                "load",
+                ns,
+                &format!("{examples}/{dir}"),
+                "--create",
+                "--promote",
+                "--max-memory",
+                "80MiB",
+            ],
+        );
+        assert_eq!(code, Some(0), "{text}");
+    }
+    let tree = dense_tree();
+    let root = tree.path().display().to_string();
+    let (code, text) = cli(&t.url, &["push", "m", "wide", &root]);
+    assert_eq!(code, Some(0), "{text}");
+}
