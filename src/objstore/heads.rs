@@ -62,6 +62,19 @@ impl ObjStore {
                         ),
                     });
                 }
+                // The newest entry lost (deleted, not yet superseded) looks
+                // like a died attempt, but the hint, written after a commit
+                // landed, says it was made: checked only on this rare path.
+                if let Some(hint) = self.inner.log.hint(ns).await?
+                    && hint.latest.is_some_and(|latest| latest >= seq)
+                {
+                    return Err(Error::Corrupt {
+                        key: keys::log_entry(ns, seq).to_string(),
+                        reason: format!(
+                            "missing from the log, but the hint says commit {seq} was made: commits were lost; `protoshelf verify --repair` rebuilds the log"
+                        ),
+                    });
+                }
                 continue;
             };
             if !ids.contains(&entry.commit_id) {

@@ -325,7 +325,7 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
 
     /// The hint, or `None` when it is missing or damaged (a damaged hint
     /// is only a slower read, never an error).
-    async fn hint(&self, stream: &str) -> Result<Option<HeadHint>> {
+    pub(crate) async fn hint(&self, stream: &str) -> Result<Option<HeadHint>> {
         let key = (self.layout.hint)(stream);
         Ok(match self.io.get(&key).await? {
             Some(obj) => from_json::<HeadHint>(key.as_ref(), &obj.bytes).ok(),

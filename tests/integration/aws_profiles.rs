@@ -51,6 +51,8 @@ async fn named_profiles_give_credentials_and_region() {
         ),
     )
     .unwrap();
+    // The test bucket may not exist yet when this test runs first.
+    crate::common::ensure_bucket().await;
     let url = format!(
         "s3://{}/profiles-{}",
         crate::common::TEST_BUCKET,

@@ -292,9 +292,9 @@ mod large {
 
 /// Markers are never trusted alone: a marker left by an attempt that lost
 /// its race (its entry holds another commit) and one of an attempt in
-/// flight (no entry yet) are skipped, at one GET each (two for the one in
-/// flight: the next entry is checked for a gap), and the answer is the
-/// log's.
+/// flight (no entry yet) are skipped, at one GET each (three for the one
+/// in flight: the next entry is checked for a gap, and the hint for a lost
+/// newest entry), and the answer is the log's.
 async fn markers_without_their_commit_are_skipped(t: TestStore) {
     build_namespace(&t.store, "ns", 3, 4).await;
     let raw = t.raw();
@@ -306,7 +306,7 @@ async fn markers_without_their_commit_are_skipped(t: TestStore) {
         raw.put(&key, bytes::Bytes::new().into()).await.unwrap();
     }
     let r = cold_descriptor_read(&t, "ns", "s00001").await;
-    assert_eq!((r.get, r.list, r.put), (3 + 3, 1, 0), "{r}");
+    assert_eq!((r.get, r.list, r.put), (3 + 4, 1, 0), "{r}");
     // Versus an entry lost from the log: that is damage, never the state
     // before it. s00000 moved at `end`; a later commit (moving no schema)
     // lands, then entry `end` is lost.
