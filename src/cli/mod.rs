@@ -421,6 +421,25 @@ impl Ctx {
         Ok((ns, args))
     }
 
+    /// Prints what a delete or undelete of `what` did: `value` with
+    /// `changed` in JSON; `<done> <what>`, or that nothing was to do.
+    pub fn report_change(
+        &self,
+        mut value: serde_json::Value,
+        what: &str,
+        done: &str,
+        changed: bool,
+    ) {
+        value["changed"] = changed.into();
+        self.emit(&value, || {
+            if changed {
+                outln!("{done} {what}");
+            } else {
+                outln!("{what} is {done} already; nothing to do");
+            }
+        });
+    }
+
     /// Prints `value` as JSON, or runs `table` for people.
     pub fn emit<T: Serialize>(&self, value: &T, table: impl FnOnce()) {
         match self.output {

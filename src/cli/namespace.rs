@@ -214,11 +214,21 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         }
         Cmd::Delete { namespace, .. } => {
             let changed = registry.delete_namespace(&namespace).await?;
-            report(ctx, &namespace, "deleted", changed);
+            ctx.report_change(
+                json!({"namespace_id": namespace}),
+                &format!("namespace {namespace}"),
+                "deleted",
+                changed,
+            );
         }
         Cmd::Undelete { namespace, .. } => {
             let changed = registry.undelete_namespace(&namespace).await?;
-            report(ctx, &namespace, "restored", changed);
+            ctx.report_change(
+                json!({"namespace_id": namespace}),
+                &format!("namespace {namespace}"),
+                "restored",
+                changed,
+            );
         }
         Cmd::SetCompatScope {
             namespace, scope, ..
@@ -231,16 +241,4 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Prints what a delete or undelete did: `done`, or that nothing changed.
-fn report(ctx: &Ctx, ns: &str, done: &str, changed: bool) {
-    let value = json!({"namespace_id": ns, "changed": changed});
-    ctx.emit(&value, || {
-        if changed {
-            outln!("{done} namespace {ns}");
-        } else {
-            outln!("namespace {ns} is {done} already; nothing to do");
-        }
-    });
 }

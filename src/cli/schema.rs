@@ -225,13 +225,23 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let ns = ctx.ns(ns)?;
             ctx.commits_as(&author);
             let changed = registry.delete_schema(&ns, &schema, force).await?;
-            report_change(ctx, &ns, &schema, "deleted", changed);
+            ctx.report_change(
+                json!({"namespace_id": ns, "schema_id": schema}),
+                &format!("schema {ns}/{schema}"),
+                "deleted",
+                changed,
+            );
         }
         Cmd::Undelete { ns, schema, author } => {
             let ns = ctx.ns(ns)?;
             ctx.commits_as(&author);
             let changed = registry.undelete_schema(&ns, &schema).await?;
-            report_change(ctx, &ns, &schema, "restored", changed);
+            ctx.report_change(
+                json!({"namespace_id": ns, "schema_id": schema}),
+                &format!("schema {ns}/{schema}"),
+                "restored",
+                changed,
+            );
         }
         Cmd::Descriptor {
             ns,
@@ -276,16 +286,4 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Prints what a delete or undelete did: `done`, or that nothing changed.
-fn report_change(ctx: &Ctx, ns: &str, schema: &str, done: &str, changed: bool) {
-    let value = json!({"namespace_id": ns, "schema_id": schema, "changed": changed});
-    ctx.emit(&value, || {
-        if changed {
-            outln!("{done} schema {ns}/{schema}");
-        } else {
-            outln!("schema {ns}/{schema} is {done} already; nothing to do");
-        }
-    });
 }

@@ -95,23 +95,22 @@ impl Registry {
     /// The store's namespaces that are not soft-deleted (one state read
     /// per namespace), or only the deleted ones.
     pub async fn list_namespaces(&self, deleted: bool) -> Result<Vec<Namespace>> {
-        let mut out = Vec::new();
-        for ns in self.store.list_namespaces().await? {
-            let state = self.store.namespace_state(&ns.id).await?;
-            if super::delete::is_deleted(&state.snapshot.config) == deleted {
-                out.push(ns);
-            }
-        }
-        Ok(out)
+        let all = self.store.list_namespaces().await?;
+        let keep: Vec<Option<Namespace>> = futures::stream::iter(all)
+            .map(|ns| async move {
+                let state = self.store.namespace_state(&ns.id).await?;
+                let shown = super::delete::is_deleted(&state.snapshot.config) == deleted;
+                Ok::<_, Error>(shown.then_some(ns))
+            })
+            .buffered(super::delete::READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(keep.into_iter().flatten().collect())
     }
 
     /// A schema with its pointers and every version the log ever named.
     pub async fn schema_info(&self, namespace: &str, schema: &str) -> Result<SchemaInfo> {
-        let s = self.store.get_schema(namespace, schema).await?;
-        let state = self.store.namespace_state(namespace).await?;
-        if !named(&state.pointers(schema)) {
-            return Err(unnamed(namespace, schema));
-        }
+        let s = self.require_named(namespace, schema).await?;
         let versions = self.store.published(namespace).await?.of(schema);
         Ok(SchemaInfo {
             schema: s,
@@ -191,6 +190,16 @@ impl Registry {
         }));
         found.sort_by(|a, b| a.schema_id.cmp(&b.schema_id));
         Ok(found)
+    }
+
+    /// The schema, unless it does not exist or the log never named it.
+    pub(super) async fn require_named(&self, namespace: &str, schema: &str) -> Result<Schema> {
+        let s = self.store.get_schema(namespace, schema).await?;
+        let state = self.store.namespace_state(namespace).await?;
+        if !named(&state.pointers(schema)) {
+            return Err(unnamed(namespace, schema));
+        }
+        Ok(s)
     }
 
     /// The version a read means: `version` when given (it must be one the

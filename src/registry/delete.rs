@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use futures::{StreamExt, TryStreamExt};
+
 use super::compile::{Compiled, Sources, stored_pool};
 use super::view::{Tree, View};
 use super::{Registry, ownership};
@@ -15,6 +17,9 @@ use crate::error::{Error, Result};
 use crate::ids::BUILTINS;
 use crate::objstore::log::NsPointers;
 use crate::objstore::{Mutation, NsAttempt};
+
+/// Manifests (or namespace states) read at once.
+pub(super) const READ_CONCURRENCY: usize = 16;
 
 /// The namespace setting that marks a namespace deleted.
 pub const DELETED_KEY: &str = "deleted";
@@ -33,7 +38,7 @@ impl Registry {
     /// nothing) when it is deleted already.
     pub async fn delete_schema(&self, namespace: &str, schema: &str, force: bool) -> Result<bool> {
         // Only a schema the log has named (exists, not interrupted).
-        self.schema_info(namespace, schema).await?;
+        self.require_named(namespace, schema).await?;
         let committed = self
             .store
             .commit(namespace, |attempt: NsAttempt| async move {
@@ -151,25 +156,30 @@ impl Registry {
         target_ns: &str,
         target: &str,
     ) -> Result<Vec<Importer>> {
-        let mut out = Vec::new();
-        for (other, p) in state.snapshot.schemas.iter() {
-            let Some(v) = p.current else { continue };
-            if ns == target_ns && other == target {
-                continue;
-            }
-            let deps = self.store.get_version_deps(ns, other, v).await?;
-            if deps
-                .iter()
-                .any(|d| d.namespace_id == target_ns && d.schema_id == target)
-            {
-                out.push(Importer {
+        let current: Vec<(String, u64)> = state
+            .snapshot
+            .schemas
+            .iter()
+            .filter(|(other, _)| !(ns == target_ns && *other == target))
+            .filter_map(|(other, p)| p.current.map(|v| (other.clone(), v)))
+            .collect();
+        // One manifest per schema: read a few at a time.
+        let found: Vec<Option<Importer>> = futures::stream::iter(current)
+            .map(|(other, v)| async move {
+                let deps = self.store.get_version_deps(ns, &other, v).await?;
+                let imports = deps
+                    .iter()
+                    .any(|d| d.namespace_id == target_ns && d.schema_id == target);
+                Ok::<_, Error>(imports.then(|| Importer {
                     namespace_id: ns.to_string(),
-                    schema_id: other.clone(),
+                    schema_id: other,
                     version: v,
-                });
-            }
-        }
-        Ok(out)
+                }))
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     /// Soft-deletes a namespace: hidden from lists and the mount, closed to
@@ -192,17 +202,10 @@ impl Registry {
     }
 
     async fn set_deleted(&self, namespace: &str, deleted: bool) -> Result<bool> {
-        let value = deleted.to_string();
-        let value = &value;
-        let committed = self
-            .store
-            .commit(namespace, |attempt: NsAttempt| async move {
-                let now = attempt.state.snapshot.config.get(DELETED_KEY) == Some(value);
-                let unset = !deleted && !attempt.state.snapshot.config.contains_key(DELETED_KEY);
-                Ok((!now && !unset).then(|| Mutation::set_config(DELETED_KEY, value)))
-            })
-            .await?;
-        Ok(committed.is_some())
+        self.set_setting(namespace, DELETED_KEY, &deleted.to_string(), |c| {
+            Ok(is_deleted(c) == deleted)
+        })
+        .await
     }
 
     /// Whether the namespace is soft-deleted.

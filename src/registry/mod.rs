@@ -264,28 +264,40 @@ impl Registry {
     /// Sets the namespace's policy; false, committing nothing, when it is
     /// that policy already.
     pub async fn set_policy(&self, namespace: &str, policy: Policy) -> Result<bool> {
-        let value = policy.to_string();
-        let value = &value;
-        let committed = self
-            .store
-            .commit(namespace, |a: crate::objstore::NsAttempt| async move {
-                Ok((policy_of(&a.state.snapshot.config)? != policy)
-                    .then(|| crate::objstore::Mutation::set_config(POLICY_KEY, value)))
-            })
-            .await?;
-        Ok(committed.is_some())
+        self.set_setting(namespace, POLICY_KEY, &policy.to_string(), |c| {
+            Ok(policy_of(c)? == policy)
+        })
+        .await
     }
 
     /// Sets which earlier versions promote, check and rollback compare a
     /// new version with. Setting the scope it already has writes nothing.
-    pub async fn set_compat_scope(&self, namespace: &str, scope: CompatScope) -> Result<()> {
-        if self.compat_scope(namespace).await? == scope {
-            return Ok(());
-        }
-        self.store
-            .set_config(namespace, COMPAT_SCOPE_KEY, &scope.to_string())
+    pub async fn set_compat_scope(&self, namespace: &str, scope: CompatScope) -> Result<bool> {
+        self.set_setting(namespace, COMPAT_SCOPE_KEY, &scope.to_string(), |c| {
+            Ok(scope_of(c)? == scope)
+        })
+        .await
+    }
+
+    /// Sets setting `key` to `value` in one commit, unless `holds` says the
+    /// settings the commit would land on already mean it (then nothing is
+    /// written). Returns whether it committed.
+    pub(crate) async fn set_setting(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        holds: impl Fn(&BTreeMap<String, String>) -> Result<bool> + Send + Sync,
+    ) -> Result<bool> {
+        let holds = &holds;
+        let committed = self
+            .store
+            .commit(namespace, |a: crate::objstore::NsAttempt| async move {
+                Ok((!holds(&a.state.snapshot.config)?)
+                    .then(|| crate::objstore::Mutation::set_config(key, value)))
+            })
             .await?;
-        Ok(())
+        Ok(committed.is_some())
     }
 
     /// The namespace's compatibility scope (`latest` unless set).
