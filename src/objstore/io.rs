@@ -46,6 +46,10 @@ pub struct ProtocolCounters {
 /// How many times a create whose outcome stayed unknown is tried again.
 const WRITE_ATTEMPTS: u32 = 5;
 
+/// How many times a key a create found taken is read before writing again
+/// (with backoff: under 7 s in all).
+const SETTLE_READS: u32 = 10;
+
 /// Objects this process writes are kept in the cache up to this size;
 /// larger ones (big descriptors) only as "known to exist", so a load of a
 /// whole tree does not hold every descriptor it wrote in memory.
@@ -294,19 +298,31 @@ impl Io {
                     return Ok(Created::Mine);
                 }
                 Err(e) => {
-                    // Nothing there (the write did not land), or the read
+                    // "Exists" means a record is there, or lands in a
+                    // moment (S3 may refuse a create while another one is
+                    // in flight), and a loaded store may fail the read: so
+                    // read until it shows rather than writing again. After
+                    // any other error one read tells whether ours landed.
+                    let exists = matches!(e, object_store::Error::AlreadyExists { .. });
+                    let reads = if exists { SETTLE_READS } else { 1 };
+                    for read in 0..reads {
+                        if read > 0 {
+                            backoff(read).await;
+                        }
+                        if let Ok(Some(obj)) = self.get(key).await {
+                            let (mine, record) = read_back(&obj.bytes)?;
+                            self.cache.insert(key.to_string(), obj).await;
+                            if mine {
+                                // Our write landed although we were told otherwise.
+                                self.counters.ambiguous_settled.fetch_add(1, Relaxed);
+                                return Ok(Created::Mine);
+                            }
+                            return Ok(Created::Theirs(record));
+                        }
+                    }
+                    // Nothing there (the write did not land), or the reads
                     // failed too: write again. A copy of ours that landed
                     // late is recognised by the next read-back.
-                    if let Ok(Some(obj)) = self.get(key).await {
-                        let (mine, record) = read_back(&obj.bytes)?;
-                        self.cache.insert(key.to_string(), obj).await;
-                        if mine {
-                            // Our write landed although we were told otherwise.
-                            self.counters.ambiguous_settled.fetch_add(1, Relaxed);
-                            return Ok(Created::Mine);
-                        }
-                        return Ok(Created::Theirs(record));
-                    }
                     self.counters.write_retries.fetch_add(1, Relaxed);
                     last = Some(e);
                     backoff(attempt).await;

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 on_every_backend!(
     racing_commits_lose_nothing_and_plan_on_the_state_they_land_on,
     a_lost_race_costs_one_read_back,
+    a_lost_race_whose_winner_reads_late_is_still_a_lost_race,
     ambiguous_writes_are_settled_by_reading_back,
     stale_damaged_or_missing_hints_only_slow_a_cold_reader,
     a_commit_that_keeps_losing_gives_up_and_commits_nothing,
@@ -325,6 +326,44 @@ async fn a_lost_race_costs_one_read_back(t: TestStore) {
         assert_eq!(c, listed(counts(1, 1, 2, 0)), "commit {seq}");
     }
     audit(&t).await;
+}
+
+/// A loaded S3 may refuse a create (412) and then fail, or not yet answer,
+/// the read of the winner's entry: the loser keeps reading (not writing)
+/// until it sees the winner, then plans again on it. Before, five failed
+/// reads turned the lost race into a storage error.
+async fn a_lost_race_whose_winner_reads_late_is_still_a_lost_race(t: TestStore) {
+    let a = toy(&t);
+    let b = toy(&t);
+    a.add("a", 1).await.unwrap();
+    let plan = |at: Attempt<Tally>| {
+        let (a, b) = (&a, &b);
+        async move {
+            if at.number == 0 {
+                b.add("b", 10).await.unwrap();
+                // Every read of the log fails for a while: the read-back of
+                // the entry A's create finds taken comes first.
+                a.faults.inject("toy/s/log/", Fault::FailReads, 6);
+            }
+            let after = at.state.total + 1;
+            Ok(Some(Add {
+                who: "a".into(),
+                n: 1,
+                after,
+            }))
+        }
+    };
+    let c = a.protocol.commit(STREAM, plan).await.unwrap().unwrap();
+    assert_eq!((c.entry.seq, c.lost, c.state.total), (3, 1, 12));
+    let reads_failed = a
+        .faults
+        .injected()
+        .iter()
+        .filter(|(f, _)| *f == Fault::FailReads)
+        .count();
+    assert_eq!(reads_failed, 6, "the read-back was refused six times");
+    let entries = audit(&t).await;
+    assert_eq!(entries.len(), 3);
 }
 
 async fn ambiguous_writes_are_settled_by_reading_back(t: TestStore) {
