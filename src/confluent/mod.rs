@@ -348,6 +348,9 @@ impl ConfluentRegistry {
             ever
         };
         let config = &state.snapshot.config;
+        // A namespace or schema soft-deleted with the CLI hides every
+        // version, as a Confluent soft delete of the subject would.
+        let hidden = crate::registry::delete::is_deleted(config) || state.pointers(SCHEMA).deleted;
         let mut versions = Vec::new();
         for v in ever {
             let m = store.manifest(ns, SCHEMA, v).await?;
@@ -362,6 +365,7 @@ impl ConfluentRegistry {
             {
                 Some("soft") => Deletion::Soft,
                 Some("hard") => Deletion::Hard,
+                _ if hidden => Deletion::Soft,
                 _ => Deletion::Live,
             };
             versions.push(VersionInfo {

@@ -96,7 +96,17 @@ impl Registry {
     /// per namespace), or only the deleted ones.
     pub async fn list_namespaces(&self, deleted: bool) -> Result<Vec<Namespace>> {
         let all = self.store.list_namespaces().await?;
-        let keep: Vec<Option<Namespace>> = futures::stream::iter(all)
+        self.filter_deleted(all, deleted).await
+    }
+
+    /// Of `namespaces`, the soft-deleted ones (`deleted`) or the others:
+    /// one state read each, a few at a time.
+    pub async fn filter_deleted(
+        &self,
+        namespaces: Vec<Namespace>,
+        deleted: bool,
+    ) -> Result<Vec<Namespace>> {
+        let keep: Vec<Option<Namespace>> = futures::stream::iter(namespaces)
             .map(|ns| async move {
                 let state = self.store.namespace_state(&ns.id).await?;
                 let shown = super::delete::is_deleted(&state.snapshot.config) == deleted;

@@ -341,6 +341,13 @@ impl RegistryService for Service {
             .await
             .map_err(status)?;
         let next = next_token(page.last().map(|n| n.id.as_str()), page.len(), size);
+        // Soft-deleted namespaces are hidden, as from every list; the page
+        // token still follows the store's listing.
+        let page = self
+            .registry
+            .filter_deleted(page, false)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::ListNamespacesResponse {
             namespaces: page
                 .into_iter()

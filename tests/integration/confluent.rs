@@ -22,6 +22,7 @@ on_every_backend!(
     an_incompatible_schema_changes_nothing,
     levels_map_to_policies_and_transitivity,
     soft_and_permanent_deletes,
+    deletes_made_with_the_cli_hide_the_subject,
     identical_content_gets_one_id_from_every_handle,
     an_id_is_read_with_one_get,
     an_expired_subject_is_read_again_once_by_concurrent_requests,
@@ -363,6 +364,47 @@ async fn soft_and_permanent_deletes(t: TestStore) {
     // Registering again continues the numbering with the same ID.
     let back = c.register("s", &req(V1), "t").await.unwrap();
     assert_eq!((back.id, back.version), (r1.id, 3));
+}
+
+/// `protoshelf namespace delete` (or `schema delete`) of a subject's
+/// namespace hides the subject as a Confluent soft delete would, and
+/// `undelete` shows it again.
+async fn deletes_made_with_the_cli_hide_the_subject(t: TestStore) {
+    let c = confluent(t.store.clone());
+    let r = c.register("orders-value", &req(V1), "t").await.unwrap();
+    let ns = c.namespace_of("orders-value");
+    let registry = Registry::new(t.store.clone());
+    let c = &c;
+    let shown = |deleted| async move { c.subjects(deleted, false).await.unwrap() };
+    assert_eq!(shown(false).await, vec!["orders-value".to_string()]);
+    for schema_too in [false, true] {
+        if schema_too {
+            assert!(registry.delete_schema(&ns, "subject", true).await.unwrap());
+        } else {
+            assert!(registry.delete_namespace(&ns).await.unwrap());
+        }
+        assert!(shown(false).await.is_empty(), "hidden from the list");
+        assert_eq!(shown(true).await, vec!["orders-value".to_string()]);
+        assert_eq!(
+            c.versions("orders-value", false, false)
+                .await
+                .unwrap_err()
+                .codes(),
+            (404, 40401)
+        );
+        assert_eq!(
+            c.versions("orders-value", true, false).await.unwrap(),
+            vec![1]
+        );
+        // The ID stays readable (consumers decode old records).
+        assert!(c.schema_by_id(r.id, None, Format::Source).await.is_ok());
+        if schema_too {
+            assert!(registry.undelete_schema(&ns, "subject").await.unwrap());
+        } else {
+            assert!(registry.undelete_namespace(&ns).await.unwrap());
+        }
+        assert_eq!(shown(false).await, vec!["orders-value".to_string()]);
+    }
 }
 
 async fn identical_content_gets_one_id_from_every_handle(t: TestStore) {

@@ -261,6 +261,20 @@ async fn grpc_api(backend: Backend) {
         token = page.next_page_token;
     }
     assert_eq!(seen, ["a1", "a2", "a3", "shop"]);
+    // A namespace soft-deleted (here by another process, as with the CLI)
+    // is hidden from the list.
+    let registry = protoshelf::registry::Registry::open(&url).await.unwrap();
+    assert!(registry.delete_namespace("a2").await.unwrap());
+    let listed = c
+        .list_namespaces(pb::ListNamespacesRequest {
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<String> = listed.namespaces.into_iter().map(|n| n.id).collect();
+    assert_eq!(ids, ["a1", "a3", "shop"]);
     let schemas = c
         .list_schemas(pb::ListSchemasRequest {
             namespace_id: "shop".into(),
