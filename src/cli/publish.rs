@@ -41,7 +41,7 @@ impl CompileArgs {
         Ok(registry.with_limits(self.limits()))
     }
 
-    fn limits(&self) -> Limits {
+    pub(super) fn limits(&self) -> Limits {
         Limits {
             compile_timeout: self.compile_timeout,
             max_memory: (self.max_memory > 0).then_some(self.max_memory),

@@ -50,6 +50,9 @@ pub struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// The compile limits of each registration, as for `push`.
+    #[command(flatten)]
+    compile: super::publish::CompileArgs,
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
@@ -74,7 +77,10 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     // Its clients register schemas: a new deployment starts on an empty
     // bucket.
-    let registry = ctx.registry_creating().await?;
+    let registry = ctx
+        .registry_creating()
+        .await?
+        .with_limits(a.compile.limits());
     server::serve(
         registry,
         opts,

@@ -384,6 +384,34 @@ fn operations_auth_and_limits() {
     assert_eq!(v["mode"], "READONLY");
     drop(server);
 
+    // --max-memory: a registration whose estimate is over it is refused,
+    // naming the flag, and nothing is registered.
+    let server = Server::start(
+        &url,
+        &[
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--max-memory",
+            "32MiB",
+        ],
+    );
+    let u = &server.url;
+    let (s, v) = call(
+        &a,
+        "POST",
+        &format!("{u}/subjects/capped/versions"),
+        Some(WRITER),
+        Some(&body),
+    );
+    assert_eq!(s / 100, 4, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("--max-memory"),
+        "{v}"
+    );
+    let (_, v) = call(&a, "GET", &format!("{u}/subjects"), None, None);
+    assert_eq!(v, json!(["x"]));
+    drop(server);
+
     // --anonymous none: even reads need a token.
     let server = Server::start(
         &url,
