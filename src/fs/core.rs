@@ -1,16 +1,7 @@
 //! The filesystem core: paths to entries and contents, served from cached
-//! namespace snapshots. No kernel involved: `fuse.rs` adapts it to fuser,
-//! and tests drive it directly.
-//!
-//! ```text
-//! <ns>/current/...                 promoted files + builtins (an include root)
-//! <ns>/staged/...                  the proposed tree, same shape
-//! <ns>/current.binpb, staged.binpb descriptor sets of those trees
-//! <ns>/schemas/<s>/current|staged  symlinks to versions/<N>
-//! <ns>/schemas/<s>/versions/<N>/   files, descriptor.binpb, version.json
-//! <ns>/history/<seq>/              the current tree after commit <seq>
-//! .protoshelf/stats                counters
-//! ```
+//! namespace snapshots. No kernel involved: `fuse.rs` adapts it to fuser
+//! (through `vfs.rs`, which keeps inodes and handles), and tests drive it
+//! directly. The paths it serves are [`super::node`]'s grammar.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -20,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use super::node::{Node, Pointer, STATS_DIR, TreeName, VersionItem, set_name};
 use super::snapshot::{Changes, FileRef, Kind, SharedSnapshot, Snapshot, Tree};
 use crate::error::Error;
 use crate::ids::{BUILTINS, validate_namespace_id};
@@ -189,12 +181,6 @@ pub struct FsCore {
     budget: Option<Duration>,
 }
 
-const STATS_DIR: &str = ".protoshelf";
-
-fn split(path: &str) -> Vec<&str> {
-    path.split('/').filter(|p| !p.is_empty()).collect()
-}
-
 impl FsCore {
     pub fn new(store: ObjStore, rt: tokio::runtime::Handle, opts: Options) -> Self {
         FsCore {
@@ -257,10 +243,10 @@ impl FsCore {
     /// themselves appear unannounced (a refresh does not LIST the store),
     /// so the root and misses at the root last one refresh interval.
     pub fn validity(&self, path: &str, found: bool) -> Validity {
-        match split(path).as_slice() {
-            [STATS_DIR, _] if found => Validity::Live,
-            [] => Validity::Refresh,
-            [_] if !found => Validity::Refresh,
+        match Node::parse(path) {
+            Ok(Node::Stats) if found => Validity::Live,
+            Ok(Node::Root) => Validity::Refresh,
+            Ok(Node::Namespace(_)) if !found => Validity::Refresh,
             _ => Validity::UntilChanged,
         }
     }
@@ -502,8 +488,7 @@ impl FsCore {
     }
 
     /// `history/<seq>` of a namespace: commits 1 to the latest exist.
-    fn history_at(&self, snap: &Snapshot, seq: &str) -> FsResult<SharedSnapshot> {
-        let seq = number(seq)?;
+    fn history_at(&self, snap: &Snapshot, seq: u64) -> FsResult<SharedSnapshot> {
         if seq == 0 || seq > snap.seq {
             return Err(FsError::NotFound);
         }
@@ -522,6 +507,24 @@ impl FsCore {
             Arc::new(self.wait(Snapshot::build(&self.store, ns, &state, builtins.as_ref()))?);
         self.history.insert(key, snap.clone());
         Ok(snap)
+    }
+
+    /// Runs `f` on one of the namespace's trees, with the mtime of its
+    /// directories and whether it is immutable (history).
+    fn with_tree<T>(
+        &self,
+        snap: &Snapshot,
+        which: TreeName,
+        f: impl FnOnce(&Tree, DateTime<Utc>, bool) -> FsResult<T>,
+    ) -> FsResult<T> {
+        match which {
+            TreeName::Current => f(&snap.current, snap.mtime, false),
+            TreeName::Staged => f(&snap.staged, snap.mtime, false),
+            TreeName::History(seq) => {
+                let old = self.history_at(snap, seq)?;
+                f(&old.current, old.mtime, true)
+            }
+        }
     }
 
     fn blob_size(&self, ns: &str, sha: &str) -> FsResult<u64> {
@@ -543,12 +546,11 @@ impl FsCore {
     fn tree_entry(
         &self,
         tree: &Tree,
-        rest: &[&str],
+        path: &str,
         dir_mtime: DateTime<Utc>,
         immutable: bool,
     ) -> FsResult<Entry> {
-        let path = rest.join("/");
-        if let Some(f) = tree.files.get(&path) {
+        if let Some(f) = tree.files.get(path) {
             return Ok(Entry::File {
                 size: self.file_bytes(f)?.len() as u64,
                 mtime: f.mtime,
@@ -556,7 +558,7 @@ impl FsCore {
                 content_id: f.content_id(),
             });
         }
-        if tree.is_dir(&path) {
+        if tree.is_dir(path) {
             return Ok(Entry::Dir {
                 mtime: dir_mtime,
                 immutable,
@@ -568,83 +570,88 @@ impl FsCore {
     /// What `path` is.
     pub fn entry(&self, path: &str) -> FsResult<Entry> {
         self.counters.resolves.fetch_add(1, Relaxed);
-        let parts = split(path);
+        let node = Node::parse(path)?;
         let dir = |mtime, immutable| Ok(Entry::Dir { mtime, immutable });
-        match parts.as_slice() {
-            [] if self.opts.namespaces.is_empty() => {
+        match &node {
+            Node::Root if self.opts.namespaces.is_empty() => {
                 // Re-list (at most once per interval), so a new namespace
                 // changes the root's mtime. Storage trouble: the last mtime.
                 let _ = self.namespaces();
                 dir(*self.listing_changed.lock().unwrap(), false)
             }
-            [] => dir(self.started, false),
-            [STATS_DIR] => dir(self.started, false),
-            [STATS_DIR, "stats"] => Ok(Entry::File {
+            Node::Root | Node::StatsDir => dir(self.started, false),
+            Node::Stats => Ok(Entry::File {
                 size: self.stats().len() as u64,
                 mtime: Utc::now(),
                 immutable: false,
                 content_id: None,
             }),
-            [ns, rest @ ..] => {
-                let snap = self.snapshot(ns)?;
-                self.ns_entry(&snap, rest)
-            }
+            _ => self.ns_entry(&*self.snapshot_of(&node)?, &node),
         }
     }
 
-    fn ns_entry(&self, snap: &Snapshot, rest: &[&str]) -> FsResult<Entry> {
-        let ns = &snap.namespace;
+    /// The snapshot of the namespace `node` is in.
+    fn snapshot_of(&self, node: &Node) -> FsResult<SharedSnapshot> {
+        self.snapshot(node.namespace().ok_or(FsError::NotFound)?)
+    }
+
+    /// What a node below a namespace is, in `snap`.
+    fn ns_entry(&self, snap: &Snapshot, node: &Node) -> FsResult<Entry> {
         let mutable_dir = Ok(Entry::Dir {
             mtime: snap.mtime,
             immutable: false,
         });
-        match rest {
-            [] | ["schemas"] | ["history"] => mutable_dir,
-            ["current", tail @ ..] => self.tree_entry(&snap.current, tail, snap.mtime, false),
-            ["staged", tail @ ..] => self.tree_entry(&snap.staged, tail, snap.mtime, false),
-            [set @ ("current.binpb" | "staged.binpb")] => {
-                let bytes = self.content(&format!("{ns}/{set}"))?;
-                Ok(Entry::File {
-                    size: bytes.len() as u64,
+        let pointers = |schema: &str| snap.schemas.get(schema).ok_or(FsError::NotFound);
+        match node {
+            Node::Namespace(_) | Node::Schemas(_) | Node::History(_) => mutable_dir,
+            Node::Tree { tree, path, .. } => self.with_tree(snap, *tree, |t, mtime, immutable| {
+                self.tree_entry(t, path, mtime, immutable)
+            }),
+            Node::Set { staged, .. } => Ok(Entry::File {
+                size: self.set_bytes(snap, *staged)?.len() as u64,
+                mtime: snap.mtime,
+                immutable: false,
+                content_id: Some(set_content_id(snap, *staged)),
+            }),
+            Node::Schema { schema, .. } | Node::Versions { schema, .. } => {
+                pointers(schema)?;
+                mutable_dir
+            }
+            Node::Link {
+                schema, pointer, ..
+            } => {
+                let p = pointers(schema)?;
+                let v = match pointer {
+                    Pointer::Current => p.current,
+                    Pointer::Staged => p.staged,
+                };
+                Ok(Entry::Symlink {
+                    target: format!("versions/{}", v.ok_or(FsError::NotFound)?),
                     mtime: snap.mtime,
-                    immutable: false,
-                    content_id: Some(format!("{set}@{}", snap.seq)),
                 })
             }
-            ["schemas", schema, tail @ ..] => {
-                let p = snap.schemas.get(*schema).ok_or(FsError::NotFound)?;
-                match tail {
-                    [] | ["versions"] => mutable_dir,
-                    [link @ ("current" | "staged")] => {
-                        let v = if *link == "current" {
-                            p.current
-                        } else {
-                            p.staged
-                        };
-                        let v = v.ok_or(FsError::NotFound)?;
-                        Ok(Entry::Symlink {
-                            target: format!("versions/{v}"),
-                            mtime: snap.mtime,
-                        })
-                    }
-                    ["versions", v, tail @ ..] => self.version_entry(snap, schema, v, tail),
-                    _ => Err(FsError::NotFound),
-                }
-            }
-            ["history", seq, tail @ ..] => {
-                let old = self.history_at(snap, seq)?;
-                self.tree_entry(&old.current, tail, old.mtime, true)
-            }
-            _ => Err(FsError::NotFound),
+            Node::Version {
+                schema,
+                version,
+                item,
+                ..
+            } => self.version_entry(snap, schema, *version, item),
+            Node::Root | Node::StatsDir | Node::Stats => Err(FsError::NotFound),
         }
+    }
+
+    /// `current.binpb` or `staged.binpb` of `snap`.
+    fn set_bytes(&self, snap: &Snapshot, staged: bool) -> FsResult<Bytes> {
+        let tree = if staged { &snap.staged } else { &snap.current };
+        Ok(tree.descriptor_set(&self.store, &self.rt, self.budget)?)
     }
 
     fn version_entry(
         &self,
         snap: &Snapshot,
         schema: &str,
-        v: &str,
-        tail: &[&str],
+        v: u64,
+        item: &VersionItem,
     ) -> FsResult<Entry> {
         let ns = snap.namespace.as_str();
         let v = self.published_number(snap, schema, v)?;
@@ -657,16 +664,15 @@ impl FsCore {
                 content_id: None,
             })
         };
-        match tail {
-            [] => Ok(Entry::Dir {
+        match item {
+            VersionItem::Dir => Ok(Entry::Dir {
                 mtime: m.created_at,
                 immutable: true,
             }),
-            ["descriptor.binpb"] => file(m.descriptor.size),
-            ["version.json"] => file(version_json(&m).len() as u64),
-            _ => {
-                let path = tail.join("/");
-                if let Some(f) = m.files.iter().find(|f| f.path == path) {
+            VersionItem::Descriptor => file(m.descriptor.size),
+            VersionItem::Json => file(version_json(&m).len() as u64),
+            VersionItem::Path(path) => {
+                if let Some(f) = m.files.iter().find(|f| f.path == *path) {
                     return file(self.blob_size(ns, &f.sha256)?);
                 }
                 let prefix = format!("{path}/");
@@ -685,7 +691,7 @@ impl FsCore {
     /// (no request per entry).
     pub fn list(&self, path: &str) -> FsResult<BTreeMap<String, Kind>> {
         self.counters.listings.fetch_add(1, Relaxed);
-        let parts = split(path);
+        let node = Node::parse(path)?;
         let names = |v: &[&str], k: Kind| {
             v.iter()
                 .map(|n| (n.to_string(), k.clone()))
@@ -696,81 +702,90 @@ impl FsCore {
                 .map(|n| (n, Kind::Dir))
                 .collect::<BTreeMap<_, _>>()
         };
-        match parts.as_slice() {
-            [] => {
+        match &node {
+            Node::Root => {
                 let mut out = dirs(self.namespaces()?);
                 out.insert(STATS_DIR.into(), Kind::Dir);
+                return Ok(out);
+            }
+            Node::StatsDir => return Ok(names(&["stats"], Kind::File(None))),
+            Node::Stats => return Err(FsError::NotDir),
+            _ => {}
+        }
+        let snap = self.snapshot_of(&node)?;
+        let ns = snap.namespace.as_str();
+        match &node {
+            Node::Namespace(_) => {
+                let mut out = names(&["current", "staged", "schemas", "history"], Kind::Dir);
+                for staged in [false, true] {
+                    let id = set_content_id(&snap, staged);
+                    out.insert(set_name(staged).into(), Kind::File(Some(id)));
+                }
                 Ok(out)
             }
-            [STATS_DIR] => Ok(names(&["stats"], Kind::File(None))),
-            [ns, rest @ ..] => {
-                let snap = self.snapshot(ns)?;
-                match rest {
-                    [] => {
-                        let mut out =
-                            names(&["current", "staged", "schemas", "history"], Kind::Dir);
-                        for set in ["current.binpb", "staged.binpb"] {
-                            out.insert(set.into(), Kind::File(Some(format!("{set}@{}", snap.seq))));
-                        }
-                        Ok(out)
-                    }
-                    ["current", tail @ ..] => tree_list(&snap.current, tail),
-                    ["staged", tail @ ..] => tree_list(&snap.staged, tail),
-                    ["schemas"] => Ok(dirs(snap.schemas.keys().cloned().collect())),
-                    ["schemas", schema] => {
-                        let p = snap.schemas.get(*schema).ok_or(FsError::NotFound)?;
-                        let mut out = names(&["versions"], Kind::Dir);
-                        if p.current.is_some() {
-                            out.insert("current".into(), Kind::Symlink);
-                        }
-                        if p.staged.is_some() {
-                            out.insert("staged".into(), Kind::Symlink);
-                        }
-                        Ok(out)
-                    }
-                    ["schemas", schema, "versions"] => {
-                        // The versions the log named: a manifest it never
-                        // named is an interrupted or superseded publish's.
-                        let published = self.wait(self.store.published_upto(ns, snap.seq))?;
-                        Ok(dirs(
-                            published.of(schema).iter().map(u64::to_string).collect(),
-                        ))
-                    }
-                    ["schemas", schema, "versions", v, tail @ ..] => {
-                        let v = self.published_number(&snap, schema, v)?;
-                        let m = self.wait(self.store.manifest(ns, schema, v))?;
-                        let mut tree = Tree::default();
-                        for f in &m.files {
-                            let r = FileRef {
-                                namespace: ns.to_string(),
-                                sha256: f.sha256.clone(),
-                                mtime: m.created_at,
-                            };
-                            tree.files.insert(f.path.clone(), r);
-                        }
-                        // Version files are immutable: one inode per path is enough.
-                        let mut out: BTreeMap<String, Kind> = tree_list(&tree, tail)?
-                            .into_iter()
-                            .map(|(n, k)| (n, if k == Kind::Dir { k } else { Kind::File(None) }))
-                            .collect();
-                        if tail.is_empty() {
-                            out.extend(names(
-                                &["descriptor.binpb", "version.json"],
-                                Kind::File(None),
-                            ));
-                        }
-                        Ok(out)
-                    }
-                    ["history"] => Ok(dirs((1..=snap.seq).map(|s| s.to_string()).collect())),
-                    ["history", seq, tail @ ..] => {
-                        tree_list(&self.history_at(&snap, seq)?.current, tail)
-                    }
-                    _ => match self.entry(path)? {
-                        Entry::Dir { .. } => Err(FsError::NotFound),
-                        _ => Err(FsError::NotDir),
-                    },
-                }
+            Node::Tree { tree, path, .. } => {
+                self.with_tree(&snap, *tree, |t, _, _| tree_list(t, path))
             }
+            Node::Schemas(_) => Ok(dirs(snap.schemas.keys().cloned().collect())),
+            Node::Schema { schema, .. } => {
+                let p = snap.schemas.get(schema).ok_or(FsError::NotFound)?;
+                let mut out = names(&["versions"], Kind::Dir);
+                if p.current.is_some() {
+                    out.insert("current".into(), Kind::Symlink);
+                }
+                if p.staged.is_some() {
+                    out.insert("staged".into(), Kind::Symlink);
+                }
+                Ok(out)
+            }
+            Node::Versions { schema, .. } => {
+                snap.schemas.get(schema).ok_or(FsError::NotFound)?;
+                // The versions the log named: a manifest it never named is
+                // an interrupted or superseded publish's.
+                let published = self.wait(self.store.published_upto(ns, snap.seq))?;
+                Ok(dirs(
+                    published.of(schema).iter().map(u64::to_string).collect(),
+                ))
+            }
+            Node::Version {
+                schema,
+                version,
+                item: item @ (VersionItem::Dir | VersionItem::Path(_)),
+                ..
+            } => {
+                let v = self.published_number(&snap, schema, *version)?;
+                let m = self.wait(self.store.manifest(ns, schema, v))?;
+                let mut tree = Tree::default();
+                for f in &m.files {
+                    let r = FileRef {
+                        namespace: ns.to_string(),
+                        sha256: f.sha256.clone(),
+                        mtime: m.created_at,
+                    };
+                    tree.files.insert(f.path.clone(), r);
+                }
+                let tail = match item {
+                    VersionItem::Path(p) => p.as_str(),
+                    _ => "",
+                };
+                // Version files are immutable: one inode per path is enough.
+                let mut out: BTreeMap<String, Kind> = tree_list(&tree, tail)?
+                    .into_iter()
+                    .map(|(n, k)| (n, if k == Kind::Dir { k } else { Kind::File(None) }))
+                    .collect();
+                if tail.is_empty() {
+                    out.extend(names(
+                        &["descriptor.binpb", "version.json"],
+                        Kind::File(None),
+                    ));
+                }
+                Ok(out)
+            }
+            Node::History(_) => Ok(dirs((1..=snap.seq).map(|s| s.to_string()).collect())),
+            _ => match self.ns_entry(&snap, &node)? {
+                Entry::Dir { .. } => Err(FsError::NotFound),
+                _ => Err(FsError::NotDir),
+            },
         }
     }
 
@@ -778,55 +793,44 @@ impl FsCore {
     /// file, so a file never mixes versions.
     pub fn content(&self, path: &str) -> FsResult<Bytes> {
         self.counters.content_loads.fetch_add(1, Relaxed);
-        let parts = split(path);
-        let blob = |ns: &str, sha: &str| self.referenced_blob(ns, sha);
-        match parts.as_slice() {
-            [STATS_DIR, "stats"] => Ok(Bytes::from(self.stats())),
-            [ns, rest @ ..] => {
-                let snap = self.snapshot(ns)?;
-                let from_tree = |tree: &Tree, tail: &[&str]| -> FsResult<Bytes> {
-                    let f = tree.files.get(&tail.join("/")).ok_or(FsError::NotFound)?;
-                    self.file_bytes(f)
-                };
-                match rest {
-                    ["current", tail @ ..] => from_tree(&snap.current, tail),
-                    ["staged", tail @ ..] => from_tree(&snap.staged, tail),
-                    ["current.binpb"] => {
-                        Ok(snap
-                            .current
-                            .descriptor_set(&self.store, &self.rt, self.budget)?)
+        let node = Node::parse(path)?;
+        match &node {
+            Node::Stats => return Ok(Bytes::from(self.stats())),
+            Node::Tree { .. } | Node::Set { .. } | Node::Version { .. } => {}
+            _ => return Err(FsError::NotFound),
+        }
+        let snap = self.snapshot_of(&node)?;
+        let ns = snap.namespace.as_str();
+        match &node {
+            Node::Tree { tree, path, .. } => self.with_tree(&snap, *tree, |t, _, _| {
+                self.file_bytes(t.files.get(path).ok_or(FsError::NotFound)?)
+            }),
+            Node::Set { staged, .. } => self.set_bytes(&snap, *staged),
+            Node::Version {
+                schema,
+                version,
+                item,
+                ..
+            } => {
+                let v = self.published_number(&snap, schema, *version)?;
+                match item {
+                    VersionItem::Descriptor => {
+                        Ok(self.wait(self.store.get_version(ns, schema, v))?.compiled)
                     }
-                    ["staged.binpb"] => {
-                        Ok(snap
-                            .staged
-                            .descriptor_set(&self.store, &self.rt, self.budget)?)
+                    VersionItem::Json => {
+                        let m = self.wait(self.store.manifest(ns, schema, v))?;
+                        Ok(Bytes::from(version_json(&m)))
                     }
-                    ["schemas", schema, "versions", v, tail @ ..] => {
-                        let v = self.published_number(&snap, schema, v)?;
-                        match tail {
-                            ["descriptor.binpb"] => {
-                                Ok(self.wait(self.store.get_version(ns, schema, v))?.compiled)
-                            }
-                            ["version.json"] => {
-                                let m = self.wait(self.store.manifest(ns, schema, v))?;
-                                Ok(Bytes::from(version_json(&m)))
-                            }
-                            _ => {
-                                let m = self.wait(self.store.manifest(ns, schema, v))?;
-                                let path = tail.join("/");
-                                let f = m
-                                    .files
-                                    .iter()
-                                    .find(|f| f.path == path)
-                                    .ok_or(FsError::NotFound)?;
-                                blob(ns, &f.sha256)
-                            }
-                        }
+                    VersionItem::Path(path) => {
+                        let m = self.wait(self.store.manifest(ns, schema, v))?;
+                        let f = m
+                            .files
+                            .iter()
+                            .find(|f| f.path == *path)
+                            .ok_or(FsError::NotFound)?;
+                        self.referenced_blob(ns, &f.sha256)
                     }
-                    ["history", seq, tail @ ..] => {
-                        from_tree(&self.history_at(&snap, seq)?.current, tail)
-                    }
-                    _ => Err(FsError::NotFound),
+                    VersionItem::Dir => Err(FsError::NotFound),
                 }
             }
             _ => Err(FsError::NotFound),
@@ -835,8 +839,7 @@ impl FsCore {
 
     /// A `versions/<N>` segment naming a version the log staged or made
     /// current; any other stored manifest is not shown.
-    fn published_number(&self, snap: &Snapshot, schema: &str, segment: &str) -> FsResult<u64> {
-        let v = number(segment)?;
+    fn published_number(&self, snap: &Snapshot, schema: &str, v: u64) -> FsResult<u64> {
         let p = snap.schemas.get(schema).ok_or(FsError::NotFound)?;
         if p.current == Some(v) || p.staged == Some(v) {
             return Ok(v);
@@ -908,20 +911,19 @@ impl FsCore {
     }
 }
 
-/// A numeric path segment (a version or a commit).
-fn number(segment: &str) -> FsResult<u64> {
-    segment.parse().map_err(|_| FsError::NotFound)
-}
-
-fn tree_list(tree: &Tree, tail: &[&str]) -> FsResult<BTreeMap<String, Kind>> {
-    let path = tail.join("/");
-    if tree.files.contains_key(&path) {
+fn tree_list(tree: &Tree, path: &str) -> FsResult<BTreeMap<String, Kind>> {
+    if tree.files.contains_key(path) {
         return Err(FsError::NotDir);
     }
-    if !tree.is_dir(&path) {
+    if !tree.is_dir(path) {
         return Err(FsError::NotFound);
     }
-    Ok(tree.list(&path))
+    Ok(tree.list(path))
+}
+
+/// The content ID of a descriptor set file: it changes with every commit.
+fn set_content_id(snap: &Snapshot, staged: bool) -> String {
+    format!("{}@{}", set_name(staged), snap.seq)
 }
 
 /// `version.json`: the manifest without protoshelf's internal writer ID.

@@ -4,6 +4,7 @@
 pub mod core;
 pub mod fuse;
 pub mod mountpoint;
+pub mod node;
 pub mod snapshot;
 pub mod warnings;
 pub mod wkt;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use prost::Message;
 
+use super::node::{Node, Pointer, TreeName, VersionItem};
 use crate::error::Result;
 use crate::ids::BUILTINS;
 use crate::objstore::records::Pointers;
@@ -320,19 +321,11 @@ fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
 }
 
-fn join(prefix: &str, path: &str) -> String {
-    if path.is_empty() {
-        prefix.to_string()
-    } else {
-        format!("{prefix}/{path}")
-    }
-}
-
 impl Tree {
-    /// Records into `out` (paths under `prefix`) every file that differs
-    /// between `self` and `new`, and every directory that appeared or
-    /// disappeared with them.
-    fn diff(&self, new: &Tree, prefix: &str, out: &mut Changes) {
+    /// Records into `out` (as the paths `at` gives the tree's paths) every
+    /// file that differs between `self` and `new`, and every directory
+    /// that appeared or disappeared with them.
+    fn diff(&self, new: &Tree, at: impl Fn(&str) -> Node, out: &mut Changes) {
         let mut changed: Vec<&str> = Vec::new();
         let (mut a, mut b) = (self.files.iter().peekable(), new.files.iter().peekable());
         loop {
@@ -340,7 +333,7 @@ impl Tree {
                 (None, None) => break,
                 (Some((pa, fa)), Some((pb, fb))) if pa == pb => {
                     if fa != fb {
-                        out.entry(join(prefix, pa));
+                        out.entry(at(pa).path());
                     }
                     a.next();
                     b.next();
@@ -351,11 +344,11 @@ impl Tree {
             }
         }
         for path in changed {
-            out.entry(join(prefix, path));
+            out.entry(at(path).path());
             // Ancestors that exist on one side only, up to the first shared one.
             let mut dir = parent(path);
             while !dir.is_empty() && self.is_dir(dir) != new.is_dir(dir) {
-                out.entry(join(prefix, dir));
+                out.entry(at(dir).path());
                 dir = parent(dir);
             }
         }
@@ -366,16 +359,20 @@ impl Snapshot {
     /// What differs, as the mount shows it, between this snapshot of a
     /// namespace and `new` (a later one of the same namespace).
     pub fn diff(&self, new: &Snapshot, out: &mut Changes) {
-        let ns = &new.namespace;
-        out.inodes.insert(ns.clone());
-        for set in ["current.binpb", "staged.binpb"] {
-            out.entry(format!("{ns}/{set}"));
+        let ns = new.namespace.as_str();
+        let own = || ns.to_string();
+        out.inodes.insert(Node::Namespace(own()).path());
+        for staged in [false, true] {
+            out.entry(Node::Set { ns: own(), staged }.path());
         }
-        self.current
-            .diff(&new.current, &format!("{ns}/current"), out);
-        self.staged.diff(&new.staged, &format!("{ns}/staged"), out);
+        for (old, now, which) in [
+            (&self.current, &new.current, TreeName::Current),
+            (&self.staged, &new.staged, TreeName::Staged),
+        ] {
+            old.diff(now, |p| Node::tree(ns, which, p), out);
+        }
         for seq in self.seq + 1..=new.seq {
-            out.entry(format!("{ns}/history/{seq}"));
+            out.entry(Node::tree(ns, TreeName::History(seq), "").path());
         }
         let schemas: BTreeSet<&String> = self.schemas.keys().chain(new.schemas.keys()).collect();
         for s in schemas {
@@ -383,25 +380,43 @@ impl Snapshot {
             if old == now {
                 continue;
             }
-            let dir = format!("{ns}/schemas/{s}");
+            let schema = || s.clone();
             if old.is_none() || now.is_none() {
-                out.entry(dir.clone());
+                out.entry(
+                    Node::Schema {
+                        ns: own(),
+                        schema: schema(),
+                    }
+                    .path(),
+                );
             }
             let (old, now) = (
                 old.copied().unwrap_or_default(),
                 now.copied().unwrap_or_default(),
             );
-            for (link, was, is) in [
-                ("current", old.current, now.current),
-                ("staged", old.staged, now.staged),
+            for (pointer, was, is) in [
+                (Pointer::Current, old.current, now.current),
+                (Pointer::Staged, old.staged, now.staged),
             ] {
                 if was != is {
-                    out.entry(format!("{dir}/{link}"));
-                    out.inodes.insert(format!("{dir}/{link}"));
+                    let link = Node::Link {
+                        ns: own(),
+                        schema: schema(),
+                        pointer,
+                    }
+                    .path();
+                    out.entry(link.clone());
+                    out.inodes.insert(link);
                 }
             }
-            for v in old.latest + 1..=now.latest {
-                out.entry(format!("{dir}/versions/{v}"));
+            for version in old.latest + 1..=now.latest {
+                let dir = Node::Version {
+                    ns: own(),
+                    schema: schema(),
+                    version,
+                    item: VersionItem::Dir,
+                };
+                out.entry(dir.path());
             }
         }
     }
