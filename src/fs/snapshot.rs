@@ -106,10 +106,9 @@ impl Tree {
             let rest = &path[prefix.len()..];
             match rest.split_once('/') {
                 Some((d, _)) => out.insert(d.to_string(), Kind::Dir),
-                None => out.insert(
-                    rest.to_string(),
-                    Kind::File(Some(format!("{}:{}", f.namespace, f.sha256))),
-                ),
+                // The content ID the file's lookup gives: READDIR and
+                // LOOKUP then name one inode (a well-known type has none).
+                None => out.insert(rest.to_string(), Kind::File(f.content_id())),
             };
         }
         out

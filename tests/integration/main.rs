@@ -22,6 +22,7 @@ mod crash;
 mod deletes;
 mod diff;
 mod fs_core;
+mod fs_model;
 mod fuzz_regressions;
 mod inputs;
 mod integrity;
