@@ -222,13 +222,18 @@ fn print_message(out: &mut String, m: &DescriptorProto, depth: usize, proto3: bo
     // the place of its first field.
     let mut printed_oneofs = Vec::new();
     for f in &m.field {
-        match f.oneof_index.filter(|_| !f.proto3_optional()) {
-            Some(i) => {
+        // An index naming no oneof (only in a damaged descriptor): a plain field.
+        let oneof = f
+            .oneof_index
+            .filter(|_| !f.proto3_optional())
+            .and_then(|i| Some((i, m.oneof_decl.get(usize::try_from(i).ok()?)?)));
+        match oneof {
+            Some((i, decl)) => {
                 if printed_oneofs.contains(&i) {
                     continue;
                 }
                 printed_oneofs.push(i);
-                let _ = writeln!(out, "{pad}  oneof {} {{", m.oneof_decl[i as usize].name());
+                let _ = writeln!(out, "{pad}  oneof {} {{", decl.name());
                 for g in m.field.iter().filter(|g| g.oneof_index == Some(i)) {
                     let _ = writeln!(out, "{pad}    {}", field_line(g, m, proto3));
                 }
@@ -243,12 +248,12 @@ fn print_message(out: &mut String, m: &DescriptorProto, depth: usize, proto3: bo
         let end = if r.end() >= 536_870_912 {
             "max".to_string()
         } else {
-            (r.end() - 1).to_string()
+            r.end().saturating_sub(1).to_string()
         };
         let _ = writeln!(out, "{pad}  extensions {} to {end};", r.start());
     }
     for r in &m.reserved_range {
-        let end = r.end() - 1;
+        let end = r.end().saturating_sub(1);
         if end == r.start() {
             let _ = writeln!(out, "{pad}  reserved {};", r.start());
         } else {
