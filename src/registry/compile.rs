@@ -92,23 +92,31 @@ impl Compiled {
 
     /// Adds a file of a compile's pool (kept when known already).
     pub fn insert_from(&mut self, f: &FileDescriptor) {
+        self.insert_with_info(f, &[]);
+    }
+
+    /// Adds a file of a pool that was given it without its source info,
+    /// with `info` (its encoded `source_code_info` field) put back.
+    pub fn insert_with_info(&mut self, f: &FileDescriptor, info: &[u8]) {
         if self.files.contains_key(f.name()) {
             return;
         }
         self.files.insert(
             f.name().to_string(),
             CompiledFile {
-                encoded: Bytes::from(f.encode_to_vec()),
+                encoded: Bytes::from(with_source_info(f.encode_to_vec(), info)),
                 package: f.package_name().to_string(),
                 dependencies: f.dependencies().map(|d| d.name().to_string()).collect(),
             },
         );
     }
 
-    /// The file's descriptor, decoded (this process encoded it).
+    /// The file's descriptor, decoded (this process encoded it) without
+    /// its source info: a dense file's locations decoded cost more than
+    /// the rest of its descriptor, and the names are all that is read.
     pub fn proto(&self, name: &str) -> Option<FileDescriptorProto> {
         use prost::Message;
-        FileDescriptorProto::decode(self.files.get(name)?.encoded.clone()).ok()
+        FileDescriptorProto::decode(without_source_info(&self.files.get(name)?.encoded)).ok()
     }
 
     /// `roots` and everything they import, dependencies first, like
@@ -494,6 +502,10 @@ impl Sources {
             .iter()
             .map(|(path, f)| (path.clone(), f.imports.clone()))
             .collect();
+        let statements: HashMap<String, u64> = files
+            .iter()
+            .map(|(path, f)| (path.clone(), super::limits::statements(f.text.as_bytes())))
+            .collect();
         let compiled = Arc::new(Mutex::new(Compiled::default()));
         let budget = Budget::new(timeout, labels);
         let resolver = Resolver {
@@ -505,6 +517,7 @@ impl Sources {
             resolver,
             order,
             imports,
+            statements,
             compiled.clone(),
             budget,
             on_compiled,
@@ -609,13 +622,76 @@ impl FileResolver for Resolver {
             .get(name)
             .map(|f| f.encoded.clone());
         if let Some(encoded) = earlier {
-            return File::decode_file_descriptor_proto(encoded)
+            // Its stored bytes keep their source info; the pool needs none.
+            return File::decode_file_descriptor_proto(without_source_info(&encoded))
                 .map_err(|e| protox::Error::new(std::io::Error::other(e.to_string())));
         }
         let mut chain = ChainFileResolver::new();
         chain.add(GoogleFileResolver::new());
         chain.open_file(name)
     }
+}
+
+/// `FileDescriptorProto.source_code_info`.
+const SOURCE_CODE_INFO: u32 = 9;
+
+/// The top-level fields of an encoded message: (number, bytes of the whole
+/// field, key included). None if it is not a well-formed message of
+/// fields protobuf encoders write (no groups).
+fn top_level_fields(buf: &[u8]) -> Option<Vec<(u32, std::ops::Range<usize>)>> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut rest = buf;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let start = buf.len() - rest.len();
+        let (number, wire) = decode_key(&mut rest).ok()?;
+        let skip = match wire {
+            WireType::Varint => {
+                decode_varint(&mut rest).ok()?;
+                0
+            }
+            WireType::LengthDelimited => usize::try_from(decode_varint(&mut rest).ok()?).ok()?,
+            WireType::ThirtyTwoBit => 4,
+            WireType::SixtyFourBit => 8,
+            WireType::StartGroup | WireType::EndGroup => return None,
+        };
+        rest = rest.get(skip..)?;
+        out.push((number, start..buf.len() - rest.len()));
+    }
+    Some(out)
+}
+
+/// An encoded `FileDescriptorProto` without its source info (unchanged if
+/// it has none, or cannot be read: the decoder will say what is wrong).
+pub fn without_source_info(encoded: &[u8]) -> Bytes {
+    let Some(fields) = top_level_fields(encoded) else {
+        return Bytes::copy_from_slice(encoded);
+    };
+    let mut out = Vec::with_capacity(encoded.len());
+    for (number, range) in fields {
+        if number != SOURCE_CODE_INFO {
+            out.extend_from_slice(&encoded[range]);
+        }
+    }
+    out.into()
+}
+
+/// Puts `info` (an encoded `source_code_info` field, key included) into an
+/// encoded `FileDescriptorProto` that has none, where prost-reflect's
+/// encoder writes it: after every field numbered below 12 (`syntax`), so
+/// the bytes equal those of a pool that held the source info itself.
+pub fn with_source_info(encoded: Vec<u8>, info: &[u8]) -> Vec<u8> {
+    if info.is_empty() {
+        return encoded;
+    }
+    let at = top_level_fields(&encoded)
+        .and_then(|f| f.into_iter().find(|(n, _)| *n >= 12).map(|(_, r)| r.start))
+        .unwrap_or(encoded.len());
+    let mut out = Vec::with_capacity(encoded.len() + info.len());
+    out.extend_from_slice(&encoded[..at]);
+    out.extend_from_slice(info);
+    out.extend_from_slice(&encoded[at..]);
+    out
 }
 
 /// `roots` and everything they import, dependencies first: each root's

@@ -63,11 +63,16 @@ pub fn memory_estimate<'a>(sources: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     let mut statements: Vec<u64> = Vec::new();
     for s in sources {
         bytes += s.len() as u64;
-        statements.push(s.iter().filter(|&&b| b == b';').count() as u64);
+        statements.push(self::statements(s));
     }
     statements.sort_unstable_by(|a, b| b.cmp(a));
     let batch: u64 = statements.iter().take(super::guard::BATCH_FILES).sum();
     MEMORY_BASE + MEMORY_PER_BYTE * bytes + MEMORY_PER_STATEMENT * batch
+}
+
+/// The statements of a source, as the estimate counts them: its `;`s.
+pub fn statements(source: &[u8]) -> u64 {
+    source.iter().filter(|&&b| b == b';').count() as u64
 }
 
 /// Refuses a publish of `sources` (`what`: how to name it) whose estimate
