@@ -828,6 +828,45 @@ mod tests {
     }
 
     #[test]
+    fn source_info_is_taken_out_and_put_back_byte_for_byte() {
+        use prost::Message;
+        let file = File::from_source(
+            "a/b.proto",
+            "syntax = \"proto3\";\npackage a;\n// A comment.\nmessage A {\n  int32 x = 1;\n}\n",
+        )
+        .unwrap();
+        let full = file.file_descriptor_proto().clone();
+        assert!(full.source_code_info.is_some() && full.syntax.is_some());
+        let encoded = full.encode_to_vec();
+        let bare = FileDescriptorProto {
+            source_code_info: None,
+            ..full.clone()
+        };
+        let stripped = without_source_info(&encoded);
+        assert_eq!(stripped, bare.encode_to_vec());
+        let mut info = Vec::new();
+        prost::encoding::message::encode(
+            SOURCE_CODE_INFO,
+            full.source_code_info.as_ref().unwrap(),
+            &mut info,
+        );
+        assert_eq!(with_source_info(stripped.to_vec(), &info), encoded);
+        // Without `syntax`, at the end; with no info, unchanged.
+        let proto2 = FileDescriptorProto {
+            syntax: None,
+            ..full.clone()
+        };
+        let stripped = without_source_info(&proto2.encode_to_vec());
+        assert_eq!(
+            with_source_info(stripped.to_vec(), &info),
+            proto2.encode_to_vec()
+        );
+        assert_eq!(with_source_info(stripped.to_vec(), &[]), stripped.to_vec());
+        // Not a message: left for the decoder to refuse.
+        assert_eq!(&without_source_info(&[0xff])[..], &[0xff]);
+    }
+
+    #[test]
     fn errors_carry_file_line_column() {
         let err = File::from_source(
             "a/b.proto",
