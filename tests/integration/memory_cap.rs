@@ -182,7 +182,7 @@ fn cli(url: &str, args: &[&str]) -> (Option<i32>, String) {
 }
 
 /// A tree with one dense file: 30,000 fields (about 600 KB, estimated at
-/// over 180 MiB).
+/// about 110 MiB).
 fn dense_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("wide")).unwrap();
