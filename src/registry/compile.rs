@@ -25,9 +25,6 @@ pub const COMPILER_VERSION: &str = "protox 0.10.0";
 /// Imports looked up (and fetched) at once while gathering.
 const FETCH_CONCURRENCY: usize = 32;
 
-/// Sources of at least this size are parsed alone, not side by side.
-const PARSE_ALONE_BYTES: usize = 1 << 20;
-
 /// Where a file of a compile came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -225,43 +222,27 @@ impl Sources {
     /// file in `own` order that fails is the error reported.
     pub fn new(own: Vec<(usize, String, String)>) -> Result<Self> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let imports = |path: &str, source: &str| {
-            parse(path, source).map(|f| f.file_descriptor_proto().dependency.clone())
-        };
-        // Large files are parsed one at a time: parsing holds about 1.3 KB
-        // per declaration, so dense files parsed side by side would add up.
-        let small: Vec<usize> = (0..own.len())
-            .filter(|&i| own[i].2.len() < PARSE_ALONE_BYTES)
-            .collect();
-        let chunk = small.len().div_ceil(threads).max(64);
+        let chunk = own.len().div_ceil(threads).max(64);
         // Parsed for their imports (and errors); the trees are dropped.
-        let mut parsed: Vec<Option<Result<Vec<String>>>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = small
+        let parsed: Vec<Result<Vec<String>>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = own
                 .chunks(chunk)
                 .map(|part| {
-                    let own = &own;
                     scope.spawn(move || {
                         part.iter()
-                            .map(|&i| (i, imports(&own[i].1, &own[i].2)))
+                            .map(|(_, path, source)| {
+                                parse(path, source)
+                                    .map(|f| f.file_descriptor_proto().dependency.clone())
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
                 .collect();
-            let mut parsed: Vec<Option<Result<Vec<String>>>> =
-                (0..own.len()).map(|_| None).collect();
-            for w in workers {
-                for (i, r) in w.join().expect("parser thread panicked") {
-                    parsed[i] = Some(r);
-                }
-            }
-            parsed
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("parser thread panicked"))
+                .collect()
         });
-        for (i, (_, path, source)) in own.iter().enumerate() {
-            if parsed[i].is_none() {
-                parsed[i] = Some(imports(path, source));
-            }
-        }
-        let parsed = parsed.into_iter().map(|r| r.expect("every file parsed"));
         let mut files = HashMap::new();
         for ((member, path, text), imports) in own.into_iter().zip(parsed) {
             let pending = Pending {
