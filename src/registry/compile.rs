@@ -92,23 +92,31 @@ impl Compiled {
 
     /// Adds a file of a compile's pool (kept when known already).
     pub fn insert_from(&mut self, f: &FileDescriptor) {
+        self.insert_with_info(f, &[]);
+    }
+
+    /// Adds a file of a pool that was given it without its source info,
+    /// with `info` (its encoded `source_code_info` field) put back.
+    pub fn insert_with_info(&mut self, f: &FileDescriptor, info: &[u8]) {
         if self.files.contains_key(f.name()) {
             return;
         }
         self.files.insert(
             f.name().to_string(),
             CompiledFile {
-                encoded: Bytes::from(f.encode_to_vec()),
+                encoded: Bytes::from(with_source_info(f.encode_to_vec(), info)),
                 package: f.package_name().to_string(),
                 dependencies: f.dependencies().map(|d| d.name().to_string()).collect(),
             },
         );
     }
 
-    /// The file's descriptor, decoded (this process encoded it).
+    /// The file's descriptor, decoded (this process encoded it) without
+    /// its source info: a dense file's locations decoded cost more than
+    /// the rest of its descriptor, and the names are all that is read.
     pub fn proto(&self, name: &str) -> Option<FileDescriptorProto> {
         use prost::Message;
-        FileDescriptorProto::decode(self.files.get(name)?.encoded.clone()).ok()
+        FileDescriptorProto::decode(without_source_info(&self.files.get(name)?.encoded)).ok()
     }
 
     /// `roots` and everything they import, dependencies first, like
@@ -494,6 +502,10 @@ impl Sources {
             .iter()
             .map(|(path, f)| (path.clone(), f.imports.clone()))
             .collect();
+        let statements: HashMap<String, u64> = files
+            .iter()
+            .map(|(path, f)| (path.clone(), super::limits::statements(f.text.as_bytes())))
+            .collect();
         let compiled = Arc::new(Mutex::new(Compiled::default()));
         let budget = Budget::new(timeout, labels);
         let resolver = Resolver {
@@ -505,6 +517,7 @@ impl Sources {
             resolver,
             order,
             imports,
+            statements,
             compiled.clone(),
             budget,
             on_compiled,
@@ -609,13 +622,76 @@ impl FileResolver for Resolver {
             .get(name)
             .map(|f| f.encoded.clone());
         if let Some(encoded) = earlier {
-            return File::decode_file_descriptor_proto(encoded)
+            // Its stored bytes keep their source info; the pool needs none.
+            return File::decode_file_descriptor_proto(without_source_info(&encoded))
                 .map_err(|e| protox::Error::new(std::io::Error::other(e.to_string())));
         }
         let mut chain = ChainFileResolver::new();
         chain.add(GoogleFileResolver::new());
         chain.open_file(name)
     }
+}
+
+/// `FileDescriptorProto.source_code_info`.
+const SOURCE_CODE_INFO: u32 = 9;
+
+/// The top-level fields of an encoded message: (number, bytes of the whole
+/// field, key included). None if it is not a well-formed message of
+/// fields protobuf encoders write (no groups).
+fn top_level_fields(buf: &[u8]) -> Option<Vec<(u32, std::ops::Range<usize>)>> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut rest = buf;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let start = buf.len() - rest.len();
+        let (number, wire) = decode_key(&mut rest).ok()?;
+        let skip = match wire {
+            WireType::Varint => {
+                decode_varint(&mut rest).ok()?;
+                0
+            }
+            WireType::LengthDelimited => usize::try_from(decode_varint(&mut rest).ok()?).ok()?,
+            WireType::ThirtyTwoBit => 4,
+            WireType::SixtyFourBit => 8,
+            WireType::StartGroup | WireType::EndGroup => return None,
+        };
+        rest = rest.get(skip..)?;
+        out.push((number, start..buf.len() - rest.len()));
+    }
+    Some(out)
+}
+
+/// An encoded `FileDescriptorProto` without its source info (unchanged if
+/// it has none, or cannot be read: the decoder will say what is wrong).
+pub fn without_source_info(encoded: &[u8]) -> Bytes {
+    let Some(fields) = top_level_fields(encoded) else {
+        return Bytes::copy_from_slice(encoded);
+    };
+    let mut out = Vec::with_capacity(encoded.len());
+    for (number, range) in fields {
+        if number != SOURCE_CODE_INFO {
+            out.extend_from_slice(&encoded[range]);
+        }
+    }
+    out.into()
+}
+
+/// Puts `info` (an encoded `source_code_info` field, key included) into an
+/// encoded `FileDescriptorProto` that has none, where prost-reflect's
+/// encoder writes it: after every field numbered below 12 (`syntax`), so
+/// the bytes equal those of a pool that held the source info itself.
+pub fn with_source_info(encoded: Vec<u8>, info: &[u8]) -> Vec<u8> {
+    if info.is_empty() {
+        return encoded;
+    }
+    let at = top_level_fields(&encoded)
+        .and_then(|f| f.into_iter().find(|(n, _)| *n >= 12).map(|(_, r)| r.start))
+        .unwrap_or(encoded.len());
+    let mut out = Vec::with_capacity(encoded.len() + info.len());
+    out.extend_from_slice(&encoded[..at]);
+    out.extend_from_slice(info);
+    out.extend_from_slice(&encoded[at..]);
+    out
 }
 
 /// `roots` and everything they import, dependencies first: each root's
@@ -749,6 +825,45 @@ mod tests {
             lock.contains(&format!("name = \"protox\"\nversion = \"{version}\"")),
             "update COMPILER_VERSION to the protox in Cargo.lock"
         );
+    }
+
+    #[test]
+    fn source_info_is_taken_out_and_put_back_byte_for_byte() {
+        use prost::Message;
+        let file = File::from_source(
+            "a/b.proto",
+            "syntax = \"proto3\";\npackage a;\n// A comment.\nmessage A {\n  int32 x = 1;\n}\n",
+        )
+        .unwrap();
+        let full = file.file_descriptor_proto().clone();
+        assert!(full.source_code_info.is_some() && full.syntax.is_some());
+        let encoded = full.encode_to_vec();
+        let bare = FileDescriptorProto {
+            source_code_info: None,
+            ..full.clone()
+        };
+        let stripped = without_source_info(&encoded);
+        assert_eq!(stripped, bare.encode_to_vec());
+        let mut info = Vec::new();
+        prost::encoding::message::encode(
+            SOURCE_CODE_INFO,
+            full.source_code_info.as_ref().unwrap(),
+            &mut info,
+        );
+        assert_eq!(with_source_info(stripped.to_vec(), &info), encoded);
+        // Without `syntax`, at the end; with no info, unchanged.
+        let proto2 = FileDescriptorProto {
+            syntax: None,
+            ..full.clone()
+        };
+        let stripped = without_source_info(&proto2.encode_to_vec());
+        assert_eq!(
+            with_source_info(stripped.to_vec(), &info),
+            proto2.encode_to_vec()
+        );
+        assert_eq!(with_source_info(stripped.to_vec(), &[]), stripped.to_vec());
+        // Not a message: left for the decoder to refuse.
+        assert_eq!(&without_source_info(&[0xff])[..], &[0xff]);
     }
 
     #[test]

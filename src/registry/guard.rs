@@ -188,18 +188,73 @@ impl Budget {
 /// its memory there (1.5 GB for googleapis).
 pub const BATCH_FILES: usize = 256;
 
-/// Shares one resolver between the compilers of successive batches.
-struct Shared<R>(Arc<R>);
+/// Statements (`;`) one batch's compiler may hold before the next file
+/// starts a new batch: a pool costs about 1.2 KB per declaration, so a few
+/// dense files share no pool (a batch of one file holds all of it).
+pub const BATCH_STATEMENTS: u64 = 50_000;
+
+/// Shares one resolver between the compilers of successive batches, and
+/// hands the compiler each parsed file without its source info: the pool
+/// keeps three copies of every descriptor it is given (most of a dense
+/// file's memory was their locations), while only the encoded output
+/// needs the locations. They are kept encoded and put back by [`harvest`];
+/// the text is kept until the file compiles, so that a failure can be
+/// compiled again with them, for its `file:line:column`.
+struct Shared<R> {
+    inner: Arc<R>,
+    set_aside: Arc<SetAside>,
+}
+
+#[derive(Default)]
+struct SetAside {
+    /// File → its encoded `source_code_info` field, until harvested.
+    info: Mutex<HashMap<String, Vec<u8>>>,
+    /// File → its text, until it compiled.
+    text: Mutex<HashMap<String, String>>,
+    /// The file served whole (source info and text), to locate its error.
+    whole: Mutex<Option<String>>,
+}
+
+impl<R> Shared<R> {
+    fn new(inner: &Arc<R>, set_aside: &Arc<SetAside>) -> Self {
+        Shared {
+            inner: inner.clone(),
+            set_aside: set_aside.clone(),
+        }
+    }
+}
 
 impl<R: FileResolver> FileResolver for Shared<R> {
     fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
-        self.0.open_file(name)
+        let aside = &self.set_aside;
+        if aside.whole.lock().unwrap().as_deref() == Some(name)
+            && let Some(text) = aside.text.lock().unwrap().get(name)
+        {
+            return protox::file::File::from_source(name, text);
+        }
+        let file = self.inner.open_file(name)?;
+        // Files given as descriptors (earlier batches, well-known types)
+        // pass as they are.
+        let Some(text) = file.source().map(str::to_string) else {
+            return Ok(file);
+        };
+        let mut proto = prost_types::FileDescriptorProto::from(file);
+        if let Some(info) = proto.source_code_info.take() {
+            let mut encoded = Vec::new();
+            prost::encoding::message::encode(9, &info, &mut encoded);
+            drop(info);
+            aside.info.lock().unwrap().insert(name.to_string(), encoded);
+        }
+        aside.text.lock().unwrap().insert(name.to_string(), text);
+        Ok(protox::file::File::from_file_descriptor_proto(proto))
     }
 }
 
 /// Compiles `order` (every file after the files it imports, each with the
 /// budget it is charged to) on the compiler thread, within the budget, in
-/// batches of [`BATCH_FILES`]: each batch's files are encoded into
+/// batches of at most [`BATCH_FILES`] files and, but for a batch's first
+/// file, [`BATCH_STATEMENTS`] statements (`statements`, by file, imports
+/// decoded into the batch included): each batch's files are encoded into
 /// `compiled` and its pool dropped. A later batch's imports of files in
 /// `compiled` reach the resolver, which serves them decoded from there;
 /// `imports` (each pending file's imports) lets those be opened
@@ -210,6 +265,7 @@ pub async fn run<R>(
     resolver: R,
     order: Vec<(String, usize)>,
     imports: HashMap<String, Vec<String>>,
+    statements: HashMap<String, u64>,
     compiled: Arc<Mutex<Compiled>>,
     budget: Arc<Budget>,
     on_compiled: impl FnMut(usize) + Send + 'static,
@@ -228,6 +284,7 @@ where
                     Arc::new(resolver),
                     &order,
                     &imports,
+                    &statements,
                     &compiled,
                     &b,
                     on_compiled,
@@ -253,18 +310,55 @@ where
     }
 }
 
-fn compiler<R: FileResolver + Send + Sync + 'static>(resolver: &Arc<R>) -> protox::Compiler {
-    let mut compiler = protox::Compiler::with_file_resolver(Shared(resolver.clone()));
+fn compiler<R: FileResolver + Send + Sync + 'static>(
+    resolver: &Arc<R>,
+    set_aside: &Arc<SetAside>,
+) -> protox::Compiler {
+    let mut compiler = protox::Compiler::with_file_resolver(Shared::new(resolver, set_aside));
     compiler.include_imports(true).include_source_info(true);
     compiler
 }
 
-/// Moves every file of `compiler`'s pool that `compiled` lacks into it.
-fn harvest(compiler: &protox::Compiler, compiled: &Mutex<Compiled>) {
+/// Moves every file of `compiler`'s pool that `compiled` lacks into it,
+/// encoded with the source info set aside for it.
+fn harvest(compiler: &protox::Compiler, compiled: &Mutex<Compiled>, set_aside: &SetAside) {
     let pool = compiler.descriptor_pool();
     let mut compiled = compiled.lock().unwrap();
+    let mut info = set_aside.info.lock().unwrap();
     for f in pool.files() {
-        compiled.insert_from(&f);
+        let aside = info.remove(f.name()).unwrap_or_default();
+        compiled.insert_with_info(&f, &aside);
+    }
+}
+
+/// The error of `name` with its location: `name` compiled again, whole,
+/// in a compiler of its own over what compiled before it. `original` if
+/// that compiles (it cannot: the same input gives the same error).
+fn located<R: FileResolver + Send + Sync + 'static>(
+    resolver: &Arc<R>,
+    set_aside: &Arc<SetAside>,
+    name: &str,
+    imports: &HashMap<String, Vec<String>>,
+    compiled: &Mutex<Compiled>,
+    original: protox::Error,
+) -> Error {
+    if !set_aside.text.lock().unwrap().contains_key(name) {
+        return super::compile::compile_error(&original);
+    }
+    *set_aside.whole.lock().unwrap() = Some(name.to_string());
+    let mut again = compiler(resolver, set_aside);
+    let deps = compiled.lock().unwrap().closure_missing(
+        imports.get(name).map_or(&[][..], Vec::as_slice),
+        &HashSet::new(),
+    );
+    let result = deps
+        .iter()
+        .try_for_each(|dep| again.open_file(dep).map(|_| ()))
+        .and_then(|()| again.open_file(name).map(|_| ()));
+    *set_aside.whole.lock().unwrap() = None;
+    match result {
+        Err(e) => super::compile::compile_error(&e),
+        Ok(()) => super::compile::compile_error(&original),
     }
 }
 
@@ -272,19 +366,27 @@ fn compile_in_order<R: FileResolver + Send + Sync + 'static>(
     resolver: Arc<R>,
     order: &[(String, usize)],
     imports: &HashMap<String, Vec<String>>,
+    statements: &HashMap<String, u64>,
     compiled: &Mutex<Compiled>,
     budget: &Budget,
     mut on_compiled: impl FnMut(usize),
 ) -> Result<()> {
     let stopped = || Err(Error::Compile("compile stopped".into()));
-    let mut current = compiler(&resolver);
-    // Files the current compiler holds.
+    let set_aside = Arc::new(SetAside::default());
+    let mut current = compiler(&resolver, &set_aside);
+    // Files the current compiler holds, files of `order` among them, and
+    // their statements.
     let mut here: HashSet<String> = HashSet::new();
-    for (k, (name, charge)) in order.iter().enumerate() {
-        if k > 0 && k % BATCH_FILES == 0 {
-            harvest(&current, compiled);
-            current = compiler(&resolver);
+    let (mut batch_files, mut batch_statements) = (0usize, 0u64);
+    let weight = |name: &str| statements.get(name).copied().unwrap_or(0);
+    for (name, charge) in order {
+        if batch_files >= BATCH_FILES
+            || (batch_files > 0 && batch_statements + weight(name) > BATCH_STATEMENTS)
+        {
+            harvest(&current, compiled, &set_aside);
+            current = compiler(&resolver, &set_aside);
             here.clear();
+            (batch_files, batch_statements) = (0, 0);
         }
         // Imports compiled in an earlier batch: opened first, each after
         // its own imports (iteratively), decoded from `compiled`.
@@ -296,6 +398,7 @@ fn compile_in_order<R: FileResolver + Send + Sync + 'static>(
             current
                 .open_file(&dep)
                 .map_err(|e| super::compile::compile_error(&e))?;
+            batch_statements += weight(&dep);
             here.insert(dep);
         }
         if budget.begin(*charge).is_err() {
@@ -308,11 +411,18 @@ fn compile_in_order<R: FileResolver + Send + Sync + 'static>(
         if budget.is_cancelled() {
             return stopped();
         }
-        opened.map_err(|e| super::compile::compile_error(&e))?;
+        if let Err(e) = opened {
+            harvest(&current, compiled, &set_aside);
+            drop(current);
+            return Err(located(&resolver, &set_aside, name, imports, compiled, e));
+        }
+        set_aside.text.lock().unwrap().clear();
         here.insert(name.clone());
+        batch_files += 1;
+        batch_statements += weight(name);
         on_compiled(*charge);
     }
-    harvest(&current, compiled);
+    harvest(&current, compiled, &set_aside);
     Ok(())
 }
 
@@ -400,6 +510,7 @@ mod tests {
             slow,
             order,
             HashMap::new(),
+            HashMap::new(),
             compiled.clone(),
             budget.clone(),
             |_| {},
@@ -421,6 +532,7 @@ mod tests {
         let err = run(
             slow,
             order,
+            HashMap::new(),
             HashMap::new(),
             compiled,
             budget.clone(),

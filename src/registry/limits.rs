@@ -46,28 +46,34 @@ pub const MEMORY_BASE: u64 = 64 << 20;
 /// every file's encoded descriptor (comments included), held until stored.
 pub const MEMORY_PER_BYTE: u64 = 4;
 /// Bytes of peak memory per statement (`;`) of the largest compile batch:
-/// in a descriptor pool each declaration is a linked descriptor with its
-/// source locations and index entries. Files are compiled
+/// protox's parser holds about 1.3 KB per declaration (its syntax tree and
+/// the descriptor with source locations), a descriptor pool about 1.2 KB
+/// (given no source locations: see [`super::guard`]). Files are compiled
 /// [`BATCH_FILES`](super::guard::BATCH_FILES) at a time, so the bound takes
 /// the files with the most statements.
-pub const MEMORY_PER_STATEMENT: u64 = 4096;
+pub const MEMORY_PER_STATEMENT: u64 = 1536;
 
 /// The peak memory a publish of `sources` may need, an upper estimate:
 /// `MEMORY_BASE + MEMORY_PER_BYTE × bytes + MEMORY_PER_STATEMENT ×
 /// statements of the 256 files with the most`. Measured (README,
 /// "Memory"): the googleapis load (70 MB, 388,125 statements) peaks at
-/// 520 MB against an estimate of 788 MiB; one file of 330,000 fields
-/// (7.4 MB) at 1.19 GB against 1.35 GiB.
+/// about 410 MB against an estimate of 502 MiB; one file of 330,000 fields
+/// (7.4 MB) at about 510 MB against 576 MiB.
 pub fn memory_estimate<'a>(sources: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     let mut bytes = 0u64;
     let mut statements: Vec<u64> = Vec::new();
     for s in sources {
         bytes += s.len() as u64;
-        statements.push(s.iter().filter(|&&b| b == b';').count() as u64);
+        statements.push(self::statements(s));
     }
     statements.sort_unstable_by(|a, b| b.cmp(a));
     let batch: u64 = statements.iter().take(super::guard::BATCH_FILES).sum();
     MEMORY_BASE + MEMORY_PER_BYTE * bytes + MEMORY_PER_STATEMENT * batch
+}
+
+/// The statements of a source, as the estimate counts them: its `;`s.
+pub fn statements(source: &[u8]) -> u64 {
+    source.iter().filter(|&&b| b == b';').count() as u64
 }
 
 /// Refuses a publish of `sources` (`what`: how to name it) whose estimate

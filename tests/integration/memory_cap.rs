@@ -49,7 +49,62 @@ on_every_backend!(
     a_batched_compile_stores_what_one_compile_would,
     a_publish_over_max_memory_is_refused_and_writes_nothing,
     a_load_under_a_small_cap_that_fits_succeeds,
+    errors_found_without_source_info_still_name_file_line_column,
 );
+
+/// Pools are given files without their source info, and a failing file is
+/// compiled again whole: its error still names file:line:column, in the
+/// first batch and in a later one (its imports decoded from an earlier
+/// batch), for an error the pool finds and for a missing import.
+async fn errors_found_without_source_info_still_name_file_line_column(t: TestStore) {
+    let r = Registry::new(t.store.clone());
+    r.create_namespace("m", Default::default(), Default::default())
+        .await
+        .unwrap();
+    let before = common::content_snapshot(&t.raw()).await;
+    for (k, bad, expected) in [
+        // protox points at the first use of the number.
+        (
+            3,
+            "  int32 twice = 3;\n",
+            "c/f3.proto:9:17: field number '3' is already used",
+        ),
+        (
+            300,
+            "  int32 twice = 3;\n",
+            "c/f300.proto:9:17: field number '3' is already used",
+        ),
+        (300, "  c.Nowhere n = 9;\n", "c/f300.proto:10:"),
+    ] {
+        let mut files = chain(301);
+        let text = String::from_utf8(files[k].content.clone()).unwrap();
+        let text = text.replacen(
+            "  string name = 3;\n",
+            &format!("  string name = 3;\n{bad}"),
+            1,
+        );
+        files[k] = SourceFile::new(files[k].path.clone(), text);
+        let err = r
+            .publish("m", "chain", files, Default::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Compile(_)), "{err:?}");
+        assert!(err.to_string().contains(expected), "{k} {bad}: {err}");
+    }
+    let mut files = chain(301);
+    let text = String::from_utf8(files[300].content.clone()).unwrap();
+    let text = text.replacen("import", "import \"c/nowhere.proto\";\nimport", 1);
+    files[300] = SourceFile::new(files[300].path.clone(), text);
+    let err = r
+        .publish("m", "chain", files, Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("c/f300.proto:3:") && err.to_string().contains("c/nowhere.proto"),
+        "{err}"
+    );
+    assert_eq!(common::content_snapshot(&t.raw()).await, before);
+}
 
 /// 700 files in one schema: three compile batches, the later ones
 /// importing files of the earlier ones (a chain, opened dependencies
@@ -127,7 +182,7 @@ fn cli(url: &str, args: &[&str]) -> (Option<i32>, String) {
 }
 
 /// A tree with one dense file: 30,000 fields (about 600 KB, estimated at
-/// over 180 MiB).
+/// about 110 MiB).
 fn dense_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("wide")).unwrap();
