@@ -81,7 +81,15 @@ impl NsPointers {
     }
 
     /// Sets pointers and keeps the staged index in step.
-    fn set(&mut self, changes: &BTreeMap<String, Pointers>, config: &BTreeMap<String, String>) {
+    fn set(
+        &mut self,
+        changes: &BTreeMap<String, Pointers>,
+        config: &BTreeMap<String, String>,
+        sets: &Option<NsSets>,
+    ) {
+        if sets.is_some() {
+            self.snapshot.sets = sets.clone();
+        }
         for (schema, p) in changes {
             if p.staged.is_some() {
                 self.staged.insert(schema.clone());
@@ -110,6 +118,9 @@ pub struct NsChange {
     /// Format 3: the descriptors of every changed schema's current and
     /// staged versions (filled in by the store before the commit).
     pub descriptors: BTreeMap<String, Descriptors>,
+    /// Format 3: the namespace sets after the commit (filled in by the
+    /// store before the commit, for every commit that changes pointers).
+    pub sets: Option<NsSets>,
     /// Set in the entries `verify --repair` wrote in place of damaged ones.
     pub repair: Option<RepairNote>,
 }
@@ -118,7 +129,7 @@ impl Sequenced for NsPointers {
     type Change = NsChange;
 
     fn apply(&mut self, change: &NsChange) {
-        self.set(&change.changes, &change.config);
+        self.set(&change.changes, &change.config, &change.sets);
     }
 
     fn small(&self) -> bool {
@@ -159,6 +170,7 @@ impl JsonLog {
             changes: m.changes,
             config: m.config,
             descriptors: BTreeMap::new(),
+            sets: None,
             repair: None,
         }
     }
@@ -195,6 +207,12 @@ impl ObjectCodec<NsEntry> for JsonLog {
             .changes
             .keys()
             .map(|schema| keys::move_marker(stream, schema, e.seq, &e.commit_id))
+            .chain(
+                e.change
+                    .sets
+                    .is_some()
+                    .then(|| keys::set_marker(stream, e.seq, &e.commit_id)),
+            )
             .collect()
     }
 
@@ -225,6 +243,7 @@ impl ObjectCodec<NsEntry> for JsonLog {
                 changes: e.changes,
                 config: e.config,
                 descriptors: e.descriptors,
+                sets: e.sets,
                 repair: e.repair,
             },
         })
@@ -245,6 +264,7 @@ impl From<NsEntry> for LogEntry {
             changes: c.changes,
             config: c.config,
             descriptors: c.descriptors,
+            sets: c.sets,
             base: e.base,
             state: e.checkpoint.map(|s| s.snapshot),
             repair: c.repair,

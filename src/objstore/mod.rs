@@ -21,6 +21,7 @@ pub mod keys;
 mod listing;
 pub mod log;
 pub mod metrics;
+pub mod nsset;
 mod namespaces;
 mod pointers;
 pub mod protocol;
