@@ -133,8 +133,7 @@ impl Tree {
         }
         // No set in the bucket (format 2): built from the versions the same
         // way, each file at its owner's version in the tree.
-        let merged =
-            super::core::block_within(rt, budget, store.versions_set(&self.versions))?;
+        let merged = super::core::block_within(rt, budget, store.versions_set(&self.versions))?;
         Ok(self.descriptor_set.get_or_init(|| merged).clone())
     }
 }

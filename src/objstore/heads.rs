@@ -55,7 +55,9 @@ impl ObjStore {
         let Some(pointers) = entry.change.changes.get(schema) else {
             return Err(Error::Corrupt {
                 key: keys::log_entry(ns, seq).to_string(),
-                reason: format!("its move marker names schema {schema:?}, which it does not change"),
+                reason: format!(
+                    "its move marker names schema {schema:?}, which it does not change"
+                ),
             });
         };
         let descriptors = entry

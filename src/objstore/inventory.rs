@@ -39,7 +39,10 @@ pub enum ObjectKind {
     NamespaceSet(String),
     /// A set marker (format 3): commit `seq` (attempt `commit_id`)
     /// recorded namespace sets.
-    SetMove { seq: u64, commit_id: String },
+    SetMove {
+        seq: u64,
+        commit_id: String,
+    },
     /// Not a key protoshelf writes.
     Unknown,
 }

@@ -150,13 +150,13 @@ pub fn apply(prev: &SetFiles, moves: &[TreeMove]) -> Result<SetFiles> {
     // descriptor holds of them.
     let mut owned = BTreeSet::new();
     for (a, set) in &arrived {
+        // (A real version's descriptor holds every file it defines; one
+        // stored through the library without it just adds nothing.)
         for path in &a.own {
-            let f = set.files.get(path).ok_or_else(|| Error::Corrupt {
-                key: a.key.clone(),
-                reason: format!("lacks {path}, which its version defines"),
-            })?;
-            files.insert(path.clone(), f.clone());
-            owned.insert(path.clone());
+            if let Some(f) = set.files.get(path) {
+                files.insert(path.clone(), f.clone());
+                owned.insert(path.clone());
+            }
         }
     }
     for (a, set) in &arrived {
@@ -221,13 +221,27 @@ impl ObjStore {
         let mut next = state.clone();
         <NsPointers as super::protocol::Sequenced>::apply(&mut next, change);
         let current = self
-            .next_tree(ns, state, &next, change, prev.as_ref().map(|p| &p.current), false)
+            .next_tree(
+                ns,
+                state,
+                &next,
+                change,
+                prev.as_ref().map(|p| &p.current),
+                false,
+            )
             .await?;
         let staged = if next.staged_schemas().next().is_none() {
             current.clone()
         } else {
-            self.next_tree(ns, state, &next, change, prev.as_ref().map(|p| &p.staged), true)
-                .await?
+            self.next_tree(
+                ns,
+                state,
+                &next,
+                change,
+                prev.as_ref().map(|p| &p.staged),
+                true,
+            )
+            .await?
         };
         let sets = NsSets { current, staged };
         Ok((prev.as_ref() != Some(&sets)).then_some(sets))

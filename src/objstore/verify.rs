@@ -119,6 +119,9 @@ fn replay(state: &mut StateSnapshot, entry: &LogEntry) {
         state.schemas.insert(schema.clone(), *p);
     }
     state.config.extend(entry.config.clone());
+    if entry.sets.is_some() {
+        state.sets = entry.sets.clone();
+    }
 }
 
 /// The schemas whose pointers differ between two snapshots (for messages).
@@ -131,6 +134,9 @@ fn differing(a: &StateSnapshot, b: &StateSnapshot) -> Vec<String> {
         .collect();
     if a.config != b.config {
         out.push("(settings)".into());
+    }
+    if a.sets != b.sets {
+        out.push("(namespace sets)".into());
     }
     out
 }
@@ -377,6 +383,28 @@ impl ObjStore {
                             Damage::Missing,
                             format!("missing, but {key} changes schema {schema:?}"),
                         );
+                    }
+                }
+                // Its namespace sets: found by their marker, and present
+                // (gc does not collect them).
+                if let Some(sets) = &entry.sets {
+                    let marker = keys::set_marker(ns, seq, &entry.commit_id);
+                    if !inv.contains(&marker) {
+                        report.problem(
+                            marker.as_ref(),
+                            Damage::Missing,
+                            format!("missing, but {key} records namespace sets"),
+                        );
+                    }
+                    for sha in [&sets.current, &sets.staged] {
+                        let set = keys::namespace_set(ns, sha);
+                        if !inv.contains(&set) {
+                            report.problem(
+                                set.as_ref(),
+                                Damage::Missing,
+                                format!("missing, but {key} names it"),
+                            );
+                        }
                     }
                 }
             }
@@ -698,9 +726,16 @@ impl ObjStore {
         report: &mut VerifyReport,
     ) -> Result<HashMap<String, HashMap<String, String>>> {
         let wanted: Vec<(String, String, bool)> = inv
-            .of_kind(|k| matches!(k, ObjectKind::Blob(_) | ObjectKind::Descriptor(_)))
+            .of_kind(|k| {
+                matches!(
+                    k,
+                    ObjectKind::Blob(_) | ObjectKind::Descriptor(_) | ObjectKind::NamespaceSet(_)
+                )
+            })
             .map(|(key, kind, _)| match kind {
-                ObjectKind::Blob(sha) => (key.clone(), sha.clone(), false),
+                ObjectKind::Blob(sha) | ObjectKind::NamespaceSet(sha) => {
+                    (key.clone(), sha.clone(), false)
+                }
                 ObjectKind::Descriptor(sha) => (key.clone(), sha.clone(), true),
                 _ => unreachable!("filtered"),
             })

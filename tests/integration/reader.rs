@@ -170,7 +170,12 @@ async fn library_reads_write_nothing(t: TestStore) {
 /// `s00000` is staged and unstaged by each, so it has a move per commit
 /// while the others last moved in the first two. Written through the
 /// library (no compile), so 10,000 schemas take seconds.
-async fn build_namespace(store: &protoshelf::ObjStore, ns: &str, schemas: usize, commits: u64) {
+pub(crate) async fn build_namespace(
+    store: &protoshelf::ObjStore,
+    ns: &str,
+    schemas: usize,
+    commits: u64,
+) {
     use futures::StreamExt;
     store.create_namespace(&data::namespace(ns)).await.unwrap();
     let ids: Vec<String> = (0..schemas).map(|i| format!("s{i:05}")).collect();
@@ -241,7 +246,33 @@ async fn current_descriptor_in_three_gets(t: TestStore, schemas: usize, commits:
                 "{schemas} schemas, {commits} commits, {hint:?} hint, {schema}: {r}"
             );
         }
+        namespace_set_in_three_gets(&t, schemas, commits, hint).await;
     }
+}
+
+/// The namespace set by the contract, with the same bound: 2 GETs and 1
+/// LIST counted by an independent reader (plain object-store calls), 3
+/// GETs and 1 LIST through the library (the marker at open), whatever the
+/// hint; it holds every schema's file once.
+async fn namespace_set_in_three_gets(t: &TestStore, schemas: usize, commits: u64, hint: Hint) {
+    let what = format!("{schemas} schemas, {commits} commits, {hint:?} hint");
+    let (set, counted) = crate::nsset::contract_namespace_set(&t.raw(), "big", false).await;
+    assert_eq!(counted, crate::nsset::Counted { get: 2, list: 1 }, "{what}");
+    let s = protoshelf::ObjStore::open(&t.url).await.unwrap();
+    let got = s.namespace_set("big", false).await.unwrap().unwrap();
+    let r = s.requests();
+    eprintln!("{:?} {what}: namespace set: {r}", t.backend);
+    assert_eq!(
+        (r.get, r.list, r.put, r.delete),
+        (3, 1, 0, 0),
+        "{what}: {r}"
+    );
+    assert_eq!(got, set);
+    use prost::Message;
+    let files = prost_types::FileDescriptorSet::decode(set.as_ref())
+        .unwrap()
+        .file;
+    assert_eq!(files.len(), schemas, "{what}");
 }
 
 async fn current_descriptor_10_schemas_2_commits(t: TestStore) {
