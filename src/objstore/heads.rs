@@ -110,7 +110,7 @@ impl ObjStore {
 
     /// The entry of the newest commit marked in `dir` (move markers of a
     /// schema, or the namespace's set markers) that really landed.
-    async fn newest_marked(
+    pub(super) async fn newest_marked(
         &self,
         ns: &str,
         dir: &object_store::path::Path,

@@ -153,16 +153,24 @@ impl Sequenced for NsPointers {
 /// stamped with this handle's writer name and the store's format version.
 pub struct JsonLog {
     pub writer: String,
-    pub format_version: u32,
+    /// The format this handle writes entries in: the store's, or 3 once
+    /// `upgrade` moves a format-2 store.
+    pub format_version: std::sync::atomic::AtomicU32,
     /// Recorded as `created_by` in every entry this handle writes.
     pub author: std::sync::RwLock<Option<String>>,
 }
 
 impl JsonLog {
+    /// The format this handle writes entries in.
+    pub fn format(&self) -> u32 {
+        self.format_version
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The change a mutation makes, stamped for the log.
     pub fn stamp(&self, m: Mutation) -> NsChange {
         NsChange {
-            format_version: self.format_version,
+            format_version: self.format(),
             writer: self.writer.clone(),
             created_by: self.author.read().expect("not poisoned").clone(),
             created_at: Utc::now(),
@@ -200,7 +208,7 @@ impl ObjectCodec<NsEntry> for JsonLog {
     /// Format 3: one move marker per schema the entry changes, created
     /// before the entry, so every commit that moved a schema has one.
     fn markers(&self, stream: &str, e: &NsEntry) -> Vec<object_store::path::Path> {
-        if self.format_version < FORMAT_MOVES {
+        if self.format() < FORMAT_MOVES {
             return Vec::new();
         }
         e.change

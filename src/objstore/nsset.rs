@@ -207,17 +207,21 @@ fn pick(p: &Pointers, staged: bool) -> Option<u64> {
 impl ObjStore {
     /// The namespace sets after `change` lands on `state`, written (create-
     /// if-absent) before the commit; `None` when they are the ones `state`
-    /// names already (or the commit changes no pointer).
+    /// names already (or the commit changes no pointer). `rebuild` builds
+    /// them from every schema instead of the previous sets (`upgrade`,
+    /// after commits of format-2 builds left those behind).
     pub(super) async fn next_sets(
         &self,
         ns: &str,
         state: &NsPointers,
         change: &NsChange,
+        rebuild: bool,
     ) -> Result<Option<NsSets>> {
-        if change.changes.is_empty() {
+        if change.changes.is_empty() && !rebuild {
             return Ok(None);
         }
-        let prev = state.snapshot.sets.clone();
+        let prev = state.snapshot.sets.clone().filter(|_| !rebuild);
+        let old = state.snapshot.sets.clone();
         let mut next = state.clone();
         <NsPointers as super::protocol::Sequenced>::apply(&mut next, change);
         let current = self
@@ -244,7 +248,7 @@ impl ObjStore {
             .await?
         };
         let sets = NsSets { current, staged };
-        Ok((prev.as_ref() != Some(&sets)).then_some(sets))
+        Ok((rebuild || old.as_ref() != Some(&sets)).then_some(sets))
     }
 
     /// One tree's set after the change: from the previous set and the moved
