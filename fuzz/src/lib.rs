@@ -251,7 +251,7 @@ pub fn records(data: &[u8]) {
     round_trip::<ConfluentConfigRecord>(data);
     let codec = JsonLog {
         writer: "fuzz".into(),
-        format_version: FORMAT_VERSION,
+        format_version: FORMAT_VERSION.into(),
         author: Default::default(),
     };
     let _ = codec.decode("fuzz/log.json", data);

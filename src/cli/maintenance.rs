@@ -175,7 +175,11 @@ pub async fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let would = if a.dry_run { "would commit" } else { "committed" };
+    let would = if a.dry_run {
+        "would commit"
+    } else {
+        "committed"
+    };
     for n in &report.namespaces {
         let at = n.seq.map(|s| format!(" (commit {s})")).unwrap_or_default();
         outln!(
@@ -186,7 +190,11 @@ pub async fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<()> {
         );
     }
     if report.marker_rewritten {
-        let verb = if a.dry_run { "would rewrite" } else { "rewrote" };
+        let verb = if a.dry_run {
+            "would rewrite"
+        } else {
+            "rewrote"
+        };
         outln!(
             "{verb} protoshelf.json: format {} -> {} (format-{} builds now refuse the store)",
             report.from_format,

@@ -170,7 +170,10 @@ impl<P: Plan<NsPointers, Mutation>> Plan<NsPointers> for Stamped<'_, P> {
         let mut change = self.codec.stamp(m);
         if self.codec.format() >= FORMAT_MOVES {
             change.descriptors = self.store.descriptors_of(self.ns, &change.changes).await?;
-            change.sets = self.store.next_sets(self.ns, &state, &change, false).await?;
+            change.sets = self
+                .store
+                .next_sets(self.ns, &state, &change, false)
+                .await?;
         }
         Ok(Some(change))
     }

@@ -76,7 +76,11 @@ impl ObjStore {
         };
         if !dry_run {
             // This handle's commits are format 3 from here on.
-            self.inner.log.codec().format_version.store(FORMAT_MOVES, Relaxed);
+            self.inner
+                .log
+                .codec()
+                .format_version
+                .store(FORMAT_MOVES, Relaxed);
         }
         let namespaces = self.list_ids(&keys::namespaces_dir(), "", None).await?;
         for ns in namespaces {
@@ -116,9 +120,7 @@ impl ObjStore {
         }
         let mut schemas = Vec::new();
         for (schema, pointers) in state.snapshot.schemas.iter() {
-            let head = self
-                .newest_marked(ns, &keys::moves_dir(ns, schema))
-                .await?;
+            let head = self.newest_marked(ns, &keys::moves_dir(ns, schema)).await?;
             let seen = head.and_then(|e| e.change.changes.get(schema).copied());
             if seen != Some(*pointers) {
                 schemas.push(schema.clone());

@@ -330,6 +330,9 @@ impl ObjStore {
         // through it lacks the lost change, which a later checkpoint has.
         let mut trusted = true;
         let mut checkpoints = BTreeSet::new();
+        // A format-3 commit was seen: a later format-2 entry was written by
+        // an old build the upgrade did not stop.
+        let mut format3_seen = false;
         for seq in 1..=end {
             let key = keys::log_entry(ns, seq).to_string();
             let Some(bytes) = fetched.get(&key) else {
@@ -369,6 +372,15 @@ impl ObjStore {
                         "written in format {}, newer than the store's",
                         entry.format_version
                     ),
+                );
+            }
+            if entry.format_version >= super::records::FORMAT_MOVES {
+                format3_seen = true;
+            } else if format3_seen && !entry.changes.is_empty() {
+                report.problem(
+                    &key,
+                    Damage::Inconsistent,
+                    "written by a format-2 build after a format-3 commit: readers of the reader contract do not see its changes; stop format-2 builds and run `protoshelf upgrade` again".to_string(),
                 );
             }
             // Format 3: readers find a schema's state by its newest move

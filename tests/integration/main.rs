@@ -40,3 +40,4 @@ mod scope;
 mod serve;
 mod serve_grpc;
 mod storage_edges;
+mod upgrade;
