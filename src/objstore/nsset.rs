@@ -141,11 +141,20 @@ pub fn apply(prev: &SetFiles, moves: &[TreeMove]) -> Result<SetFiles> {
             }
         }
     }
+    // A descriptor that does not decode (one stored by an old compiler,
+    // which the registry recompiles on restore) adds nothing rather than
+    // failing the commit.
     let arrived: Vec<(&Arrival, SetFiles)> = moves
         .iter()
         .filter_map(|m| m.arrives.as_ref())
-        .map(|a| Ok((a, SetFiles::decode(&a.key, &a.descriptor)?)))
-        .collect::<Result<_>>()?;
+        .filter_map(|a| match SetFiles::decode(&a.key, &a.descriptor) {
+            Ok(set) => Some((a, set)),
+            Err(e) => {
+                tracing::warn!("namespace set: {e}; its files are left out");
+                None
+            }
+        })
+        .collect();
     // Every new version's own files first: they win over any copy another
     // descriptor holds of them.
     let mut owned = BTreeSet::new();
@@ -299,9 +308,16 @@ impl ObjStore {
             .await?;
         let bytes = apply(&base, &moves)?.encode();
         let sha = sha256_hex(&bytes);
-        self.io()
-            .create_collectable(&keys::namespace_set(ns, &sha), bytes)
-            .await?;
+        let key = keys::namespace_set(ns, &sha);
+        // A set this handle wrote or read in the last minutes (a promote's
+        // current set is normally the staged set its publish wrote) needs
+        // no create.
+        if !self.io().known(&key) {
+            self.io().create_collectable(&key, bytes.clone()).await?;
+        }
+        // Kept whatever its size: the next commit of this handle builds on
+        // it, so a warm commit's cost stays flat in the namespace's size.
+        self.io().remember(&key, bytes).await;
         Ok(sha)
     }
 
