@@ -429,7 +429,11 @@ mod tests {
             &SetFiles::default(),
             &[TreeMove {
                 left: vec![],
-                arrives: Some(arrival(&["orders.proto"], &[], &[orders_v2.clone()])),
+                arrives: Some(arrival(
+                    &["orders.proto"],
+                    &[],
+                    std::slice::from_ref(&orders_v2),
+                )),
             }],
         )
         .unwrap();
@@ -488,7 +492,7 @@ mod tests {
             &[
                 TreeMove {
                     left: vec![],
-                    arrives: Some(arrival(&["a.proto"], &[], &[a.clone()])),
+                    arrives: Some(arrival(&["a.proto"], &[], std::slice::from_ref(&a))),
                 },
                 TreeMove {
                     left: vec![],
