@@ -370,3 +370,65 @@ async fn a_crashed_upgrade_is_finished_by_a_rerun_memory() {
 async fn a_crashed_upgrade_is_finished_by_a_rerun_local() {
     a_crashed_upgrade_is_finished_by_a_rerun(Backend::Local).await
 }
+
+/// The command: `--dry-run` says what it would do, the run does it, a
+/// rerun has nothing to do; a store of a newer format is exit 2 naming
+/// both formats.
+async fn upgrade_command(backend: Backend) {
+    use object_store::ObjectStoreExt;
+    let Some(c) = crate::cli::Cli::new(backend).await else {
+        return;
+    };
+    let raw = url::open(&c.url).unwrap().store;
+    let marker = |v: u32| {
+        serde_json::to_vec(
+            &serde_json::json!({"format": "protoshelf", "format_version": v,
+            "created_at": "2026-01-01T00:00:00Z", "writer_id": "old"}),
+        )
+        .unwrap()
+    };
+    raw.put(&Path::from("protoshelf.json"), marker(2).into())
+        .await
+        .unwrap();
+    let r = Registry::open(&c.url).await.unwrap();
+    r.create_namespace("shop", Policy::Strict, Default::default())
+        .await
+        .unwrap();
+    push(&r, "orders", "shop/orders.proto", ORDERS_V1).await;
+    let planned = c.ok(&["upgrade", "--dry-run"]);
+    assert!(
+        planned.contains(
+            "namespace shop: would commit an upgrade: 1 schemas re-stated, namespace sets built"
+        ) && planned.contains("would rewrite protoshelf.json: format 2 -> 3"),
+        "{planned}"
+    );
+    assert_eq!(marker_format(&raw).await, 2);
+    let done = c.ok(&["upgrade"]);
+    assert!(done.contains("committed an upgrade (commit 2)"), "{done}");
+    assert_eq!(marker_format(&raw).await, 3);
+    let again = c.ok(&["upgrade"]);
+    assert!(again.contains("nothing to do"), "{again}");
+    let log = c.ok(&["log", "shop"]);
+    assert!(log.contains("storage_format"), "{log}");
+
+    raw.put(&Path::from("protoshelf.json"), marker(4).into())
+        .await
+        .unwrap();
+    let out = c.run(&["schema", "list", "shop"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("storage format 4, newer than this protoshelf supports (3)"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_command_local() {
+    upgrade_command(Backend::Local).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_command_s3() {
+    upgrade_command(Backend::S3).await
+}
