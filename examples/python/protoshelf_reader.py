@@ -178,6 +178,46 @@ class Reader:
     def staged_descriptor(self, ns, schema):
         return self._pointed(ns, schema, "staged")
 
+    def namespace_set(self, ns, tree="current"):
+        """(seq, FileDescriptorSet bytes) of the namespace's current (or
+        staged) tree: every file of every schema at its owner's version,
+        the builtins and well-known types they import, each file once,
+        dependencies first. 1 LIST, 2 GETs."""
+        marked = {}
+        for name in self.objects.list_first_page(f"ns/{ns}/set-moves/"):
+            rev, _, commit_id = name.partition("-")
+            if len(rev) == 20 and rev.isdigit() and commit_id:
+                marked.setdefault(REV_BASE - int(rev), set()).add(commit_id)
+        for seq in sorted(marked, reverse=True):
+            key = f"ns/{ns}/log/{pad(seq)}.json"
+            entry = self._json(key)
+            if entry is None:
+                if self.objects.get(f"ns/{ns}/log/{pad(seq + 1)}.json") is not None:
+                    raise Damaged(key, f"missing, but entry {seq + 1} exists")
+                continue
+            if entry.get("seq") != seq:
+                raise Damaged(key, f"holds seq {entry.get('seq')}")
+            if entry.get("format_version", 0) > FORMAT_VERSION:
+                raise Damaged(key, "written in a newer storage format than this reader knows")
+            if entry["commit_id"] not in marked[seq]:
+                continue  # an attempt that lost the race for this seq
+            sha = entry.get("sets", {}).get(tree)
+            if sha is None:
+                raise Damaged(key, "its set marker names it, but it records no namespace sets")
+            key = f"ns/{ns}/sets/{sha}.binpb"
+            data = self.objects.get(key)
+            if data is None:
+                raise Damaged(key, "missing, but the log names it")
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise Damaged(key, "content does not hash to its key")
+            return seq, data
+        if self.objects.get(f"namespaces/{ns}") is None:
+            raise NotFound(f"namespace {ns!r}")
+        raise NotFound(
+            f"a namespace set of {ns!r} (no commit since format 3 changed a pointer, "
+            "or a format-2 store)"
+        )
+
     def pinned_descriptor(self, ns, schema, version):
         """(version, bytes) of a version by number: 2 GETs. The number must
         come from a log entry (a manifest alone may be one never staged)."""

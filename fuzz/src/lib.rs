@@ -251,7 +251,7 @@ pub fn records(data: &[u8]) {
     round_trip::<ConfluentConfigRecord>(data);
     let codec = JsonLog {
         writer: "fuzz".into(),
-        format_version: FORMAT_VERSION,
+        format_version: FORMAT_VERSION.into(),
         author: Default::default(),
     };
     let _ = codec.decode("fuzz/log.json", data);
@@ -298,7 +298,23 @@ pub fn descriptors(data: &[u8]) {
             let _ = protoshelf::fs::wkt::print_file(file);
         }
     }
-    let _ = protoshelf::fs::snapshot::merge_sets(&[bytes.clone(), seed_set.clone()]);
+    {
+        // The namespace-set builder over the input as a previous set, with
+        // the seed version arriving and the input's first file leaving.
+        use protoshelf::objstore::nsset::{Arrival, SetFiles, TreeMove, apply};
+        if let Ok(prev) = SetFiles::decode("fuzz input", &bytes) {
+            let moves = [TreeMove {
+                left: prev.names().take(1).cloned().collect(),
+                arrives: Some(Arrival {
+                    own: manifest.files.iter().map(|f| f.path.clone()).collect(),
+                    local_deps: Default::default(),
+                    descriptor: seed_set.clone(),
+                    key: "seed".into(),
+                }),
+            }];
+            let _ = apply(&prev, &moves).map(|s| s.encode());
+        }
+    }
     let seed_pool = stored_pool("seed", seed_set).expect("seed set decodes");
     if let Ok(pool) = stored_pool("fuzz input", bytes.clone()) {
         let files: Vec<String> = pool.files().map(|f| f.name().to_string()).collect();

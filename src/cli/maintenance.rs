@@ -39,6 +39,16 @@ pub struct GcArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+pub struct UpgradeArgs {
+    /// Report what would be written, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON (same as `-o json`).
+    #[arg(long)]
+    json: bool,
+}
+
 /// `30s`, `15m`, `12h`, `7d`, `2w`.
 pub fn parse_age(s: &str) -> std::result::Result<TimeDelta, String> {
     let bad = || format!("{s:?} is not a duration like 30m, 12h, 7d or 2w");
@@ -144,6 +154,53 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
     }
     if !report.clean() {
         ctx.exit_with(1);
+    }
+    Ok(())
+}
+
+pub async fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<()> {
+    let registry = ctx.registry().await?;
+    let report = registry.store().upgrade(a.dry_run).await?;
+    if json_wanted(ctx, a.json) {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializable")
+        );
+        return Ok(());
+    }
+    if report.nothing() {
+        outln!(
+            "the store is format {} and every namespace is readable by the reader contract: nothing to do",
+            report.to_format
+        );
+        return Ok(());
+    }
+    let would = if a.dry_run {
+        "would commit"
+    } else {
+        "committed"
+    };
+    for n in &report.namespaces {
+        let at = n.seq.map(|s| format!(" (commit {s})")).unwrap_or_default();
+        outln!(
+            "namespace {}: {would} an upgrade{at}: {} schemas re-stated{}",
+            n.namespace,
+            n.schemas.len(),
+            if n.sets { ", namespace sets built" } else { "" }
+        );
+    }
+    if report.marker_rewritten {
+        let verb = if a.dry_run {
+            "would rewrite"
+        } else {
+            "rewrote"
+        };
+        outln!(
+            "{verb} protoshelf.json: format {} -> {} (format-{} builds now refuse the store)",
+            report.from_format,
+            report.to_format,
+            report.from_format
+        );
     }
     Ok(())
 }

@@ -132,6 +132,10 @@ enum Command {
     Verify(maintenance::VerifyArgs),
     /// Delete what nothing references and is older than the grace period.
     Gc(maintenance::GcArgs),
+    /// Move a format-2 store to format 3 in place (move markers, descriptor
+    /// hashes, namespace sets for readers); safe beside running writers,
+    /// resumable, a no-op when done.
+    Upgrade(maintenance::UpgradeArgs),
     /// Mount the registry read-only (FUSE) until unmounted or interrupted.
     Mount(mount::Args),
     /// Serve the registry: Confluent Schema Registry REST API and gRPC on one port.
@@ -493,6 +497,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Diff(a) => diff::run(ctx, a).await,
         Command::Verify(a) => maintenance::verify(ctx, a).await,
         Command::Gc(a) => maintenance::gc(ctx, a).await,
+        Command::Upgrade(a) => maintenance::upgrade(ctx, a).await,
         Command::Mount(a) => mount::run(ctx, a).await,
         Command::Serve(a) => serve::run(ctx, a).await,
         Command::Completions { shell } => {

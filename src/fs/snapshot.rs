@@ -2,12 +2,11 @@
 //! proposed trees (merged with builtins), its schemas' pointers, and the
 //! descriptor sets of both trees (built on first read).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use prost::Message;
 
 use super::node::{Node, Pointer, TreeName, VersionItem};
 use crate::error::Result;
@@ -44,6 +43,9 @@ pub struct Tree {
     pub files: BTreeMap<String, FileRef>,
     /// (namespace, schema, version) of every version in the tree.
     pub versions: Vec<(String, String, u64)>,
+    /// (namespace, hash) of the tree's namespace set in the bucket (format
+    /// 3), served as the tree's descriptor set when there is one.
+    pub bucket_set: Option<(String, String)>,
     descriptor_set: OnceLock<Bytes>,
 }
 
@@ -125,73 +127,15 @@ impl Tree {
         if let Some(done) = self.descriptor_set.get() {
             return Ok(done.clone());
         }
-        let mut sets = Vec::new();
-        for (ns, schema, v) in &self.versions {
-            sets.push(
-                super::core::block_within(rt, budget, store.get_version(ns, schema, *v))?.compiled,
-            );
+        if let Some((ns, sha)) = &self.bucket_set {
+            let set = super::core::block_within(rt, budget, store.namespace_set_by_hash(ns, sha))?;
+            return Ok(self.descriptor_set.get_or_init(|| set).clone());
         }
-        // The well-known types last: a shadowing file of the tree wins.
-        let wkt: Vec<Bytes> = prost_reflect::DescriptorPool::global()
-            .files()
-            .filter(|f| f.name().starts_with("google/protobuf/"))
-            .map(|f| f.encode_to_vec().into())
-            .collect();
-        sets.push(RawSet { file: wkt }.encode_to_vec().into());
-        let merged = merge_sets(&sets);
+        // No set in the bucket (format 2): built from the versions the same
+        // way, each file at its owner's version in the tree.
+        let merged = super::core::block_within(rt, budget, store.versions_set(&self.versions))?;
         Ok(self.descriptor_set.get_or_init(|| merged).clone())
     }
-}
-
-/// `FileDescriptorSet` read at the wire level, so each file's bytes (custom
-/// options included) pass through untouched.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RawSet {
-    #[prost(bytes = "bytes", repeated, tag = "1")]
-    file: Vec<Bytes>,
-}
-
-/// The union of several self-contained sets, each file once, dependencies first.
-pub fn merge_sets(sets: &[Bytes]) -> Bytes {
-    let mut files: HashMap<String, (Bytes, Vec<String>)> = HashMap::new();
-    let mut order = Vec::new();
-    for set in sets {
-        let Ok(raw) = RawSet::decode(set.clone()) else {
-            continue;
-        };
-        for f in raw.file {
-            let Ok(proto) = prost_types::FileDescriptorProto::decode(f.clone()) else {
-                continue;
-            };
-            let name = proto.name().to_string();
-            if let std::collections::hash_map::Entry::Vacant(slot) = files.entry(name.clone()) {
-                order.push(name);
-                slot.insert((f, proto.dependency));
-            }
-        }
-    }
-    // Depth-first: every file after its dependencies.
-    fn visit(
-        n: &str,
-        files: &HashMap<String, (Bytes, Vec<String>)>,
-        done: &mut BTreeSet<String>,
-        out: &mut Vec<Bytes>,
-    ) {
-        if !done.insert(n.to_string()) {
-            return;
-        }
-        if let Some((bytes, deps)) = files.get(n) {
-            for d in deps {
-                visit(d, files, done, out);
-            }
-            out.push(bytes.clone());
-        }
-    }
-    let (mut done, mut out) = (BTreeSet::new(), Vec::new());
-    for n in &order {
-        visit(n, &files, &mut done, &mut out);
-    }
-    RawSet { file: out }.encode_to_vec().into()
 }
 
 /// A namespace at one commit.
@@ -269,6 +213,10 @@ impl Snapshot {
             }
             current.add_well_known();
             staged.add_well_known();
+            if let Some(sets) = &state.snapshot.sets {
+                current.bucket_set = Some((ns.to_string(), sets.current.clone()));
+                staged.bucket_set = Some((ns.to_string(), sets.staged.clone()));
+            }
         }
         let mtime = match state.seq {
             0 => store.get_namespace(ns).await?.created_at,

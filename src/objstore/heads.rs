@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::records::{Descriptors, FORMAT_MOVES, Pointers};
+use super::records::{Descriptors, FORMAT_MOVES, NsSets, Pointers};
 use super::{BackendKind, ObjStore, keys};
 use crate::error::{Error, Result};
 use crate::ids::{validate_namespace_id, validate_schema_id};
@@ -48,7 +48,74 @@ impl ObjStore {
         {
             return Ok(None);
         }
-        for (seq, ids) in self.newest_moves(ns, schema).await? {
+        let Some(entry) = self.newest_marked(ns, &keys::moves_dir(ns, schema)).await? else {
+            return Ok(None);
+        };
+        let seq = entry.seq;
+        let Some(pointers) = entry.change.changes.get(schema) else {
+            return Err(Error::Corrupt {
+                key: keys::log_entry(ns, seq).to_string(),
+                reason: format!(
+                    "its move marker names schema {schema:?}, which it does not change"
+                ),
+            });
+        };
+        let descriptors = entry
+            .change
+            .descriptors
+            .get(schema)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Some(SchemaHead {
+            seq,
+            pointers: *pointers,
+            descriptors,
+        }))
+    }
+
+    /// The namespace sets by the reader contract: one LIST of the
+    /// namespace's set markers and one GET of the entry the newest names.
+    /// `None` when there are none (format 2, no commit that changed
+    /// pointers since format 3). Like [`Self::schema_head`], a handle that
+    /// has read the namespace's log answers from it.
+    pub async fn sets_head(&self, ns: &str) -> Result<Option<(u64, NsSets)>> {
+        validate_namespace_id(ns)?;
+        if self.inner.marker.format_version < FORMAT_MOVES {
+            return Ok(None);
+        }
+        if let Some(state) = self.cached_namespace_state(ns) {
+            return Ok(state.snapshot.sets.clone().map(|s| (state.seq, s)));
+        }
+        let Some(entry) = self.newest_marked(ns, &keys::set_moves_dir(ns)).await? else {
+            return Ok(None);
+        };
+        match entry.change.sets {
+            Some(sets) => Ok(Some((entry.seq, sets))),
+            None => Err(Error::Corrupt {
+                key: keys::log_entry(ns, entry.seq).to_string(),
+                reason: "its set marker names it, but it records no namespace sets".into(),
+            }),
+        }
+    }
+
+    /// The namespace set of the current (or staged) tree: 1 LIST and 2
+    /// GETs on a cold handle; `None` when the namespace has none.
+    pub async fn namespace_set(&self, ns: &str, staged: bool) -> Result<Option<Bytes>> {
+        let Some((_, sets)) = self.sets_head(ns).await? else {
+            return Ok(None);
+        };
+        let sha = if staged { &sets.staged } else { &sets.current };
+        self.namespace_set_by_hash(ns, sha).await.map(Some)
+    }
+
+    /// The entry of the newest commit marked in `dir` (move markers of a
+    /// schema, or the namespace's set markers) that really landed.
+    pub(super) async fn newest_marked(
+        &self,
+        ns: &str,
+        dir: &object_store::path::Path,
+    ) -> Result<Option<super::log::NsEntry>> {
+        for (seq, ids) in self.newest_moves(dir).await? {
             let Some(entry) = self.inner.log.entry(ns, seq).await? else {
                 // Not created yet (an attempt in flight, or one that died
                 // before its entry) unless a later entry exists: entries
@@ -77,28 +144,10 @@ impl ObjStore {
                 }
                 continue;
             };
-            if !ids.contains(&entry.commit_id) {
-                continue; // an attempt that lost the race for `seq`
+            if ids.contains(&entry.commit_id) {
+                return Ok(Some(entry));
             }
-            let Some(pointers) = entry.change.changes.get(schema) else {
-                return Err(Error::Corrupt {
-                    key: keys::log_entry(ns, seq).to_string(),
-                    reason: format!(
-                        "its move marker names schema {schema:?}, which it does not change"
-                    ),
-                });
-            };
-            let descriptors = entry
-                .change
-                .descriptors
-                .get(schema)
-                .cloned()
-                .unwrap_or_default();
-            return Ok(Some(SchemaHead {
-                seq,
-                pointers: *pointers,
-                descriptors,
-            }));
+            // An attempt that lost the race for `seq`.
         }
         Ok(None)
     }
@@ -107,9 +156,12 @@ impl ObjStore {
     /// attempts marked at each (at most [`TRIES`] commits). Markers sort
     /// newest first, so an ordered backend needs only the LIST's first
     /// page; a local directory lists in no order and is read whole.
-    async fn newest_moves(&self, ns: &str, schema: &str) -> Result<Vec<(u64, Vec<String>)>> {
+    async fn newest_moves(
+        &self,
+        dir: &object_store::path::Path,
+    ) -> Result<Vec<(u64, Vec<String>)>> {
         let ordered = !matches!(self.inner.kind, BackendKind::Local);
-        let mut listed = self.io().os.list(Some(&keys::moves_dir(ns, schema)));
+        let mut listed = self.io().os.list(Some(dir));
         let mut found: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
         while let Some(meta) = listed.next().await {
             let meta = meta.map_err(Error::Storage)?;

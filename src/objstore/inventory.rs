@@ -35,6 +35,14 @@ pub enum ObjectKind {
         seq: u64,
         commit_id: String,
     },
+    /// A namespace set (format 3).
+    NamespaceSet(String),
+    /// A set marker (format 3): commit `seq` (attempt `commit_id`)
+    /// recorded namespace sets.
+    SetMove {
+        seq: u64,
+        commit_id: String,
+    },
     /// Not a key protoshelf writes.
     Unknown,
 }
@@ -82,6 +90,17 @@ pub fn classify(rest: &str) -> ObjectKind {
         ["moves", schema, name] if valid_id(schema) => match keys::parse_move_marker(name) {
             Some((seq, commit_id)) => ObjectKind::Move {
                 schema: schema.to_string(),
+                seq,
+                commit_id: commit_id.to_string(),
+            },
+            None => ObjectKind::Unknown,
+        },
+        ["sets", file] => match file.strip_suffix(".binpb") {
+            Some(sha) if is_sha256(sha) => ObjectKind::NamespaceSet(sha.to_string()),
+            _ => ObjectKind::Unknown,
+        },
+        ["set-moves", name] => match keys::parse_move_marker(name) {
+            Some((seq, commit_id)) => ObjectKind::SetMove {
                 seq,
                 commit_id: commit_id.to_string(),
             },

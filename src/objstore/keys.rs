@@ -152,6 +152,24 @@ pub fn parse_move_marker(name: &str) -> Option<(u64, &str)> {
     Some((u64::try_from(seq).ok()?, commit_id))
 }
 
+/// A namespace set (format 3): a `FileDescriptorSet` of a whole tree of
+/// the namespace, content-addressed.
+pub fn namespace_set(ns: &str, sha256: &str) -> Path {
+    Path::from(format!("ns/{ns}/sets/{sha256}.binpb"))
+}
+
+/// The directory of a namespace's set markers (format 3).
+pub fn set_moves_dir(ns: &str) -> Path {
+    Path::from(format!("ns/{ns}/set-moves"))
+}
+
+/// The empty object a commit attempt that records namespace sets creates
+/// before its log entry `seq`, named like a move marker.
+pub fn set_marker(ns: &str, seq: u64, commit_id: &str) -> Path {
+    let rev = MOVE_REV_BASE - seq as u128;
+    Path::from(format!("ns/{ns}/set-moves/{rev:020}-{commit_id}"))
+}
+
 /// The best-effort "latest entry" hint of a namespace's log.
 pub fn head(ns: &str) -> Path {
     Path::from(format!("ns/{ns}/head.json"))

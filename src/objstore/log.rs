@@ -81,7 +81,15 @@ impl NsPointers {
     }
 
     /// Sets pointers and keeps the staged index in step.
-    fn set(&mut self, changes: &BTreeMap<String, Pointers>, config: &BTreeMap<String, String>) {
+    fn set(
+        &mut self,
+        changes: &BTreeMap<String, Pointers>,
+        config: &BTreeMap<String, String>,
+        sets: &Option<NsSets>,
+    ) {
+        if sets.is_some() {
+            self.snapshot.sets = sets.clone();
+        }
         for (schema, p) in changes {
             if p.staged.is_some() {
                 self.staged.insert(schema.clone());
@@ -110,6 +118,9 @@ pub struct NsChange {
     /// Format 3: the descriptors of every changed schema's current and
     /// staged versions (filled in by the store before the commit).
     pub descriptors: BTreeMap<String, Descriptors>,
+    /// Format 3: the namespace sets after the commit (filled in by the
+    /// store before the commit, for every commit that changes pointers).
+    pub sets: Option<NsSets>,
     /// Set in the entries `verify --repair` wrote in place of damaged ones.
     pub repair: Option<RepairNote>,
 }
@@ -118,7 +129,7 @@ impl Sequenced for NsPointers {
     type Change = NsChange;
 
     fn apply(&mut self, change: &NsChange) {
-        self.set(&change.changes, &change.config);
+        self.set(&change.changes, &change.config, &change.sets);
     }
 
     fn small(&self) -> bool {
@@ -142,16 +153,24 @@ impl Sequenced for NsPointers {
 /// stamped with this handle's writer name and the store's format version.
 pub struct JsonLog {
     pub writer: String,
-    pub format_version: u32,
+    /// The format this handle writes entries in: the store's, or 3 once
+    /// `upgrade` moves a format-2 store.
+    pub format_version: std::sync::atomic::AtomicU32,
     /// Recorded as `created_by` in every entry this handle writes.
     pub author: std::sync::RwLock<Option<String>>,
 }
 
 impl JsonLog {
+    /// The format this handle writes entries in.
+    pub fn format(&self) -> u32 {
+        self.format_version
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The change a mutation makes, stamped for the log.
     pub fn stamp(&self, m: Mutation) -> NsChange {
         NsChange {
-            format_version: self.format_version,
+            format_version: self.format(),
             writer: self.writer.clone(),
             created_by: self.author.read().expect("not poisoned").clone(),
             created_at: Utc::now(),
@@ -159,6 +178,7 @@ impl JsonLog {
             changes: m.changes,
             config: m.config,
             descriptors: BTreeMap::new(),
+            sets: None,
             repair: None,
         }
     }
@@ -188,13 +208,19 @@ impl ObjectCodec<NsEntry> for JsonLog {
     /// Format 3: one move marker per schema the entry changes, created
     /// before the entry, so every commit that moved a schema has one.
     fn markers(&self, stream: &str, e: &NsEntry) -> Vec<object_store::path::Path> {
-        if self.format_version < FORMAT_MOVES {
+        if self.format() < FORMAT_MOVES {
             return Vec::new();
         }
         e.change
             .changes
             .keys()
             .map(|schema| keys::move_marker(stream, schema, e.seq, &e.commit_id))
+            .chain(
+                e.change
+                    .sets
+                    .is_some()
+                    .then(|| keys::set_marker(stream, e.seq, &e.commit_id)),
+            )
             .collect()
     }
 
@@ -225,6 +251,7 @@ impl ObjectCodec<NsEntry> for JsonLog {
                 changes: e.changes,
                 config: e.config,
                 descriptors: e.descriptors,
+                sets: e.sets,
                 repair: e.repair,
             },
         })
@@ -245,6 +272,7 @@ impl From<NsEntry> for LogEntry {
             changes: c.changes,
             config: c.config,
             descriptors: c.descriptors,
+            sets: c.sets,
             base: e.base,
             state: e.checkpoint.map(|s| s.snapshot),
             repair: c.repair,

@@ -22,12 +22,14 @@ mod listing;
 pub mod log;
 pub mod metrics;
 mod namespaces;
+pub mod nsset;
 mod pointers;
 pub mod protocol;
 pub mod published;
 pub mod records;
 pub mod repair;
 pub mod schema_ids;
+pub mod upgrade;
 pub mod url;
 pub mod verify;
 mod versions;
@@ -198,7 +200,7 @@ impl ObjStore {
     ) -> Self {
         let codec = log::JsonLog {
             writer: writer_name(),
-            format_version: marker.format_version,
+            format_version: marker.format_version.into(),
             author: Default::default(),
         };
         let log = log::Log::new(io.clone(), codec, log::LAYOUT);

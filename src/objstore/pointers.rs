@@ -163,12 +163,17 @@ struct Stamped<'a, P> {
 
 impl<P: Plan<NsPointers, Mutation>> Plan<NsPointers> for Stamped<'_, P> {
     async fn plan(&mut self, attempt: NsAttempt) -> Result<Option<NsChange>> {
+        let state = attempt.state.clone();
         let Some(m) = self.plan.plan(attempt).await? else {
             return Ok(None);
         };
         let mut change = self.codec.stamp(m);
-        if self.codec.format_version >= FORMAT_MOVES {
+        if self.codec.format() >= FORMAT_MOVES {
             change.descriptors = self.store.descriptors_of(self.ns, &change.changes).await?;
+            change.sets = self
+                .store
+                .next_sets(self.ns, &state, &change, false)
+                .await?;
         }
         Ok(Some(change))
     }
@@ -178,7 +183,7 @@ impl ObjStore {
     /// The descriptor hashes of the versions `changes` points to, from
     /// their manifests (immutable, so normally cached by the checks
     /// before the commit).
-    async fn descriptors_of(
+    pub(super) async fn descriptors_of(
         &self,
         ns: &str,
         changes: &BTreeMap<String, Pointers>,

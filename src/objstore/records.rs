@@ -122,6 +122,16 @@ pub struct Descriptors {
     pub staged: Option<String>,
 }
 
+/// The namespace sets (SHA-256 of `ns/<ns>/sets/<sha256>.binpb`) of a
+/// namespace's current and staged trees: every file of every schema at its
+/// owner's current (or staged) version, the builtins and well-known types
+/// they import, each file once, dependencies first (format 3).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsSets {
+    pub current: String,
+    pub staged: String,
+}
+
 /// The full pointer state of a namespace (as stored in checkpoints).
 /// `schemas` is a persistent map: every commit derives a new state from
 /// the last, and cloning 10,000 entries per commit would make a commit's
@@ -131,6 +141,11 @@ pub struct StateSnapshot {
     pub schemas: imbl::OrdMap<String, Pointers>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Format 3: the namespace sets as of the newest commit that recorded
+    /// them, so a writer builds the next ones from these (absent before
+    /// the namespace's first format-3 commit with changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sets: Option<NsSets>,
 }
 
 /// What a commit did, for people reading the log (`protoshelf log`); the
@@ -193,6 +208,10 @@ pub struct LogEntry {
     /// current and staged versions, so a reader needs no manifest.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub descriptors: BTreeMap<String, Descriptors>,
+    /// Format 3: the namespace sets after this commit, in every entry that
+    /// changes pointers (its namespace move marker is created before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sets: Option<NsSets>,
     /// The newest checkpoint at or before this entry (== seq when this entry
     /// is one; 0 = the empty state before the first entry).
     pub base: u64,

@@ -119,6 +119,9 @@ fn replay(state: &mut StateSnapshot, entry: &LogEntry) {
         state.schemas.insert(schema.clone(), *p);
     }
     state.config.extend(entry.config.clone());
+    if entry.sets.is_some() {
+        state.sets = entry.sets.clone();
+    }
 }
 
 /// The schemas whose pointers differ between two snapshots (for messages).
@@ -131,6 +134,9 @@ fn differing(a: &StateSnapshot, b: &StateSnapshot) -> Vec<String> {
         .collect();
     if a.config != b.config {
         out.push("(settings)".into());
+    }
+    if a.sets != b.sets {
+        out.push("(namespace sets)".into());
     }
     out
 }
@@ -324,6 +330,9 @@ impl ObjStore {
         // through it lacks the lost change, which a later checkpoint has.
         let mut trusted = true;
         let mut checkpoints = BTreeSet::new();
+        // A format-3 commit was seen: a later format-2 entry was written by
+        // an old build the upgrade did not stop.
+        let mut format3_seen = false;
         for seq in 1..=end {
             let key = keys::log_entry(ns, seq).to_string();
             let Some(bytes) = fetched.get(&key) else {
@@ -365,6 +374,15 @@ impl ObjStore {
                     ),
                 );
             }
+            if entry.format_version >= super::records::FORMAT_MOVES {
+                format3_seen = true;
+            } else if format3_seen && !entry.changes.is_empty() {
+                report.problem(
+                    &key,
+                    Damage::Inconsistent,
+                    "written by a format-2 build after a format-3 commit: readers of the reader contract do not see its changes; stop format-2 builds and run `protoshelf upgrade` again".to_string(),
+                );
+            }
             // Format 3: readers find a schema's state by its newest move
             // marker, so a commit that changed a schema without one would
             // be invisible to them.
@@ -377,6 +395,28 @@ impl ObjStore {
                             Damage::Missing,
                             format!("missing, but {key} changes schema {schema:?}"),
                         );
+                    }
+                }
+                // Its namespace sets: found by their marker, and present
+                // (gc does not collect them).
+                if let Some(sets) = &entry.sets {
+                    let marker = keys::set_marker(ns, seq, &entry.commit_id);
+                    if !inv.contains(&marker) {
+                        report.problem(
+                            marker.as_ref(),
+                            Damage::Missing,
+                            format!("missing, but {key} records namespace sets"),
+                        );
+                    }
+                    for sha in [&sets.current, &sets.staged] {
+                        let set = keys::namespace_set(ns, sha);
+                        if !inv.contains(&set) {
+                            report.problem(
+                                set.as_ref(),
+                                Damage::Missing,
+                                format!("missing, but {key} names it"),
+                            );
+                        }
                     }
                 }
             }
@@ -698,9 +738,16 @@ impl ObjStore {
         report: &mut VerifyReport,
     ) -> Result<HashMap<String, HashMap<String, String>>> {
         let wanted: Vec<(String, String, bool)> = inv
-            .of_kind(|k| matches!(k, ObjectKind::Blob(_) | ObjectKind::Descriptor(_)))
+            .of_kind(|k| {
+                matches!(
+                    k,
+                    ObjectKind::Blob(_) | ObjectKind::Descriptor(_) | ObjectKind::NamespaceSet(_)
+                )
+            })
             .map(|(key, kind, _)| match kind {
-                ObjectKind::Blob(sha) => (key.clone(), sha.clone(), false),
+                ObjectKind::Blob(sha) | ObjectKind::NamespaceSet(sha) => {
+                    (key.clone(), sha.clone(), false)
+                }
                 ObjectKind::Descriptor(sha) => (key.clone(), sha.clone(), true),
                 _ => unreachable!("filtered"),
             })

@@ -257,7 +257,7 @@ async fn mounted_example(
 }
 
 async fn protoc_through_the_mount(backend: Backend) {
-    let Some((m, _url, _dir)) = mounted_example(backend).await else {
+    let Some((m, url, _dir)) = mounted_example(backend).await else {
         return;
     };
     let current = m.path("shop/current");
@@ -316,6 +316,15 @@ async fn protoc_through_the_mount(backend: Backend) {
             .iter()
             .any(|f| f.name() == "shop/orders/order.proto")
     );
+    // It is the bucket's namespace set, byte for byte.
+    let bucket = protoshelf::ObjStore::open(&url)
+        .await
+        .unwrap()
+        .namespace_set("shop", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(std::fs::read(m.path("shop/current.binpb")).unwrap(), bucket);
     // buf builds the mounted tree exactly as a local copy.
     if let Some(buf) = buf_binary() {
         let image = |dir: &Path, out: &str| {
