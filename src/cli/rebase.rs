@@ -54,7 +54,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
         });
         return Ok(());
     }
-    let report = registry.rebase(&ns, a.dry_run).await?;
+    let report = registry.rebase(&ns, None, a.dry_run).await?;
     ctx.emit(&report, || {
         if report.schemas.is_empty() {
             outln!("{ns}: every pin is at its ancestor's current version; nothing to rebase");

@@ -61,6 +61,8 @@ pub struct Rebased {
     pub from_version: u64,
     /// The staged version with the new pins (None on a dry run).
     pub version: Option<u64>,
+    /// The files' fingerprint (unchanged by a rebase: same files).
+    pub fingerprint: String,
     pub policy: Policy,
     pub violations: Vec<SchemaViolation>,
 }
@@ -309,10 +311,20 @@ impl Registry {
     /// proposed files against the ancestors' current versions, checks it
     /// under the namespace's policy (refused on any violation, nothing
     /// written) and stages them all in one commit. A dry run only checks.
-    pub async fn rebase(&self, namespace: &str, dry_run: bool) -> Result<RebaseReport> {
+    /// `only`: rebase that one schema.
+    pub async fn rebase(
+        &self,
+        namespace: &str,
+        only: Option<&str>,
+        dry_run: bool,
+    ) -> Result<RebaseReport> {
         validate_namespace_id(namespace)?;
         let state = self.store.namespace_state(namespace).await?;
-        let behind = self.behind(namespace, &state).await?;
+        if let Some(s) = only {
+            self.store.get_schema(namespace, s).await?;
+        }
+        let mut behind = self.behind(namespace, &state).await?;
+        behind.retain(|b| only.is_none_or(|s| b.schema_id == s));
         let mut members: BTreeMap<String, u64> = BTreeMap::new();
         for b in &behind {
             members.insert(b.schema_id.clone(), b.version);
@@ -333,6 +345,7 @@ impl Registry {
                 schema_id: schema.clone(),
                 from_version: *version,
                 version: None,
+                fingerprint: report.fingerprint,
                 policy: report.policy,
                 violations: report.violations,
             });
