@@ -23,6 +23,7 @@ mod deletes;
 mod diff;
 mod fs_core;
 mod fuzz_regressions;
+mod hierarchy;
 mod inputs;
 mod integrity;
 mod kill;
