@@ -270,7 +270,7 @@ impl Sources {
     /// stored chain of any depth costs a few rounds, not one per level.
     /// Anything the recorded deps do not cover, or cover wrongly, is still
     /// looked up when an import reaches it.
-    pub async fn gather(&mut self, namespace: &View, ancestors: &[View]) -> Result<()> {
+    pub async fn gather(&mut self, namespace: &View, ancestors: &[Arc<View>]) -> Result<()> {
         let mut seen: HashSet<String> = self.files.keys().cloned().collect();
         let mut wanted: Vec<String> = Vec::new();
         for file in self.files.values().filter_map(|(f, _)| f.as_ref()) {
@@ -531,7 +531,7 @@ async fn fetch(
     path: &str,
     hint: Option<&str>,
     namespace: &View,
-    ancestors: &[View],
+    ancestors: &[Arc<View>],
 ) -> Result<Option<Fetched>> {
     if let Some(found) = fetch_hinted(path, hint, namespace).await? {
         return Ok(Some(found));

@@ -90,7 +90,7 @@ impl Registry {
         state: std::sync::Arc<crate::objstore::NsState>,
         schema: &str,
         v: u64,
-        ancestors: &[View],
+        ancestors: &[std::sync::Arc<View>],
     ) -> Result<()> {
         let view = View::new(self.store.clone(), namespace, state, Tree::Proposed)
             .excluding([schema.to_string()]);

@@ -36,7 +36,20 @@ pub fn parent_of(config: &BTreeMap<String, String>) -> Option<&str> {
 
 /// The ancestors' current trees, nearest first, builtins last.
 pub struct Ancestors {
-    pub views: Vec<View>,
+    pub views: Vec<Arc<View>>,
+}
+
+/// Ancestor views a handle keeps, by namespace: reused while the
+/// ancestor's seq is unchanged. Sound because every claim of a version is
+/// written before the commit that stages it, and claims are never removed:
+/// a sweep made at or after seq S answers every lookup of the state at S.
+#[derive(Debug, Default)]
+pub(super) struct AncestorCache(std::sync::Mutex<std::collections::HashMap<String, Arc<View>>>);
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "View({} at {})", self.namespace, self.state.seq)
+    }
 }
 
 /// A pin behind its ancestor: `schema`'s proposed version imports `import`
@@ -122,21 +135,34 @@ impl Registry {
         if namespace == BUILTINS {
             return Ok(Ancestors { views: Vec::new() });
         }
-        let mut views: Vec<View> = self
-            .chain(namespace, state)
-            .await?
-            .into_iter()
-            .map(|(ns, s)| View::new(self.store.clone(), &ns, s, Tree::Current))
-            .collect();
+        let mut states = self.chain(namespace, state).await?;
         match self.store.namespace_state(BUILTINS).await {
-            // Builtins are few: one LIST sweep answers every lookup.
-            Ok(s) => views.push(
-                View::new(self.store.clone(), BUILTINS, s, Tree::Current)
-                    .sweep()
-                    .await?,
-            ),
+            Ok(s) => states.push((BUILTINS.to_string(), s)),
             Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
+        }
+        let mut views = Vec::new();
+        for (ns, s) in states {
+            let cached = self.ancestor_cache.0.lock().unwrap().get(&ns).cloned();
+            let view = match cached {
+                Some(v) if v.state.seq == s.seq => v,
+                _ => {
+                    // One LIST sweep answers every lookup of a publish (and
+                    // of the next ones on this handle, while the seq holds).
+                    let v = Arc::new(
+                        View::new(self.store.clone(), &ns, s, Tree::Current)
+                            .sweep()
+                            .await?,
+                    );
+                    self.ancestor_cache
+                        .0
+                        .lock()
+                        .unwrap()
+                        .insert(ns.clone(), v.clone());
+                    v
+                }
+            };
+            views.push(view);
         }
         Ok(Ancestors { views })
     }

@@ -194,6 +194,7 @@ pub struct Registry {
     store: ObjStore,
     limits: Limits,
     counters: Arc<Counters>,
+    ancestor_cache: Arc<hierarchy::AncestorCache>,
 }
 
 impl Registry {
@@ -202,6 +203,7 @@ impl Registry {
             store,
             limits: Limits::default(),
             counters: Arc::default(),
+            ancestor_cache: Arc::default(),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::ids::BUILTINS;
 /// Files being published: (schema, path).
 pub async fn check_paths(
     view: &View,
-    ancestors: &[View],
+    ancestors: &[std::sync::Arc<View>],
     files: &[(String, String)],
 ) -> Result<()> {
     // Futures collected before streaming them: a stream of a closure over
@@ -60,7 +60,7 @@ pub async fn check_paths(
 /// are read from `pool`, without a request.
 pub async fn check_symbols(
     view: &View,
-    ancestors: &[View],
+    ancestors: &[std::sync::Arc<View>],
     pool: &Compiled,
     sources: &Sources,
     files: &[(String, String)],
@@ -77,7 +77,7 @@ pub async fn check_symbols(
         }
     }
     for (package, names) in &ours {
-        for v in std::iter::once(view).chain(ancestors) {
+        for v in std::iter::once(view).chain(ancestors.iter().map(|a| &**a)) {
             let claimants = v.package_claimants(package).await?;
             let theirs: Vec<BTreeMap<String, String>> = // Owned items: a closure over borrowed ones is not general
             // enough for the Send future a commit plan must be.

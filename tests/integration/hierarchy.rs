@@ -12,7 +12,7 @@ use protoshelf::registry::{MAX_DEPTH, PublishOptions, Registry, SourceFile};
 on_every_backend!(
     imports_resolve_through_the_chain_pinned_until_rebase,
     bad_parents_and_duplicates_across_the_chain_change_nothing,
-    a_deep_chain_costs_at_most_two_requests_per_level,
+    a_deep_chain_costs_one_warm_request_per_level,
 );
 
 const MONEY_V1: &str = "syntax = \"proto3\";\npackage base;\nmessage Money { int64 units = 1; }\n";
@@ -57,7 +57,7 @@ async fn chain(t: &TestStore) -> Registry {
 async fn imports_resolve_through_the_chain_pinned_until_rebase(t: TestStore) {
     let r = chain(&t).await;
     assert_eq!(r.ancestors("shop").await.unwrap(), ["mid", "base"]);
-    let log = t.store.log_entries("shop", 1, 2).await.unwrap();
+    let log = t.store.log_entries("shop", 1, 1).await.unwrap();
     assert_eq!(log.len(), 1, "the parent is one commit of the child's log");
 
     let v = push(&r, "shop", "orders", "shop/order.proto", ORDER).await;
@@ -68,13 +68,26 @@ async fn imports_resolve_through_the_chain_pinned_until_rebase(t: TestStore) {
         .map(|d| (d.namespace_id.as_str(), d.schema_id.as_str(), d.version))
         .collect();
     assert_eq!(pins, [("base", "money", 1), ("mid", "address", 1)]);
-    let descriptor = t.store.get_version("shop", "orders", v).await.unwrap().compiled;
+    let descriptor = t
+        .store
+        .get_version("shop", "orders", v)
+        .await
+        .unwrap()
+        .compiled;
 
     // The grandparent moves on: the child keeps its pins.
     push(&r, "base", "money", "base/money.proto", MONEY_V2).await;
     r.promote("base", false).await.unwrap();
-    let after = t.store.get_version("shop", "orders", v).await.unwrap().compiled;
-    assert_eq!(after, descriptor, "a promote in an ancestor changes no child");
+    let after = t
+        .store
+        .get_version("shop", "orders", v)
+        .await
+        .unwrap()
+        .compiled;
+    assert_eq!(
+        after, descriptor,
+        "a promote in an ancestor changes no child"
+    );
     let behind = r.rebase_status("shop").await.unwrap();
     assert_eq!(behind.len(), 1, "{behind:?}");
     let b = &behind[0];
@@ -103,7 +116,11 @@ async fn imports_resolve_through_the_chain_pinned_until_rebase(t: TestStore) {
     let state = t.store.namespace_state("shop").await.unwrap();
     assert_eq!(state.seq, seq + 1, "a rebase is one commit");
     assert_eq!(state.pointers("orders").staged, Some(new));
-    let deps = t.store.get_version_deps("shop", "orders", new).await.unwrap();
+    let deps = t
+        .store
+        .get_version_deps("shop", "orders", new)
+        .await
+        .unwrap();
     assert!(
         deps.iter()
             .any(|d| d.namespace_id == "base" && d.version == 2),
@@ -113,29 +130,44 @@ async fn imports_resolve_through_the_chain_pinned_until_rebase(t: TestStore) {
     r.promote("shop", false).await.unwrap();
     // Nothing behind: nothing to do, nothing written.
     let before = common::content_snapshot(&t.raw()).await;
-    assert!(r.rebase("shop", None, false).await.unwrap().schemas.is_empty());
+    assert!(
+        r.rebase("shop", None, false)
+            .await
+            .unwrap()
+            .schemas
+            .is_empty()
+    );
     assert_eq!(common::content_snapshot(&t.raw()).await, before);
 
-    // An incompatible ancestor change is refused under the child's policy.
-    let money_v3 =
-        "syntax = \"proto3\";\npackage base;\nmessage Money { string units = 1; int32 nanos = 2; }\n";
+    // An ancestor change the child no longer compiles against is refused,
+    // naming the child's file; nothing is written.
+    let money_v3 = "syntax = \"proto3\";\npackage base;\nmessage Cash { int64 units = 1; }\n";
     r.set_policy("base", Policy::None).await.unwrap();
     push(&r, "base", "money", "base/money.proto", money_v3).await;
     r.promote("base", false).await.unwrap();
-    let dry = r.rebase("shop", None, true).await.unwrap();
-    assert!(!dry.schemas[0].violations.is_empty(), "{dry:?}");
     let before = common::content_snapshot(&t.raw()).await;
-    let err = r.rebase("shop", None, false).await.unwrap_err();
-    assert!(err.is_user_error() && err.to_string().contains("orders"), "{err}");
+    for dry_run in [true, false] {
+        let err = r.rebase("shop", None, dry_run).await.unwrap_err();
+        assert!(
+            err.is_user_error() && err.to_string().contains("shop/order.proto"),
+            "{err}"
+        );
+    }
     assert_eq!(common::content_snapshot(&t.raw()).await, before);
 
     // Clearing the parent: the chain ends at builtins, and the pins are
     // now behind (their namespace left the chain).
     assert!(r.set_parent("shop", None).await.unwrap());
-    assert!(!r.set_parent("shop", Some(BUILTINS)).await.unwrap(), "no-op");
+    assert!(
+        !r.set_parent("shop", Some(BUILTINS)).await.unwrap(),
+        "no-op"
+    );
     assert!(r.ancestors("shop").await.unwrap().is_empty());
     let behind = r.rebase_status("shop").await.unwrap();
-    assert!(behind.iter().all(|b| b.current_version.is_none()), "{behind:?}");
+    assert!(
+        behind.iter().all(|b| b.current_version.is_none()),
+        "{behind:?}"
+    );
 }
 
 async fn bad_parents_and_duplicates_across_the_chain_change_nothing(t: TestStore) {
@@ -204,15 +236,19 @@ async fn bad_parents_and_duplicates_across_the_chain_change_nothing(t: TestStore
 
     // Too deep: a chain of MAX_DEPTH ancestors takes no more.
     let mut above = "base".to_string();
-    for i in 0..MAX_DEPTH {
+    for i in 0..=MAX_DEPTH {
         let ns = format!("d{i}");
         let made = r
             .create_namespace_with_parent(&ns, Policy::Strict, Default::default(), Some(&above))
             .await;
-        if i + 1 < MAX_DEPTH {
+        // d{i} has i + 1 ancestors.
+        if i < MAX_DEPTH {
             made.unwrap();
         } else {
-            refused(made.unwrap_err(), "the limit is 8");
+            refused(
+                made.unwrap_err(),
+                "makes a chain of 9 ancestors; the limit is 8",
+            );
             assert!(t.store.get_namespace(&ns).await.is_err(), "nothing created");
         }
         above = ns;
@@ -221,7 +257,7 @@ async fn bad_parents_and_duplicates_across_the_chain_change_nothing(t: TestStore
 
 /// One self-contained file published in a flat namespace and in one with
 /// three ancestors, on a cold handle (fresh caches) and on a warm one.
-async fn a_deep_chain_costs_at_most_two_requests_per_level(t: TestStore) {
+async fn a_deep_chain_costs_one_warm_request_per_level(t: TestStore) {
     let r = Registry::new(t.store.clone());
     r.create_namespace("flat", Policy::Strict, Default::default())
         .await
@@ -257,6 +293,9 @@ async fn a_deep_chain_costs_at_most_two_requests_per_level(t: TestStore) {
         "{:?}: publish requests, flat vs 3 ancestors: cold {} vs {}, warm {} vs {}",
         t.backend, cold[0], cold[1], warm[0], warm[1]
     );
-    assert!(cold[1] <= cold[0] + 2 * 3, "cold {cold:?}");
-    assert!(warm[1] <= warm[0] + 2 * 3, "warm {warm:?}");
+    // Per ancestor: cold, its record, its log's latest state and one LIST
+    // sweep of its claims; warm, only the GET that tells its log has not
+    // moved (the sweep is reused while the seq holds).
+    assert!(cold[1] <= cold[0] + 6 * 3, "cold {cold:?}");
+    assert!(warm[1] <= warm[0] + 3, "warm {warm:?}");
 }
