@@ -299,3 +299,70 @@ async fn a_deep_chain_costs_one_warm_request_per_level(t: TestStore) {
     assert!(cold[1] <= cold[0] + 6 * 3, "cold {cold:?}");
     assert!(warm[1] <= warm[0] + 3, "warm {warm:?}");
 }
+
+/// The commands end to end: set-parent refusals exit 1 and write nothing,
+/// `rebase --status` and `rebase` with JSON output, `log` shows the parent.
+async fn hierarchy_commands(backend: common::Backend) {
+    use crate::cli::Cli;
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.ok(&["init"]);
+    c.ok(&["namespace", "create", "base"]);
+    c.ok(&["namespace", "create", "shop", "--parent", "base"]);
+    c.file("base/money.proto", MONEY_V1.as_bytes());
+    let order = "syntax = \"proto3\";\npackage shop;\nimport \"base/money.proto\";\nmessage Order { base.Money total = 1; }\n";
+    c.file("shop/order.proto", order.as_bytes());
+    c.ok(&["push", "base", "money", "base/money.proto", "--promote"]);
+    c.ok(&["push", "shop", "orders", "shop/order.proto", "--promote"]);
+    assert!(c.ok(&["log", "shop"]).contains("set parent=base"));
+    assert!(
+        c.ok(&["namespace", "info", "shop"])
+            .contains("parent    base")
+    );
+
+    let before = c.content().await;
+    c.fails(
+        &["namespace", "set-parent", "shop", "nope"],
+        "unknown parent namespace",
+    );
+    c.fails(
+        &["namespace", "set-parent", "base", "shop"],
+        "cycle: base -> shop -> base",
+    );
+    c.fails(
+        &["namespace", "create", "x", "--parent", "nope"],
+        "unknown parent",
+    );
+    assert_eq!(c.content().await, before, "refusals write nothing");
+
+    c.file("base/money.proto", MONEY_V2.as_bytes());
+    c.ok(&["push", "base", "money", "base/money.proto", "--promote"]);
+    let status = c.json(&["rebase", "shop", "--status"]);
+    assert_eq!(status["behind"][0]["pinned_version"], 1);
+    assert_eq!(status["behind"][0]["current_version"], 2);
+    let table = c.ok(&["rebase", "shop", "--status"]);
+    assert!(
+        table.contains("base/money") && table.contains("v1") && table.contains("v2"),
+        "{table}"
+    );
+    let done = c.json(&["rebase", "shop"]);
+    assert_eq!(done["schemas"][0]["version"], 2);
+    let status = c.json(&["rebase", "shop", "--status"]);
+    assert_eq!(status["behind"].as_array().unwrap().len(), 0);
+    let cleared = c.json(&["namespace", "set-parent", "shop", "--none"]);
+    assert_eq!(
+        (cleared["changed"].as_bool(), cleared["parent"].is_null()),
+        (Some(true), true)
+    );
+}
+
+#[tokio::test]
+async fn hierarchy_commands_local() {
+    hierarchy_commands(common::Backend::Local).await;
+}
+
+#[tokio::test]
+async fn hierarchy_commands_s3() {
+    hierarchy_commands(common::Backend::S3).await;
+}
