@@ -366,3 +366,56 @@ async fn hierarchy_commands_local() {
 async fn hierarchy_commands_s3() {
     hierarchy_commands(common::Backend::S3).await;
 }
+
+/// The mount shows a child's tree with the ancestor files it pins: an
+/// ancestor's promote changes nothing there until the child is rebased.
+fn mount_shows_pinned_ancestor_files(backend: common::Backend) {
+    use protoshelf::fs::{FsCore, Options};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(t) = rt.block_on(common::fresh(backend)) else {
+        return;
+    };
+    let r = rt.block_on(async {
+        let r = chain(&t).await;
+        push(&r, "shop", "orders", "shop/order.proto", ORDER).await;
+        r.promote("shop", false).await.unwrap();
+        push(&r, "base", "money", "base/money.proto", MONEY_V2).await;
+        r.promote("base", false).await.unwrap();
+        r
+    });
+    let core = FsCore::new(
+        t.store.clone(),
+        rt.handle().clone(),
+        Options {
+            namespaces: vec![],
+            refresh: std::time::Duration::from_secs(60),
+        },
+    );
+    let text = |path: &str| String::from_utf8(core.content(path).unwrap().to_vec()).unwrap();
+    assert_eq!(text("shop/current/base/money.proto"), MONEY_V1, "pinned");
+    assert_eq!(text("shop/current/mid/address.proto"), ADDRESS);
+    assert_eq!(text("base/current/base/money.proto"), MONEY_V2);
+    rt.block_on(async {
+        r.rebase("shop", None, false).await.unwrap();
+        r.promote("shop", false).await.unwrap();
+    });
+    core.refresh();
+    assert_eq!(text("shop/current/base/money.proto"), MONEY_V2, "re-pinned");
+    drop(core);
+    drop(rt);
+}
+
+#[test]
+fn mount_shows_pinned_ancestor_files_memory() {
+    mount_shows_pinned_ancestor_files(common::Backend::Memory);
+}
+
+#[test]
+fn mount_shows_pinned_ancestor_files_local() {
+    mount_shows_pinned_ancestor_files(common::Backend::Local);
+}
+
+#[test]
+fn mount_shows_pinned_ancestor_files_s3() {
+    mount_shows_pinned_ancestor_files(common::Backend::S3);
+}
