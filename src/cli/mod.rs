@@ -17,6 +17,7 @@ mod mount;
 mod namespace;
 mod progress;
 mod publish;
+mod rebase;
 mod schema;
 mod serve;
 mod staging;
@@ -127,6 +128,11 @@ enum Command {
     /// and definitions (messages, fields, enums, services).
     #[command(override_usage = "protoshelf diff [OPTIONS] [NAMESPACE] <SCHEMA> <FROM> [TO]")]
     Diff(diff::Args),
+    /// Re-pin a namespace's schemas to its ancestors' current versions
+    /// (recompiled, checked under its policy, staged in one commit), or
+    /// list the pins that are behind (--status).
+    #[command(override_usage = "protoshelf rebase [OPTIONS] [NAMESPACE]")]
+    Rebase(rebase::Args),
     /// Check every object of the store (or of one namespace): exit 0 when
     /// clean, 1 when damaged, each problem named by its key.
     Verify(maintenance::VerifyArgs),
@@ -495,6 +501,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Rollback(a) => staging::rollback(ctx, a).await,
         Command::Log(a) => history::run(ctx, a).await,
         Command::Diff(a) => diff::run(ctx, a).await,
+        Command::Rebase(a) => rebase::run(ctx, a).await,
         Command::Verify(a) => maintenance::verify(ctx, a).await,
         Command::Gc(a) => maintenance::gc(ctx, a).await,
         Command::Upgrade(a) => maintenance::upgrade(ctx, a).await,

@@ -22,6 +22,11 @@ pub enum Cmd {
         /// current one (latest), or every version ever current (all).
         #[arg(long, default_value = "latest", value_parser = scope_values())]
         compat_scope: CompatScope,
+        /// The parent namespace: imports not found here resolve through it
+        /// (and its ancestors, then __builtins__), pinned to the version
+        /// each was compiled against.
+        #[arg(long, value_name = "NAMESPACE")]
+        parent: Option<String>,
         /// Metadata entries, repeatable.
         #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
         metadata: Vec<(String, String)>,
@@ -66,6 +71,22 @@ pub enum Cmd {
         #[command(flatten)]
         author: AuthorArgs,
     },
+    /// Set a namespace's parent (__builtins__ or --none: no parent). One
+    /// commit in its log; an unknown or deleted parent, a cycle or a chain
+    /// deeper than 8 namespaces is refused.
+    SetParent {
+        /// The namespace to change.
+        #[arg(add = super::complete::namespaces())]
+        namespace: String,
+        /// The new parent.
+        #[arg(required_unless_present = "none", conflicts_with = "none")]
+        parent: Option<String>,
+        /// Clear the parent: the chain ends at __builtins__.
+        #[arg(long)]
+        none: bool,
+        #[command(flatten)]
+        author: AuthorArgs,
+    },
     /// Set which earlier versions promote, check and rollback compare a new
     /// version with: latest (the current one) or all (every version ever
     /// current, transitive).
@@ -107,6 +128,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     if let Cmd::Create { author, .. }
     | Cmd::SetPolicy { author, .. }
     | Cmd::SetCompatScope { author, .. }
+    | Cmd::SetParent { author, .. }
     | Cmd::Delete { author, .. }
     | Cmd::Undelete { author, .. } = &cmd
     {
@@ -123,17 +145,25 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             namespace,
             policy,
             compat_scope,
+            parent,
             metadata,
             ..
         } => {
             registry
-                .create_namespace(&namespace, policy, metadata.into_iter().collect())
+                .create_namespace_with_parent(
+                    &namespace,
+                    policy,
+                    metadata.into_iter().collect(),
+                    parent.as_deref(),
+                )
                 .await?;
             registry.set_compat_scope(&namespace, compat_scope).await?;
-            let value =
-                json!({"namespace_id": namespace, "policy": policy, "compat_scope": compat_scope});
+            let parent = registry.parent(&namespace).await?;
+            let value = json!({"namespace_id": namespace, "policy": policy,
+                "compat_scope": compat_scope, "parent": parent});
             ctx.emit(&value, || {
-                outln!("created namespace {namespace} (policy {policy}, compatibility scope {compat_scope})")
+                let under = parent.as_deref().map(|p| format!(", parent {p}")).unwrap_or_default();
+                outln!("created namespace {namespace} (policy {policy}, compatibility scope {compat_scope}{under})")
             });
         }
         Cmd::List { deleted } => {
@@ -161,6 +191,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             let policy = registry.policy(&namespace).await?;
             let scope = registry.compat_scope(&namespace).await?;
             let deleted = protoshelf::registry::delete::is_deleted(&state.snapshot.config);
+            let ancestors = registry.ancestors(&namespace).await?;
             let staged: Vec<_> = state
                 .staged_schemas()
                 .map(|(s, p)| json!({"schema_id": s, "current_version": p.current, "staged_version": p.staged}))
@@ -170,6 +201,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 "namespace_id": ns.id, "created_at": ns.created_at, "created_by": ns.created_by,
                 "metadata": ns.metadata, "policy": policy, "compat_scope": scope, "deleted": deleted,
                 "schemas": schemas, "staged": staged, "commits": state.seq,
+                "parent": ancestors.first(), "ancestors": ancestors,
             });
             ctx.emit(&value, || {
                 outln!("namespace {}", ns.id);
@@ -182,6 +214,9 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 }
                 outln!("  policy    {policy}");
                 outln!("  scope     {scope}");
+                if !ancestors.is_empty() {
+                    outln!("  parent    {}", ancestors.join(" -> "));
+                }
                 if deleted {
                     outln!("  deleted   yes (namespace undelete restores it)");
                 }
@@ -227,6 +262,19 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 json!({"namespace_id": namespace}),
                 &format!("namespace {namespace}"),
                 "restored",
+                changed,
+            );
+        }
+        Cmd::SetParent {
+            namespace, parent, ..
+        } => {
+            let changed = registry.set_parent(&namespace, parent.as_deref()).await?;
+            let parent = registry.parent(&namespace).await?;
+            let shown = parent.as_deref().unwrap_or(protoshelf::ids::BUILTINS);
+            ctx.report_change(
+                json!({"namespace_id": namespace, "parent": parent}),
+                &format!("the parent of namespace {namespace}"),
+                &format!("set to {shown}"),
                 changed,
             );
         }

@@ -150,15 +150,24 @@ pub struct Snapshot {
     pub mtime: DateTime<Utc>,
 }
 
+/// Adds the files of `picks` (versions of `ns`) to `tree`; returns the
+/// versions of ancestor namespaces (not builtins) they pinned in their deps.
 async fn add_versions(
     store: &ObjStore,
     tree: &mut Tree,
     ns: &str,
     picks: Vec<(String, u64)>,
     skip_existing: bool,
-) -> Result<()> {
+) -> Result<BTreeSet<(String, String, u64)>> {
+    let mut pinned = BTreeSet::new();
     for (schema, v) in picks {
         let m = store.manifest(ns, &schema, v).await?;
+        pinned.extend(
+            m.deps
+                .iter()
+                .filter(|d| d.namespace_id != ns && d.namespace_id != BUILTINS)
+                .map(|d| (d.namespace_id.clone(), d.schema_id.clone(), d.version)),
+        );
         for f in m.files {
             if skip_existing && tree.files.contains_key(&f.path) {
                 continue; // the namespace shadows the builtin
@@ -171,6 +180,19 @@ async fn add_versions(
             tree.files.insert(f.path, r);
         }
         tree.versions.push((ns.to_string(), schema, v));
+    }
+    Ok(pinned)
+}
+
+/// Adds the ancestors' versions `pinned` names, under the namespace's own
+/// files (which shadow them, as they shadow builtins).
+async fn add_pinned(
+    store: &ObjStore,
+    tree: &mut Tree,
+    pinned: BTreeSet<(String, String, u64)>,
+) -> Result<()> {
+    for (ns, schema, v) in pinned {
+        add_versions(store, tree, &ns, vec![(schema, v)], true).await?;
     }
     Ok(())
 }
@@ -205,8 +227,10 @@ impl Snapshot {
         // A soft-deleted namespace shows empty trees; its versions and
         // history stay readable.
         if !crate::registry::delete::is_deleted(&state.snapshot.config) {
-            add_versions(store, &mut current, ns, picks(state, false), false).await?;
-            add_versions(store, &mut staged, ns, picks(state, true), false).await?;
+            let pins = add_versions(store, &mut current, ns, picks(state, false), false).await?;
+            add_pinned(store, &mut current, pins).await?;
+            let pins = add_versions(store, &mut staged, ns, picks(state, true), false).await?;
+            add_pinned(store, &mut staged, pins).await?;
             if let Some(b) = builtins.filter(|_| ns != BUILTINS) {
                 add_versions(store, &mut current, BUILTINS, picks(b, false), true).await?;
                 add_versions(store, &mut staged, BUILTINS, picks(b, false), true).await?;

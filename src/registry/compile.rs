@@ -32,8 +32,9 @@ pub enum Origin {
     Own(usize),
     /// The namespace's staged-or-current tree.
     Namespace(Owner),
-    /// The `__builtins__` namespace's current tree.
-    Builtins(Owner),
+    /// An ancestor's current tree (a parent namespace, or `__builtins__`
+    /// at the end of every chain): the namespace, and the owner there.
+    Ancestor(String, Owner),
 }
 
 /// The sources of one compile, by import path. Compiling hands each file
@@ -264,7 +265,8 @@ impl Sources {
     }
 
     /// Fetches every import the files reach that they do not define
-    /// themselves: from `namespace`, then `builtins`; well-known types are
+    /// themselves: from `namespace`, then its `ancestors` (parent chain,
+    /// then builtins) in order; well-known types are
     /// left to protox. A missing import is left for the compiler to report
     /// with its location.
     ///
@@ -276,7 +278,7 @@ impl Sources {
     /// stored chain of any depth costs a few rounds, not one per level.
     /// Anything the recorded deps do not cover, or cover wrongly, is still
     /// looked up when an import reaches it.
-    pub async fn gather(&mut self, namespace: &View, builtins: Option<&View>) -> Result<()> {
+    pub async fn gather(&mut self, namespace: &View, ancestors: &[Arc<View>]) -> Result<()> {
         let mut seen: HashSet<String> = self.files.keys().cloned().collect();
         let mut wanted: Vec<String> = Vec::new();
         for file in self.files.values().filter_map(|(f, _)| f.as_ref()) {
@@ -321,7 +323,7 @@ impl Sources {
                 .map(|(path, required)| async move {
                     let hint = hints_now.get(&path).map(String::as_str);
                     let found = if required {
-                        fetch(&path, hint, namespace, builtins).await?
+                        fetch(&path, hint, namespace, ancestors).await?
                     } else {
                         fetch_hinted(&path, hint, namespace).await?
                     };
@@ -459,7 +461,12 @@ impl Sources {
                 let label = match &self.files[&path].1 {
                     Origin::Own(i) => return (path, *i),
                     Origin::Namespace(o) => format!("imported schema {:?}", o.schema_id),
-                    Origin::Builtins(o) => format!("imported builtin schema {:?}", o.schema_id),
+                    Origin::Ancestor(ns, o) if ns == crate::ids::BUILTINS => {
+                        format!("imported builtin schema {:?}", o.schema_id)
+                    }
+                    Origin::Ancestor(ns, o) => {
+                        format!("imported schema {:?} of namespace {ns:?}", o.schema_id)
+                    }
                 };
                 let charge = *imported.entry(label.clone()).or_insert_with(|| {
                     labels.push(label);
@@ -531,12 +538,13 @@ impl Sources {
 }
 
 /// Finds the file an import names: first from the schema a recorded dep
-/// named (`hint`), then through the namespace's claims, then builtins.
+/// named (`hint`), then through the namespace's claims, then each
+/// ancestor's (the nearest first: a parent chain, then builtins).
 async fn fetch(
     path: &str,
     hint: Option<&str>,
     namespace: &View,
-    builtins: Option<&View>,
+    ancestors: &[Arc<View>],
 ) -> Result<Option<Fetched>> {
     if let Some(found) = fetch_hinted(path, hint, namespace).await? {
         return Ok(Some(found));
@@ -547,12 +555,13 @@ async fn fetch(
             fetched(path, namespace, owner, Origin::Namespace, true).await?,
         ));
     }
-    if let Some(b) = builtins
-        && let Some(owner) = b.owner_of_import(path).await?
-    {
-        return Ok(Some(
-            fetched(path, b, owner, Origin::Builtins, false).await?,
-        ));
+    for a in ancestors {
+        if let Some(owner) = a.owner_of_import(path).await? {
+            let ns = a.namespace.clone();
+            return Ok(Some(
+                fetched(path, a, owner, |o| Origin::Ancestor(ns, o), false).await?,
+            ));
+        }
     }
     // Well-known types come from protox; anything else is reported missing
     // by the compiler, at the import that names it.
@@ -580,7 +589,7 @@ async fn fetched(
     path: &str,
     view: &View,
     owner: Owner,
-    origin: fn(Owner) -> Origin,
+    origin: impl FnOnce(Owner) -> Origin,
     with_deps: bool,
 ) -> Result<Fetched> {
     let file = Pending::parse(path, view.source(&owner).await?);

@@ -63,8 +63,7 @@ impl Registry {
     /// (and commits nothing) when it is not deleted.
     pub async fn undelete_schema(&self, namespace: &str, schema: &str) -> Result<bool> {
         self.store.get_schema(namespace, schema).await?;
-        let builtins = self.builtins_view(namespace).await?;
-        let builtins = &builtins;
+        let ancestors = &self.ancestor_views(namespace).await?.views;
         let committed = self
             .store
             .commit(namespace, |attempt: NsAttempt| async move {
@@ -74,7 +73,7 @@ impl Registry {
                     return Ok(None);
                 }
                 if let Some(v) = p.restore {
-                    self.check_restorable(namespace, state, schema, v, builtins.as_ref())
+                    self.check_restorable(namespace, state, schema, v, ancestors)
                         .await?;
                 }
                 Ok(Mutation::undelete(&attempt.state, schema))
@@ -91,7 +90,7 @@ impl Registry {
         state: std::sync::Arc<crate::objstore::NsState>,
         schema: &str,
         v: u64,
-        builtins: Option<&View>,
+        ancestors: &[std::sync::Arc<View>],
     ) -> Result<()> {
         let view = View::new(self.store.clone(), namespace, state, Tree::Proposed)
             .excluding([schema.to_string()]);
@@ -108,7 +107,7 @@ impl Registry {
             )),
             e => e,
         };
-        ownership::check_paths(&view, builtins, &ours)
+        ownership::check_paths(&view, ancestors, &ours)
             .await
             .map_err(refused)?;
         let compiled = self.store.get_version(namespace, schema, v).await?.compiled;
@@ -121,7 +120,7 @@ impl Registry {
         let sources = Sources {
             files: HashMap::new(),
         };
-        ownership::check_symbols(&view, builtins, &stored, &sources, &ours)
+        ownership::check_symbols(&view, ancestors, &stored, &sources, &ours)
             .await
             .map_err(refused)
     }

@@ -22,6 +22,7 @@ pub mod compile;
 pub mod delete;
 pub mod diff;
 pub mod guard;
+pub mod hierarchy;
 pub mod limits;
 pub mod normalize;
 mod ownership;
@@ -45,6 +46,7 @@ use crate::objstore::ObjStore;
 
 pub use crate::compat::SchemaViolation;
 pub use catalog::{SchemaInfo, StagedInfo, VersionInfo};
+pub use hierarchy::{BehindPin, MAX_DEPTH, RebaseReport, Rebased};
 pub use limits::Limits;
 pub use publish::{BatchMember, CheckReport};
 
@@ -192,6 +194,7 @@ pub struct Registry {
     store: ObjStore,
     limits: Limits,
     counters: Arc<Counters>,
+    ancestor_cache: Arc<hierarchy::AncestorCache>,
 }
 
 impl Registry {
@@ -200,6 +203,7 @@ impl Registry {
             store,
             limits: Limits::default(),
             counters: Arc::default(),
+            ancestor_cache: Arc::default(),
         }
     }
 

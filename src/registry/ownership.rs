@@ -1,5 +1,6 @@
 //! One owner per path and per name: within a namespace's proposed tree (and
-//! against builtins) a file path belongs to one schema, and a
+//! against its ancestors: parent chain, then builtins) a file path belongs
+//! to one schema, and a
 //! fully-qualified name is defined by one file. Checked before anything is
 //! written, so the merged tree always compiles as one.
 
@@ -16,7 +17,7 @@ use crate::ids::BUILTINS;
 /// Files being published: (schema, path).
 pub async fn check_paths(
     view: &View,
-    builtins: Option<&View>,
+    ancestors: &[std::sync::Arc<View>],
     files: &[(String, String)],
 ) -> Result<()> {
     // Futures collected before streaming them: a stream of a closure over
@@ -31,13 +32,15 @@ pub async fn check_paths(
                     o.schema_id, o.version, view.namespace
                 )));
             }
-            if let Some(b) = builtins
-                && let Some(o) = b.owner_of_path(path).await? {
+            for a in ancestors {
+                if let Some(o) = a.owner_of_path(path).await? {
+                    let what = if a.namespace == BUILTINS { "builtin schema" } else { "schema" };
                     return Ok(Some(format!(
-                        "file {path} of schema {schema:?} is already defined by builtin schema {:?} (version {}) in {BUILTINS}",
-                        o.schema_id, o.version
+                        "file {path} of schema {schema:?} is already defined by {what} {:?} (version {}) in ancestor namespace {:?}",
+                        o.schema_id, o.version, a.namespace
                     )));
                 }
+            }
             Ok(None)
         })
         .collect();
@@ -57,7 +60,7 @@ pub async fn check_paths(
 /// are read from `pool`, without a request.
 pub async fn check_symbols(
     view: &View,
-    builtins: Option<&View>,
+    ancestors: &[std::sync::Arc<View>],
     pool: &Compiled,
     sources: &Sources,
     files: &[(String, String)],
@@ -74,7 +77,7 @@ pub async fn check_symbols(
         }
     }
     for (package, names) in &ours {
-        for v in std::iter::once(view).chain(builtins) {
+        for v in std::iter::once(view).chain(ancestors.iter().map(|a| &**a)) {
             let claimants = v.package_claimants(package).await?;
             let theirs: Vec<BTreeMap<String, String>> = // Owned items: a closure over borrowed ones is not general
             // enough for the Send future a commit plan must be.
@@ -91,6 +94,11 @@ pub async fn check_symbols(
                 {
                     let where_ = if v.namespace == BUILTINS {
                         format!("builtin schema {other:?}")
+                    } else if v.namespace != view.namespace {
+                        format!(
+                            "schema {other:?} (version {version}) of ancestor namespace {:?}",
+                            v.namespace
+                        )
                     } else {
                         format!("schema {other:?} (version {version})")
                     };
@@ -120,7 +128,7 @@ async fn defined_in(
     let own = view.files(schema, version).await?;
     let imported = own.iter().all(|f| {
         matches!(sources.files.get(&f.path),
-            Some((_, Origin::Namespace(o) | Origin::Builtins(o))) if o.sha256 == f.sha256)
+            Some((_, Origin::Namespace(o) | Origin::Ancestor(_, o))) if o.sha256 == f.sha256)
             && pool.get(&f.path).is_some()
     });
     let protos: Vec<prost_types::FileDescriptorProto> = if imported {

@@ -18,7 +18,7 @@ use super::normalize::normalize;
 use super::view::{Reads, Tree, View, version_in};
 use super::{PublishOptions, Published, Registry, SourceFile, Step, ownership};
 use crate::error::{Error, Result};
-use crate::ids::{BUILTINS, validate_file_path, validate_namespace_id, validate_schema_id};
+use crate::ids::{validate_file_path, validate_namespace_id, validate_schema_id};
 use crate::model::{ProtoBlob, Schema, SchemaVersion, VersionDep, VersionFile};
 use crate::objstore::log::NsPointers;
 use crate::objstore::log::proposed_moves;
@@ -34,11 +34,14 @@ pub struct BatchMember {
 }
 
 /// A member after validation: normalized sources and their hashes.
-struct Prepared {
+pub(super) struct Prepared {
     schema_id: String,
     /// (path, normalized source, sha256), sorted by path.
     files: Vec<(String, String, String)>,
     fingerprint: String,
+    /// Stored again even when the files equal the proposed version (a
+    /// rebase: same files, new pins).
+    pub(super) repin: bool,
 }
 
 impl Prepared {
@@ -59,8 +62,9 @@ struct Plan {
     results: Vec<Option<Published>>,
     changed: Vec<usize>,
     view: View,
-    /// The seq of the builtins state the plan checked against, if any.
-    builtins_seq: Option<u64>,
+    /// The ancestors (parent chain, builtins) and the seq of each state
+    /// the plan checked against.
+    ancestor_seqs: Vec<(String, u64)>,
     /// The gathered sources, the compiled pool and the creation order;
     /// None when nothing changed.
     compiled: Option<(Arc<Sources>, Compiled, Vec<Vec<usize>>)>,
@@ -72,7 +76,7 @@ struct Staging {
     /// The state the checks passed on (or were last re-based onto).
     state: Arc<NsState>,
     reads: Reads,
-    builtins_seq: Option<u64>,
+    ancestor_seqs: Vec<(String, u64)>,
     changes: Vec<StageChange>,
     results: Vec<Published>,
 }
@@ -250,6 +254,16 @@ impl Registry {
         let prepared = self.prepare(&members, opts.force)?;
         // The normalized copies are all that is needed from here on.
         drop(members);
+        self.publish_prepared(namespace, prepared, opts).await
+    }
+
+    /// Publishes members already validated and normalized.
+    pub(super) async fn publish_prepared(
+        &self,
+        namespace: &str,
+        prepared: Vec<Prepared>,
+        opts: PublishOptions,
+    ) -> Result<Vec<Published>> {
         self.ensure_builtins(namespace).await?;
         self.store.get_namespace(namespace).await?;
         let mut outcome = Outcome::default();
@@ -341,17 +355,18 @@ impl Registry {
                 }
             }
         }
-        // Builtins are another namespace's log: re-read like a new plan would.
-        if let Some(seen) = staging.builtins_seq
-            && store_seq(&self.store, BUILTINS).await? != Some(seen)
-        {
-            return Ok(false);
+        // Ancestors are other namespaces' logs: re-read like a new plan
+        // would (the parent setting is in `config`, compared above).
+        for (ns, seen) in &staging.ancestor_seqs {
+            if store_seq(&self.store, ns).await? != Some(*seen) {
+                return Ok(false);
+            }
         }
         Ok(true)
     }
 
     /// Input checks and normalization: everything before the first request.
-    fn prepare(&self, members: &[BatchMember], force: bool) -> Result<Vec<Prepared>> {
+    pub(super) fn prepare(&self, members: &[BatchMember], force: bool) -> Result<Vec<Prepared>> {
         if members.is_empty() {
             return Err(Error::InvalidInput("nothing to publish".into()));
         }
@@ -426,6 +441,7 @@ impl Registry {
                 schema_id: m.schema_id.clone(),
                 files,
                 fingerprint: String::new(),
+                repin: false,
             };
             p.fingerprint = fingerprint(&p.version_files());
             out.push(p);
@@ -461,8 +477,9 @@ impl Registry {
         for p in prepared {
             let same = match view_tree.version_of(&p.schema_id) {
                 Some(v)
-                    if store.get_version_files(namespace, &p.schema_id, v).await?
-                        == p.version_files() =>
+                    if !p.repin
+                        && store.get_version_files(namespace, &p.schema_id, v).await?
+                            == p.version_files() =>
                 {
                     Some(v)
                 }
@@ -484,14 +501,15 @@ impl Registry {
                 results,
                 changed,
                 view: view_tree,
-                builtins_seq: None,
+                ancestor_seqs: Vec::new(),
                 compiled: None,
             });
         }
 
         let file_count: usize = changed.iter().map(|&i| prepared[i].files.len()).sum();
         let mut view = view_tree.excluding(changed.iter().map(|&i| prepared[i].schema_id.clone()));
-        let builtins = self.builtins_view(namespace).await?;
+        let ancestors = self.ancestor_views_of(namespace, &state).await?;
+        let ancestors = ancestors.views;
         if file_count > SWEEP_ABOVE {
             view = view.sweep().await?;
         }
@@ -505,7 +523,7 @@ impl Registry {
                     .map(move |(path, ..)| (prepared[i].schema_id.clone(), path.clone()))
             })
             .collect();
-        ownership::check_paths(&view, builtins.as_ref(), &ours).await?;
+        ownership::check_paths(&view, &ancestors, &ours).await?;
 
         let own: Vec<(usize, String, String)> = changed
             .iter()
@@ -518,42 +536,27 @@ impl Registry {
             .collect();
         let roots: Vec<String> = own.iter().map(|(_, p, _)| p.clone()).collect();
         let mut sources = Sources::new(own)?;
-        sources.gather(&view, builtins.as_ref()).await?;
+        sources.gather(&view, &ancestors).await?;
         let members: Vec<&str> = prepared.iter().map(|p| p.schema_id.as_str()).collect();
         let pool = sources
             .compile(roots, &members, self.limits.compile_timeout, progress)
             .await?;
         let sources = Arc::new(sources);
-        ownership::check_symbols(&view, builtins.as_ref(), &pool, &sources, &ours).await?;
+        ownership::check_symbols(&view, &ancestors, &pool, &sources, &ours).await?;
         // Member-level dependencies, to create versions dependencies first.
         let order = dependency_order(&changed, prepared, &sources, &pool)?;
-        let builtins_seq = builtins.as_ref().map(|b| b.state.seq);
+        let ancestor_seqs = ancestors
+            .iter()
+            .map(|a| (a.namespace.clone(), a.state.seq))
+            .collect();
         Ok(Plan {
             state,
             results,
             changed,
             view,
-            builtins_seq,
+            ancestor_seqs,
             compiled: Some((sources, pool, order)),
         })
-    }
-
-    /// The builtins' current tree, as `namespace` sees it (none for
-    /// builtins itself, or before builtins exist).
-    pub(super) async fn builtins_view(&self, namespace: &str) -> Result<Option<View>> {
-        if namespace == BUILTINS {
-            return Ok(None);
-        }
-        match self.store.namespace_state(BUILTINS).await {
-            // Builtins are few: one LIST sweep answers every lookup.
-            Ok(s) => Ok(Some(
-                View::new(self.store.clone(), BUILTINS, s, Tree::Current)
-                    .sweep()
-                    .await?,
-            )),
-            Err(Error::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// Compiles `files` as the next version of `schema` would be, and
@@ -572,8 +575,18 @@ impl Registry {
             files,
         };
         let prepared = self.prepare(&[member], force)?;
+        self.check_prepared(namespace, schema, &prepared).await
+    }
+
+    /// [`Registry::check`] of a member already validated and normalized.
+    pub(super) async fn check_prepared(
+        &self,
+        namespace: &str,
+        schema: &str,
+        prepared: &[Prepared],
+    ) -> Result<CheckReport> {
         let state = self.store.namespace_state(namespace).await?;
-        let plan = self.plan(namespace, state, &prepared, None).await?;
+        let plan = self.plan(namespace, state, prepared, None).await?;
         let current = plan.state.pointers(schema).current;
         let mut report = CheckReport {
             schema_id: schema.to_string(),
@@ -634,7 +647,7 @@ impl Registry {
             mut results,
             changed,
             view,
-            builtins_seq,
+            ancestor_seqs,
             compiled,
         } = plan;
         let Some((sources, pool, order)) = compiled else {
@@ -768,7 +781,7 @@ impl Registry {
         Ok(Stored::Staging(Staging {
             state,
             reads: view.reads(),
-            builtins_seq,
+            ancestor_seqs,
             changes,
             results: results.into_iter().map(Option::unwrap).collect(),
         }))
@@ -852,7 +865,7 @@ impl Registry {
 }
 
 /// What member `i`'s version was compiled against: for every file of its
-/// closure from another member, the namespace or builtins, that schema's
+/// closure from another member, the namespace or an ancestor, that schema's
 /// version (members' from `versions`, made in earlier waves).
 fn version_deps(
     namespace: &str,
@@ -875,7 +888,7 @@ fn version_deps(
                 Some(dep(f, namespace, &prepared[*j].schema_id, versions[j]))
             }
             Some(Origin::Namespace(o)) => Some(dep(f, namespace, &o.schema_id, o.version)),
-            Some(Origin::Builtins(o)) => Some(dep(f, BUILTINS, &o.schema_id, o.version)),
+            Some(Origin::Ancestor(ns, o)) => Some(dep(f, ns, &o.schema_id, o.version)),
             _ => None,
         })
         .collect()

@@ -368,13 +368,13 @@ impl RegistryService for Service {
     ) -> Result<Response<pb::CreateNamespaceResponse>, Status> {
         self.writer(&req, &req.get_ref().id, false)?;
         let r = req.into_inner();
-        if r.parent_namespace_id.is_some() {
-            return Err(Status::unimplemented(
-                "namespace parents: protoshelf has no namespace hierarchy yet",
-            ));
-        }
         self.registry
-            .create_namespace(&r.id, Default::default(), r.metadata.into_iter().collect())
+            .create_namespace_with_parent(
+                &r.id,
+                Default::default(),
+                r.metadata.into_iter().collect(),
+                r.parent_namespace_id.as_deref(),
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::CreateNamespaceResponse {}))
@@ -382,28 +382,82 @@ impl RegistryService for Service {
 
     async fn set_namespace_parent(
         &self,
-        _: Request<pb::SetNamespaceParentRequest>,
+        req: Request<pb::SetNamespaceParentRequest>,
     ) -> Result<Response<pb::SetNamespaceParentResponse>, Status> {
-        Err(no_hierarchy())
+        self.writer(&req, &req.get_ref().namespace_id, false)?;
+        let r = req.into_inner();
+        self.registry
+            .set_parent(&r.namespace_id, r.parent_namespace_id.as_deref())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SetNamespaceParentResponse {}))
     }
 
     async fn get_rebase_status(
         &self,
-        _: Request<pb::GetRebaseStatusRequest>,
+        req: Request<pb::GetRebaseStatusRequest>,
     ) -> Result<Response<pb::GetRebaseStatusResponse>, Status> {
-        Err(no_hierarchy())
+        self.caller(&req, Role::Reader)?;
+        let r = req.into_inner();
+        let behind = self
+            .registry
+            .rebase_status(&r.namespace_id)
+            .await
+            .map_err(status)?;
+        let pin_statuses: Vec<pb::ParentPinStatus> = behind
+            .into_iter()
+            .filter(|b| r.schema_id.is_empty() || b.schema_id == r.schema_id)
+            .map(|b| pb::ParentPinStatus {
+                parent_namespace_id: b.namespace_id,
+                dep_schema_id: b.pinned_schema,
+                dep_filename: b.import,
+                pinned_version: b.pinned_version,
+                current_version: b.current_version.unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(pb::GetRebaseStatusResponse {
+            rebase_available: !pin_statuses.is_empty(),
+            pin_statuses,
+        }))
     }
 
     async fn rebase(
         &self,
-        _: Request<pb::RebaseRequest>,
+        req: Request<pb::RebaseRequest>,
     ) -> Result<Response<pb::RebaseResponse>, Status> {
-        Err(no_hierarchy())
+        self.writer(&req, &req.get_ref().namespace_id, false)?;
+        let r = req.into_inner();
+        if r.schema_id.is_empty() {
+            return Err(Status::invalid_argument("schema_id is required"));
+        }
+        let (registry, ns, schema) = (self.registry.clone(), r.namespace_id, r.schema_id);
+        let report = {
+            let (ns, schema) = (ns.clone(), schema.clone());
+            super::detached(move || async move { registry.rebase(&ns, Some(&schema), false).await })
+                .await
+                .map_err(status)?
+        };
+        Ok(Response::new(match report.schemas.into_iter().next() {
+            Some(s) => pb::RebaseResponse {
+                version: s.version.unwrap_or(s.from_version),
+                fingerprint: s.fingerprint,
+                no_change: false,
+            },
+            // Nothing behind: the proposed version stays.
+            None => {
+                let state = self
+                    .registry
+                    .store()
+                    .namespace_state(&ns)
+                    .await
+                    .map_err(status)?;
+                let p = state.pointers(&schema);
+                pb::RebaseResponse {
+                    version: p.staged.or(p.current).unwrap_or(0),
+                    fingerprint: String::new(),
+                    no_change: true,
+                }
+            }
+        }))
     }
-}
-
-fn no_hierarchy() -> Status {
-    Status::unimplemented(
-        "protoshelf has no namespace hierarchy yet (SetNamespaceParent, GetRebaseStatus and Rebase need it)",
-    )
 }

@@ -294,17 +294,7 @@ async fn grpc_api(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let e = c
-        .rebase(authed(
-            pb::RebaseRequest {
-                namespace_id: "shop".into(),
-                schema_id: "orders".into(),
-            },
-            WRITER,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::Unimplemented);
+    hierarchy(&mut c).await;
 
     // Health and reflection.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
@@ -415,6 +405,126 @@ fn find_buf() -> Option<std::path::PathBuf> {
     }
     eprintln!("SKIPPED: buf curl (run scripts/buf-compare.sh)");
     None
+}
+
+/// SetNamespaceParent, GetRebaseStatus and Rebase over the registry:
+/// `kid` (parent `base`) pins base/money; base promotes v2; a rebase re-pins.
+async fn hierarchy(c: &mut RegistryServiceClient<Channel>) {
+    let money = |field: &str| {
+        format!(
+            "syntax = \"proto3\";\npackage base;\nmessage Money {{ int64 units = 1; {field} }}\n"
+        )
+    };
+    let publish = |ns: &str, schema: &str, path: &str, text: String| pb::PublishRequest {
+        namespace_id: ns.into(),
+        schema_id: schema.into(),
+        sources: HashMap::from([(path.into(), text.into_bytes())]),
+        created_by: String::new(),
+        metadata: HashMap::new(),
+        force: false,
+    };
+    let promote = |ns: &str| {
+        authed(
+            pb::PromoteRequest {
+                namespace_id: ns.into(),
+            },
+            WRITER,
+        )
+    };
+    for (id, parent) in [("base", None), ("kid", None)] {
+        let r = pb::CreateNamespaceRequest {
+            id: id.into(),
+            metadata: HashMap::new(),
+            parent_namespace_id: parent,
+        };
+        c.create_namespace(authed(r, WRITER)).await.unwrap();
+    }
+    let set = |parent: &str| {
+        authed(
+            pb::SetNamespaceParentRequest {
+                namespace_id: "kid".into(),
+                parent_namespace_id: Some(parent.into()),
+            },
+            WRITER,
+        )
+    };
+    let e = c.set_namespace_parent(set("nope")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("unknown parent"), "{}", e.message());
+    c.set_namespace_parent(set("base")).await.unwrap();
+    let e = c
+        .set_namespace_parent(authed(
+            pb::SetNamespaceParentRequest {
+                namespace_id: "base".into(),
+                parent_namespace_id: Some("kid".into()),
+            },
+            WRITER,
+        ))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("cycle"), "{}", e.message());
+
+    c.publish(authed(
+        publish("base", "money", "base/money.proto", money("")),
+        WRITER,
+    ))
+    .await
+    .unwrap();
+    c.promote(promote("base")).await.unwrap();
+    let order = "syntax = \"proto3\";\npackage kid;\nimport \"base/money.proto\";\nmessage Order { base.Money total = 1; }\n";
+    c.publish(authed(
+        publish("kid", "orders", "kid/order.proto", order.into()),
+        WRITER,
+    ))
+    .await
+    .unwrap();
+    c.promote(promote("kid")).await.unwrap();
+    c.publish(authed(
+        publish(
+            "base",
+            "money",
+            "base/money.proto",
+            money("int32 nanos = 2;"),
+        ),
+        WRITER,
+    ))
+    .await
+    .unwrap();
+    c.promote(promote("base")).await.unwrap();
+
+    let status = c
+        .get_rebase_status(pb::GetRebaseStatusRequest {
+            namespace_id: "kid".into(),
+            schema_id: "orders".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.rebase_available);
+    let pin = &status.pin_statuses[0];
+    assert_eq!(
+        (
+            pin.parent_namespace_id.as_str(),
+            pin.dep_schema_id.as_str(),
+            pin.dep_filename.as_str(),
+            pin.pinned_version,
+            pin.current_version
+        ),
+        ("base", "money", "base/money.proto", 1, 2)
+    );
+    let rebase = || {
+        authed(
+            pb::RebaseRequest {
+                namespace_id: "kid".into(),
+                schema_id: "orders".into(),
+            },
+            WRITER,
+        )
+    };
+    let r = c.rebase(rebase()).await.unwrap().into_inner();
+    assert_eq!((r.version, r.no_change), (2, false));
+    let again = c.rebase(rebase()).await.unwrap().into_inner();
+    assert_eq!((again.version, again.no_change), (2, true));
 }
 
 fn tokio_stream_once<T: Send + 'static>(
