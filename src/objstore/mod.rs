@@ -22,6 +22,7 @@ mod listing;
 pub mod log;
 pub mod metrics;
 mod namespaces;
+pub mod packs;
 mod pointers;
 pub mod protocol;
 pub mod published;
