@@ -37,8 +37,10 @@ pub const PACK_MIN_FILES: usize = 64;
 /// per pack.
 const PACK_BOUNDARY_MODULUS: u16 = 128;
 
-/// A pack also ends once it holds this many bytes.
+/// A pack also ends once it holds this many bytes, or files (path hashes
+/// leave long runs now and then: this bounds what one change rewrites).
 pub const PACK_MAX_BYTES: u64 = 4 * 1024 * 1024;
+pub const PACK_MAX_FILES: usize = 256;
 
 /// `ns/<ns>/trees/<rev>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +132,8 @@ fn cut(files: &[(String, String, u64)]) -> Vec<std::ops::Range<usize>> {
     let (mut out, mut start, mut bytes) = (Vec::new(), 0, 0u64);
     for (i, (path, _, size)) in files.iter().enumerate() {
         bytes += size;
-        if ends_pack(path) || bytes >= PACK_MAX_BYTES || i + 1 == files.len() {
+        let full = bytes >= PACK_MAX_BYTES || i + 1 - start >= PACK_MAX_FILES;
+        if ends_pack(path) || full || i + 1 == files.len() {
             out.push(start..i + 1);
             start = i + 1;
             bytes = 0;
@@ -529,5 +532,6 @@ mod tests {
             .map(|i| (format!("b{i}"), String::new(), PACK_MAX_BYTES / 2))
             .collect();
         assert!(cut(&big).iter().all(|r| r.len() <= 2));
+        assert!(cut(&files).iter().all(|r| r.len() <= PACK_MAX_FILES));
     }
 }

@@ -29,6 +29,7 @@ mod kill;
 mod memory_cap;
 mod model;
 mod mount;
+mod packed;
 mod pipeline_s3;
 mod protocol;
 mod reader;
