@@ -927,9 +927,24 @@ impl FsCore {
         self.referenced_blob(&f.namespace, &f.sha256)
     }
 
+    /// The pack a loaded snapshot's tree index places blob `sha` of `ns` in.
+    fn pack_of(&self, ns: &str, sha: &str) -> Option<Arc<PackSlot>> {
+        let snaps = self.snapshots.lock().unwrap();
+        snaps.values().find_map(|s| {
+            s.packed
+                .pack_of(ns, sha)
+                .or_else(|| s.builtins_packed.pack_of(ns, sha))
+                .cloned()
+        })
+    }
+
     /// A blob's bytes (what a content ID `namespace:sha256` names).
     pub fn blob(&self, ns: &str, sha: &str) -> FsResult<Bytes> {
         self.counters.content_loads.fetch_add(1, Relaxed);
+        if let Some(slot) = self.pack_of(ns, sha) {
+            self.wait(load_pack(&self.store, &self.packs, slot))
+                .map_err(FsError::from)?;
+        }
         self.referenced_blob(ns, sha)
     }
 

@@ -68,6 +68,8 @@ pub struct Packed {
     /// The commit the index was written after (0: no index).
     pub seq: u64,
     versions: HashMap<(String, u64), Vec<(String, FileRef)>>,
+    /// Blob sha256 → the pack holding it.
+    by_blob: HashMap<String, Arc<PackSlot>>,
 }
 
 impl Packed {
@@ -87,7 +89,9 @@ impl Packed {
             })
             .collect();
         let mut versions: HashMap<(String, u64), Vec<(String, FileRef)>> = HashMap::new();
+        let mut by_blob = HashMap::new();
         for f in t.files {
+            by_blob.insert(f.sha256.clone(), slots[f.pack].clone());
             let v = &t.versions[f.version];
             let r = FileRef {
                 namespace: t.namespace_id.clone(),
@@ -109,7 +113,13 @@ impl Packed {
         Packed {
             seq: t.seq,
             versions,
+            by_blob,
         }
+    }
+
+    /// The pack holding blob `sha` of namespace `ns`, if this index has one.
+    pub fn pack_of(&self, ns: &str, sha: &str) -> Option<&Arc<PackSlot>> {
+        self.by_blob.get(sha).filter(|s| s.namespace == ns)
     }
 
     fn covers(&self, schema: &str, v: u64) -> bool {
@@ -117,10 +127,10 @@ impl Packed {
     }
 }
 
-/// A build LISTs for a newer tree index only when at least this many of
+/// A rebuild LISTs for a newer tree index only when at least this many of
 /// the versions it shows are neither in the index it has nor in the
 /// snapshot it replaces (whose manifests are cached): a small change costs
-/// no LIST, a cold start or a large promote does.
+/// no LIST, a large promote does. A first build always LISTs.
 const RELIST_AFTER: usize = 8;
 
 /// The tree index to build `ns`'s trees from: `prev` unless enough of
@@ -138,7 +148,7 @@ async fn packed_for(
         .filter(|(s, v)| !prev.is_some_and(|p| p.covers(s, *v)) && !seen.contains(&(s.clone(), *v)))
         .count();
     let keep = || prev.cloned().unwrap_or_default();
-    if new < RELIST_AFTER {
+    if prev.is_some() && new < RELIST_AFTER {
         return keep();
     }
     match store.newest_tree(ns).await {

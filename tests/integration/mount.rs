@@ -56,7 +56,7 @@ fn buf_binary() -> Option<PathBuf> {
     None
 }
 
-fn cli(url: &str, args: &[&str]) {
+pub(crate) fn cli(url: &str, args: &[&str]) {
     let out = Command::new(BIN)
         .args(args)
         .env("PROTOSHELF_STORE", url)
@@ -176,7 +176,7 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str) -> Duration {
     start.elapsed()
 }
 
-fn protoc(include: &Path, out: &Path, files: &[String]) -> Vec<u8> {
+pub(crate) fn protoc(include: &Path, out: &Path, files: &[String]) -> Vec<u8> {
     let status = Command::new("protoc")
         .arg("-I")
         .arg(include)
@@ -189,7 +189,7 @@ fn protoc(include: &Path, out: &Path, files: &[String]) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-fn proto_files(root: &Path) -> Vec<String> {
+pub(crate) fn proto_files(root: &Path) -> Vec<String> {
     let mut out: Vec<String> = walkdir::WalkDir::new(root)
         .into_iter()
         .filter_map(Result::ok)
@@ -231,7 +231,7 @@ pub(crate) fn setup(url: &str) {
     );
 }
 
-fn stats(m: &Mounted) -> std::collections::HashMap<String, u64> {
+pub(crate) fn stats(m: &Mounted) -> std::collections::HashMap<String, u64> {
     std::fs::read_to_string(m.path(".protoshelf/stats"))
         .unwrap()
         .lines()
