@@ -81,8 +81,15 @@ impl Mounted {
 
     /// Mounts on `dir` (which may hold files, with `--allow-non-empty`).
     pub(crate) fn start_in(dir: tempfile::TempDir, url: &str, extra: &[&str]) -> Mounted {
+        // 200 ms unless the caller sets its own.
+        let refresh: &[&str] = if extra.contains(&"--refresh") {
+            &[]
+        } else {
+            &["--refresh", "200ms"]
+        };
         let child = Command::new(BIN)
-            .args(["mount", dir.path().to_str().unwrap(), "--refresh", "200ms"])
+            .args(["mount", dir.path().to_str().unwrap()])
+            .args(refresh)
             .args(extra)
             .env("PROTOSHELF_STORE", url)
             .spawn()
