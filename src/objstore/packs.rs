@@ -436,16 +436,29 @@ impl ObjStore {
         self.fetch_blobs(ns, rest, &mut fetched).await?;
         bytes.extend(fetched);
 
-        for (pi, run) in to_build {
-            let mut buf = BytesMut::with_capacity(packs[pi].size as usize);
-            for (_, sha, _) in &sized[run] {
-                buf.extend_from_slice(&bytes[sha]);
-            }
-            let buf = buf.freeze();
-            let sha = sha256_hex(&buf);
-            self.io()
-                .create_collectable(&keys::pack(ns, &sha), buf)
-                .await?;
+        // Built and written a few at a time: each is built only when its
+        // PUT is about to start, so few are held at once.
+        let (bytes, sized_ref) = (&bytes, &sized);
+        let writes: Vec<_> = to_build
+            .into_iter()
+            .map(|(pi, run)| async move {
+                let mut buf = BytesMut::new();
+                for (_, sha, _) in &sized_ref[run] {
+                    buf.extend_from_slice(&bytes[sha]);
+                }
+                let buf = buf.freeze();
+                let sha = sha256_hex(&buf);
+                self.io()
+                    .create_collectable(&keys::pack(ns, &sha), buf)
+                    .await?;
+                Ok::<_, Error>((pi, sha))
+            })
+            .collect();
+        let written: Vec<(usize, String)> = futures::stream::iter(writes)
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (pi, sha) in written {
             packs[pi].sha256 = sha;
         }
         let files = sized
