@@ -128,6 +128,10 @@ fn packed_tree(backend: Backend) {
         packs.len()
     );
 
+    // verify knows trees and packs: a packed store is clean.
+    let report = rt.block_on(registry.store().verify(Some("g"))).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
     // Manifests record sizes.
     let m = rt
         .block_on(registry.store().manifest("g", "gen.d03", 1))
@@ -257,6 +261,16 @@ fn packed_tree(backend: Backend) {
     assert!(
         errors.iter().all(|e| e.contains(packs[0].as_str())),
         "{errors:?}"
+    );
+    // verify names it.
+    let report = rt.block_on(core3.store().verify(Some("g"))).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| format!("{p:?}").contains(packs[0].as_str())),
+        "{:?}",
+        report.problems
     );
 }
 
