@@ -16,7 +16,10 @@
 #   6. idle mount requests.
 # `scripts/bench.sh serve` runs only the server benchmark
 # (scripts/bench-serve.sh: protoshelf serve against nginx with wrk); the full
-# run ends with it too.
+# run ends with it too. `scripts/bench.sh mount-cold` runs only the cold
+# compile through a fresh mount against local disk, on the local directory
+# and LocalStack S3, and prints each ratio with its baseline and the
+# compile's GETs; it writes no report.
 # Prints the tables and writes them to docs/benchmarks.md with the machine
 # and the commands. Nothing is asserted: tests check behaviour, this measures.
 #
@@ -32,6 +35,8 @@ ROOT="$PWD"
 if [[ "${1:-}" == serve ]]; then
   exec bash scripts/bench-serve.sh
 fi
+MODE="${1:-all}"
+[[ "$MODE" == all || "$MODE" == mount-cold ]] || { echo "bench.sh: unknown mode $MODE (all, serve, mount-cold)" >&2; exit 1; }
 
 RUNS="${BENCH_RUNS:-5}"
 SIZES="${BENCH_SIZES:-10,100,1000,10000}"
@@ -113,14 +118,16 @@ EOF
 # --- build ------------------------------------------------------------------------
 note "building (release)"
 cargo build --release --locked >&2
-cargo bench --bench scale --locked --no-run >&2
 PS="$ROOT/target/release/protoshelf"
+if [[ "$MODE" == all ]]; then
+cargo bench --bench scale --locked --no-run >&2
 SCALE="$(cargo bench --bench scale --locked --no-run --message-format=json 2>/dev/null |
   python3 -c 'import sys,json
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="scale" and m.get("executable"): print(m["executable"])')"
 [[ -x "$SCALE" ]] || die "benches/scale did not build"
+fi
 
 # --- S3 ---------------------------------------------------------------------------
 s3=false
@@ -185,6 +192,66 @@ init_store() {
   "$PS" --store "$1" init "${create[@]}" >/dev/null
   "$PS" --store "$1" namespace create g >/dev/null
 }
+
+# cold_protoc LABEL STORE MNT COPY: protoc over every file through a fresh
+# mount (started inside the timed command) against the local copy, page
+# cache dropped before each run; then one more cold run, counted (the
+# mount's GETs and LISTs from its stats file, no refresh round during it).
+cold_protoc() {
+  local label=$1 store=$2 mnt=$3 copy=$4
+  note "[$label] cold protoc (page cache dropped, fresh mount)"
+  cat >"$WORK/cold-mount.sh" <<EOF
+set -e
+"$PS" --store "$store" mount "$mnt" -n g \${COLD_MOUNT_ARGS:-} >"$WORK/mount.log" 2>&1 &
+echo \$! > "$WORK/cold-mount.pid"
+until [ -d "$mnt/g/current" ]; do sleep 0.002; done
+$PROTOC_ALL -I "$mnt/g/current"
+EOF
+  # hyperfine 1.15 has no --conclude: each run's prepare unmounts the
+  # previous run's mount, then drops the page cache.
+  local drop="sync; echo 3 > /proc/sys/vm/drop_caches"
+  local unmount="fusermount3 -u $mnt 2>/dev/null; while kill -0 \$(cat $WORK/cold-mount.pid 2>/dev/null) 2>/dev/null; do sleep 0.01; done"
+  (cd "$WORK" && hf "protoc-cold-$label" --runs "$RUNS" \
+    --command-name "mount" --prepare "$unmount; $drop" "bash $WORK/cold-mount.sh" \
+    --command-name "local disk" --prepare "$unmount; $drop" "$PROTOC_ALL -I $copy")
+  eval "$unmount"
+  eval "$drop"
+  (cd "$WORK" && COLD_MOUNT_ARGS="--refresh 60m" bash "$WORK/cold-mount.sh" >/dev/null)
+  awk '$1=="requests_get"||$1=="requests_list"{printf "%s ", $2}' "$mnt/.protoshelf/stats" >"$RESULTS/cold-requests-$label.txt"
+  eval "$unmount"
+  python3 - "$RESULTS/protoc-cold-$label.json" "$RESULTS/cold-requests-$label.txt" "$NFILES" "$label" <<'PY' >&2
+import json, sys
+r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
+get, lst = open(sys.argv[2]).read().split()
+n = int(sys.argv[3])
+print(f"bench.sh: [{sys.argv[4]}] cold protoc, mount start included: mount {r['mount']:.3f} s, "
+      f"local disk {r['local disk']:.3f} s (medians, same hyperfine run): "
+      f"ratio {r['mount'] / r['local disk']:.2f}x; one counted cold compile: "
+      f"{get} GETs + {lst} LISTs for {n} files (1 GET per {n / max(int(get), 1):.0f} files)")
+PY
+}
+
+# mount_cold_only LABEL BASE: the mount-cold mode on one backend: a store
+# with the corpus loaded, a local copy of its tree, then cold_protoc.
+mount_cold_only() {
+  local label=$1 base=$2 store
+  if [[ "$label" == local ]]; then store="$WORK/store-local"; rm -rf "$store"; else store="$base-cold-$(date +%s%N)"; fi
+  init_store "$store"
+  note "[$label] loading the corpus"
+  (cd "$SRC" && "$PS" --store "$store" load g . --promote >/dev/null 2>&1)
+  local mnt="$WORK/mnt-$label" copy="$WORK/copy-$label"
+  start_mount "$store" "$mnt"
+  rm -rf "$copy" && cp -r "$mnt/g/current" "$copy"
+  stop_mount "$mnt"
+  cold_protoc "$label" "$store" "$mnt" "$copy"
+}
+
+if [[ "$MODE" == mount-cold ]]; then
+  [[ "$can_drop_caches" == true ]] || die "mount-cold needs root (it drops the page cache)"
+  mount_cold_only local ""
+  if [[ "$s3" == true ]]; then mount_cold_only s3 "s3://$BUCKET"; fi
+  exit 0
+fi
 
 # --- 1. load ----------------------------------------------------------------------
 backend_rows=()
@@ -281,24 +348,7 @@ bench_backend() {
   done
   printf '%s\n' "${first[@]}" | sort -n | sed -n "$(((${#first[@]} + 1) / 2))p" >"$RESULTS/first-protoc-$label.txt"
 
-  if [[ "$can_drop_caches" == true ]]; then
-    note "[$label] cold protoc (page cache dropped, fresh mount)"
-    cat >"$WORK/cold-mount.sh" <<EOF
-set -e
-"$PS" --store "$store" mount "$mnt" -n g >"$WORK/mount.log" 2>&1 &
-echo \$! > "$WORK/cold-mount.pid"
-until [ -d "$mnt/g/current" ]; do sleep 0.002; done
-$PROTOC_ALL -I "$mnt/g/current"
-EOF
-    # hyperfine 1.15 has no --conclude: each run's prepare unmounts the
-    # previous run's mount, then drops the page cache.
-    local drop="sync; echo 3 > /proc/sys/vm/drop_caches"
-    local unmount="fusermount3 -u $mnt 2>/dev/null; while kill -0 \$(cat $WORK/cold-mount.pid 2>/dev/null) 2>/dev/null; do sleep 0.01; done"
-    (cd "$WORK" && hf "protoc-cold-$label" --runs "$RUNS" \
-      --command-name "mount" --prepare "$unmount; $drop" "bash $WORK/cold-mount.sh" \
-      --command-name "local disk" --prepare "$unmount; $drop" "$PROTOC_ALL -I $copy")
-    fusermount3 -u "$mnt" 2>/dev/null || true
-  fi
+  if [[ "$can_drop_caches" == true ]]; then cold_protoc "$label" "$store" "$mnt" "$copy"; fi
   backend_rows+=("$label")
 }
 

@@ -62,10 +62,36 @@ pub struct SchemaVersion {
 }
 
 /// A file of a version: its import path and the blob holding its source.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// Equality and order are by path and hash only: the size follows from the
+/// content, and a manifest written before sizes existed names the same file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionFile {
     pub path: String,
     pub sha256: String,
+    /// The source's length in bytes (format 3 manifests; absent in older
+    /// ones), so a reader learns a file's size without its blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+impl PartialEq for VersionFile {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.path, &self.sha256) == (&other.path, &other.sha256)
+    }
+}
+
+impl Eq for VersionFile {}
+
+impl PartialOrd for VersionFile {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for VersionFile {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.path, &self.sha256).cmp(&(&other.path, &other.sha256))
+    }
 }
 
 /// An import a version resolved from another schema (or from builtins).

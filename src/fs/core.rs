@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::node::{Node, Pointer, STATS_DIR, TreeName, VersionItem, set_name};
-use super::snapshot::{Changes, FileRef, Kind, SharedSnapshot, Snapshot, Tree};
+use super::snapshot::{Changes, FileRef, Kind, PackSlot, SharedSnapshot, Snapshot, Tree};
 use crate::error::Error;
 use crate::ids::{BUILTINS, validate_namespace_id};
 use crate::objstore::ObjStore;
@@ -179,6 +179,26 @@ pub struct FsCore {
     prefetch: bool,
     /// See [`FsCore::with_budget`].
     budget: Option<Duration>,
+    /// Packs loaded (or being loaded) into the store's cache.
+    packs: PackLoads,
+}
+
+/// One load per pack, shared by every reader waiting for it (a failed
+/// load is tried again by the next reader).
+type PackLoads = Arc<Mutex<HashMap<(String, String), Arc<tokio::sync::OnceCell<()>>>>>;
+
+/// Loads a pack's files into the store's cache, once: see
+/// [`ObjStore::load_pack`] (damage is `Corrupt`, so EIO).
+async fn load_pack(store: &ObjStore, loads: &PackLoads, slot: Arc<PackSlot>) -> crate::Result<()> {
+    let cell = loads
+        .lock()
+        .unwrap()
+        .entry((slot.namespace.clone(), slot.sha256.clone()))
+        .or_default()
+        .clone();
+    cell.get_or_try_init(|| store.load_pack(&slot.namespace, &slot.sha256, &slot.files))
+        .await
+        .map(|_| ())
 }
 
 impl FsCore {
@@ -199,6 +219,7 @@ impl FsCore {
             started: Utc::now(),
             prefetch: false,
             budget: None,
+            packs: Default::default(),
         }
     }
 
@@ -321,15 +342,34 @@ impl FsCore {
     /// file in turn. Failures are ignored (a read fetches again).
     fn prefetch(&self, snap: &Snapshot) {
         use futures::StreamExt;
-        let blobs: std::collections::BTreeSet<(String, String)> = snap
-            .current
-            .files
-            .values()
-            .filter(|f| !f.is_well_known())
-            .map(|f| (f.namespace.clone(), f.sha256.clone()))
-            .collect();
-        let store = self.store.clone();
+        // Packs first, in the path order of their first file (what a
+        // compile of the tree reads first), then blobs no pack holds.
+        let mut packs: Vec<Arc<PackSlot>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut blobs = std::collections::BTreeSet::new();
+        for f in snap.current.files.values().filter(|f| !f.is_well_known()) {
+            match &f.pack {
+                Some(slot) => {
+                    if seen.insert((slot.namespace.clone(), slot.sha256.clone())) {
+                        packs.push(slot.clone());
+                    }
+                }
+                None => {
+                    blobs.insert((f.namespace.clone(), f.sha256.clone()));
+                }
+            }
+        }
+        let (store, loaded) = (self.store.clone(), self.packs.clone());
         self.rt.spawn(async move {
+            let (s2, l2) = (store.clone(), loaded.clone());
+            futures::stream::iter(packs)
+                .map(|slot| {
+                    let (store, loaded) = (s2.clone(), l2.clone());
+                    async move { load_pack(&store, &loaded, slot).await.ok() }
+                })
+                .buffer_unordered(PREFETCH_CONCURRENCY)
+                .for_each(|_| async {})
+                .await;
             futures::stream::iter(blobs)
                 .map(|(ns, sha)| {
                     let store = store.clone();
@@ -398,14 +438,20 @@ impl FsCore {
         let builtins = builtins.filter(|_| ns != BUILTINS);
         let builtins_seq = builtins.map_or(0, |b| b.seq);
         let cached = self.snapshots.lock().unwrap().get(ns).cloned();
-        if let Some(old) = cached
+        if let Some(old) = cached.clone()
             && old.seq == state.seq
             && self.builtins_seq(ns) == builtins_seq
         {
             return Ok(old);
         }
         self.counters.snapshot_builds.fetch_add(1, Relaxed);
-        let snap = Arc::new(self.wait(Snapshot::build(&self.store, ns, &state, builtins))?);
+        let snap = Arc::new(self.wait(Snapshot::build(
+            &self.store,
+            ns,
+            &state,
+            builtins,
+            cached.as_deref(),
+        ))?);
         self.snapshots
             .lock()
             .unwrap()
@@ -503,8 +549,15 @@ impl FsCore {
         let state = self.wait(self.store.namespace_state_at(ns, seq))?;
         // Builtins as they are now: history is about this namespace's commits.
         let builtins = self.builtins_state(ns)?;
-        let snap =
-            Arc::new(self.wait(Snapshot::build(&self.store, ns, &state, builtins.as_ref()))?);
+        // The namespace's tree indexes cover its older versions too.
+        let now = self.snapshots.lock().unwrap().get(ns).cloned();
+        let snap = Arc::new(self.wait(Snapshot::build(
+            &self.store,
+            ns,
+            &state,
+            builtins.as_ref(),
+            now.as_deref(),
+        ))?);
         self.history.insert(key, snap.clone());
         Ok(snap)
     }
@@ -551,8 +604,12 @@ impl FsCore {
         immutable: bool,
     ) -> FsResult<Entry> {
         if let Some(f) = tree.files.get(path) {
+            let size = match f.size {
+                Some(size) => size,
+                None => self.file_bytes(f)?.len() as u64,
+            };
             return Ok(Entry::File {
-                size: self.file_bytes(f)?.len() as u64,
+                size,
                 mtime: f.mtime,
                 immutable,
                 content_id: f.content_id(),
@@ -673,7 +730,11 @@ impl FsCore {
             VersionItem::Json => file(version_json(&m).len() as u64),
             VersionItem::Path(path) => {
                 if let Some(f) = m.files.iter().find(|f| f.path == *path) {
-                    return file(self.blob_size(ns, &f.sha256)?);
+                    // Manifests older than sizes: the blob tells.
+                    return match f.size {
+                        Some(size) => file(size),
+                        None => file(self.blob_size(ns, &f.sha256)?),
+                    };
                 }
                 let prefix = format!("{path}/");
                 if m.files.iter().any(|f| f.path.starts_with(&prefix)) {
@@ -761,6 +822,8 @@ impl FsCore {
                         namespace: ns.to_string(),
                         sha256: f.sha256.clone(),
                         mtime: m.created_at,
+                        size: f.size,
+                        pack: None,
                     };
                     tree.files.insert(f.path.clone(), r);
                 }
@@ -860,12 +923,31 @@ impl FsCore {
                 .ok_or(FsError::NotFound)?;
             return Ok(Bytes::from_static(src.as_bytes()));
         }
-        self.blob(&f.namespace, &f.sha256)
+        if let Some(slot) = &f.pack {
+            self.wait(load_pack(&self.store, &self.packs, slot.clone()))
+                .map_err(FsError::from)?;
+        }
+        self.referenced_blob(&f.namespace, &f.sha256)
+    }
+
+    /// The pack a loaded snapshot's tree index places blob `sha` of `ns` in.
+    fn pack_of(&self, ns: &str, sha: &str) -> Option<Arc<PackSlot>> {
+        let snaps = self.snapshots.lock().unwrap();
+        snaps.values().find_map(|s| {
+            s.packed
+                .pack_of(ns, sha)
+                .or_else(|| s.builtins_packed.pack_of(ns, sha))
+                .cloned()
+        })
     }
 
     /// A blob's bytes (what a content ID `namespace:sha256` names).
     pub fn blob(&self, ns: &str, sha: &str) -> FsResult<Bytes> {
         self.counters.content_loads.fetch_add(1, Relaxed);
+        if let Some(slot) = self.pack_of(ns, sha) {
+            self.wait(load_pack(&self.store, &self.packs, slot))
+                .map_err(FsError::from)?;
+        }
         self.referenced_blob(ns, sha)
     }
 

@@ -2,7 +2,7 @@
 //! proposed trees (merged with builtins), its schemas' pointers, and the
 //! descriptor sets of both trees (built on first read).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use super::node::{Node, Pointer, TreeName, VersionItem};
 use crate::error::Result;
 use crate::ids::BUILTINS;
+use crate::objstore::packs::TreeIndex;
 use crate::objstore::records::Pointers;
 use crate::objstore::{NsState, ObjStore};
 
@@ -29,11 +30,135 @@ pub enum Kind {
 pub const WELL_KNOWN: &str = "(well-known)";
 
 /// A file of a tree: where its bytes live and when its version was made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct FileRef {
     pub namespace: String,
     pub sha256: String,
     pub mtime: DateTime<Utc>,
+    /// Its length, when a manifest or tree index recorded it (else the
+    /// blob must be read to learn it).
+    pub size: Option<u64>,
+    /// The pack holding its bytes, when a tree index names one.
+    pub pack: Option<Arc<PackSlot>>,
+}
+
+/// Equal when they name the same bytes at the same time: where the bytes
+/// can be fetched from changes nothing a reader sees.
+impl PartialEq for FileRef {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.namespace, &self.sha256, self.mtime)
+            == (&other.namespace, &other.sha256, other.mtime)
+    }
+}
+
+impl Eq for FileRef {}
+
+/// One pack of a tree index, and every file in it as (blob sha256,
+/// offset, size): loading it checks and caches them all.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PackSlot {
+    pub namespace: String,
+    pub sha256: String,
+    pub files: Vec<(String, u64, u64)>,
+}
+
+/// The versions a namespace's newest tree index covers, as tree files.
+#[derive(Debug, Default)]
+pub struct Packed {
+    /// The commit the index was written after (0: no index).
+    pub seq: u64,
+    versions: HashMap<(String, u64), Vec<(String, FileRef)>>,
+    /// Blob sha256 → the pack holding it.
+    by_blob: HashMap<String, Arc<PackSlot>>,
+}
+
+impl Packed {
+    fn from_index(t: TreeIndex) -> Packed {
+        let slots: Vec<Arc<PackSlot>> = (0..t.packs.len())
+            .map(|i| {
+                Arc::new(PackSlot {
+                    namespace: t.namespace_id.clone(),
+                    sha256: t.packs[i].sha256.clone(),
+                    files: t
+                        .files
+                        .iter()
+                        .filter(|f| f.pack == i)
+                        .map(|f| (f.sha256.clone(), f.offset, f.size))
+                        .collect(),
+                })
+            })
+            .collect();
+        let mut versions: HashMap<(String, u64), Vec<(String, FileRef)>> = HashMap::new();
+        let mut by_blob = HashMap::new();
+        for f in t.files {
+            by_blob.insert(f.sha256.clone(), slots[f.pack].clone());
+            let v = &t.versions[f.version];
+            let r = FileRef {
+                namespace: t.namespace_id.clone(),
+                sha256: f.sha256,
+                mtime: v.created_at,
+                size: Some(f.size),
+                pack: Some(slots[f.pack].clone()),
+            };
+            versions
+                .entry((v.schema_id.clone(), v.version))
+                .or_default()
+                .push((f.path, r));
+        }
+        for v in &t.versions {
+            versions
+                .entry((v.schema_id.clone(), v.version))
+                .or_default();
+        }
+        Packed {
+            seq: t.seq,
+            versions,
+            by_blob,
+        }
+    }
+
+    /// The pack holding blob `sha` of namespace `ns`, if this index has one.
+    pub fn pack_of(&self, ns: &str, sha: &str) -> Option<&Arc<PackSlot>> {
+        self.by_blob.get(sha).filter(|s| s.namespace == ns)
+    }
+
+    fn covers(&self, schema: &str, v: u64) -> bool {
+        self.versions.contains_key(&(schema.to_string(), v))
+    }
+}
+
+/// A rebuild LISTs for a newer tree index only when at least this many of
+/// the versions it shows are neither in the index it has nor in the
+/// snapshot it replaces (whose manifests are cached): a small change costs
+/// no LIST, a large promote does. A first build always LISTs.
+const RELIST_AFTER: usize = 8;
+
+/// The tree index to build `ns`'s trees from: `prev` unless enough of
+/// `picks` are new to it, else the newest in the store (a damaged or
+/// unreadable one is ignored: manifests and blobs answer instead).
+async fn packed_for(
+    store: &ObjStore,
+    ns: &str,
+    picks: &[(String, u64)],
+    prev: Option<&Arc<Packed>>,
+    seen: &std::collections::HashSet<(String, u64)>,
+) -> Arc<Packed> {
+    let new = picks
+        .iter()
+        .filter(|(s, v)| !prev.is_some_and(|p| p.covers(s, *v)) && !seen.contains(&(s.clone(), *v)))
+        .count();
+    let keep = || prev.cloned().unwrap_or_default();
+    if prev.is_some() && new < RELIST_AFTER {
+        return keep();
+    }
+    match store.newest_tree(ns).await {
+        Ok(Some(t)) if prev.is_none_or(|p| t.seq > p.seq) => Arc::new(Packed::from_index(t)),
+        Ok(_) => keep(),
+        Err(e) => {
+            tracing::warn!("not using the tree index of {ns}: {e}");
+            keep()
+        }
+    }
 }
 
 /// A merged include root: import path → file, plus the versions it is made
@@ -57,6 +182,8 @@ impl FileRef {
             namespace: WELL_KNOWN.into(),
             sha256: path.to_string(),
             mtime: DateTime::UNIX_EPOCH,
+            size: super::wkt::sources().get(path).map(|s| s.len() as u64),
+            pack: None,
         }
     }
 
@@ -148,6 +275,9 @@ pub struct Snapshot {
     pub staged: Tree,
     /// When the namespace last changed (directories of mutable trees).
     pub mtime: DateTime<Utc>,
+    /// The tree indexes its trees were built from (its own, the builtins').
+    pub packed: Arc<Packed>,
+    pub builtins_packed: Arc<Packed>,
 }
 
 /// Adds the files of `picks` (versions of `ns`) to `tree`; returns the
@@ -158,26 +288,49 @@ async fn add_versions(
     ns: &str,
     picks: Vec<(String, u64)>,
     skip_existing: bool,
+    packed: &Packed,
+    pins: bool,
 ) -> Result<BTreeSet<(String, String, u64)>> {
     let mut pinned = BTreeSet::new();
     for (schema, v) in picks {
-        let m = store.manifest(ns, &schema, v).await?;
-        pinned.extend(
-            m.deps
-                .iter()
-                .filter(|d| d.namespace_id != ns && d.namespace_id != BUILTINS)
-                .map(|d| (d.namespace_id.clone(), d.schema_id.clone(), d.version)),
-        );
-        for f in m.files {
-            if skip_existing && tree.files.contains_key(&f.path) {
+        let indexed = packed.versions.get(&(schema.clone(), v));
+        // The manifest, unless a tree index lists the files and no pins
+        // are wanted (only a namespace with a parent has them).
+        let m = match (indexed, pins) {
+            (Some(_), false) => None,
+            _ => Some(store.manifest(ns, &schema, v).await?),
+        };
+        if let Some(m) = m.as_ref().filter(|_| pins) {
+            pinned.extend(
+                m.deps
+                    .iter()
+                    .filter(|d| d.namespace_id != ns && d.namespace_id != BUILTINS)
+                    .map(|d| (d.namespace_id.clone(), d.schema_id.clone(), d.version)),
+            );
+        }
+        let files: Vec<(String, FileRef)> = match (indexed, m) {
+            (Some(files), _) => files.clone(),
+            (None, Some(m)) => m
+                .files
+                .into_iter()
+                .map(|f| {
+                    let r = FileRef {
+                        namespace: ns.to_string(),
+                        sha256: f.sha256,
+                        mtime: m.created_at,
+                        size: f.size,
+                        pack: None,
+                    };
+                    (f.path, r)
+                })
+                .collect(),
+            (None, None) => unreachable!("read above"),
+        };
+        for (path, r) in files {
+            if skip_existing && tree.files.contains_key(&path) {
                 continue; // the namespace shadows the builtin
             }
-            let r = FileRef {
-                namespace: ns.to_string(),
-                sha256: f.sha256,
-                mtime: m.created_at,
-            };
-            tree.files.insert(f.path, r);
+            tree.files.insert(path, r);
         }
         tree.versions.push((ns.to_string(), schema, v));
     }
@@ -191,8 +344,9 @@ async fn add_pinned(
     tree: &mut Tree,
     pinned: BTreeSet<(String, String, u64)>,
 ) -> Result<()> {
+    let unpacked = Packed::default();
     for (ns, schema, v) in pinned {
-        add_versions(store, tree, &ns, vec![(schema, v)], true).await?;
+        add_versions(store, tree, &ns, vec![(schema, v)], true, &unpacked, false).await?;
     }
     Ok(())
 }
@@ -215,25 +369,45 @@ fn picks(state: &NsState, staged: bool) -> Vec<(String, u64)> {
 
 impl Snapshot {
     /// Builds the snapshot of `ns` at `state`, merging `builtins` (the
-    /// builtins' current state) under it.
+    /// builtins' current state) under it. `prev` is the snapshot it
+    /// replaces, if any: its tree indexes are reused unless enough changed.
     pub async fn build(
         store: &ObjStore,
         ns: &str,
         state: &NsState,
         builtins: Option<&NsState>,
+        prev: Option<&Snapshot>,
     ) -> Result<Snapshot> {
         let mut current = Tree::default();
         let mut staged = Tree::default();
+        let mut packed = prev.map(|p| p.packed.clone()).unwrap_or_default();
+        let mut builtins_packed = prev.map(|p| p.builtins_packed.clone()).unwrap_or_default();
         // A soft-deleted namespace shows empty trees; its versions and
         // history stay readable.
         if !crate::registry::delete::is_deleted(&state.snapshot.config) {
-            let pins = add_versions(store, &mut current, ns, picks(state, false), false).await?;
-            add_pinned(store, &mut current, pins).await?;
-            let pins = add_versions(store, &mut staged, ns, picks(state, true), false).await?;
-            add_pinned(store, &mut staged, pins).await?;
+            let seen = |ns: &str| -> std::collections::HashSet<(String, u64)> {
+                prev.into_iter()
+                    .flat_map(|p| p.current.versions.iter().chain(&p.staged.versions))
+                    .filter(|(n, _, _)| n == ns)
+                    .map(|(_, s, v)| (s.clone(), *v))
+                    .collect()
+            };
+            let (cur, stg) = (picks(state, false), picks(state, true));
+            let mut all = cur.clone();
+            all.extend(stg.iter().filter(|p| !cur.contains(p)).cloned());
+            packed = packed_for(store, ns, &all, prev.map(|p| &p.packed), &seen(ns)).await;
+            let pins = crate::registry::hierarchy::parent_of(&state.snapshot.config).is_some();
+            let pinned = add_versions(store, &mut current, ns, cur, false, &packed, pins).await?;
+            add_pinned(store, &mut current, pinned).await?;
+            let pinned = add_versions(store, &mut staged, ns, stg, false, &packed, pins).await?;
+            add_pinned(store, &mut staged, pinned).await?;
             if let Some(b) = builtins.filter(|_| ns != BUILTINS) {
-                add_versions(store, &mut current, BUILTINS, picks(b, false), true).await?;
-                add_versions(store, &mut staged, BUILTINS, picks(b, false), true).await?;
+                let bp = picks(b, false);
+                let prev_bp = prev.map(|p| &p.builtins_packed);
+                builtins_packed = packed_for(store, BUILTINS, &bp, prev_bp, &seen(BUILTINS)).await;
+                let b = &builtins_packed;
+                add_versions(store, &mut current, BUILTINS, bp.clone(), true, b, false).await?;
+                add_versions(store, &mut staged, BUILTINS, bp, true, b, false).await?;
             }
             current.add_well_known();
             staged.add_well_known();
@@ -253,6 +427,8 @@ impl Snapshot {
             current,
             staged,
             mtime,
+            packed,
+            builtins_packed,
         })
     }
 }

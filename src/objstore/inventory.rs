@@ -43,6 +43,10 @@ pub enum ObjectKind {
         seq: u64,
         commit_id: String,
     },
+    /// A tree index written after commit `seq` (packed trees).
+    Tree(u64),
+    /// A pack of tree files' sources.
+    Pack(String),
     /// Not a key protoshelf writes.
     Unknown,
 }
@@ -83,6 +87,11 @@ pub fn classify(rest: &str) -> ObjectKind {
             Some(sha) if is_sha256(sha) => ObjectKind::Descriptor(sha.to_string()),
             _ => ObjectKind::Unknown,
         },
+        ["trees", file] => match keys::parse_tree(file) {
+            Some(seq) => ObjectKind::Tree(seq),
+            None => ObjectKind::Unknown,
+        },
+        ["packs", sha] if is_sha256(sha) => ObjectKind::Pack(sha.to_string()),
         ["log", file] => match keys::parse_version_file(file) {
             Some(seq) => ObjectKind::LogEntry(seq),
             None => ObjectKind::Unknown,

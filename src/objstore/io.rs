@@ -206,6 +206,17 @@ impl Io {
         self.known.insert(key.to_string(), ());
     }
 
+    /// Puts bytes into the cache as the object at `key` without claiming
+    /// the object exists (a blob read out of a pack: its own object may
+    /// not be there, so writes must not be skipped on this).
+    pub async fn cache_only(&self, key: &Path, bytes: Bytes) {
+        let obj = Object {
+            bytes,
+            last_modified: Utc::now(),
+        };
+        self.cache.insert(key.to_string(), obj).await;
+    }
+
     /// Whether an immutable object is known to exist without a request
     /// (written or read by this process in the last `KNOWN_FOR`).
     pub fn known(&self, key: &Path) -> bool {

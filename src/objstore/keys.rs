@@ -170,6 +170,31 @@ pub fn set_marker(ns: &str, seq: u64, commit_id: &str) -> Path {
     Path::from(format!("ns/{ns}/set-moves/{rev:020}-{commit_id}"))
 }
 
+/// The directory of a namespace's tree indexes (packed trees, format 3).
+pub fn trees_dir(ns: &str) -> Path {
+    Path::from(format!("ns/{ns}/trees"))
+}
+
+/// The tree index written after commit `seq`: `<rev seq>.json`, newest first.
+pub fn tree(ns: &str, seq: u64) -> Path {
+    let rev = MOVE_REV_BASE - seq as u128;
+    Path::from(format!("ns/{ns}/trees/{rev:020}.json"))
+}
+
+/// The commit a tree index's file name stands for.
+pub fn parse_tree(name: &str) -> Option<u64> {
+    let rev = name.strip_suffix(".json")?;
+    if rev.len() != 20 || !rev.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    u64::try_from(MOVE_REV_BASE.checked_sub(rev.parse::<u128>().ok()?)?).ok()
+}
+
+/// A pack of tree files' sources (content-addressed).
+pub fn pack(ns: &str, sha256: &str) -> Path {
+    Path::from(format!("ns/{ns}/packs/{sha256}"))
+}
+
 /// The best-effort "latest entry" hint of a namespace's log.
 pub fn head(ns: &str) -> Path {
     Path::from(format!("ns/{ns}/head.json"))

@@ -23,6 +23,7 @@ pub mod log;
 pub mod metrics;
 mod namespaces;
 pub mod nsset;
+pub mod packs;
 mod pointers;
 pub mod protocol;
 pub mod published;

@@ -41,7 +41,54 @@ impl ObjStore {
             store: self,
             ns,
         };
-        log.commit(ns, stamped).await
+        let committed = log.commit(ns, stamped).await?;
+        if let Some(c) = &committed {
+            self.pack_after(ns, c).await;
+        }
+        Ok(committed)
+    }
+
+    /// After a commit that made versions current (promote, undelete):
+    /// writes the namespace's packed tree when enough files changed (see
+    /// [`super::packs`]). Best effort: the commit is done whatever happens
+    /// here, and readers do without a tree.
+    async fn pack_after(&self, ns: &str, c: &Committed) {
+        use super::records::Operation;
+        if !matches!(
+            c.entry.change.operation,
+            Operation::Promote { .. } | Operation::Undelete { .. }
+        ) || crate::registry::delete::is_deleted(&c.state.snapshot.config)
+        {
+            return;
+        }
+        let fresh: Vec<(String, u64)> = c
+            .entry
+            .change
+            .changes
+            .iter()
+            .filter_map(|(s, p)| p.current.map(|v| (s.clone(), v)))
+            .collect();
+        let result = async {
+            let mut files = 0;
+            for (s, v) in &fresh {
+                files += self.manifest(ns, s, *v).await?.files.len();
+            }
+            let picks: Vec<(String, u64)> = c
+                .state
+                .snapshot
+                .schemas
+                .iter()
+                .filter_map(|(s, p)| p.current.map(|v| (s.clone(), v)))
+                .collect();
+            self.pack_current(ns, c.entry.seq, &picks, files).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(
+                "commit {} of {ns} is done; its packed tree was not written: {e}",
+                c.entry.seq
+            );
+        }
     }
 
     /// Stages `version` for a schema; 0 clears its staging.

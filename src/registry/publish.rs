@@ -48,9 +48,10 @@ impl Prepared {
     fn version_files(&self) -> Vec<VersionFile> {
         self.files
             .iter()
-            .map(|(path, _, sha)| VersionFile {
+            .map(|(path, text, sha)| VersionFile {
                 path: path.clone(),
                 sha256: sha.clone(),
+                size: Some(text.len() as u64),
             })
             .collect()
     }

@@ -221,6 +221,7 @@ async fn versions_are_atomic_and_numbers_never_reused(t: TestStore) {
     let files = vec![VersionFile {
         path: "a.proto".into(),
         sha256: b.sha256.clone(),
+        size: None,
     }];
     let deps = vec![VersionDep {
         path: "b.proto".into(),
@@ -278,6 +279,7 @@ async fn versions_are_atomic_and_numbers_never_reused(t: TestStore) {
     let dangling = vec![VersionFile {
         path: "x.proto".into(),
         sha256: sha(b"never stored"),
+        size: None,
     }];
     assert!(matches!(
         s.put_version(&version("ns", "a", 9, "x"), &dangling, &[])

@@ -32,6 +32,7 @@ mod memory_cap;
 mod model;
 mod mount;
 mod nsset;
+mod packed;
 mod pipeline_s3;
 mod protocol;
 mod reader;

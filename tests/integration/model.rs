@@ -226,6 +226,7 @@ async fn stored_file(
         Ok(()) => Some(vec![protoshelf::model::VersionFile {
             path: format!("{id}.proto"),
             sha256: b.sha256,
+            size: None,
         }]),
         Err(Error::NotFound(_)) => None,
         Err(e) => panic!("{e}"),

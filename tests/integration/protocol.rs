@@ -65,6 +65,7 @@ async fn request_counts_per_operation(t: TestStore) {
     let files = [protoshelf::model::VersionFile {
         path: "a.proto".into(),
         sha256: b.sha256.clone(),
+        size: None,
     }];
     let (v2, c) = cost(
         s,

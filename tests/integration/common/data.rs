@@ -75,6 +75,7 @@ pub async fn publish(store: &ObjStore, ns: &str, schema: &str, token: &str) -> u
     let files = [VersionFile {
         path: format!("{schema}.proto"),
         sha256: b.sha256.clone(),
+        size: None,
     }];
     store
         .create_version(&version(ns, schema, 0, token), &files, &[])
