@@ -539,7 +539,11 @@ mod tests {
                 .collect()
         };
         let (a, b) = (runs(&files, &before), runs(&more, &after));
-        assert_eq!(a.difference(&b).count(), 1, "one pack changed");
+        // The run between the content-defined cuts around the new file
+        // changes; when that run is longer than PACK_MAX_FILES it was split
+        // by count, so it is two packs. Every other pack keeps its files.
+        let changed = a.difference(&b).count();
+        assert!((1..=2).contains(&changed), "{changed} packs changed");
         // A pack also ends at its byte bound.
         let big: Vec<(String, String, u64)> = (0..10)
             .map(|i| (format!("b{i}"), String::new(), PACK_MAX_BYTES / 2))
