@@ -64,6 +64,9 @@ fn parse_args() -> Args {
             "--rounds" => a.rounds = value().parse().expect("a number"),
             "--json" => a.json = Some(value()),
             "--bench" => bench = true, // cargo bench passes it; cargo test does not
+            // libtest's output flags, which `cargo test -- --nocapture`
+            // (scripts/test.sh -- --nocapture) hands to every target.
+            "--nocapture" | "--show-output" | "--quiet" | "-q" => {}
             other => panic!("unknown argument {other}"),
         }
     }
