@@ -763,7 +763,20 @@ pub fn stored_pool(what: &str, bytes: Bytes) -> Result<DescriptorPool> {
             )));
         }
     }
-    DescriptorPool::decode(bytes).map_err(|e| corrupt(e.to_string()))
+    let pool = DescriptorPool::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+    // prost-reflect 0.16.5 accepts a map entry without its key or value
+    // field, then panics when asked for them (found by the descriptors
+    // fuzzer).
+    if let Some(m) = pool
+        .all_messages()
+        .find(|m| m.is_map_entry() && (m.get_field(1).is_none() || m.get_field(2).is_none()))
+    {
+        return Err(corrupt(format!(
+            "map entry {} lacks its key (1) or value (2) field",
+            m.full_name()
+        )));
+    }
+    Ok(pool)
 }
 
 /// A `FileDescriptorSet` of `files`, encoded through prost-reflect so that
