@@ -114,15 +114,17 @@ class Reader:
             raise NotFound(f"the store keeps reader contract {contract}; this reader knows {READER_CONTRACT}")
         return m
 
-    def head(self, ns, schema):
-        """The schema's pointers now: (seq, {current, staged, latest},
-        {current, staged} descriptor hashes). One LIST, one GET."""
-        moves = {}
-        for name in self.objects.list_first_page(f"ns/{ns}/moves/{schema}/"):
+    def _marked_entries(self, ns, prefix):
+        """The log entries the markers under `prefix` name, newest first, as
+        (seq, key, entry): one LIST, then one GET per entry the caller asks
+        for. Attempts that lost their seq, or are still in flight, are
+        skipped; a lost entry is damage."""
+        marked = {}
+        for name in self.objects.list_first_page(prefix):
             rev, _, commit_id = name.partition("-")
             if len(rev) == 20 and rev.isdigit() and commit_id:
-                moves.setdefault(REV_BASE - int(rev), set()).add(commit_id)
-        for seq in sorted(moves, reverse=True):
+                marked.setdefault(REV_BASE - int(rev), set()).add(commit_id)
+        for seq in sorted(marked, reverse=True):
             key = f"ns/{ns}/log/{pad(seq)}.json"
             entry = self._json(key)
             if entry is None:
@@ -135,8 +137,14 @@ class Reader:
                 raise Damaged(key, f"holds seq {entry.get('seq')}")
             if entry.get("format_version", 0) > FORMAT_VERSION:
                 raise Damaged(key, "written in a newer storage format than this reader knows")
-            if entry["commit_id"] not in moves[seq]:
+            if entry["commit_id"] not in marked[seq]:
                 continue  # an attempt that lost the race for this seq
+            yield seq, key, entry
+
+    def head(self, ns, schema):
+        """The schema's pointers now: (seq, {current, staged, latest},
+        {current, staged} descriptor hashes). One LIST, one GET."""
+        for seq, key, entry in self._marked_entries(ns, f"ns/{ns}/moves/{schema}/"):
             if schema not in entry.get("changes", {}):
                 raise Damaged(key, f"its move marker names {schema!r}, which it does not change")
             return seq, entry["changes"][schema], entry.get("descriptors", {}).get(schema, {})
@@ -183,24 +191,7 @@ class Reader:
         staged) tree: every file of every schema at its owner's version,
         the builtins and well-known types they import, each file once,
         dependencies first. 1 LIST, 2 GETs."""
-        marked = {}
-        for name in self.objects.list_first_page(f"ns/{ns}/set-moves/"):
-            rev, _, commit_id = name.partition("-")
-            if len(rev) == 20 and rev.isdigit() and commit_id:
-                marked.setdefault(REV_BASE - int(rev), set()).add(commit_id)
-        for seq in sorted(marked, reverse=True):
-            key = f"ns/{ns}/log/{pad(seq)}.json"
-            entry = self._json(key)
-            if entry is None:
-                if self.objects.get(f"ns/{ns}/log/{pad(seq + 1)}.json") is not None:
-                    raise Damaged(key, f"missing, but entry {seq + 1} exists")
-                continue
-            if entry.get("seq") != seq:
-                raise Damaged(key, f"holds seq {entry.get('seq')}")
-            if entry.get("format_version", 0) > FORMAT_VERSION:
-                raise Damaged(key, "written in a newer storage format than this reader knows")
-            if entry["commit_id"] not in marked[seq]:
-                continue  # an attempt that lost the race for this seq
+        for seq, key, entry in self._marked_entries(ns, f"ns/{ns}/set-moves/"):
             sha = entry.get("sets", {}).get(tree)
             if sha is None:
                 raise Damaged(key, "its set marker names it, but it records no namespace sets")
