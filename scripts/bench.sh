@@ -208,9 +208,10 @@ until [ -d "$mnt/g/current" ]; do sleep 0.002; done
 $PROTOC_ALL -I "$mnt/g/current"
 EOF
   # hyperfine 1.15 has no --conclude: each run's prepare unmounts the
-  # previous run's mount, then drops the page cache.
+  # previous run's mount, then drops the page cache. The mount may be gone
+  # already, which must not stop the script (set -e) when it runs it too.
   local drop="sync; echo 3 > /proc/sys/vm/drop_caches"
-  local unmount="fusermount3 -u $mnt 2>/dev/null; while kill -0 \$(cat $WORK/cold-mount.pid 2>/dev/null) 2>/dev/null; do sleep 0.01; done"
+  local unmount="{ fusermount3 -u $mnt 2>/dev/null || true; }; while kill -0 \$(cat $WORK/cold-mount.pid 2>/dev/null) 2>/dev/null; do sleep 0.01; done"
   (cd "$WORK" && hf "protoc-cold-$label" --runs "$RUNS" \
     --command-name "mount" --prepare "$unmount; $drop" "bash $WORK/cold-mount.sh" \
     --command-name "local disk" --prepare "$unmount; $drop" "$PROTOC_ALL -I $copy")
