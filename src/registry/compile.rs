@@ -776,7 +776,58 @@ pub fn stored_pool(what: &str, bytes: Bytes) -> Result<DescriptorPool> {
             m.full_name()
         )));
     }
+    // It also accepts names protoc never writes (a package with a leading
+    // dot, say), then panics looking them up (also found by the fuzzer).
+    if let Some(bad) = pool.file_descriptor_protos().find_map(bad_name) {
+        return Err(corrupt(bad));
+    }
     Ok(pool)
+}
+
+/// The first name in `file` that is not what protoc writes: a package of
+/// dot-separated identifiers, identifiers everywhere else.
+fn bad_name(file: &FileDescriptorProto) -> Option<String> {
+    fn ident(s: &str) -> bool {
+        let mut c = s.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+            && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }
+    fn enums<'a>(e: &'a [EnumDescriptorProto], out: &mut Vec<&'a str>) {
+        for e in e {
+            out.push(e.name());
+            out.extend(e.value.iter().map(|v| v.name()));
+        }
+    }
+    fn message<'a>(m: &'a DescriptorProto, out: &mut Vec<&'a str>) {
+        out.push(m.name());
+        out.extend(m.field.iter().chain(&m.extension).map(|f| f.name()));
+        out.extend(m.oneof_decl.iter().map(|o| o.name()));
+        enums(&m.enum_type, out);
+        m.nested_type.iter().for_each(|n| message(n, out));
+    }
+    let package = file.package();
+    if !package.is_empty() && !package.split('.').all(ident) {
+        return Some(format!(
+            "file {:?} has an invalid package {package:?}",
+            file.name()
+        ));
+    }
+    let mut names = Vec::new();
+    file.message_type
+        .iter()
+        .for_each(|m| message(m, &mut names));
+    enums(&file.enum_type, &mut names);
+    names.extend(file.extension.iter().map(|f| f.name()));
+    for s in &file.service {
+        names.push(s.name());
+        names.extend(s.method.iter().map(|m| m.name()));
+    }
+    let bad = names.into_iter().find(|n| !ident(n))?;
+    Some(format!(
+        "file {:?} defines an invalid name {bad:?}",
+        file.name()
+    ))
 }
 
 /// A `FileDescriptorSet` of `files`, encoded through prost-reflect so that
