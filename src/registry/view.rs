@@ -100,7 +100,8 @@ impl View {
     pub async fn sweep(mut self) -> Result<Self> {
         self.swept = self
             .store
-            .all_claims(&self.namespace)
+            // The view holds a state of the namespace: it exists.
+            .all_claims_of_known(&self.namespace)
             .await?
             .into_iter()
             .collect();
