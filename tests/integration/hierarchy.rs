@@ -14,6 +14,7 @@ on_every_backend!(
     bad_parents_and_duplicates_across_the_chain_change_nothing,
     a_deep_chain_costs_one_warm_request_per_level,
     a_publish_resolves_ancestors_no_older_than_seen_and_falls_back_on_a_miss,
+    verify_reports_a_hint_whose_state_disagrees_with_the_log,
 );
 
 const MONEY_V1: &str = "syntax = \"proto3\";\npackage base;\nmessage Money { int64 units = 1; }\n";
@@ -410,6 +411,43 @@ async fn a_publish_resolves_ancestors_no_older_than_seen_and_falls_back_on_a_mis
         deps.iter()
             .any(|d| d.namespace_id == "base" && d.schema_id == "extra" && d.version == 1),
         "{deps:?}"
+    );
+}
+
+/// The hint's state is what a publish in a child reads of an ancestor:
+/// `verify` checks it against the log's state at the hint's `latest`.
+async fn verify_reports_a_hint_whose_state_disagrees_with_the_log(t: TestStore) {
+    use object_store::ObjectStoreExt;
+    use protoshelf::objstore::records::{HeadHint, from_json, to_json};
+    chain(&t).await;
+    let report = t.store.verify(None).await.unwrap();
+    assert!(report.clean(), "{:?}", report.problems);
+    let key = object_store::path::Path::from("ns/base/head.json");
+    let raw = t.raw();
+    let bytes = raw.get(&key).await.unwrap().bytes().await.unwrap();
+    let mut hint: HeadHint = from_json(key.as_ref(), &bytes).unwrap();
+    let state = hint
+        .state
+        .as_mut()
+        .expect("a small namespace's hint has its state");
+    assert_eq!(
+        state.schemas.get("money").and_then(|p| p.current),
+        Some(1),
+        "the state after the hint's latest commit"
+    );
+    state.schemas.remove("money");
+    raw.put(&key, to_json(&hint).into()).await.unwrap();
+    let report = Registry::new(t.reopen().await)
+        .store()
+        .verify(None)
+        .await
+        .unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.key == key.as_ref()
+            && p.detail.contains("disagrees with the log's after commit")
+            && p.detail.contains("money")),
+        "{:?}",
+        report.problems
     );
 }
 
