@@ -12,7 +12,7 @@ use protoshelf::registry::{MAX_DEPTH, PublishOptions, Registry, SourceFile};
 on_every_backend!(
     imports_resolve_through_the_chain_pinned_until_rebase,
     bad_parents_and_duplicates_across_the_chain_change_nothing,
-    a_deep_chain_costs_one_warm_request_per_level,
+    a_deep_chain_costs_two_cold_requests_per_level_and_none_warm,
     a_publish_resolves_ancestors_no_older_than_seen_and_falls_back_on_a_miss,
     verify_reports_a_hint_whose_state_disagrees_with_the_log,
 );
@@ -262,7 +262,7 @@ async fn bad_parents_and_duplicates_across_the_chain_change_nothing(t: TestStore
 /// handle (fresh caches) and on a warm one. Both namespaces have one
 /// commit before (deep: its parent; flat: its policy), so the difference
 /// is what the ancestors cost.
-async fn a_deep_chain_costs_one_warm_request_per_level(t: TestStore) {
+async fn a_deep_chain_costs_two_cold_requests_per_level_and_none_warm(t: TestStore) {
     let r = Registry::new(t.store.clone());
     r.create_namespace("flat", Policy::Wire, Default::default())
         .await
