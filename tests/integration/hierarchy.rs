@@ -376,13 +376,22 @@ async fn a_publish_resolves_ancestors_no_older_than_seen_and_falls_back_on_a_mis
     let v = publish(&a, order(4)).await;
     assert_eq!(money_pin(&t, v).await, 3, "own commit");
 
-    // A zero window reads the hint every time.
-    let z = Registry::new(t.reopen().await).with_ancestor_window(std::time::Duration::ZERO);
-    publish(&z, order(5)).await;
+    // Past the window the hint is read again; a zero window reads it
+    // every time.
+    let window = std::time::Duration::from_millis(200);
+    let w = Registry::new(t.reopen().await).with_ancestor_window(window);
+    publish(&w, order(5)).await;
     push(&b, "base", "money", "base/money.proto", &money(4)).await;
     b.promote("base", false).await.unwrap();
-    let v = publish(&z, order(6)).await;
-    assert_eq!(money_pin(&t, v).await, 4, "zero window");
+    tokio::time::sleep(window * 2).await;
+    let v = publish(&w, order(6)).await;
+    assert_eq!(money_pin(&t, v).await, 4, "past the window");
+    let z = Registry::new(t.reopen().await).with_ancestor_window(std::time::Duration::ZERO);
+    publish(&z, order(7)).await;
+    push(&b, "base", "money", "base/money.proto", &money(5)).await;
+    b.promote("base", false).await.unwrap();
+    let v = publish(&z, order(8)).await;
+    assert_eq!(money_pin(&t, v).await, 5, "zero window");
 
     // A stale hint (as a writer that died before rewriting it leaves it)
     // that lacks an imported file: the publish finds it in the log.
