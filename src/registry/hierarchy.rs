@@ -244,11 +244,14 @@ impl Registry {
             c => c?,
         };
         // Builtins usually do not exist, which only a GET of the record
-        // tells (a hint would cost a second GET to say so).
-        let kept = self
-            .ancestor_cache
-            .get(BUILTINS)
-            .filter(|k| fresh == Freshness::Recent && k.read_at.elapsed() <= self.ancestor_window);
+        // tells (a hint would cost a second GET to say so): kept within
+        // the window as the others, else read confirmed.
+        let seen = self.store.cached_namespace_state(BUILTINS);
+        let kept = self.ancestor_cache.get(BUILTINS).filter(|k| {
+            fresh == Freshness::Recent
+                && k.read_at.elapsed() <= self.ancestor_window
+                && seen.as_ref().is_none_or(|s| s.seq <= k.view.state.seq)
+        });
         match kept {
             Some(k) => states.push((BUILTINS.to_string(), Resolved::Kept(k.view))),
             None => match self.store.namespace_state(BUILTINS).await {

@@ -376,6 +376,26 @@ async fn a_publish_resolves_ancestors_no_older_than_seen_and_falls_back_on_a_mis
     let v = publish(&a, order(4)).await;
     assert_eq!(money_pin(&t, v).await, 3, "own commit");
 
+    // Builtins too: the handle's own promote there shows at once.
+    let common = |n: u32| {
+        money(n)
+            .replace("package base;", "package common;")
+            .replace("Money", "Coin")
+    };
+    let pay = |n: u32| {
+        format!(
+            "syntax = \"proto3\";\npackage shop;\nimport \"common/coin.proto\";\nmessage Pay {{ common.Coin c = 1; int32 n{n} = 2; }}\n"
+        )
+    };
+    for n in 1..=2 {
+        push(&a, BUILTINS, "coin", "common/coin.proto", &common(n)).await;
+        a.promote(BUILTINS, false).await.unwrap();
+        let v = push(&a, "shop", "pay", "shop/pay.proto", &pay(n)).await;
+        let deps = t.store.get_version_deps("shop", "pay", v).await.unwrap();
+        let pin = deps.iter().find(|d| d.namespace_id == BUILTINS);
+        assert_eq!(pin.map(|d| d.version), Some(u64::from(n)), "{deps:?}");
+    }
+
     // Past the window the hint is read again; a zero window reads it
     // every time.
     let window = std::time::Duration::from_millis(200);
