@@ -42,6 +42,11 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     in_range(s, 0.0, "more than 0")
 }
 
+/// A duration from 0 (`0s`: off) to under 24 hours.
+pub fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> {
+    in_range(s, -1.0, "0 or more")
+}
+
 /// The mount's refresh interval: at least 10 ms (a shorter one would only
 /// spin the refresh thread) and less than 24 hours.
 pub fn parse_refresh(s: &str) -> std::result::Result<Duration, String> {
@@ -49,7 +54,8 @@ pub fn parse_refresh(s: &str) -> std::result::Result<Duration, String> {
 }
 
 /// A duration (`500ms`, `2`, `1.5m`) above `min_secs` (from it, when it is
-/// not 0) and under 24 hours; `min` names the lower bound in the message.
+/// not 0; a negative one allows 0) and under 24 hours; `min` names the
+/// lower bound in the message.
 fn in_range(s: &str, min_secs: f64, min: &str) -> std::result::Result<Duration, String> {
     let (num, unit) = s.trim().split_at(
         s.trim()
@@ -65,7 +71,9 @@ fn in_range(s: &str, min_secs: f64, min: &str) -> std::result::Result<Duration, 
         "m" => n * 60.0,
         _ => return Err(format!("{s:?}: unit must be ms, s or m")),
     };
-    let above_min = if min_secs == 0.0 {
+    let above_min = if min_secs < 0.0 {
+        secs >= 0.0
+    } else if min_secs == 0.0 {
         secs > 0.0
     } else {
         secs >= min_secs
@@ -237,6 +245,14 @@ mod tests {
                 && parse_duration("x").is_err()
                 && parse_duration("1h").is_err()
         );
+        assert_eq!(parse_duration_or_zero("0s").unwrap(), Duration::ZERO);
+        assert_eq!(
+            parse_duration_or_zero("5s").unwrap(),
+            Duration::from_secs(5)
+        );
+        for bad in ["-1s", "1440m", "x"] {
+            assert!(parse_duration_or_zero(bad).is_err(), "{bad}");
+        }
         assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("1TB").is_err());

@@ -10,7 +10,7 @@ use protoshelf::server::auth::{Auth, Role};
 use protoshelf::server::{self, ServeOptions};
 
 use super::Ctx;
-use super::mount::{parse_duration, parse_size};
+use super::mount::{parse_duration, parse_duration_or_zero, parse_size};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Anonymous {
@@ -38,6 +38,11 @@ pub struct Args {
     /// (changes through other replicas show within this; `Cache-Control: no-cache` skips it).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     refresh: Duration,
+    /// How long a publish in a child namespace reuses what it read of the
+    /// ancestors without asking the store again (its pins record what it
+    /// compiled against; `rebase --status` reads the latest); 0s: always ask.
+    #[arg(long, default_value = "5s", value_parser = parse_duration_or_zero)]
+    ancestor_window: Duration,
     /// Prefix of the namespaces that hold Confluent subjects.
     #[arg(long, default_value = "")]
     subject_prefix: String,
@@ -80,7 +85,8 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let registry = ctx
         .registry_creating()
         .await?
-        .with_limits(a.compile.limits());
+        .with_limits(a.compile.limits())
+        .with_ancestor_window(a.ancestor_window);
     server::serve(
         registry,
         opts,

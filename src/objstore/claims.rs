@@ -142,6 +142,16 @@ impl ObjStore {
         namespace_id: &str,
     ) -> Result<BTreeMap<ClaimKind, BTreeMap<String, Vec<String>>>> {
         self.require_namespace(namespace_id).await?;
+        self.all_claims_of_known(namespace_id).await
+    }
+
+    /// [`Self::all_claims`] of a namespace the caller knows exists (it
+    /// holds a state of its log): the LIST alone, no GET of its record.
+    pub async fn all_claims_of_known(
+        &self,
+        namespace_id: &str,
+    ) -> Result<BTreeMap<ClaimKind, BTreeMap<String, Vec<String>>>> {
+        crate::ids::validate_namespace_id(namespace_id)?;
         let dir = keys::claims_root(namespace_id);
         let skip = dir.parts().count();
         let metas: Vec<object_store::ObjectMeta> = self

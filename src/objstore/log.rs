@@ -147,6 +147,24 @@ impl Sequenced for NsPointers {
                 .sum::<usize>()
                 <= SMALL_STATE_BYTES
     }
+
+    /// Small states only: a large one would make every commit's hint PUT
+    /// grow with the namespace.
+    fn summary(&self) -> Option<StateSnapshot> {
+        self.small().then(|| self.snapshot.clone())
+    }
+}
+
+/// The state a hint records after its `latest` commit, unconfirmed: the
+/// log may have moved on, or (writers race to overwrite the hint) hold a
+/// later commit than it says. None when the hint carries no state.
+pub fn hinted(hint: HeadHint) -> Option<NsState> {
+    let (seq, snapshot) = (hint.latest?, hint.state?);
+    Some(protocol::Versioned {
+        seq,
+        base: seq,
+        value: NsPointers::from_snapshot(&snapshot),
+    })
 }
 
 /// The namespace log's codec: entries as [`LogEntry`] JSON (format 2), each

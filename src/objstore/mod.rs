@@ -363,6 +363,18 @@ impl ObjStore {
         self.inner.log.latest(ns).await
     }
 
+    /// The namespace's state as its hint records it: one GET, no request
+    /// to confirm it (the log may have moved on). None when the hint is
+    /// missing or damaged or carries no state (written by an older writer,
+    /// or the state is large): callers then read [`Self::namespace_state`].
+    /// A hint exists only once the namespace has a commit, so it also
+    /// shows the namespace exists (its record is created first).
+    pub async fn hinted_namespace_state(&self, ns: &str) -> Result<Option<Arc<NsState>>> {
+        crate::ids::validate_namespace_id(ns)?;
+        let hint = self.inner.log.hint(ns).await?;
+        Ok(hint.and_then(log::hinted).map(Arc::new))
+    }
+
     /// The namespace's state as last seen by this handle, without a request.
     pub fn cached_namespace_state(&self, ns: &str) -> Option<Arc<NsState>> {
         self.inner.log.cached(ns)

@@ -68,6 +68,12 @@ pub trait Sequenced: Clone + Default + Debug + Send + Sync + 'static {
     /// Whether the state is small enough to be written in every entry, so
     /// a cold reader needs one entry (an estimate is fine).
     fn small(&self) -> bool;
+
+    /// What the hint carries of the state after its `latest` commit (for
+    /// readers that accept an unconfirmed state); None: nothing.
+    fn summary(&self) -> Option<super::records::StateSnapshot> {
+        None
+    }
 }
 
 /// Encodes values as stored bytes and back; `key` names the object in
@@ -344,10 +350,12 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
         end - end % CHAIN_MAX
     }
 
-    async fn write_hint(&self, stream: &str, latest: u64) {
+    async fn write_hint(&self, stream: &str, state: &Versioned<S>) {
+        let latest = state.seq;
         let hint = HeadHint {
             seq: Self::due(latest),
             latest: Some(latest),
+            state: state.value.summary(),
         };
         if let Err(e) = self
             .io
@@ -428,9 +436,10 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
             if hint.is_none() && !check_end {
                 hint = Some(self.hint(stream).await?);
             }
-            let hint_lost = hint.is_some_and(|h| h.is_none());
+            let hint_lost = hint.as_ref().is_some_and(|h| h.is_none());
             let named = hint
-                .flatten()
+                .as_ref()
+                .and_then(|h| h.as_ref())
                 .and_then(|h| h.latest)
                 .filter(|l| *l > state.seq);
             let beyond = match named {
@@ -472,7 +481,7 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
     /// Returns the hint.
     async fn jump(&self, stream: &str, state: &mut Versioned<S>) -> Result<Option<HeadHint>> {
         let read = self.hint(stream).await?;
-        let target = read.map_or(0, |h| h.seq);
+        let target = read.as_ref().map_or(0, |h| h.seq);
         if target <= state.seq {
             return Ok(read);
         }
@@ -564,10 +573,10 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                         counters.checkpoints.fetch_add(1, Relaxed);
                     }
                     self.most_lost.fetch_max(number as usize, Relaxed);
-                    let state = self.remember(stream, Arc::new(next));
                     // After every commit: its `latest` is what tells a
                     // reader that the log's newest entry was lost.
-                    self.write_hint(stream, entry.seq).await;
+                    self.write_hint(stream, &next).await;
+                    let state = self.remember(stream, Arc::new(next));
                     return Ok(Some(Committed {
                         entry,
                         state,
@@ -776,11 +785,11 @@ impl<S: Sequenced, C: ObjectCodec<Entry<S>>> Protocol<S, C> {
                 Created::Theirs(winner) => state.apply(&winner, key.as_ref())?,
             }
         }
-        let hint_rewritten = !matches!(hint, Some(Ok(h))
+        let hint_rewritten = !matches!(&hint, Some(Ok(h))
             if h.seq == Self::due(state.seq) && h.latest == Some(state.seq))
             && state.seq > 0;
         if hint_rewritten {
-            self.write_hint(stream, state.seq).await;
+            self.write_hint(stream, &state).await;
         }
         // The rebuilt state replaces what this handle knew (its seq is no
         // lower: the end includes what this handle saw).

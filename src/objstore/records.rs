@@ -232,7 +232,7 @@ pub struct RepairNote {
 }
 
 /// `ns/<ns>/head.json`: a hint, never trusted, overwritten after commits.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeadHint {
     /// The newest checkpoint at a multiple of `CHAIN_MAX`: where a cold
     /// reader starts.
@@ -242,6 +242,12 @@ pub struct HeadHint {
     /// of format 2 writers before it was added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest: Option<u64>,
+    /// The state after commit `latest` (settings and pointers), when small:
+    /// what a publish in a child namespace reads of an ancestor, in the one
+    /// GET (docs/storage-format.md, "Reading an ancestor"). Unconfirmed like
+    /// the rest of the hint; absent in hints of writers before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateSnapshot>,
 }
 
 /// The field every JSON object protoshelf writes ends with: the SHA-256 of
@@ -367,6 +373,7 @@ mod tests {
         let hint = HeadHint {
             seq: 42,
             latest: Some(45),
+            state: None,
         };
         let bytes = to_json(&hint);
         let text = std::str::from_utf8(&bytes).unwrap();

@@ -320,6 +320,21 @@ impl ObjStore {
             )
             .await?;
         let mut named = BTreeMap::new();
+        // The hint, read first so the replay can keep the state at its
+        // `latest`, which its `state` must equal.
+        let hint = keys::head(ns);
+        let hint_bytes = if inv.contains(&hint) {
+            let fetched = self.fetch_all(vec![hint.to_string()], report).await?;
+            fetched.get(hint.as_ref()).cloned()
+        } else {
+            None
+        };
+        let hinted = hint_bytes
+            .as_ref()
+            .and_then(|b| from_json::<HeadHint>(hint.as_ref(), b).ok())
+            .filter(|h| h.state.is_some())
+            .and_then(|h| h.latest);
+        let mut at_hinted: Option<StateSnapshot> = None;
         // None while the replay cannot be trusted (after a missing or
         // damaged entry, until the next checkpoint).
         let mut state: Option<StateSnapshot> = Some(StateSnapshot::default());
@@ -482,6 +497,9 @@ impl ObjStore {
                     trusted = false;
                 }
             }
+            if hinted == Some(seq) && trusted {
+                at_hinted = state.clone();
+            }
             let mut note = |schema: &String, p: &Pointers| {
                 for v in [p.current, p.staged].into_iter().flatten() {
                     named.entry((schema.clone(), v)).or_insert(seq);
@@ -496,33 +514,44 @@ impl ObjStore {
                 }
             }
         }
-        let hint = keys::head(ns);
-        if inv.contains(&hint) {
-            let fetched = self.fetch_all(vec![hint.to_string()], report).await?;
-            if let Some(bytes) = fetched.get(hint.as_ref()) {
-                match from_json::<HeadHint>(hint.as_ref(), bytes) {
-                    Ok(h) if h.seq.max(h.latest.unwrap_or(0)) > end => {
-                        let named = h.seq.max(h.latest.unwrap_or(0));
-                        report.problem(
-                            keys::log_entry(ns, named),
-                            Damage::Missing,
-                            format!(
-                                "missing: {hint} names commit {named}, but the log ends at {end} (commits were lost)"
-                            ),
-                        )
-                    }
-                    Ok(h)
-                        if h.seq > 0 && seqs.contains(&h.seq) && !checkpoints.contains(&h.seq) =>
-                    {
-                        report.problem(
-                            hint.as_ref(),
-                            Damage::Inconsistent,
-                            format!("names commit {}, which is not a checkpoint", h.seq),
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(e) => report.failed(hint.as_ref(), e)?,
+        if let Some(bytes) = &hint_bytes {
+            match from_json::<HeadHint>(hint.as_ref(), bytes) {
+                Ok(h) if h.seq.max(h.latest.unwrap_or(0)) > end => {
+                    let named = h.seq.max(h.latest.unwrap_or(0));
+                    report.problem(
+                        keys::log_entry(ns, named),
+                        Damage::Missing,
+                        format!(
+                            "missing: {hint} names commit {named}, but the log ends at {end} (commits were lost)"
+                        ),
+                    )
                 }
+                Ok(h) if h.seq > 0 && seqs.contains(&h.seq) && !checkpoints.contains(&h.seq) => {
+                    report.problem(
+                        hint.as_ref(),
+                        Damage::Inconsistent,
+                        format!("names commit {}, which is not a checkpoint", h.seq),
+                    )
+                }
+                // Publishes read an ancestor's state from it.
+                Ok(HeadHint {
+                    latest: Some(latest),
+                    state: Some(state),
+                    ..
+                }) if at_hinted.as_ref().is_some_and(|s| *s != state) => {
+                    let log = at_hinted.as_ref().expect("checked");
+                    let what = differing(log, &state);
+                    report.problem(
+                        hint.as_ref(),
+                        Damage::Inconsistent,
+                        format!(
+                            "its state disagrees with the log's after commit {latest} (for {})",
+                            what.join(", ")
+                        ),
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => report.failed(hint.as_ref(), e)?,
             }
         }
         Ok(named)

@@ -106,11 +106,26 @@ impl Registry {
         namespaces: Vec<Namespace>,
         deleted: bool,
     ) -> Result<Vec<Namespace>> {
-        let keep: Vec<Option<Namespace>> = futures::stream::iter(namespaces)
+        let kept = self
+            .filter_deleted_with_parents(namespaces, deleted)
+            .await?;
+        Ok(kept.into_iter().map(|(ns, _)| ns).collect())
+    }
+
+    /// [`Self::filter_deleted`], each with its parent (from the same state
+    /// read: no request more).
+    pub async fn filter_deleted_with_parents(
+        &self,
+        namespaces: Vec<Namespace>,
+        deleted: bool,
+    ) -> Result<Vec<(Namespace, Option<String>)>> {
+        let keep: Vec<Option<(Namespace, Option<String>)>> = futures::stream::iter(namespaces)
             .map(|ns| async move {
                 let state = self.store.namespace_state(&ns.id).await?;
-                let shown = super::delete::is_deleted(&state.snapshot.config) == deleted;
-                Ok::<_, Error>(shown.then_some(ns))
+                let config = &state.snapshot.config;
+                let shown = super::delete::is_deleted(config) == deleted;
+                let parent = super::hierarchy::parent_of(config).map(str::to_string);
+                Ok::<_, Error>(shown.then_some((ns, parent)))
             })
             .buffered(super::delete::READ_CONCURRENCY)
             .try_collect()

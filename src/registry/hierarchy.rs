@@ -5,8 +5,9 @@
 //! ancestor is pinned in its recorded deps, so a promote in an ancestor
 //! changes no child until `rebase` re-pins it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -34,17 +35,75 @@ pub fn parent_of(config: &BTreeMap<String, String>) -> Option<&str> {
         .filter(|p| !p.is_empty() && *p != BUILTINS)
 }
 
+/// How long a publish reuses an ancestor view this handle made, without a
+/// request ([`Registry::with_ancestor_window`]).
+pub const DEFAULT_ANCESTOR_WINDOW: Duration = Duration::from_secs(5);
+
 /// The ancestors' current trees, nearest first, builtins last.
 pub struct Ancestors {
     pub views: Vec<Arc<View>>,
+    /// Some view is at a state no request confirmed is the latest (from a
+    /// hint, or kept within the window).
+    pub unconfirmed: bool,
+}
+
+/// How fresh the ancestor states a read resolves must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// A publish: a recent state is enough (the hint's, or a view this
+    /// handle made within its window), never older than one this handle
+    /// has seen. Pins record what was used; `rebase status` shows it.
+    Recent,
+    /// The latest state, confirmed by the log (`check`, `rebase`,
+    /// `rebase status`, undelete).
+    Confirmed,
+}
+
+/// An ancestor view a handle keeps.
+#[derive(Debug, Clone)]
+struct Kept {
+    view: Arc<View>,
+    /// When a read last showed `view`'s state (hinted or confirmed).
+    read_at: Instant,
 }
 
 /// Ancestor views a handle keeps, by namespace: reused while the
-/// ancestor's seq is unchanged. Sound because every claim of a version is
-/// written before the commit that stages it, and claims are never removed:
-/// a sweep made at or after seq S answers every lookup of the state at S.
+/// ancestor's seq is unchanged, and by a publish within the window without
+/// a request. Sound because every claim of a version is written before
+/// the commit that stages it, and claims are never removed: a sweep made
+/// at or after seq S answers every lookup of the state at S.
 #[derive(Debug, Default)]
-pub(super) struct AncestorCache(std::sync::Mutex<std::collections::HashMap<String, Arc<View>>>);
+pub(super) struct AncestorCache(std::sync::Mutex<HashMap<String, Kept>>);
+
+impl AncestorCache {
+    fn get(&self, ns: &str) -> Option<Kept> {
+        self.0.lock().unwrap().get(ns).cloned()
+    }
+
+    fn put(&self, ns: &str, kept: Kept) {
+        self.0.lock().unwrap().insert(ns.to_string(), kept);
+    }
+}
+
+/// An ancestor's state as a read resolved it.
+enum Resolved {
+    /// A view kept within the window, used as it is.
+    Kept(Arc<View>),
+    /// A state just read; `confirmed`: from the log, not the hint.
+    Read {
+        state: Arc<NsState>,
+        confirmed: bool,
+    },
+}
+
+impl Resolved {
+    fn state(&self) -> &NsState {
+        match self {
+            Resolved::Kept(v) => &v.state,
+            Resolved::Read { state, .. } => state,
+        }
+    }
+}
 
 impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,8 +152,13 @@ impl Registry {
     /// (`__builtins__` not included). Refused when an ancestor is missing
     /// or deleted, or the chain loops or is deeper than [`MAX_DEPTH`]
     /// (concurrent set-parents can make one; reads refuse it).
-    async fn chain(&self, namespace: &str, state: &NsState) -> Result<Vec<(String, Arc<NsState>)>> {
-        let mut out: Vec<(String, Arc<NsState>)> = Vec::new();
+    async fn chain(
+        &self,
+        namespace: &str,
+        state: &NsState,
+        fresh: Freshness,
+    ) -> Result<Vec<(String, Resolved)>> {
+        let mut out: Vec<(String, Resolved)> = Vec::new();
         let mut next = parent_of(&state.snapshot.config).map(str::to_string);
         while let Some(p) = next {
             if p == namespace || out.iter().any(|(n, _)| *n == p) {
@@ -107,7 +171,7 @@ impl Registry {
                     "the parent chain of namespace {namespace:?} is deeper than {MAX_DEPTH} namespaces: set a nearer parent with `protoshelf namespace set-parent`"
                 )));
             }
-            let s = match self.store.namespace_state(&p).await {
+            let s = match self.ancestor_state(&p, fresh).await {
                 Err(Error::NotFound(_)) => {
                     return Err(Error::InvalidInput(format!(
                         "namespace {namespace:?} has ancestor {p:?}, which does not exist: create it or set another parent with `protoshelf namespace set-parent`"
@@ -115,65 +179,140 @@ impl Registry {
                 }
                 s => s?,
             };
-            if super::delete::is_deleted(&s.snapshot.config) {
+            if super::delete::is_deleted(&s.state().snapshot.config) {
                 return Err(Error::InvalidInput(format!(
                     "namespace {namespace:?} has ancestor {p:?}, which is deleted: restore it with `protoshelf namespace undelete {p}` or set another parent"
                 )));
             }
-            next = parent_of(&s.snapshot.config).map(str::to_string);
+            next = parent_of(&s.state().snapshot.config).map(str::to_string);
             out.push((p, s));
         }
         Ok(out)
     }
 
-    /// The ancestors' current trees of `namespace` at its `state`.
+    /// An ancestor's state, as fresh as `fresh` asks. Recent: a view kept
+    /// within the window unless this handle has since seen a later state
+    /// (its own commits included), else the hint's state (1 GET, which
+    /// also shows the namespace exists), never older than what this handle
+    /// has seen; without a usable hint, the log's latest.
+    async fn ancestor_state(&self, ns: &str, fresh: Freshness) -> Result<Resolved> {
+        if fresh == Freshness::Recent {
+            let seen = self.store.cached_namespace_state(ns);
+            let kept = self.ancestor_cache.get(ns);
+            if let Some(k) = &kept
+                && k.read_at.elapsed() <= self.ancestor_window
+                && seen.as_ref().is_none_or(|s| s.seq <= k.view.state.seq)
+            {
+                return Ok(Resolved::Kept(k.view.clone()));
+            }
+            if let Some(hinted) = self.store.hinted_namespace_state(ns).await? {
+                let newest = [seen, kept.map(|k| k.view.state.clone())]
+                    .into_iter()
+                    .flatten()
+                    .fold(hinted, |a, b| if b.seq > a.seq { b } else { a });
+                return Ok(Resolved::Read {
+                    state: newest,
+                    confirmed: false,
+                });
+            }
+        }
+        Ok(Resolved::Read {
+            state: self.store.namespace_state(ns).await?,
+            confirmed: true,
+        })
+    }
+
+    /// The ancestors' current trees of `namespace` at its `state`. A
+    /// recent read that a chain refuses (a missing, deleted or looping
+    /// ancestor) is decided again on confirmed states before it fails.
     pub(super) async fn ancestor_views_of(
         &self,
         namespace: &str,
         state: &NsState,
+        fresh: Freshness,
     ) -> Result<Ancestors> {
         if namespace == BUILTINS {
-            return Ok(Ancestors { views: Vec::new() });
+            return Ok(Ancestors {
+                views: Vec::new(),
+                unconfirmed: false,
+            });
         }
-        let mut states = self.chain(namespace, state).await?;
-        match self.store.namespace_state(BUILTINS).await {
-            Ok(s) => states.push((BUILTINS.to_string(), s)),
-            Err(Error::NotFound(_)) => {}
-            Err(e) => return Err(e),
+        let mut states = match self.chain(namespace, state, fresh).await {
+            Err(e) if e.is_user_error() && fresh == Freshness::Recent => {
+                self.chain(namespace, state, Freshness::Confirmed).await?
+            }
+            c => c?,
+        };
+        // Builtins usually do not exist, which only a GET of the record
+        // tells (a hint would cost a second GET to say so): kept within
+        // the window as the others, else read confirmed.
+        let seen = self.store.cached_namespace_state(BUILTINS);
+        let kept = self.ancestor_cache.get(BUILTINS).filter(|k| {
+            fresh == Freshness::Recent
+                && k.read_at.elapsed() <= self.ancestor_window
+                && seen.as_ref().is_none_or(|s| s.seq <= k.view.state.seq)
+        });
+        match kept {
+            Some(k) => states.push((BUILTINS.to_string(), Resolved::Kept(k.view))),
+            None => match self.store.namespace_state(BUILTINS).await {
+                Ok(s) => states.push((
+                    BUILTINS.to_string(),
+                    Resolved::Read {
+                        state: s,
+                        confirmed: true,
+                    },
+                )),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            },
         }
         let mut views = Vec::new();
-        for (ns, s) in states {
-            let cached = self.ancestor_cache.0.lock().unwrap().get(&ns).cloned();
-            let view = match cached {
-                Some(v) if v.state.seq == s.seq => v,
+        let mut unconfirmed = false;
+        for (ns, resolved) in states {
+            let (s, confirmed) = match resolved {
+                Resolved::Kept(v) => {
+                    unconfirmed = true;
+                    views.push(v);
+                    continue;
+                }
+                Resolved::Read { state, confirmed } => (state, confirmed),
+            };
+            unconfirmed |= !confirmed;
+            let view = match self.ancestor_cache.get(&ns) {
+                Some(k) if k.view.state.seq == s.seq => k.view,
                 _ => {
                     // One LIST sweep answers every lookup of a publish (and
                     // of the next ones on this handle, while the seq holds).
-                    let v = Arc::new(
+                    Arc::new(
                         View::new(self.store.clone(), &ns, s, Tree::Current)
                             .sweep()
                             .await?,
-                    );
-                    self.ancestor_cache
-                        .0
-                        .lock()
-                        .unwrap()
-                        .insert(ns.clone(), v.clone());
-                    v
+                    )
                 }
             };
+            self.ancestor_cache.put(
+                &ns,
+                Kept {
+                    view: view.clone(),
+                    read_at: Instant::now(),
+                },
+            );
             views.push(view);
         }
-        Ok(Ancestors { views })
+        Ok(Ancestors { views, unconfirmed })
     }
 
     /// [`Self::ancestor_views_of`] at the namespace's latest state.
     pub(super) async fn ancestor_views(&self, namespace: &str) -> Result<Ancestors> {
         if namespace == BUILTINS {
-            return Ok(Ancestors { views: Vec::new() });
+            return Ok(Ancestors {
+                views: Vec::new(),
+                unconfirmed: false,
+            });
         }
         let state = self.store.namespace_state(namespace).await?;
-        self.ancestor_views_of(namespace, &state).await
+        self.ancestor_views_of(namespace, &state, Freshness::Confirmed)
+            .await
     }
 
     /// The namespace's parent (None: the chain ends at builtins).
@@ -186,7 +325,7 @@ impl Registry {
     pub async fn ancestors(&self, namespace: &str) -> Result<Vec<String>> {
         let state = self.store.namespace_state(namespace).await?;
         Ok(self
-            .chain(namespace, &state)
+            .chain(namespace, &state, Freshness::Confirmed)
             .await?
             .into_iter()
             .map(|(n, _)| n)
@@ -216,12 +355,15 @@ impl Registry {
                 "parent namespace {parent:?} is deleted: restore it with `protoshelf namespace undelete {parent}` first"
             )));
         }
-        let above = self.chain(parent, &state).await.map_err(|e| match e {
-            Error::InvalidInput(why) => {
-                Error::InvalidInput(format!("{parent:?} cannot be a parent: {why}"))
-            }
-            e => e,
-        })?;
+        let above = self
+            .chain(parent, &state, Freshness::Confirmed)
+            .await
+            .map_err(|e| match e {
+                Error::InvalidInput(why) => {
+                    Error::InvalidInput(format!("{parent:?} cannot be a parent: {why}"))
+                }
+                e => e,
+            })?;
         if let Some(at) = above.iter().position(|(n, _)| n == namespace) {
             let mut cycle: Vec<&str> = vec![namespace, parent];
             cycle.extend(above[..=at].iter().map(|(n, _)| n.as_str()));
@@ -290,7 +432,10 @@ impl Registry {
     }
 
     async fn behind(&self, namespace: &str, state: &NsState) -> Result<Vec<BehindPin>> {
-        let ancestors = self.ancestor_views_of(namespace, state).await?.views;
+        let ancestors = self
+            .ancestor_views_of(namespace, state, Freshness::Confirmed)
+            .await?
+            .views;
         let current_in = |ns: &str, schema: &str| {
             ancestors
                 .iter()
@@ -394,7 +539,13 @@ impl Registry {
         }
         if !dry_run && !prepared_all.is_empty() {
             let published = self
-                .publish_prepared(namespace, prepared_all, Default::default())
+                // Pins from the confirmed states `behind` just read.
+                .publish_prepared(
+                    namespace,
+                    prepared_all,
+                    Default::default(),
+                    Freshness::Confirmed,
+                )
                 .await?;
             for (s, p) in schemas.iter_mut().zip(published) {
                 s.version = Some(p.version);

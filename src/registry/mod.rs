@@ -195,6 +195,8 @@ pub struct Registry {
     limits: Limits,
     counters: Arc<Counters>,
     ancestor_cache: Arc<hierarchy::AncestorCache>,
+    /// How long a publish reuses an ancestor view without a request.
+    ancestor_window: std::time::Duration,
 }
 
 impl Registry {
@@ -204,6 +206,7 @@ impl Registry {
             limits: Limits::default(),
             counters: Arc::default(),
             ancestor_cache: Arc::default(),
+            ancestor_window: hierarchy::DEFAULT_ANCESTOR_WINDOW,
         }
     }
 
@@ -222,6 +225,16 @@ impl Registry {
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// How long a publish in a child namespace reuses an ancestor's view
+    /// this handle made, without asking whether the ancestor moved
+    /// ([`hierarchy::DEFAULT_ANCESTOR_WINDOW`] unless set; zero: never).
+    /// This handle's own commits to the ancestor end it at once; `check`,
+    /// `rebase` and `rebase status` always read the ancestors' latest.
+    pub fn with_ancestor_window(mut self, window: std::time::Duration) -> Self {
+        self.ancestor_window = window;
         self
     }
 

@@ -13,6 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 use super::compile::{COMPILER_VERSION, Compiled, Origin, Sources};
+use super::hierarchy::Freshness;
 use super::limits::is_well_known;
 use super::normalize::normalize;
 use super::view::{Reads, Tree, View, version_in};
@@ -103,6 +104,8 @@ struct PublishPlan<'a> {
     /// computes exactly the same content and dependencies.
     created: HashMap<String, (u64, String, Vec<VersionDep>)>,
     outcome: &'a mut Outcome,
+    /// How fresh the ancestor states the plan resolves must be.
+    fresh: Freshness,
 }
 
 impl CommitPlan<NsPointers, Mutation> for PublishPlan<'_> {
@@ -125,6 +128,7 @@ impl CommitPlan<NsPointers, Mutation> for PublishPlan<'_> {
                     attempt.state.clone(),
                     self.prepared,
                     self.opts.progress.as_ref(),
+                    self.fresh,
                 )
                 .await?;
             let stored = r
@@ -255,7 +259,8 @@ impl Registry {
         let prepared = self.prepare(&members, opts.force)?;
         // The normalized copies are all that is needed from here on.
         drop(members);
-        self.publish_prepared(namespace, prepared, opts).await
+        self.publish_prepared(namespace, prepared, opts, Freshness::Recent)
+            .await
     }
 
     /// Publishes members already validated and normalized.
@@ -264,6 +269,7 @@ impl Registry {
         namespace: &str,
         prepared: Vec<Prepared>,
         opts: PublishOptions,
+        fresh: Freshness,
     ) -> Result<Vec<Published>> {
         self.ensure_builtins(namespace).await?;
         self.store.get_namespace(namespace).await?;
@@ -275,6 +281,7 @@ impl Registry {
             opts: &opts,
             created: HashMap::new(),
             outcome: &mut outcome,
+            fresh,
         };
         self.store.commit(namespace, plan).await?;
         Ok(match outcome {
@@ -458,6 +465,7 @@ impl Registry {
         state: Arc<NsState>,
         prepared: &[Prepared],
         progress: Option<&super::Progress>,
+        fresh: Freshness,
     ) -> Result<Plan> {
         let store = &self.store;
         if super::delete::is_deleted(&state.snapshot.config) {
@@ -509,12 +517,51 @@ impl Registry {
 
         let file_count: usize = changed.iter().map(|&i| prepared[i].files.len()).sum();
         let mut view = view_tree.excluding(changed.iter().map(|&i| prepared[i].schema_id.clone()));
-        let ancestors = self.ancestor_views_of(namespace, &state).await?;
-        let ancestors = ancestors.views;
+        let mut ancestors = self.ancestor_views_of(namespace, &state, fresh).await?;
         if file_count > SWEEP_ABOVE {
             view = view.sweep().await?;
         }
+        let compiled = match self
+            .compile_against(&view, &ancestors.views, prepared, &changed, progress)
+            .await
+        {
+            // A miss against an unconfirmed ancestor state (an import not
+            // found, a name taken by a version since replaced) may be
+            // staleness: confirmed states decide before the publish fails.
+            Err(e) if e.is_user_error() && ancestors.unconfirmed => {
+                ancestors = self
+                    .ancestor_views_of(namespace, &state, Freshness::Confirmed)
+                    .await?;
+                self.compile_against(&view, &ancestors.views, prepared, &changed, progress)
+                    .await?
+            }
+            c => c?,
+        };
+        let ancestor_seqs = ancestors
+            .views
+            .iter()
+            .map(|a| (a.namespace.clone(), a.state.seq))
+            .collect();
+        Ok(Plan {
+            state,
+            results,
+            changed,
+            view,
+            ancestor_seqs,
+            compiled: Some(compiled),
+        })
+    }
 
+    /// The ownership checks and the compile of a plan's changed members
+    /// against the namespace's `view` and its `ancestors`.
+    async fn compile_against(
+        &self,
+        view: &View,
+        ancestors: &[Arc<View>],
+        prepared: &[Prepared],
+        changed: &[usize],
+        progress: Option<&super::Progress>,
+    ) -> Result<(Arc<Sources>, Compiled, Vec<Vec<usize>>)> {
         let ours: Vec<(String, String)> = changed
             .iter()
             .flat_map(|&i| {
@@ -524,7 +571,7 @@ impl Registry {
                     .map(move |(path, ..)| (prepared[i].schema_id.clone(), path.clone()))
             })
             .collect();
-        ownership::check_paths(&view, &ancestors, &ours).await?;
+        ownership::check_paths(view, ancestors, &ours).await?;
 
         let own: Vec<(usize, String, String)> = changed
             .iter()
@@ -537,27 +584,16 @@ impl Registry {
             .collect();
         let roots: Vec<String> = own.iter().map(|(_, p, _)| p.clone()).collect();
         let mut sources = Sources::new(own)?;
-        sources.gather(&view, &ancestors).await?;
+        sources.gather(view, ancestors).await?;
         let members: Vec<&str> = prepared.iter().map(|p| p.schema_id.as_str()).collect();
         let pool = sources
             .compile(roots, &members, self.limits.compile_timeout, progress)
             .await?;
         let sources = Arc::new(sources);
-        ownership::check_symbols(&view, &ancestors, &pool, &sources, &ours).await?;
+        ownership::check_symbols(view, ancestors, &pool, &sources, &ours).await?;
         // Member-level dependencies, to create versions dependencies first.
-        let order = dependency_order(&changed, prepared, &sources, &pool)?;
-        let ancestor_seqs = ancestors
-            .iter()
-            .map(|a| (a.namespace.clone(), a.state.seq))
-            .collect();
-        Ok(Plan {
-            state,
-            results,
-            changed,
-            view,
-            ancestor_seqs,
-            compiled: Some((sources, pool, order)),
-        })
+        let order = dependency_order(changed, prepared, &sources, &pool)?;
+        Ok((sources, pool, order))
     }
 
     /// Compiles `files` as the next version of `schema` would be, and
@@ -587,7 +623,10 @@ impl Registry {
         prepared: &[Prepared],
     ) -> Result<CheckReport> {
         let state = self.store.namespace_state(namespace).await?;
-        let plan = self.plan(namespace, state, prepared, None).await?;
+        // A check reports on the ancestors as they are (confirmed).
+        let plan = self
+            .plan(namespace, state, prepared, None, Freshness::Confirmed)
+            .await?;
         let current = plan.state.pointers(schema).current;
         let mut report = CheckReport {
             schema_id: schema.to_string(),

@@ -98,9 +98,26 @@ impl View {
     /// Loads every claim of both kinds with one LIST sweep each: cheaper
     /// than one LIST per name when a batch asks about many names.
     pub async fn sweep(mut self) -> Result<Self> {
+        // No schema has a version in this tree: every lookup answers
+        // nothing whatever is claimed (claimants are filtered by version),
+        // so the LIST would tell nothing (a new, or an empty, ancestor).
+        let state = &self.state;
+        if !state
+            .snapshot
+            .schemas
+            .keys()
+            .any(|s| version_in(state, self.tree, s).is_some())
+        {
+            self.swept = ClaimKind::ALL
+                .into_iter()
+                .map(|k| (k, BTreeMap::new()))
+                .collect();
+            return Ok(self);
+        }
         self.swept = self
             .store
-            .all_claims(&self.namespace)
+            // The view holds a state of the namespace: it exists.
+            .all_claims_of_known(&self.namespace)
             .await?
             .into_iter()
             .collect();

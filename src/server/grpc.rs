@@ -345,17 +345,17 @@ impl RegistryService for Service {
         // token still follows the store's listing.
         let page = self
             .registry
-            .filter_deleted(page, false)
+            .filter_deleted_with_parents(page, false)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListNamespacesResponse {
             namespaces: page
                 .into_iter()
-                .map(|n| pb::NamespaceInfo {
+                .map(|(n, parent)| pb::NamespaceInfo {
                     id: n.id,
                     created_at: Some(timestamp(n.created_at)),
                     metadata: n.metadata.into_iter().collect(),
-                    parent_namespace_id: None,
+                    parent_namespace_id: parent,
                 })
                 .collect(),
             next_page_token: next,

@@ -1,6 +1,9 @@
 //! Property test: random sequences of publish / promote / discard /
-//! rollback / delete / undelete against a small reference model of the registry (strict
-//! policy), on memory and the local directory, and a shorter run on S3.
+//! rollback / delete / undelete / set-parent against a small reference
+//! model of the registry (strict policy), on memory and the local
+//! directory, and a shorter run on S3. The parent namespace, `top`, defines
+//! schema `a`'s file and names: while it is `ns`'s parent, a new version of
+//! `a` (and restoring a current one) is refused as a duplicate.
 
 use crate::common;
 
@@ -24,7 +27,12 @@ enum Op {
     /// Soft-delete a schema, or restore it.
     Delete(usize),
     Undelete(usize),
+    /// Set `ns`'s parent to `top` (true) or clear it.
+    SetParent(bool),
 }
+
+/// The parent namespace and the file it defines (`a`'s path and names).
+const TOP: &str = "top";
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -34,6 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..SCHEMAS.len(), 1..5u64, any::<bool>()).prop_map(|(s, v, f)| Op::Rollback(s, v, f)),
         1 => (0..SCHEMAS.len()).prop_map(Op::Delete),
         1 => (0..SCHEMAS.len()).prop_map(Op::Undelete),
+        1 => any::<bool>().prop_map(Op::SetParent),
     ]
 }
 
@@ -77,8 +86,24 @@ enum Outcome {
     Refused,
 }
 
-fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
+/// The model's state: the schemas of `ns`, and whether `top` is its parent.
+#[derive(Debug, Default)]
+struct Model {
+    schemas: [SchemaModel; 2],
+    parent: bool,
+}
+
+fn model(model: &mut Model, op: &Op) -> Outcome {
+    // Schema `s` collides with what `top` defines while it is the parent.
+    let parent = model.parent;
+    let shadowed = |s: usize| parent && SCHEMAS[s] == "a";
+    let schemas = &mut model.schemas;
     match *op {
+        Op::SetParent(on) => {
+            let changed = model.parent != on;
+            model.parent = on;
+            Outcome::Changed(changed)
+        }
         Op::Publish(s, k) => {
             let m = &mut schemas[s];
             if m.deleted.is_some() {
@@ -91,6 +116,9 @@ fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
                     version: v,
                     no_change: true,
                 };
+            }
+            if shadowed(s) {
+                return Outcome::Refused;
             }
             m.versions.push(k);
             let v = m.versions.len() as u64;
@@ -160,8 +188,11 @@ fn model(schemas: &mut [SchemaModel; 2], op: &Op) -> Outcome {
             if m.versions.is_empty() {
                 return Outcome::NotFound;
             }
-            match m.deleted.take() {
+            match m.deleted {
+                // Restoring a current version checks its paths and names.
+                Some(Some(_)) if shadowed(s) => Outcome::Refused,
                 Some(restore) => {
+                    m.deleted = None;
                     m.current = restore;
                     Outcome::Changed(true)
                 }
@@ -201,6 +232,10 @@ async fn real(r: &Registry, op: &Op) -> Outcome {
             .undelete_schema("ns", SCHEMAS[s])
             .await
             .map(Outcome::Changed),
+        Op::SetParent(on) => r
+            .set_parent("ns", on.then_some(TOP))
+            .await
+            .map(Outcome::Changed),
     };
     match result {
         Ok(o) => o,
@@ -221,13 +256,22 @@ fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
         r.create_namespace("ns", Policy::Strict, Default::default())
             .await
             .unwrap();
-        let mut m: [SchemaModel; 2] = Default::default();
+        r.create_namespace(TOP, Policy::Strict, Default::default())
+            .await
+            .unwrap();
+        r.publish(TOP, "t", source("a", 0), Default::default())
+            .await
+            .unwrap();
+        r.promote(TOP, false).await.unwrap();
+        let mut all = Model::default();
         for (i, op) in ops.iter().enumerate() {
-            let expected = model(&mut m, op);
+            let expected = model(&mut all, op);
             let got = real(&r, op).await;
             prop_assert_eq!(&got, &expected, "step {} {:?} in {:?}", i, op, ops);
         }
-        // The stored pointers agree with the model at the end.
+        // The stored pointers and parent agree with the model at the end.
+        prop_assert_eq!(r.parent("ns").await.unwrap().is_some(), all.parent);
+        let m = &all.schemas;
         for (i, s) in SCHEMAS.iter().enumerate() {
             match r.store().get_schema("ns", s).await {
                 Ok(x) => prop_assert_eq!(

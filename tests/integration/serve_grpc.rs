@@ -20,6 +20,18 @@ fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
     r
 }
 
+/// One ListNamespaces page of the default size (every namespace here).
+async fn all_namespaces(c: &mut RegistryServiceClient<Channel>) -> Vec<pb::NamespaceInfo> {
+    c.list_namespaces(pb::ListNamespacesRequest {
+        page_size: 0,
+        page_token: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .namespaces
+}
+
 const ORDER: &str = "syntax = \"proto3\";\npackage shop;\nmessage Order { string id = 1; }\n";
 
 async fn grpc_api(backend: Backend) {
@@ -265,15 +277,11 @@ async fn grpc_api(backend: Backend) {
     // is hidden from the list.
     let registry = protoshelf::registry::Registry::open(&url).await.unwrap();
     assert!(registry.delete_namespace("a2").await.unwrap());
-    let listed = c
-        .list_namespaces(pb::ListNamespacesRequest {
-            page_size: 0,
-            page_token: String::new(),
-        })
+    let ids: Vec<String> = all_namespaces(&mut c)
         .await
-        .unwrap()
-        .into_inner();
-    let ids: Vec<String> = listed.namespaces.into_iter().map(|n| n.id).collect();
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
     assert_eq!(ids, ["a1", "a3", "shop"]);
     let schemas = c
         .list_schemas(pb::ListSchemasRequest {
@@ -452,6 +460,18 @@ async fn hierarchy(c: &mut RegistryServiceClient<Channel>) {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("unknown parent"), "{}", e.message());
     c.set_namespace_parent(set("base")).await.unwrap();
+    // Each listed namespace carries its parent (none: the chain ends at
+    // builtins).
+    let parents: Vec<(String, Option<String>)> = all_namespaces(c)
+        .await
+        .into_iter()
+        .filter(|n| n.id == "base" || n.id == "kid")
+        .map(|n| (n.id, n.parent_namespace_id))
+        .collect();
+    assert_eq!(
+        parents,
+        [("base".into(), None), ("kid".into(), Some("base".into()))]
+    );
     let e = c
         .set_namespace_parent(authed(
             pb::SetNamespaceParentRequest {
