@@ -689,18 +689,18 @@ pub fn without_source_info(encoded: &[u8]) -> Bytes {
 /// encoded `FileDescriptorProto` that has none, where prost-reflect's
 /// encoder writes it: after every field numbered below 12 (`syntax`), so
 /// the bytes equal those of a pool that held the source info itself.
-pub fn with_source_info(encoded: Vec<u8>, info: &[u8]) -> Vec<u8> {
+pub fn with_source_info(mut encoded: Vec<u8>, info: &[u8]) -> Vec<u8> {
     if info.is_empty() {
         return encoded;
     }
     let at = top_level_fields(&encoded)
         .and_then(|f| f.into_iter().find(|(n, _)| *n >= 12).map(|(_, r)| r.start))
         .unwrap_or(encoded.len());
-    let mut out = Vec::with_capacity(encoded.len() + info.len());
-    out.extend_from_slice(&encoded[..at]);
-    out.extend_from_slice(info);
-    out.extend_from_slice(&encoded[at..]);
-    out
+    // In place: a dense file's descriptor and locations are tens of MB, and
+    // a second buffer for the result was held next to both at the peak.
+    encoded.reserve_exact(info.len());
+    encoded.splice(at..at, info.iter().copied());
+    encoded
 }
 
 /// `roots` and everything they import, dependencies first: each root's
