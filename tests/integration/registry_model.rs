@@ -44,7 +44,7 @@ enum Op {
 fn ops(chunks: usize) -> impl Strategy<Value = Vec<Op>> {
     let publish = (0..SCHEMAS.len(), 0..CONTENTS).prop_map(|(s, k)| Op::Publish(s, k));
     let rollback =
-        (0..SCHEMAS.len(), 1..5u64, any::<bool>()).prop_map(|(s, v, f)| Op::Rollback(s, v, f));
+        (0..SCHEMAS.len(), 1..4u64, any::<bool>()).prop_map(|(s, v, f)| Op::Rollback(s, v, f));
     let step = prop_oneof![
         3 => op().prop_map(|o| vec![o]),
         2 => publish.prop_map(|o| vec![o, Op::Promote]),
@@ -63,7 +63,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..SCHEMAS.len(), 0..CONTENTS).prop_map(|(s, k)| Op::Publish(s, k)),
         4 => Just(Op::Promote),
         1 => Just(Op::Discard),
-        3 => (0..SCHEMAS.len(), 1..5u64, any::<bool>()).prop_map(|(s, v, f)| Op::Rollback(s, v, f)),
+        3 => (0..SCHEMAS.len(), 1..4u64, any::<bool>()).prop_map(|(s, v, f)| Op::Rollback(s, v, f)),
         1 => (0..SCHEMAS.len()).prop_map(Op::Delete),
         1 => (0..SCHEMAS.len()).prop_map(Op::Undelete),
         1 => any::<bool>().prop_map(Op::SetParent),
@@ -388,89 +388,135 @@ fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
     })
 }
 
-/// Promotes that check something, by (scope all, refused), and the
-/// refusals under `all` that `latest` would have accepted, over `n`
-/// generated sequences of at most `len` ops (the model alone).
-fn promote_outcomes(n: usize, len: usize) -> ([[usize; 2]; 2], usize) {
+/// What the generator reaches, counted on the model alone.
+#[derive(Debug, Default)]
+struct Reach {
+    /// Promotes that check something, by [scope all][refused].
+    promotes: [[usize; 2]; 2],
+    /// Promotes refused under `all` that `latest` would accept.
+    promotes_only_all: usize,
+    /// Unforced rollbacks that check something, by [scope all][refused].
+    rollbacks: [[usize; 2]; 2],
+}
+
+fn reach(n: usize, chunks: usize) -> Reach {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let ops = ops(len);
-    let mut tally = [[0; 2]; 2];
-    let mut only_all = 0;
+    let ops = ops(chunks);
+    let mut r = Reach::default();
     for _ in 0..n {
         let mut m = Model::default();
         for op in ops.new_tree(&mut runner).unwrap().current() {
-            if matches!(op, Op::Promote) && m.promote_checks() {
-                let refused = m.promote_breaks(m.scope_all);
-                tally[m.scope_all as usize][refused as usize] += 1;
-                if m.scope_all && refused && !m.promote_breaks(false) {
-                    only_all += 1;
+            let all = m.scope_all;
+            match op {
+                Op::Promote if m.promote_checks() => {
+                    let refused = m.promote_breaks(all);
+                    r.promotes[all as usize][refused as usize] += 1;
+                    r.promotes_only_all += (all && refused && !m.promote_breaks(false)) as usize;
                 }
+                Op::Rollback(s, v, false) => {
+                    let x = &m.schemas[s];
+                    let checks = v as usize <= x.versions.len()
+                        && x.deleted.is_none()
+                        && x.staged.or(x.current) != Some(v)
+                        && x.current.is_some();
+                    if checks {
+                        let refused = x.breaks(v, all);
+                        r.rollbacks[all as usize][refused as usize] += 1;
+                    }
+                }
+                _ => {}
             }
             model(&mut m, &op);
         }
     }
-    (tally, only_all)
+    r
 }
 
-/// The generator reaches every promote outcome under both scopes, and the
-/// case only the transitive check catches, often enough to matter in the
-/// runs below.
+/// Cases of the memory run below.
+const MEMORY_CASES: u32 = 160;
+
+/// The generator reaches every promote and rollback outcome under both
+/// scopes, and a promote only the transitive check refuses, in as many
+/// sequences as the memory run uses. An unforced rollback only `all`
+/// refuses is rarer; the fixed cases below pin both.
 #[test]
 fn generator_reaches_each_scope_outcome() {
-    let (tally, only_all) = promote_outcomes(400, 20);
-    eprintln!(
-        "checked promotes [latest, all] x [accepted, refused]: {tally:?}; refused only under all: {only_all}"
-    );
-    for (scope, counts) in tally.iter().enumerate() {
-        for (refused, &n) in counts.iter().enumerate() {
-            assert!(
-                n >= 5,
-                "scope all={scope} refused={refused}: {n} in {tally:?}"
-            );
+    let r = reach(MEMORY_CASES as usize, 20);
+    eprintln!("{r:?}");
+    for (counts, least) in [(r.promotes, 20), (r.rollbacks, 3)] {
+        for (scope, by) in counts.iter().enumerate() {
+            for (refused, &n) in by.iter().enumerate() {
+                assert!(
+                    n >= least,
+                    "scope all={scope} refused={refused}: {n} in {r:?}"
+                );
+            }
         }
     }
-    assert!(only_all >= 2, "refused only under all: {only_all}");
+    assert!(r.promotes_only_all >= 2, "{r:?}");
 }
 
-/// The case only the transitive check catches, under both scopes: `b`'s
-/// current version is rolled back below the best one ever current, then a
-/// version between the two is promoted. The model and the registry must
-/// agree on each step, and the model's answer is pinned here.
-fn transitive_case(backend: Backend, all: bool) {
-    let ops = vec![
-        Op::SetScope(all),
-        Op::Publish(1, 0),
-        Op::Promote,
-        Op::Publish(1, 3),
-        Op::Promote,
-        Op::Rollback(1, 1, true),
-        Op::Promote,
-        Op::Publish(1, 1),
-        Op::Promote,
-        Op::Rebase,
-    ];
+/// Runs `ops` through the model and the registry on every backend, after
+/// checking the model's answer at `step` is `expected`.
+fn pinned_case(ops: Vec<Op>, step: usize, expected: Outcome) {
     let mut m = Model::default();
-    let last: Vec<Outcome> = ops.iter().map(|op| model(&mut m, op)).collect();
-    let expected = if all {
-        Outcome::Incompatible
-    } else {
-        Outcome::Promoted(vec![("b".into(), 3)])
-    };
-    assert_eq!(last[8], expected, "scope all={all}");
-    check(backend, ops).unwrap();
+    let got: Vec<Outcome> = ops.iter().map(|op| model(&mut m, op)).collect();
+    assert_eq!(got[step], expected, "step {step} of {ops:?}");
+    for backend in [Backend::Memory, Backend::Local, Backend::S3] {
+        check(backend, ops.clone()).unwrap();
+    }
 }
 
+/// The cases only the transitive check catches: `b`'s current version is
+/// rolled back (forced) below the best one ever current, then a version
+/// between the two is promoted, or rolled back to unforced. Under `all`
+/// both are refused, under `latest` both go through. The model and the
+/// registry must agree on each step (a rebase at the end included).
 #[test]
 fn transitive_check_refuses_what_latest_accepts() {
-    for backend in [Backend::Memory, Backend::Local, Backend::S3] {
-        transitive_case(backend, true);
-        transitive_case(backend, false);
+    for all in [true, false] {
+        let promote = vec![
+            Op::SetScope(all),
+            Op::Publish(1, 0),
+            Op::Promote,
+            Op::Publish(1, 3),
+            Op::Promote,
+            Op::Rollback(1, 1, true),
+            Op::Promote,
+            Op::Publish(1, 1),
+            Op::Promote,
+            Op::Rebase,
+        ];
+        let expected = if all {
+            Outcome::Incompatible
+        } else {
+            Outcome::Promoted(vec![("b".into(), 3)])
+        };
+        pinned_case(promote, 8, expected);
+        let rollback = vec![
+            Op::SetScope(all),
+            Op::Publish(1, 0),
+            Op::Promote,
+            Op::Publish(1, 2),
+            Op::Publish(1, 3),
+            Op::Promote,
+            Op::Rollback(1, 1, true),
+            Op::Promote,
+            Op::Rollback(1, 2, false),
+            Op::Rebase,
+        ];
+        let expected = if all {
+            Outcome::Incompatible
+        } else {
+            Outcome::Done
+        };
+        pinned_case(rollback, 8, expected);
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: MEMORY_CASES, ..ProptestConfig::default() })]
     #[test]
     fn memory_registry_agrees_with_the_model(ops in ops(20)) {
         check(Backend::Memory, ops)?;
