@@ -146,21 +146,23 @@ struct Model {
 
 impl Model {
     /// Whether a promote is refused under scope `all` (true) or `latest`.
-    /// A staged version newer than current is checked under the scope; an
-    /// older one is a rollback and is not.
+    /// A staged version older than current is a rollback and is not
+    /// checked; any other is checked under the scope, the current version
+    /// staged again (a forced rollback to it) included: under `all` that
+    /// one is refused when it breaks a better version once current.
     fn promote_breaks(&self, scope_all: bool) -> bool {
         self.schemas.iter().any(|m| match (m.staged, m.current) {
-            (Some(s), Some(c)) if s > c => m.breaks(s, scope_all),
+            (Some(s), Some(c)) if s >= c => m.breaks(s, scope_all),
             _ => false,
         })
     }
 
-    /// Whether a promote checks anything (some staged version is newer
-    /// than current).
+    /// Whether a promote checks anything (some staged version is not
+    /// older than current).
     fn promote_checks(&self) -> bool {
         self.schemas
             .iter()
-            .any(|m| matches!((m.staged, m.current), (Some(s), Some(c)) if s > c))
+            .any(|m| matches!((m.staged, m.current), (Some(s), Some(c)) if s >= c))
     }
 }
 
@@ -468,50 +470,61 @@ fn pinned_case(ops: Vec<Op>, step: usize, expected: Outcome) {
     }
 }
 
-/// The cases only the transitive check catches: `b`'s current version is
-/// rolled back (forced) below the best one ever current, then a version
-/// between the two is promoted, or rolled back to unforced. Under `all`
-/// both are refused, under `latest` both go through. The model and the
-/// registry must agree on each step (a rebase at the end included).
+/// Under scope `all` (or `latest`), `b` with content `first` promoted,
+/// then `best`, then a forced rollback to the first promoted: current is
+/// now below the best version ever current.
+fn below_best(all: bool, first: u8, best: u8) -> Vec<Op> {
+    vec![
+        Op::SetScope(all),
+        Op::Publish(1, first),
+        Op::Promote,
+        Op::Publish(1, best),
+        Op::Promote,
+        Op::Rollback(1, 1, true),
+        Op::Promote,
+    ]
+}
+
+/// The cases only the transitive check catches, from a current version
+/// below the best one ever current: a version between the two promoted, or
+/// rolled back to unforced, or the current one staged again and promoted.
+/// Under `all` each is refused, under `latest` each goes through. The
+/// model and the registry must agree on each step (a rebase included).
 #[test]
 fn transitive_check_refuses_what_latest_accepts() {
     for all in [true, false] {
-        let promote = vec![
-            Op::SetScope(all),
-            Op::Publish(1, 0),
-            Op::Promote,
-            Op::Publish(1, 3),
-            Op::Promote,
-            Op::Rollback(1, 1, true),
-            Op::Promote,
-            Op::Publish(1, 1),
-            Op::Promote,
-            Op::Rebase,
+        let refused = |accepted: Outcome| if all { Outcome::Incompatible } else { accepted };
+        let cases = [
+            (
+                below_best(all, 0, 3),
+                vec![Op::Publish(1, 1), Op::Promote, Op::Rebase],
+                1,
+                refused(Outcome::Promoted(vec![("b".into(), 3)])),
+            ),
+            (
+                below_best(all, 0, 3),
+                vec![Op::Publish(1, 2), Op::Discard, Op::Rollback(1, 3, false)],
+                2,
+                refused(Outcome::Done),
+            ),
+            // The current version staged again (a forced rollback to it
+            // over a refused version) is checked like a new one.
+            (
+                below_best(all, 1, 2),
+                vec![
+                    Op::Publish(1, 0),
+                    Op::Promote,
+                    Op::Rollback(1, 1, true),
+                    Op::Promote,
+                ],
+                3,
+                refused(Outcome::Promoted(vec![("b".into(), 1)])),
+            ),
         ];
-        let expected = if all {
-            Outcome::Incompatible
-        } else {
-            Outcome::Promoted(vec![("b".into(), 3)])
-        };
-        pinned_case(promote, 8, expected);
-        let rollback = vec![
-            Op::SetScope(all),
-            Op::Publish(1, 0),
-            Op::Promote,
-            Op::Publish(1, 2),
-            Op::Publish(1, 3),
-            Op::Promote,
-            Op::Rollback(1, 1, true),
-            Op::Promote,
-            Op::Rollback(1, 2, false),
-            Op::Rebase,
-        ];
-        let expected = if all {
-            Outcome::Incompatible
-        } else {
-            Outcome::Done
-        };
-        pinned_case(rollback, 8, expected);
+        for (start, then, step, expected) in cases {
+            let step = start.len() + step;
+            pinned_case([start, then].concat(), step, expected);
+        }
     }
 }
 
