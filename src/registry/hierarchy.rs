@@ -190,6 +190,14 @@ impl Registry {
         Ok(out)
     }
 
+    /// Whether a publish may use a kept view without a request: made
+    /// within the window, and this handle has seen no later state of it
+    /// (`seen`, its own commits included).
+    fn still_usable(&self, kept: &Kept, seen: Option<&NsState>) -> bool {
+        kept.read_at.elapsed() <= self.ancestor_window
+            && seen.is_none_or(|s| s.seq <= kept.view.state.seq)
+    }
+
     /// An ancestor's state, as fresh as `fresh` asks. Recent: a view kept
     /// within the window unless this handle has since seen a later state
     /// (its own commits included), else the hint's state (1 GET, which
@@ -200,8 +208,7 @@ impl Registry {
             let seen = self.store.cached_namespace_state(ns);
             let kept = self.ancestor_cache.get(ns);
             if let Some(k) = &kept
-                && k.read_at.elapsed() <= self.ancestor_window
-                && seen.as_ref().is_none_or(|s| s.seq <= k.view.state.seq)
+                && self.still_usable(k, seen.as_deref())
             {
                 return Ok(Resolved::Kept(k.view.clone()));
             }
@@ -247,11 +254,10 @@ impl Registry {
         // tells (a hint would cost a second GET to say so): kept within
         // the window as the others, else read confirmed.
         let seen = self.store.cached_namespace_state(BUILTINS);
-        let kept = self.ancestor_cache.get(BUILTINS).filter(|k| {
-            fresh == Freshness::Recent
-                && k.read_at.elapsed() <= self.ancestor_window
-                && seen.as_ref().is_none_or(|s| s.seq <= k.view.state.seq)
-        });
+        let kept = self
+            .ancestor_cache
+            .get(BUILTINS)
+            .filter(|k| fresh == Freshness::Recent && self.still_usable(k, seen.as_deref()));
         match kept {
             Some(k) => states.push((BUILTINS.to_string(), Resolved::Kept(k.view))),
             None => match self.store.namespace_state(BUILTINS).await {
