@@ -40,6 +40,7 @@ pub fn parent_of(config: &BTreeMap<String, String>) -> Option<&str> {
 pub const DEFAULT_ANCESTOR_WINDOW: Duration = Duration::from_secs(5);
 
 /// The ancestors' current trees, nearest first, builtins last.
+#[derive(Default)]
 pub struct Ancestors {
     pub views: Vec<Arc<View>>,
     /// Some view is at a state no request confirmed is the latest (from a
@@ -239,10 +240,7 @@ impl Registry {
         fresh: Freshness,
     ) -> Result<Ancestors> {
         if namespace == BUILTINS {
-            return Ok(Ancestors {
-                views: Vec::new(),
-                unconfirmed: false,
-            });
+            return Ok(Ancestors::default());
         }
         let mut states = match self.chain(namespace, state, fresh).await {
             Err(e) if e.is_user_error() && fresh == Freshness::Recent => {
@@ -311,10 +309,7 @@ impl Registry {
     /// [`Self::ancestor_views_of`] at the namespace's latest state.
     pub(super) async fn ancestor_views(&self, namespace: &str) -> Result<Ancestors> {
         if namespace == BUILTINS {
-            return Ok(Ancestors {
-                views: Vec::new(),
-                unconfirmed: false,
-            });
+            return Ok(Ancestors::default());
         }
         let state = self.store.namespace_state(namespace).await?;
         self.ancestor_views_of(namespace, &state, Freshness::Confirmed)
