@@ -308,8 +308,9 @@ pub fn descriptors(data: &[u8]) {
                 arrives: Some(Arrival {
                     own: manifest.files.iter().map(|f| f.path.clone()).collect(),
                     local_deps: Default::default(),
-                    descriptor: seed_set.clone(),
-                    key: "seed".into(),
+                    files: std::sync::Arc::new(
+                        SetFiles::decode("seed", &seed_set).expect("seed set decodes"),
+                    ),
                 }),
             }];
             let _ = apply(&prev, &moves).map(|s| s.encode());

@@ -162,6 +162,25 @@ struct Stats {
     protocol: ProtocolStats,
     /// Publish validations from scratch vs re-based after a lost race.
     registry: RegistryStats,
+    /// The process's peak resident memory, in bytes (Linux: `VmHWM`);
+    /// what `--max-memory`'s estimate bounds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_memory: Option<u64>,
+}
+
+/// This process's peak resident set size so far, where the system says
+/// (Linux's /proc): none elsewhere.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Global options every command gets.
@@ -337,6 +356,9 @@ impl Ctx {
                     "commits: {} landed, {} races lost (at most {} before one commit landed); publish plans {}, re-based {}",
                     p.commits, p.conflicts, p.most_lost, r.plans, r.rebases
                 );
+                if let Some(peak) = stats.peak_memory {
+                    eprintln!("memory: peak {} MiB", peak.div_ceil(1 << 20));
+                }
             }
         }
     }
@@ -367,6 +389,7 @@ impl Ctx {
             bytes_written: opened.iter().map(|s| s.bytes_written()).sum(),
             protocol,
             registry,
+            peak_memory: peak_memory(),
         }
     }
 

@@ -92,6 +92,12 @@ struct Inner {
     /// removed, so they are never written again, and a lookup may try
     /// them before listing (see `known_claimants`).
     known_claims: std::sync::Mutex<ClaimIndex>,
+    /// The descriptor sets of versions being staged, by (namespace,
+    /// schema, version), while their callers hold them (see
+    /// `hold_staging_set`).
+    staging_sets: std::sync::Mutex<
+        std::collections::HashMap<(String, String, u64), std::sync::Weak<nsset::SetFiles>>,
+    >,
     /// Per namespace, the versions its log named (see published.rs).
     published: std::sync::Mutex<std::collections::HashMap<String, Arc<published::Published>>>,
 }
@@ -214,6 +220,7 @@ impl ObjStore {
                 log,
                 marker,
                 fresh_schemas: Default::default(),
+                staging_sets: Default::default(),
                 known_claims: Default::default(),
                 published: Default::default(),
             }),

@@ -12,6 +12,7 @@
 //! the one it gets (normally cached by the checks before the commit).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -100,6 +101,17 @@ impl SetFiles {
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.files.keys()
     }
+
+    /// The files of a descriptor set this process is about to store, from
+    /// the encoded files it is made of: (name, bytes, imports), as
+    /// [`SetFiles::decode`] of the set would give them.
+    pub fn from_files(files: impl IntoIterator<Item = (String, Bytes, Vec<String>)>) -> SetFiles {
+        let mut out = BTreeMap::new();
+        for (name, bytes, deps) in files {
+            out.entry(name).or_insert(SetFile { bytes, deps });
+        }
+        SetFiles { files: out }
+    }
 }
 
 /// A version a schema gets in a tree.
@@ -109,10 +121,9 @@ pub struct Arrival {
     pub own: BTreeSet<String>,
     /// Imported files of the same namespace (owned by other schemas).
     pub local_deps: BTreeSet<String>,
-    /// The version's descriptor set (its files and every file they import,
-    /// as compiled), and its key for errors.
-    pub descriptor: Bytes,
-    pub key: String,
+    /// The files of the version's descriptor set (its files and every
+    /// file they import, as compiled).
+    pub files: Arc<SetFiles>,
 }
 
 /// One schema's move in a tree: the files of the version it leaves (none
@@ -141,19 +152,10 @@ pub fn apply(prev: &SetFiles, moves: &[TreeMove]) -> Result<SetFiles> {
             }
         }
     }
-    // A descriptor that does not decode (one stored by an old compiler,
-    // which the registry recompiles on restore) adds nothing rather than
-    // failing the commit.
-    let arrived: Vec<(&Arrival, SetFiles)> = moves
+    let arrived: Vec<(&Arrival, &SetFiles)> = moves
         .iter()
         .filter_map(|m| m.arrives.as_ref())
-        .filter_map(|a| match SetFiles::decode(&a.key, &a.descriptor) {
-            Ok(set) => Some((a, set)),
-            Err(e) => {
-                tracing::warn!("namespace set: {e}; its files are left out");
-                None
-            }
-        })
+        .map(|a| (a, &*a.files))
         .collect();
     // Every new version's own files first: they win over any copy another
     // descriptor holds of them.
@@ -214,6 +216,27 @@ fn pick(p: &Pointers, staged: bool) -> Option<u64> {
 }
 
 impl ObjStore {
+    /// Makes the files of the descriptor set of a version the caller has
+    /// just stored available to this handle's next commits for as long as
+    /// the caller holds `files`: a commit builds its namespace sets from
+    /// them instead of reading back what was just written (a corpus load
+    /// read back 112 large descriptors, 92 MB). A version never changes
+    /// once stored, so any holder's files are the same.
+    pub fn hold_staging_set(&self, ns: &str, schema: &str, version: u64, files: &Arc<SetFiles>) {
+        let mut held = self.inner.staging_sets.lock().unwrap();
+        held.retain(|_, w| w.strong_count() > 0);
+        held.insert(
+            (ns.to_string(), schema.to_string(), version),
+            Arc::downgrade(files),
+        );
+    }
+
+    fn staging_set(&self, ns: &str, schema: &str, version: u64) -> Option<Arc<SetFiles>> {
+        let held = self.inner.staging_sets.lock().unwrap();
+        held.get(&(ns.to_string(), schema.to_string(), version))
+            .and_then(Weak::upgrade)
+    }
+
     /// The namespace sets after `change` lands on `state`, written (create-
     /// if-absent) before the commit; `None` when they are the ones `state`
     /// names already (or the commit changes no pointer). `rebuild` builds
@@ -233,16 +256,28 @@ impl ObjStore {
         let old = state.snapshot.sets.clone();
         let mut next = state.clone();
         <NsPointers as super::protocol::Sequenced>::apply(&mut next, change);
-        let current = self
-            .next_tree(
-                ns,
-                state,
-                &next,
-                change,
-                prev.as_ref().map(|p| &p.current),
-                false,
-            )
-            .await?;
+        // A promote that makes the staged tree current (every schema's
+        // current version after it is its staged-or-current one before)
+        // has that tree's set already: no version is read to build it.
+        let staged_becomes_current = state
+            .staged_schemas()
+            .map(|(s, _)| s)
+            .chain(change.changes.keys())
+            .all(|s| pick(&next.pointers(s), false) == pick(&state.pointers(s), true));
+        let current = match &prev {
+            Some(p) if staged_becomes_current => p.staged.clone(),
+            _ => {
+                self.next_tree(
+                    ns,
+                    state,
+                    &next,
+                    change,
+                    prev.as_ref().map(|p| &p.current),
+                    false,
+                )
+                .await?
+            }
+        };
         let staged = if next.staged_schemas().next().is_none() {
             current.clone()
         } else {
@@ -338,7 +373,22 @@ impl ObjStore {
         let arrives = match is {
             Some(v) => {
                 let m = self.manifest(ns, schema, v).await?;
-                let descriptor = self.descriptor(&m).await?;
+                let files = match self.staging_set(ns, schema, v) {
+                    Some(files) => files,
+                    None => {
+                        let bytes = self.descriptor(&m).await?;
+                        // A descriptor that does not decode (one stored by
+                        // an old compiler, which the registry recompiles on
+                        // restore) adds nothing rather than failing the
+                        // commit.
+                        Arc::new(
+                            SetFiles::decode(&m.descriptor.key, &bytes).unwrap_or_else(|e| {
+                                tracing::warn!("namespace set: {e}; its files are left out");
+                                SetFiles::default()
+                            }),
+                        )
+                    }
+                };
                 Some(Arrival {
                     own: m.files.iter().map(|f| f.path.clone()).collect(),
                     local_deps: m
@@ -347,8 +397,7 @@ impl ObjStore {
                         .filter(|d| d.namespace_id == ns)
                         .map(|d| d.path.clone())
                         .collect(),
-                    key: m.descriptor.key.clone(),
-                    descriptor,
+                    files,
                 })
             }
             None => None,
@@ -413,8 +462,7 @@ mod tests {
         Arrival {
             own: own.iter().map(|s| s.to_string()).collect(),
             local_deps: local.iter().map(|s| s.to_string()).collect(),
-            descriptor: set(files),
-            key: "d".into(),
+            files: Arc::new(SetFiles::decode("d", &set(files)).unwrap()),
         }
     }
 

@@ -48,12 +48,12 @@ pub struct Sources {
 /// compiler opens it, and its imports. Holding every parsed tree of a
 /// corpus load until its compile held several times the sources.
 pub struct Pending {
-    text: String,
+    text: Arc<str>,
     imports: Vec<String>,
 }
 
 impl Pending {
-    fn parse(path: &str, text: String) -> Result<Pending> {
+    fn parse(path: &str, text: Arc<str>) -> Result<Pending> {
         let imports = parse(path, &text)?
             .file_descriptor_proto()
             .dependency
@@ -221,7 +221,7 @@ impl Sources {
     /// Parses the files being published, on every core (a corpus load
     /// parses thousands). `own`: (member index, path, source). The first
     /// file in `own` order that fails is the error reported.
-    pub fn new(own: Vec<(usize, String, String)>) -> Result<Self> {
+    pub fn new(own: Vec<(usize, String, Arc<str>)>) -> Result<Self> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = own.len().div_ceil(threads).max(64);
         // Parsed for their imports (and errors); the trees are dropped.
@@ -259,7 +259,7 @@ impl Sources {
     pub fn add(&mut self, path: &str, source: &str, origin: Origin) -> Result<()> {
         self.files.insert(
             path.to_string(),
-            (Some(Pending::parse(path, source.to_string())?), origin),
+            (Some(Pending::parse(path, source.into())?), origin),
         );
         Ok(())
     }
@@ -592,7 +592,7 @@ async fn fetched(
     origin: impl FnOnce(Owner) -> Origin,
     with_deps: bool,
 ) -> Result<Fetched> {
-    let file = Pending::parse(path, view.source(&owner).await?);
+    let file = Pending::parse(path, view.source(&owner).await?.into());
     let deps = if with_deps {
         view.deps(&owner.schema_id, owner.version).await?
     } else {

@@ -23,6 +23,7 @@ use crate::ids::{validate_file_path, validate_namespace_id, validate_schema_id};
 use crate::model::{ProtoBlob, Schema, SchemaVersion, VersionDep, VersionFile};
 use crate::objstore::log::NsPointers;
 use crate::objstore::log::proposed_moves;
+use crate::objstore::nsset::SetFiles;
 use crate::objstore::protocol::Plan as CommitPlan;
 use crate::objstore::{Mutation, NsAttempt, NsState};
 use crate::store::{ClaimKind, StageChange};
@@ -37,8 +38,10 @@ pub struct BatchMember {
 /// A member after validation: normalized sources and their hashes.
 pub(super) struct Prepared {
     schema_id: String,
-    /// (path, normalized source, sha256), sorted by path.
-    files: Vec<(String, String, String)>,
+    /// (path, normalized source, sha256), sorted by path. The text is
+    /// shared by the compile's copy and the blob written, not copied: a
+    /// corpus load holds its sources once.
+    files: Vec<(String, Arc<str>, String)>,
     fingerprint: String,
     /// Stored again even when the files equal the proposed version (a
     /// rebase: same files, new pins).
@@ -102,7 +105,7 @@ struct PublishPlan<'a> {
     opts: &'a PublishOptions,
     /// Versions created by an earlier attempt, reused when a later one
     /// computes exactly the same content and dependencies.
-    created: HashMap<String, (u64, String, Vec<VersionDep>)>,
+    created: HashMap<String, Created>,
     outcome: &'a mut Outcome,
     /// How fresh the ancestor states the plan resolves must be.
     fresh: Freshness,
@@ -151,6 +154,17 @@ impl CommitPlan<NsPointers, Mutation> for PublishPlan<'_> {
         let s = self.outcome.staging.as_ref().expect("planned above");
         Ok(Some(Mutation::stage(&attempt.state, &s.changes)))
     }
+}
+
+/// A version an attempt of a publish created.
+struct Created {
+    version: u64,
+    fingerprint: String,
+    deps: Vec<VersionDep>,
+    /// Its descriptor set's files, held (slices of the compile's output)
+    /// until the publish is over: its commits build the namespace sets
+    /// from them ([`crate::ObjStore::hold_staging_set`]).
+    _set: Arc<SetFiles>,
 }
 
 /// What [`Registry::store_plan`] did.
@@ -442,7 +456,7 @@ impl Registry {
                 }
                 let text = normalize(&f.path, &f.content)?;
                 let sha = hex::encode(Sha256::digest(text.as_bytes()));
-                files.push((f.path.clone(), text, sha));
+                files.push((f.path.clone(), Arc::from(text), sha));
             }
             files.sort();
             let mut p = Prepared {
@@ -573,13 +587,13 @@ impl Registry {
             .collect();
         ownership::check_paths(view, ancestors, &ours).await?;
 
-        let own: Vec<(usize, String, String)> = changed
+        let own: Vec<(usize, String, Arc<str>)> = changed
             .iter()
             .flat_map(|&i| {
                 prepared[i]
                     .files
                     .iter()
-                    .map(move |(path, text, _)| (i, path.clone(), text.clone()))
+                    .map(move |(path, text, _)| (i, path.clone(), Arc::clone(text)))
             })
             .collect();
         let roots: Vec<String> = own.iter().map(|(_, p, _)| p.clone()).collect();
@@ -678,7 +692,7 @@ impl Registry {
         namespace: &str,
         prepared: &[Prepared],
         opts: &PublishOptions,
-        created: &mut HashMap<String, (u64, String, Vec<VersionDep>)>,
+        created: &mut HashMap<String, Created>,
         plan: Plan,
     ) -> Result<Stored> {
         let store = &self.store;
@@ -720,7 +734,7 @@ impl Registry {
             .map(|(_, text, sha)| ProtoBlob {
                 namespace_id: namespace.to_string(),
                 sha256: sha.clone(),
-                source: Bytes::from(text.clone()),
+                source: Bytes::from_owner(SharedText(Arc::clone(text))),
                 created_at: None,
             })
             .collect();
@@ -752,11 +766,11 @@ impl Registry {
                             p.files.iter().map(|(path, ..)| path.clone()).collect();
                         let files = pool.closure(&roots);
                         let deps = version_deps(namespace, i, prepared, sources, versions, &files);
-                        if let Some((v, fp, d)) = created.get(&p.schema_id)
-                            && *fp == p.fingerprint
-                            && *d == deps
+                        if let Some(c) = created.get(&p.schema_id)
+                            && c.fingerprint == p.fingerprint
+                            && c.deps == deps
                         {
-                            return Ok::<_, Error>((i, *v, deps, false));
+                            return Ok::<_, Error>((i, c.version, deps, None));
                         }
                         let previous = match view.version_of(&p.schema_id) {
                             Some(v) => {
@@ -765,6 +779,10 @@ impl Registry {
                             None => None,
                         };
                         let compiled = pool.encode_set(&files);
+                        let set = Arc::new(SetFiles::from_files(files.iter().filter_map(|n| {
+                            let f = pool.get(n)?;
+                            Some((n.clone(), f.encoded.clone(), f.dependencies.clone()))
+                        })));
                         // Files without a package claim the root package ("").
                         let packages: BTreeSet<String> = roots
                             .iter()
@@ -780,18 +798,29 @@ impl Registry {
                                 previous,
                             )
                             .await?;
-                        Ok((i, v, deps, true))
+                        store.hold_staging_set(namespace, &p.schema_id, v, &set);
+                        Ok((i, v, deps, Some(set)))
                     }
                 })
                 .collect();
-            let made: Vec<(usize, u64, Vec<VersionDep>, bool)> = futures::stream::iter(makes)
+            // (member, version, its deps, its set's files when made now)
+            type Made = (usize, u64, Vec<VersionDep>, Option<Arc<SetFiles>>);
+            let made: Vec<Made> = futures::stream::iter(makes)
                 .buffer_unordered(WRITE_CONCURRENCY)
                 .try_collect()
                 .await?;
             for (i, v, deps, new) in made {
-                if new {
+                if let Some(set) = new {
                     let p = &prepared[i];
-                    created.insert(p.schema_id.clone(), (v, p.fingerprint.clone(), deps));
+                    created.insert(
+                        p.schema_id.clone(),
+                        Created {
+                            version: v,
+                            fingerprint: p.fingerprint.clone(),
+                            deps,
+                            _set: set,
+                        },
+                    );
                 }
                 versions.insert(i, v);
             }
@@ -936,6 +965,15 @@ fn version_deps(
 
 /// A version's author when none is given: the handle's author, else
 /// `$USER@host`.
+/// A normalized source as a blob's bytes, without a copy.
+struct SharedText(Arc<str>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 fn default_author(store: &crate::ObjStore) -> String {
     store
         .author()

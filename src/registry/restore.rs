@@ -45,10 +45,10 @@ impl Registry {
     pub async fn recompile(&self, namespace: &str, schema: &str, version: u64) -> Result<Bytes> {
         let store = &self.store;
         let files = store.get_version_files(namespace, schema, version).await?;
-        let own: Vec<(usize, String, String)> = futures::stream::iter(&files)
+        let own: Vec<(usize, String, std::sync::Arc<str>)> = futures::stream::iter(&files)
             .map(|f| async move {
                 let text = self.blob_text(namespace, &f.sha256).await?;
-                Ok::<_, Error>((0, f.path.clone(), text))
+                Ok::<_, Error>((0, f.path.clone(), text.into()))
             })
             .buffered(FETCH_CONCURRENCY)
             .try_collect()

@@ -481,10 +481,10 @@ async fn a_commit_plans_on_the_state_it_lands_on(t: TestStore) {
     let ids: Vec<&str> = p.promoted.iter().map(|p| p.schema_id.as_str()).collect();
     assert_eq!(ids, ["a", "b"]);
     let cost = s.requests() - before;
-    // Refused creates: the lost log entry, and the namespace set the
-    // winner had already written (its staged set has the same files as
-    // this promote's current one: content-addressed, so "exists" is done).
-    assert_eq!(cost.put_conflict, 2, "{cost}");
+    // One refused create: the lost log entry. The promote makes the
+    // winner's staged tree current, so it names the winner's staged set
+    // as current, without building or writing it again.
+    assert_eq!(cost.put_conflict, 1, "{cost}");
     assert_eq!(s.protocol_stats().conflicts, 1, "one race lost");
     // A plan's error ends the commit with nothing written.
     let seq = s.namespace_state("ns").await.unwrap().seq;

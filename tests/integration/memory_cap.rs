@@ -181,13 +181,13 @@ fn cli(url: &str, args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-/// A tree with one dense file: 30,000 fields (about 600 KB, estimated at
-/// about 110 MiB).
-fn dense_tree() -> tempfile::TempDir {
+/// A tree with one dense file, `wide/wide.proto`: `fields` fields (30,000:
+/// about 600 KB, estimated at about 110 MiB).
+fn dense_tree(fields: u32) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("wide")).unwrap();
     let mut text = String::from("syntax = \"proto3\";\npackage wide;\nmessage Wide {\n");
-    for i in 0..30_000u32 {
+    for i in 0..fields {
         let number = if i + 1 >= 19_000 { i + 1001 } else { i + 1 };
         text.push_str(&format!("bool f{i} = {number};\n"));
     }
@@ -208,7 +208,7 @@ async fn a_publish_over_max_memory_is_refused_and_writes_nothing(t: TestStore) {
         .await
         .unwrap();
     let before = common::content_snapshot(&t.raw()).await;
-    let tree = dense_tree();
+    let tree = dense_tree(30_000);
     let text = std::fs::read(tree.path().join("wide/wide.proto")).unwrap();
     let needed = protoshelf::registry::limits::memory_estimate([text.as_slice()]);
     assert!(needed > 100 << 20, "{needed}");
@@ -304,8 +304,94 @@ async fn a_load_under_a_small_cap_that_fits_succeeds(t: TestStore) {
         );
         assert_eq!(code, Some(0), "{text}");
     }
-    let tree = dense_tree();
+    let tree = dense_tree(30_000);
     let root = tree.path().display().to_string();
     let (code, text) = cli(&t.url, &["push", "m", "wide", &root]);
     assert_eq!(code, Some(0), "{text}");
+}
+
+/// The peak `--stats` reports, in bytes (Linux).
+fn peak_of(text: &str) -> u64 {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("memory: peak "))
+        .unwrap_or_else(|| panic!("no peak memory in --stats: {text}"));
+    let mib: u64 = line.trim_end_matches(" MiB").parse().unwrap();
+    mib << 20
+}
+
+/// The estimate `--max-memory` is checked against is an upper bound of
+/// what the publish then uses: measured (`--stats`, the process's peak
+/// resident memory) for a load of a tree of 1,201 files and for a push of
+/// one dense file, against `memory_estimate` of the same sources.
+#[test]
+fn the_estimate_bounds_the_measured_peak() {
+    use protoshelf::registry::limits::memory_estimate;
+    let store = tempfile::tempdir().unwrap();
+    let url = store.path().join("s").display().to_string();
+    let (code, text) = cli(&url, &["init"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = cli(&url, &["namespace", "create", "m"]);
+    assert_eq!(code, Some(0), "{text}");
+
+    // A tree: 40 schemas of 30 files of 40 fields, each importing a shared file.
+    let tree = tempfile::tempdir().unwrap();
+    let mut sources = Vec::new();
+    let mut write = |path: String, text: String| {
+        let at = tree.path().join(&path);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::write(at, &text).unwrap();
+        sources.push(text.into_bytes());
+    };
+    write(
+        "gen/common/base.proto".into(),
+        "syntax = \"proto3\";\npackage gen.common;\nmessage Base { string id = 1; }\n".into(),
+    );
+    for s in 0..40 {
+        for f in 0..30 {
+            let fields: String = (2..42)
+                .map(|n| format!("  // field {n} of message {f}\n  int64 value_{n} = {n};\n"))
+                .collect();
+            write(
+                format!("gen/d{s:02}/f{f:02}.proto"),
+                format!(
+                    "syntax = \"proto3\";\npackage gen.d{s:02};\nimport \"gen/common/base.proto\";\nmessage M{f} {{\n  gen.common.Base base = 1;\n{fields}}}\n"
+                ),
+            );
+        }
+    }
+    let root = tree.path().display().to_string();
+    let (code, text) = cli(&url, &["--stats", "load", "m", &root, "--promote", "-q"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (peak, estimate) = (
+        peak_of(&text),
+        memory_estimate(sources.iter().map(Vec::as_slice)),
+    );
+    eprintln!(
+        "a load of 1,201 files: peak {} MiB, estimate {} MiB",
+        peak >> 20,
+        estimate >> 20
+    );
+    assert!(
+        peak <= estimate,
+        "load: peak {peak} over the estimate {estimate}"
+    );
+
+    // One dense file: 100,000 fields (about 2 MB).
+    let dense = dense_tree(100_000);
+    let text = std::fs::read(dense.path().join("wide/wide.proto")).unwrap();
+    let estimate = memory_estimate([text.as_slice()]);
+    let root = dense.path().display().to_string();
+    let (code, text) = cli(&url, &["--stats", "push", "m", "wide", &root]);
+    assert_eq!(code, Some(0), "{text}");
+    let peak = peak_of(&text);
+    eprintln!(
+        "a dense file: peak {} MiB, estimate {} MiB",
+        peak >> 20,
+        estimate >> 20
+    );
+    assert!(
+        peak <= estimate,
+        "dense push: peak {peak} over the estimate {estimate}"
+    );
 }

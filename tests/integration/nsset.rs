@@ -20,6 +20,7 @@ use crate::common::{self, TestStore};
 on_every_backend!(
     two_schemas_load_into_one_pool_from_the_set,
     a_commit_reads_no_other_schema,
+    a_load_reads_back_nothing_it_wrote,
 );
 
 fn orders(fields: usize) -> String {
@@ -268,5 +269,73 @@ async fn a_commit_reads_no_other_schema(t: TestStore) {
     assert_eq!(
         costs[0], costs[1],
         "a commit's cost grows with the namespace"
+    );
+}
+
+/// A load of many schemas, then its promote, on one handle: the commits
+/// build the namespace sets from the files the publish compiled (its
+/// large descriptors, over what the cache keeps of a write, included) and
+/// the promote takes the staged set as the current one, so neither reads
+/// back a descriptor or a blob it wrote. Counted as the GETs of the whole
+/// load and promote, the same with descriptors of 2 KB as of about 1 MB.
+async fn a_load_reads_back_nothing_it_wrote(t: TestStore) {
+    use protoshelf::registry::BatchMember;
+    let mut gets = Vec::new();
+    for (ns, shared_fields) in [("small", 10usize), ("large", 18_000)] {
+        let r = Registry::new(t.store.clone());
+        r.create_namespace(ns, Default::default(), Default::default())
+            .await
+            .unwrap();
+        let mut shared = format!("syntax = \"proto3\";\npackage {ns}.common;\nmessage Shared {{\n");
+        for i in 1..=shared_fields {
+            shared.push_str(&format!("  int64 field_number_{i} = {i};\n"));
+        }
+        shared.push_str("}\n");
+        let mut members = vec![BatchMember {
+            schema_id: "common".into(),
+            files: vec![SourceFile::new(format!("{ns}/common.proto"), shared)],
+        }];
+        for s in 0..12 {
+            members.push(BatchMember {
+                schema_id: format!("s{s:02}"),
+                files: vec![SourceFile::new(
+                    format!("{ns}/s{s:02}.proto"),
+                    format!(
+                        "syntax = \"proto3\";\npackage {ns}.s{s:02};\nimport \"{ns}/common.proto\";\nmessage M {{ {ns}.common.Shared shared = 1; }}\n"
+                    ),
+                )],
+            });
+        }
+        let before = t.store.requests();
+        r.publish_many(ns, members, PublishOptions::default())
+            .await
+            .unwrap();
+        r.promote(ns, false).await.unwrap();
+        let cost = t.store.requests() - before;
+        eprintln!("{:?} {ns}: load and promote: {cost}", t.backend);
+        gets.push(cost.get);
+        // What the sets hold is what a reader gets.
+        let (current, _) = contract_namespace_set(&t.raw(), ns, false).await;
+        let names = prost_types::FileDescriptorSet::decode(current.as_ref())
+            .unwrap()
+            .file
+            .len();
+        assert_eq!(names, 13, "{ns}: every file in the current set once");
+    }
+    let descriptor = t
+        .raw()
+        .list(Some(&Path::from("ns/large/descriptors")))
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        descriptor.size > 256 * 1024,
+        "the large case's descriptors are over what a write leaves cached ({} bytes)",
+        descriptor.size
+    );
+    assert_eq!(
+        gets[0], gets[1],
+        "a load with large descriptors read some back (GETs: small, large)"
     );
 }
