@@ -225,7 +225,8 @@ impl Registry {
     /// rollback lands on); a forced one is recorded as such, and promote
     /// makes it current unchecked. With `promote`, promotes it (with
     /// whatever else is staged) right away. A version that is already the
-    /// proposed one (staged, else current) commits nothing.
+    /// proposed one (staged, else current) commits nothing, unless forced
+    /// while staged unforced (the force is recorded).
     pub async fn rollback(
         &self,
         namespace: &str,
