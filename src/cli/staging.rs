@@ -43,7 +43,8 @@ pub struct RollbackArgs {
     #[arg(value_name = "VERSION", value_parser = clap::value_parser!(u64).range(1..),
         add = super::complete::after_ns(ROLLBACK))]
     version: u64,
-    /// Skip the compatibility check.
+    /// Skip the compatibility check, here and in the promote that makes
+    /// this version current (recorded with the staged version).
     #[arg(long)]
     force: bool,
     /// Promote right away.
@@ -64,10 +65,13 @@ fn print_promoted(ctx: &Ctx, ns: &str, p: &Promoted) {
             "promoted"
         };
         for s in &p.promoted {
-            let note = if p.rollbacks.contains(&s.schema_id) {
-                " (rollback)"
-            } else {
-                ""
+            let id = &s.schema_id;
+            let note = match (p.rollbacks.contains(id), p.forced.contains(id)) {
+                _ if p.unchanged.contains(id) => " (unchanged)",
+                (true, true) => " (rollback, forced: not checked)",
+                (true, false) => " (rollback)",
+                (false, true) => " (forced: not checked)",
+                (false, false) => "",
             };
             outln!(
                 "{ns}/{}: {verb} {} -> {}{note}",
@@ -125,7 +129,11 @@ pub async fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<()> {
             &json!({"namespace_id": ns, "schema_id": schema, "staged_version": version,
                 "no_change": !done.staged}),
             || {
-                if done.staged {
+                if done.staged && a.force {
+                    outln!(
+                        "{ns}/{schema}: staged version {version}, forced (promote makes it current unchecked)"
+                    )
+                } else if done.staged {
                     outln!("{ns}/{schema}: staged version {version} (promote to make it current)")
                 }
             },

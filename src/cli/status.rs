@@ -17,12 +17,15 @@ pub struct Args {
 
 const TIME: &str = "%Y-%m-%d %H:%M:%S";
 
-/// What a promote would do to one staged schema.
-fn verdict(s: &StagedInfo, rollbacks: &[String], violations: usize) -> &'static str {
+/// What a promote would do to one staged schema (the checks are
+/// `Registry::promote_checks`'s: none for `unchanged` and `forced`).
+fn verdict(s: &StagedInfo, violations: usize) -> &'static str {
     match s.current_version {
         _ if violations > 0 => "incompatible",
         None => "new",
-        Some(_) if rollbacks.contains(&s.schema_id) => "rollback",
+        Some(c) if c == s.staged_version => "unchanged",
+        Some(_) if s.forced => "forced",
+        Some(c) if s.staged_version < c => "rollback",
         Some(_) => "compatible",
     }
 }
@@ -33,9 +36,9 @@ pub async fn status(ctx: &Ctx, a: Args) -> Result<()> {
     let staged = registry.staged(&ns).await?;
     let policy = registry.policy(&ns).await?;
     // A dry-run promote: the same check a promote would make.
-    let (rollbacks, violations) = match registry.promote(&ns, true).await {
-        Ok(p) => (p.rollbacks, Vec::new()),
-        Err(Error::Incompatible(v)) => (Vec::new(), v),
+    let violations = match registry.promote(&ns, true).await {
+        Ok(_) => Vec::new(),
+        Err(Error::Incompatible(v)) => v,
         Err(e) => return Err(e),
     };
     let rows: Vec<_> = staged
@@ -45,7 +48,7 @@ pub async fn status(ctx: &Ctx, a: Args) -> Result<()> {
                 .iter()
                 .filter(|v| v.schema_id == s.schema_id)
                 .collect();
-            (s, verdict(s, &rollbacks, mine.len()), mine)
+            (s, verdict(s, mine.len()), mine)
         })
         .collect();
     let value = json!({

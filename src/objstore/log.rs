@@ -348,10 +348,20 @@ impl Mutation {
         for c in changes {
             let mut p = state.pointers(&c.schema_id);
             p.staged = c.version;
+            p.staged_forced = false;
             p.latest = p.latest.max(c.version.unwrap_or(0));
             m.changes.insert(c.schema_id.clone(), p);
         }
         m
+    }
+
+    /// Marks every version this stage stages as staged by a forced
+    /// rollback (see [`Pointers::staged_forced`]).
+    pub fn forced(mut self) -> Mutation {
+        for p in self.changes.values_mut() {
+            p.staged_forced = p.staged.is_some();
+        }
+        self
     }
 
     /// Makes every staged version current; None when nothing is staged.
@@ -370,6 +380,7 @@ impl Mutation {
                 Pointers {
                     current: Some(staged),
                     staged: None,
+                    staged_forced: false,
                     ..p
                 },
             );
@@ -385,7 +396,14 @@ impl Mutation {
     pub fn discard(state: &NsPointers) -> Option<Mutation> {
         let changes: BTreeMap<String, Pointers> = state
             .staged_schemas()
-            .map(|(s, p)| (s.clone(), Pointers { staged: None, ..p }))
+            .map(|(s, p)| {
+                let p = Pointers {
+                    staged: None,
+                    staged_forced: false,
+                    ..p
+                };
+                (s.clone(), p)
+            })
             .collect();
         (!changes.is_empty()).then(|| Mutation {
             operation: Operation::Discard {
@@ -406,6 +424,7 @@ impl Mutation {
         let deleted = Pointers {
             current: None,
             staged: None,
+            staged_forced: false,
             deleted: true,
             restore: p.current,
             ..p

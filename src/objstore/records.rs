@@ -100,6 +100,11 @@ pub struct Pointers {
     pub current: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staged: Option<u64>,
+    /// The staged version was staged by a forced rollback: promote makes it
+    /// current without the compatibility check the force skipped. Cleared
+    /// with the staged pointer, and by any other stage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staged_forced: bool,
     /// Highest version number this log has seen for the schema: where the
     /// next version-number allocation starts probing.
     #[serde(default)]

@@ -41,6 +41,8 @@ pub struct StagedInfo {
     pub schema_id: String,
     pub staged_version: u64,
     pub current_version: Option<u64>,
+    /// A forced rollback staged it: promote makes it current unchecked.
+    pub forced: bool,
     /// The commit that staged it: its number, time and author (the
     /// `--created-by` it named, else the writing process). None when no
     /// entry says (that commit was lost and the log repaired).
@@ -196,6 +198,7 @@ impl Registry {
                         schema_id: s,
                         staged_version: p.staged.expect("staged"),
                         current_version: p.current,
+                        forced: p.staged_forced,
                         staged_in: Some(e.seq),
                         staged_at: Some(e.created_at),
                         staged_by: Some(e.created_by.clone().unwrap_or_else(|| e.writer.clone())),
@@ -209,6 +212,7 @@ impl Registry {
             schema_id: s,
             staged_version: p.staged.expect("staged"),
             current_version: p.current,
+            forced: p.staged_forced,
             staged_in: None,
             staged_at: None,
             staged_by: None,

@@ -155,8 +155,16 @@ pub struct Published {
 pub struct Promoted {
     pub promoted: Vec<PromotedSchema>,
     /// Schemas whose staged version is older than current: rollbacks,
-    /// promoted without a compatibility check.
+    /// checked like any version a promote makes current unless forced.
     pub rollbacks: Vec<String>,
+    /// Schemas whose staged version a forced rollback staged: promoted
+    /// without the compatibility check.
+    #[serde(default)]
+    pub forced: Vec<String>,
+    /// Schemas whose staged version is their current version (staged
+    /// again by a rollback): nothing changes for them, nothing is checked.
+    #[serde(default)]
+    pub unchanged: Vec<String>,
     pub dry_run: bool,
 }
 

@@ -72,7 +72,9 @@ impl Registry {
 
     /// The versions a new version (`new`, when it has a number) of
     /// `schema` is checked against on `state`: its current version, and
-    /// under scope `all` every version that was ever current. Ascending.
+    /// under scope `all` every version that was ever current; none when
+    /// `new` is the current version (making it current changes nothing).
+    /// Ascending.
     pub(super) async fn earlier_versions(
         &self,
         namespace: &str,
@@ -83,6 +85,9 @@ impl Registry {
         let Some(current) = state.pointers(schema).current else {
             return Ok(Vec::new());
         };
+        if new == Some(current) {
+            return Ok(Vec::new());
+        }
         let mut out = vec![current];
         if scope_of(&state.snapshot.config)? == CompatScope::All {
             let published = self.store.published_upto(namespace, state.seq).await?;
@@ -94,13 +99,35 @@ impl Registry {
         Ok(out)
     }
 
+    /// The versions promote checks `schema`'s staged version against on
+    /// `state`: [`Self::earlier_versions`], older than current or not,
+    /// except for a version a forced rollback staged (the force is the
+    /// decision to skip the check). None when nothing is staged.
+    pub(super) async fn promote_checks(
+        &self,
+        namespace: &str,
+        state: &NsState,
+        schema: &str,
+    ) -> Result<Vec<u64>> {
+        let p = state.pointers(schema);
+        match p.staged {
+            Some(staged) if !p.staged_forced => {
+                self.earlier_versions(namespace, state, schema, Some(staged))
+                    .await
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// Makes every staged version current, after checking each against its
     /// current version (every version ever current, under scope `all`)
-    /// under the namespace's policy. Any violation refuses
-    /// the whole promote. A staged version older than current is a rollback
-    /// and is not checked. The check runs inside the commit loop, on the
-    /// state the promote lands on; after a lost race only the pairs not
-    /// checked yet (a newly staged schema, a changed policy) are checked.
+    /// under the namespace's policy ([`Self::promote_checks`]). Any
+    /// violation refuses the whole promote. A staged version older than
+    /// current (a rollback) is checked too; one a forced rollback staged,
+    /// or the current version staged again, is not. The check runs inside
+    /// the commit loop, on the state the promote lands on; after a lost
+    /// race only the pairs not checked yet (a newly staged schema, a
+    /// changed policy) are checked.
     pub async fn promote(&self, namespace: &str, dry_run: bool) -> Result<Promoted> {
         let mut checked = Checked::new();
         if dry_run {
@@ -135,19 +162,18 @@ impl Registry {
         for (schema, p) in state.staged_schemas() {
             let Some(staged) = p.staged else { continue };
             match p.current {
+                Some(current) if staged == current => planned.unchanged.push(schema.clone()),
                 Some(current) if staged < current => planned.rollbacks.push(schema.clone()),
-                Some(_) => {
-                    for old in self
-                        .earlier_versions(namespace, state, schema, Some(staged))
-                        .await?
-                    {
-                        violations.extend(
-                            self.violations(namespace, schema, old, staged, policy, checked)
-                                .await?,
-                        );
-                    }
-                }
-                None => {}
+                _ => {}
+            }
+            if p.staged_forced && p.current != Some(staged) {
+                planned.forced.push(schema.clone());
+            }
+            for old in self.promote_checks(namespace, state, schema).await? {
+                violations.extend(
+                    self.violations(namespace, schema, old, staged, policy, checked)
+                        .await?,
+                );
             }
             planned.promoted.push(PromotedSchema {
                 schema_id: schema.clone(),
@@ -194,11 +220,13 @@ impl Registry {
         Ok(self.store.discard_staging(namespace).await?.is_some())
     }
 
-    /// Stages an earlier version of a schema, checked against current under
-    /// the namespace's policy unless `force` (inside the commit loop, on the
-    /// state the rollback lands on). With `promote`, promotes it (with
+    /// Stages an earlier version of a schema, checked as promote would
+    /// check it unless `force` (inside the commit loop, on the state the
+    /// rollback lands on); a forced one is recorded as such, and promote
+    /// makes it current unchecked. With `promote`, promotes it (with
     /// whatever else is staged) right away. A version that is already the
-    /// proposed one (staged, else current) commits nothing.
+    /// proposed one (staged, else current) commits nothing, unless forced
+    /// while staged unforced (the force is recorded).
     pub async fn rollback(
         &self,
         namespace: &str,
@@ -269,8 +297,15 @@ impl Plan<NsPointers, Mutation> for RollbackPlan<'_> {
         if state.pointers(schema_id).deleted {
             return Err(super::deleted_schema(self.namespace, schema_id));
         }
-        if state.proposed(schema_id) == Some(version) {
-            // Already what a promote would make current: nothing to do.
+        let p = state.pointers(schema_id);
+        // Forcing the version staged unforced records the force (unless it
+        // is current: its promote checks nothing anyway); otherwise a
+        // version already proposed leaves nothing to do.
+        let records_force = self.force
+            && p.staged == Some(version)
+            && !p.staged_forced
+            && p.current != Some(version);
+        if state.proposed(schema_id) == Some(version) && !records_force {
             return Ok(None);
         }
         if !self.force {
@@ -298,6 +333,7 @@ impl Plan<NsPointers, Mutation> for RollbackPlan<'_> {
                 return Err(Error::Incompatible(v));
             }
         }
-        Ok(Some(Mutation::stage(state, &self.change)))
+        let stage = Mutation::stage(state, &self.change);
+        Ok(Some(if self.force { stage.forced() } else { stage }))
     }
 }

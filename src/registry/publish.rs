@@ -654,12 +654,11 @@ impl Registry {
         };
         let Some((_, pool, _)) = &plan.compiled else {
             // The files are a stored version (staged, else current): check
-            // that version as promote would.
+            // that version as promote would (nothing, for current).
             let p = plan.state.pointers(schema);
-            if let Some(v) = p.staged.or(p.current) {
-                report.checked_against = self
-                    .earlier_versions(namespace, &plan.state, schema, Some(v))
-                    .await?;
+            if let Some(v) = p.staged {
+                report.checked_against =
+                    self.promote_checks(namespace, &plan.state, schema).await?;
                 let checked = &mut super::promote::Checked::new();
                 for &old in &report.checked_against {
                     report.violations.extend(

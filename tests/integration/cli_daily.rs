@@ -881,7 +881,8 @@ async fn status_and_versions(backend: Backend) {
         .map(|l| l[56..68].trim().to_string())
         .collect();
     assert_eq!(cols, ["was current", "was staged", "current"], "{table}");
-    // A rollback is staged by whoever rolled back, and is not checked.
+    // A rollback is staged by whoever rolled back; a forced one is not
+    // checked by promote.
     c.ok(&[
         "rollback",
         "shop",
@@ -894,7 +895,7 @@ async fn status_and_versions(backend: Backend) {
     let s = c.json(&["status", "shop"]);
     assert_eq!(
         (&s["staged"][0]["promote"], &s["staged"][0]["staged_by"]),
-        (&"rollback".into(), &"dave".into())
+        (&"forced".into(), &"dave".into())
     );
 }
 

@@ -86,6 +86,9 @@ struct SchemaModel {
     versions: Vec<u8>,
     current: Option<u64>,
     staged: Option<u64>,
+    /// The staged version was staged by a forced rollback: promote does not
+    /// check it.
+    forced: bool,
     /// Soft-deleted, with the version that was current.
     deleted: Option<Option<u64>>,
     /// Every version a promote made current. Nothing removes one: a
@@ -99,12 +102,21 @@ impl SchemaModel {
         self.versions[v as usize - 1]
     }
 
+    /// Whether a promote checks this schema's staged version: one that
+    /// changes current, unless a forced rollback staged it.
+    fn promote_checks(&self) -> bool {
+        matches!((self.staged, self.current), (Some(s), Some(c)) if s != c) && !self.forced
+    }
+
     /// Whether moving to version `new` breaks strict compatibility against
     /// the versions `scope` compares it with: current, or every version
     /// ever current. Content k has fields 1..=k+1, so it breaks an earlier
-    /// content j iff k < j. No current version: nothing to compare with.
+    /// content j iff k < j. No current version, or `new` is current (the
+    /// move changes nothing): nothing to compare with.
     fn breaks(&self, new: u64, scope_all: bool) -> bool {
-        let Some(c) = self.current else { return false };
+        let Some(c) = self.current.filter(|&c| c != new) else {
+            return false;
+        };
         let bound = if scope_all {
             self.ever_current.iter().map(|&v| self.content(v)).max()
         } else {
@@ -146,23 +158,19 @@ struct Model {
 
 impl Model {
     /// Whether a promote is refused under scope `all` (true) or `latest`.
-    /// A staged version older than current is a rollback and is not
-    /// checked; any other is checked under the scope, the current version
-    /// staged again (a forced rollback to it) included: under `all` that
-    /// one is refused when it breaks a better version once current.
+    /// Every staged version that changes current is checked under the
+    /// scope, one older than current (a rollback) included, except one a
+    /// forced rollback staged. The current version staged again changes
+    /// nothing and is not checked.
     fn promote_breaks(&self, scope_all: bool) -> bool {
-        self.schemas.iter().any(|m| match (m.staged, m.current) {
-            (Some(s), Some(c)) if s >= c => m.breaks(s, scope_all),
-            _ => false,
-        })
-    }
-
-    /// Whether a promote checks anything (some staged version is not
-    /// older than current).
-    fn promote_checks(&self) -> bool {
         self.schemas
             .iter()
-            .any(|m| matches!((m.staged, m.current), (Some(s), Some(c)) if s >= c))
+            .any(|m| m.promote_checks() && m.breaks(m.staged.unwrap(), scope_all))
+    }
+
+    /// Whether a promote checks anything.
+    fn promote_checks(&self) -> bool {
+        self.schemas.iter().any(SchemaModel::promote_checks)
     }
 }
 
@@ -206,6 +214,7 @@ fn model(model: &mut Model, op: &Op) -> Outcome {
             m.versions.push(k);
             let v = m.versions.len() as u64;
             m.staged = Some(v);
+            m.forced = false;
             Outcome::Published {
                 version: v,
                 no_change: false,
@@ -218,6 +227,7 @@ fn model(model: &mut Model, op: &Op) -> Outcome {
             let mut promoted = Vec::new();
             for (i, m) in model.schemas.iter_mut().enumerate() {
                 if let Some(s) = m.staged.take() {
+                    m.forced = false;
                     m.current = Some(s);
                     if !m.ever_current.contains(&s) {
                         m.ever_current.push(s);
@@ -228,7 +238,10 @@ fn model(model: &mut Model, op: &Op) -> Outcome {
             Outcome::Promoted(promoted)
         }
         Op::Discard => {
-            model.schemas.iter_mut().for_each(|m| m.staged = None);
+            model.schemas.iter_mut().for_each(|m| {
+                m.staged = None;
+                m.forced = false;
+            });
             Outcome::Done
         }
         Op::Rollback(s, v, force) => {
@@ -239,7 +252,9 @@ fn model(model: &mut Model, op: &Op) -> Outcome {
             if m.deleted.is_some() {
                 return Outcome::Refused;
             }
-            if m.staged.or(m.current) == Some(v) {
+            // Forcing the version staged unforced records the force.
+            let records_force = force && m.staged == Some(v) && !m.forced && m.current != Some(v);
+            if m.staged.or(m.current) == Some(v) && !records_force {
                 // Already proposed: nothing to do.
                 return Outcome::Done;
             }
@@ -247,6 +262,7 @@ fn model(model: &mut Model, op: &Op) -> Outcome {
                 return Outcome::Incompatible;
             }
             m.staged = Some(v);
+            m.forced = force;
             Outcome::Done
         }
         Op::Delete(s) => {
@@ -259,6 +275,7 @@ fn model(model: &mut Model, op: &Op) -> Outcome {
             }
             m.deleted = Some(m.current.take());
             m.staged = None;
+            m.forced = false;
             Outcome::Changed(true)
         }
         Op::Undelete(s) => {
@@ -376,7 +393,9 @@ fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
             all.scope_all
         );
         let m = &all.schemas;
+        let state = r.store().namespace_state("ns").await.unwrap();
         for (i, s) in SCHEMAS.iter().enumerate() {
+            prop_assert_eq!(state.pointers(s).staged_forced, m[i].forced, "{}", s);
             match r.store().get_schema("ns", s).await {
                 Ok(x) => prop_assert_eq!(
                     (x.current_version, x.staged_version, x.deleted),
@@ -399,6 +418,8 @@ struct Reach {
     promotes_only_all: usize,
     /// Unforced rollbacks that check something, by [scope all][refused].
     rollbacks: [[usize; 2]; 2],
+    /// Promotes that check a version older than current, by [refused].
+    older: [usize; 2],
 }
 
 fn reach(n: usize, chunks: usize) -> Reach {
@@ -415,13 +436,25 @@ fn reach(n: usize, chunks: usize) -> Reach {
                     let refused = m.promote_breaks(all);
                     r.promotes[all as usize][refused as usize] += 1;
                     r.promotes_only_all += (all && refused && !m.promote_breaks(false)) as usize;
+                    let older = m.schemas.iter().any(|x| {
+                        x.promote_checks()
+                            && x.staged < x.current
+                            && x.breaks(x.staged.unwrap(), all)
+                    });
+                    let checks_older = m
+                        .schemas
+                        .iter()
+                        .any(|x| x.promote_checks() && x.staged < x.current);
+                    if checks_older {
+                        r.older[older as usize] += 1;
+                    }
                 }
                 Op::Rollback(s, v, false) => {
                     let x = &m.schemas[s];
                     let checks = v as usize <= x.versions.len()
                         && x.deleted.is_none()
                         && x.staged.or(x.current) != Some(v)
-                        && x.current.is_some();
+                        && x.current.is_some_and(|c| c != v);
                     if checks {
                         let refused = x.breaks(v, all);
                         r.rollbacks[all as usize][refused as usize] += 1;
@@ -439,14 +472,17 @@ fn reach(n: usize, chunks: usize) -> Reach {
 const MEMORY_CASES: u32 = 160;
 
 /// The generator reaches every promote and rollback outcome under both
-/// scopes, and a promote only the transitive check refuses, in as many
-/// sequences as the memory run uses. An unforced rollback only `all`
-/// refuses is rarer; the fixed cases below pin both.
+/// scopes, a promote only the transitive check refuses, and promotes that
+/// check a version older than current, in as many sequences as the memory
+/// run uses. An unforced rollback accepted under `latest` is rarer (most
+/// roll back to less content than current), an unforced rollback only
+/// `all` refuses and an older version refused by the promote (the scope
+/// changed after the rollback) rarer still: the fixed cases below pin them.
 #[test]
 fn generator_reaches_each_scope_outcome() {
     let r = reach(MEMORY_CASES as usize, 20);
     eprintln!("{r:?}");
-    for (counts, least) in [(r.promotes, 20), (r.rollbacks, 3)] {
+    for (counts, least) in [(r.promotes, 20), (r.rollbacks, 2)] {
         for (scope, by) in counts.iter().enumerate() {
             for (refused, &n) in by.iter().enumerate() {
                 assert!(
@@ -457,22 +493,26 @@ fn generator_reaches_each_scope_outcome() {
         }
     }
     assert!(r.promotes_only_all >= 2, "{r:?}");
+    assert!(r.older[0] >= 2, "{r:?}");
 }
 
 /// Runs `ops` through the model and the registry on every backend, after
-/// checking the model's answer at `step` is `expected`.
-fn pinned_case(ops: Vec<Op>, step: usize, expected: Outcome) {
+/// checking the model's answer at each `(step, expected)`.
+fn pinned_case(ops: Vec<Op>, expected: &[(usize, Outcome)]) {
     let mut m = Model::default();
     let got: Vec<Outcome> = ops.iter().map(|op| model(&mut m, op)).collect();
-    assert_eq!(got[step], expected, "step {step} of {ops:?}");
+    for (step, outcome) in expected {
+        assert_eq!(&got[*step], outcome, "step {step} of {ops:?}");
+    }
     for backend in [Backend::Memory, Backend::Local, Backend::S3] {
         check(backend, ops.clone()).unwrap();
     }
 }
 
 /// Under scope `all` (or `latest`), `b` with content `first` promoted,
-/// then `best`, then a forced rollback to the first promoted: current is
-/// now below the best version ever current.
+/// then `best`, then a forced rollback to the first promoted (not checked,
+/// though it breaks `best`): current is now below the best version ever
+/// current.
 fn below_best(all: bool, first: u8, best: u8) -> Vec<Op> {
     vec![
         Op::SetScope(all),
@@ -485,46 +525,99 @@ fn below_best(all: bool, first: u8, best: u8) -> Vec<Op> {
     ]
 }
 
+/// The forced rollback's promote in [`below_best`].
+const FORCED_PROMOTE: usize = 6;
+
 /// The cases only the transitive check catches, from a current version
 /// below the best one ever current: a version between the two promoted, or
-/// rolled back to unforced, or the current one staged again and promoted.
-/// Under `all` each is refused, under `latest` each goes through. The
-/// model and the registry must agree on each step (a rebase included).
+/// rolled back to unforced. Under `all` each is refused, under `latest`
+/// each goes through. The model and the registry must agree on each step
+/// (a rebase included).
 #[test]
 fn transitive_check_refuses_what_latest_accepts() {
     for all in [true, false] {
         let refused = |accepted: Outcome| if all { Outcome::Incompatible } else { accepted };
         let cases = [
             (
-                below_best(all, 0, 3),
                 vec![Op::Publish(1, 1), Op::Promote, Op::Rebase],
                 1,
                 refused(Outcome::Promoted(vec![("b".into(), 3)])),
             ),
             (
-                below_best(all, 0, 3),
                 vec![Op::Publish(1, 2), Op::Discard, Op::Rollback(1, 3, false)],
                 2,
                 refused(Outcome::Done),
             ),
-            // The current version staged again (a forced rollback to it
-            // over a refused version) is checked like a new one.
-            (
-                below_best(all, 1, 2),
-                vec![
-                    Op::Publish(1, 0),
-                    Op::Promote,
-                    Op::Rollback(1, 1, true),
-                    Op::Promote,
-                ],
-                3,
-                refused(Outcome::Promoted(vec![("b".into(), 1)])),
-            ),
         ];
-        for (start, then, step, expected) in cases {
+        for (then, step, expected) in cases {
+            let start = below_best(all, 0, 3);
+            let forced = (FORCED_PROMOTE, Outcome::Promoted(vec![("b".into(), 1)]));
             let step = start.len() + step;
-            pinned_case([start, then].concat(), step, expected);
+            pinned_case([start, then].concat(), &[forced, (step, expected)]);
         }
+    }
+}
+
+/// The current version staged again over a refused version, by a rollback
+/// forced or not, then promoted: nothing changes for it, so neither the
+/// rollback nor the promote checks it, under either scope (under `all`,
+/// v1 breaks v2, which was current).
+#[test]
+fn the_current_version_staged_again_is_not_checked() {
+    for all in [true, false] {
+        for force in [true, false] {
+            let then = vec![
+                Op::Publish(1, 0),
+                Op::Promote,
+                Op::Rollback(1, 1, force),
+                Op::Promote,
+            ];
+            let start = below_best(all, 1, 2);
+            let at = start.len();
+            let expected = [
+                (at + 1, Outcome::Incompatible),
+                (at + 2, Outcome::Done),
+                (at + 3, Outcome::Promoted(vec![("b".into(), 1)])),
+            ];
+            pinned_case([start, then].concat(), &expected);
+        }
+    }
+}
+
+/// A version older than current rolled back to unforced is checked again
+/// by the promote, on the scope it lands on: v1 (content 1) passes
+/// against current v3 (content 0, made current by a forced rollback) under
+/// `latest`, and breaks v2 (content 3, once current) once the scope is
+/// `all`. The forced rollback's own promote (to v3, newer than current and
+/// breaking it) is not checked.
+#[test]
+fn an_older_staged_version_is_checked_by_the_promote() {
+    for all in [true, false] {
+        let ops = vec![
+            Op::SetScope(false),
+            Op::Publish(1, 1),
+            Op::Promote,
+            Op::Publish(1, 3),
+            Op::Promote,
+            Op::Publish(1, 0),
+            Op::Discard,
+            Op::Rollback(1, 3, true),
+            Op::Promote,
+            Op::Rollback(1, 1, false),
+            Op::SetScope(all),
+            Op::Promote,
+        ];
+        let last = if all {
+            Outcome::Incompatible
+        } else {
+            Outcome::Promoted(vec![("b".into(), 1)])
+        };
+        let expected = [
+            (8, Outcome::Promoted(vec![("b".into(), 3)])),
+            (9, Outcome::Done),
+            (11, last),
+        ];
+        pinned_case(ops, &expected);
     }
 }
 
