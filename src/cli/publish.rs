@@ -245,21 +245,6 @@ fn creates(create: bool, ns: &str) -> bool {
     create || ns == protoshelf::ids::BUILTINS
 }
 
-/// `--create`: the namespace, with the default policy, unless it exists.
-async fn create_namespace(registry: &Registry, ns: &str) -> Result<()> {
-    match registry
-        .create_namespace(ns, Default::default(), Default::default())
-        .await
-    {
-        Ok(()) => {
-            tracing::info!("created namespace {ns}");
-            Ok(())
-        }
-        Err(Error::AlreadyExists(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 pub fn fmt_version(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
@@ -270,13 +255,12 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let files = protoshelf::inputs::collect(&rest[1..], &a.roots.options(&a.input))?;
     a.compile.check_memory(&[(&schema, &files)])?;
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
-    if a.create {
-        create_namespace(&registry, &ns).await?;
-    }
     let opts = PublishOptions {
         force: a.force,
         created_by: Some(ctx.commits_as(&a.author)),
         metadata: a.metadata.into_iter().collect(),
+        // Created once the files pass every check, so bad input leaves none.
+        create: a.create,
         ..Default::default()
     };
     let published = registry
@@ -388,15 +372,13 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
     a.compile.check_memory(&sizes)?;
     drop(sizes);
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
-    if a.create {
-        create_namespace(&registry, &ns).await?;
-    }
     let progress = reporter.publish_progress();
     let opts = PublishOptions {
         force: a.force,
         created_by: Some(ctx.commits_as(&a.author)),
         metadata: a.metadata.into_iter().collect(),
         progress,
+        create: a.create,
     };
     let result = registry.publish_many(&ns, members, opts).await;
     reporter.finish();
