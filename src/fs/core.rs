@@ -281,23 +281,27 @@ impl FsCore {
 
     /// The namespaces under the root, soft-deleted ones left out (as
     /// `namespace list` does): the `--namespace` list, or a LIST of the
-    /// store at most once per refresh interval.
+    /// store, checked at most once per refresh interval.
     pub fn namespaces(&self) -> FsResult<Vec<String>> {
-        if !self.opts.namespaces.is_empty() {
-            let given = self.opts.namespaces.clone();
-            // Storage trouble: the list as given (lookups still hide a
-            // namespace whose loaded snapshot is deleted).
-            return Ok(self.wait(self.shown(given.clone())).unwrap_or(given));
-        }
         let mut listing = self.listing.lock().unwrap();
         if let Some((at, names)) = &*listing
             && at.elapsed() < self.opts.refresh
         {
             return Ok(names.clone());
         }
+        let given = &self.opts.namespaces;
         let listed = self.wait(async {
-            let all = self.store.list_namespaces().await?;
-            self.shown(all.into_iter().map(|n| n.id).collect()).await
+            let names = match given.is_empty() {
+                true => self
+                    .store
+                    .list_namespaces()
+                    .await?
+                    .into_iter()
+                    .map(|n| n.id)
+                    .collect(),
+                false => given.clone(),
+            };
+            self.shown(names).await
         });
         match listed {
             Ok(names) => {
@@ -307,11 +311,14 @@ impl FsCore {
                 *listing = Some((Instant::now(), names.clone()));
                 Ok(names)
             }
-            // Storage trouble: the last listing keeps being served.
-            Err(e) => listing
-                .as_ref()
-                .map(|(_, n)| n.clone())
-                .ok_or_else(|| FsError::from(e)),
+            // Storage trouble: the last listing keeps being served (or the
+            // list as given; lookups still hide a deleted namespace whose
+            // snapshot is loaded).
+            Err(e) => match &*listing {
+                Some((_, names)) => Ok(names.clone()),
+                None if !given.is_empty() => Ok(given.clone()),
+                None => Err(FsError::from(e)),
+            },
         }
     }
 
