@@ -1,6 +1,6 @@
-//! Progress of long work (`load`): a bar when stderr is a terminal, one
-//! plain line per phase otherwise (so CI logs show where a long run is),
-//! nothing with `--quiet`.
+//! Progress of long work (`load`, `push`): a bar when stderr is a
+//! terminal, one plain line per phase otherwise (so CI logs show where a
+//! long run is), nothing with `--quiet`.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};

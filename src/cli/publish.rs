@@ -117,6 +117,9 @@ pub struct PushArgs {
     /// store when there is none.
     #[arg(long)]
     create: bool,
+    /// No progress on stderr (a bar on a terminal, else a line per phase).
+    #[arg(short, long)]
+    quiet: bool,
     #[command(flatten)]
     roots: RootArgs,
     #[command(flatten)]
@@ -245,21 +248,6 @@ fn creates(create: bool, ns: &str) -> bool {
     create || ns == protoshelf::ids::BUILTINS
 }
 
-/// `--create`: the namespace, with the default policy, unless it exists.
-async fn create_namespace(registry: &Registry, ns: &str) -> Result<()> {
-    match registry
-        .create_namespace(ns, Default::default(), Default::default())
-        .await
-    {
-        Ok(()) => {
-            tracing::info!("created namespace {ns}");
-            Ok(())
-        }
-        Err(Error::AlreadyExists(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 pub fn fmt_version(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
@@ -267,22 +255,24 @@ pub fn fmt_version(v: Option<u64>) -> String {
 pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let schema = rest[0].clone();
+    let reporter = super::progress::Reporter::new("push", a.quiet);
     let files = protoshelf::inputs::collect(&rest[1..], &a.roots.options(&a.input))?;
+    // Read in one go: the phase is told once, done.
+    let bytes = files.iter().map(|f| f.content.len() as u64).sum();
+    reporter.reading(files.len(), files.len(), bytes);
     a.compile.check_memory(&[(&schema, &files)])?;
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
-    if a.create {
-        create_namespace(&registry, &ns).await?;
-    }
     let opts = PublishOptions {
         force: a.force,
         created_by: Some(ctx.commits_as(&a.author)),
         metadata: a.metadata.into_iter().collect(),
-        ..Default::default()
+        progress: reporter.publish_progress(),
+        // Created once the files pass every check, so bad input leaves none.
+        create: a.create,
     };
-    let published = registry
-        .publish(&ns, &schema, files, opts)
-        .await
-        .map_err(|e| ctx.namespace_hint(e, &ns, Some("--create")))?;
+    let result = registry.publish(&ns, &schema, files, opts).await;
+    reporter.finish();
+    let published = result.map_err(|e| ctx.namespace_hint(e, &ns, Some("--create")))?;
     let promoted = if a.promote {
         Some(registry.promote(&ns, false).await?)
     } else {
@@ -388,15 +378,13 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
     a.compile.check_memory(&sizes)?;
     drop(sizes);
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
-    if a.create {
-        create_namespace(&registry, &ns).await?;
-    }
     let progress = reporter.publish_progress();
     let opts = PublishOptions {
         force: a.force,
         created_by: Some(ctx.commits_as(&a.author)),
         metadata: a.metadata.into_iter().collect(),
         progress,
+        create: a.create,
     };
     let result = registry.publish_many(&ns, members, opts).await;
     reporter.finish();

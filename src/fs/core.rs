@@ -127,6 +127,9 @@ pub struct Options {
 /// file, few enough not to crowd out requests a reader waits for.
 const PREFETCH_CONCURRENCY: usize = 16;
 
+/// Namespace states read at once to tell which listed ones are deleted.
+const STATE_READS: usize = 16;
+
 /// Per-operation counters, shown in `.protoshelf/stats`.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -276,42 +279,95 @@ impl FsCore {
         self.opts.namespaces.is_empty() || self.opts.namespaces.iter().any(|n| n == ns)
     }
 
-    /// The namespaces under the root: the `--namespace` list, or a LIST of
-    /// the store at most once per refresh interval.
+    /// The namespaces under the root, soft-deleted ones left out (as
+    /// `namespace list` does): the `--namespace` list, or a LIST of the
+    /// store, checked at most once per refresh interval.
     pub fn namespaces(&self) -> FsResult<Vec<String>> {
-        if !self.opts.namespaces.is_empty() {
-            return Ok(self.opts.namespaces.clone());
-        }
         let mut listing = self.listing.lock().unwrap();
         if let Some((at, names)) = &*listing
             && at.elapsed() < self.opts.refresh
         {
             return Ok(names.clone());
         }
-        match self.wait(self.store.list_namespaces()) {
-            Ok(all) => {
-                let names: Vec<String> = all.into_iter().map(|n| n.id).collect();
+        let given = &self.opts.namespaces;
+        let listed = self.wait(async {
+            let names = match given.is_empty() {
+                true => self
+                    .store
+                    .list_namespaces()
+                    .await?
+                    .into_iter()
+                    .map(|n| n.id)
+                    .collect(),
+                false => given.clone(),
+            };
+            self.shown(names).await
+        });
+        match listed {
+            Ok(names) => {
                 if listing.as_ref().is_some_and(|(_, old)| *old != names) {
                     *self.listing_changed.lock().unwrap() = Utc::now();
                 }
                 *listing = Some((Instant::now(), names.clone()));
                 Ok(names)
             }
-            // Storage trouble: the last listing keeps being served.
-            Err(e) => listing
-                .as_ref()
-                .map(|(_, n)| n.clone())
-                .ok_or_else(|| FsError::from(e)),
+            // Storage trouble: the last listing keeps being served (or the
+            // list as given; lookups still hide a deleted namespace whose
+            // snapshot is loaded).
+            Err(e) => match &*listing {
+                Some((_, names)) => Ok(names.clone()),
+                None if !given.is_empty() => Ok(given.clone()),
+                None => Err(FsError::from(e)),
+            },
         }
     }
 
-    /// The namespace's snapshot: cached, loaded on first use.
+    /// Of `names`, the namespaces that are not soft-deleted: told by the
+    /// loaded snapshot (refresh rounds keep it fresh), else by the state
+    /// read now (so at most once per listing). A name without a namespace
+    /// stays (a `--namespace` given that does not exist yet).
+    async fn shown(&self, names: Vec<String>) -> crate::Result<Vec<String>> {
+        use futures::{StreamExt, TryStreamExt};
+        let loaded: HashMap<String, bool> = {
+            let snapshots = self.snapshots.lock().unwrap();
+            names
+                .iter()
+                .filter_map(|n| snapshots.get(n).map(|s| (n.clone(), s.deleted)))
+                .collect()
+        };
+        let checks = names.into_iter().map(|ns| {
+            let known = loaded.get(&ns).copied();
+            async move {
+                let deleted = match known {
+                    Some(deleted) => deleted,
+                    None => match self.store.namespace_state(&ns).await {
+                        Ok(state) => crate::registry::delete::is_deleted(&state.snapshot.config),
+                        Err(Error::NotFound(_)) => false,
+                        Err(e) => return Err(e),
+                    },
+                };
+                Ok((!deleted).then_some(ns))
+            }
+        });
+        futures::stream::iter(checks)
+            .buffered(STATE_READS)
+            .try_filter_map(|ns| async move { Ok(ns) })
+            .try_collect()
+            .await
+    }
+
+    /// The namespace's snapshot: cached, loaded on first use. A
+    /// soft-deleted namespace's stays loaded (refreshes notice an
+    /// undelete) but is not found.
     fn snapshot(&self, ns: &str) -> FsResult<SharedSnapshot> {
         if !self.visible(ns) || validate_namespace_id(ns).is_err() {
             return Err(FsError::NotFound);
         }
         if let Some(s) = self.snapshots.lock().unwrap().get(ns) {
-            return Ok(s.clone());
+            return match s.deleted {
+                true => Err(FsError::NotFound),
+                false => Ok(s.clone()),
+            };
         }
         if let Some(until) = self.negative.lock().unwrap().get(ns)
             && Instant::now() < *until
@@ -320,6 +376,7 @@ impl FsCore {
             return Err(FsError::NotFound);
         }
         match self.load(ns) {
+            Ok(s) if s.deleted => Err(FsError::NotFound),
             Ok(s) => {
                 if self.prefetch {
                     self.prefetch(&s);
@@ -521,6 +578,12 @@ impl FsCore {
                 Ok(new) => {
                     if let Some(old) = old.filter(|old| !Arc::ptr_eq(old, &new)) {
                         old.diff(&new, changes);
+                        if old.deleted != new.deleted {
+                            // Deleted or undeleted: the root lists it
+                            // or not from the next listing on.
+                            *self.listing.lock().unwrap() = None;
+                            *self.listing_changed.lock().unwrap() = Utc::now();
+                        }
                     }
                 }
                 Err(e) => {

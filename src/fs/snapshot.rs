@@ -275,6 +275,9 @@ pub struct Snapshot {
     pub staged: Tree,
     /// When the namespace last changed (directories of mutable trees).
     pub mtime: DateTime<Utc>,
+    /// Soft-deleted: the mount hides the namespace (its root entry and
+    /// every path below it are ENOENT) until it is undeleted.
+    pub deleted: bool,
     /// The tree indexes its trees were built from (its own, the builtins').
     pub packed: Arc<Packed>,
     pub builtins_packed: Arc<Packed>,
@@ -382,9 +385,9 @@ impl Snapshot {
         let mut staged = Tree::default();
         let mut packed = prev.map(|p| p.packed.clone()).unwrap_or_default();
         let mut builtins_packed = prev.map(|p| p.builtins_packed.clone()).unwrap_or_default();
-        // A soft-deleted namespace shows empty trees; its versions and
-        // history stay readable.
-        if !crate::registry::delete::is_deleted(&state.snapshot.config) {
+        // A soft-deleted namespace is hidden: its trees are not built.
+        let deleted = crate::registry::delete::is_deleted(&state.snapshot.config);
+        if !deleted {
             let seen = |ns: &str| -> std::collections::HashSet<(String, u64)> {
                 prev.into_iter()
                     .flat_map(|p| p.current.versions.iter().chain(&p.staged.versions))
@@ -427,6 +430,7 @@ impl Snapshot {
             current,
             staged,
             mtime,
+            deleted,
             packed,
             builtins_packed,
         })
@@ -509,6 +513,12 @@ impl Snapshot {
         let ns = new.namespace.as_str();
         let own = || ns.to_string();
         out.inodes.insert(Node::Namespace(own()).path());
+        if self.deleted != new.deleted {
+            // The namespace itself went or came back: the root's entry
+            // for it and the root's listing.
+            out.entries.insert(Node::Namespace(own()).path());
+            out.inodes.insert(Node::Root.path());
+        }
         for staged in [false, true] {
             out.entry(Node::Set { ns: own(), staged }.path());
         }

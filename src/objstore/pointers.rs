@@ -34,6 +34,18 @@ impl ObjStore {
         plan: impl Plan<NsPointers, Mutation>,
     ) -> Result<Option<Committed>> {
         self.require_namespace(ns).await?;
+        self.commit_creating(ns, plan).await
+    }
+
+    /// [`Self::commit`] into a namespace that may not exist yet, for a
+    /// `plan` that creates its record before it returns a change (so no
+    /// entry is ever written for a namespace without one). A namespace
+    /// without a record has an empty log: `plan` runs on the empty state.
+    pub(crate) async fn commit_creating(
+        &self,
+        ns: &str,
+        plan: impl Plan<NsPointers, Mutation>,
+    ) -> Result<Option<Committed>> {
         let log = &self.inner.log;
         let stamped = Stamped {
             plan,

@@ -40,7 +40,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::compat::Policy;
 use crate::error::Result;
-use crate::ids::BUILTINS;
 use crate::model::{Metadata, Namespace, PromotedSchema};
 use crate::objstore::ObjStore;
 
@@ -115,6 +114,11 @@ pub struct PublishOptions {
     pub metadata: Metadata,
     /// Told (versions stored, versions to store) as a batch is stored.
     pub progress: Option<Progress>,
+    /// Create the namespace (policy `strict`, no metadata) when it does not
+    /// exist: once the files have compiled and passed every check, just
+    /// before the first write, so a publish refused for its input creates
+    /// nothing. `__builtins__` is always created so.
+    pub create: bool,
 }
 
 /// A progress callback for long publishes (`load` reports with it).
@@ -337,21 +341,29 @@ impl Registry {
         policy_of(&config)
     }
 
-    /// `__builtins__` is created on first use, so every namespace can rely on it.
-    async fn ensure_builtins(&self, namespace: &str) -> Result<()> {
-        if namespace == BUILTINS && self.store.get_namespace(BUILTINS).await.is_err() {
-            let ns = Namespace {
-                id: BUILTINS.into(),
-                created_at: Utc::now(),
-                metadata: BTreeMap::new(),
-                created_by: None,
-            };
-            match self.store.create_namespace(&ns).await {
-                Ok(()) | Err(crate::Error::AlreadyExists(_)) => {}
-                Err(e) => return Err(e),
+    /// Creates namespace `id` (policy `strict`, no metadata) unless it
+    /// exists: a publish's `create`, just before its first write. Created
+    /// meanwhile by another writer is fine: the publish goes into it, and
+    /// its commit plans again if that writer committed first.
+    pub(super) async fn create_if_absent(
+        &self,
+        id: &str,
+        created_by: Option<String>,
+    ) -> Result<()> {
+        let ns = Namespace {
+            id: id.into(),
+            created_at: Utc::now(),
+            metadata: BTreeMap::new(),
+            created_by,
+        };
+        match self.store.create_namespace(&ns).await {
+            Ok(()) => {
+                tracing::info!("created namespace {id}");
+                Ok(())
             }
+            Err(crate::Error::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ use super::normalize::normalize;
 use super::view::{Reads, Tree, View, version_in};
 use super::{PublishOptions, Published, Registry, SourceFile, Step, ownership};
 use crate::error::{Error, Result};
-use crate::ids::{validate_file_path, validate_namespace_id, validate_schema_id};
+use crate::ids::{BUILTINS, validate_file_path, validate_namespace_id, validate_schema_id};
 use crate::model::{ProtoBlob, Schema, SchemaVersion, VersionDep, VersionFile};
 use crate::objstore::log::NsPointers;
 use crate::objstore::log::proposed_moves;
@@ -109,6 +109,9 @@ struct PublishPlan<'a> {
     outcome: &'a mut Outcome,
     /// How fresh the ancestor states the plan resolves must be.
     fresh: Freshness,
+    /// The namespace is to be created once a plan has passed its checks,
+    /// before the plan's first write ([`PublishOptions::create`]).
+    create: bool,
 }
 
 impl CommitPlan<NsPointers, Mutation> for PublishPlan<'_> {
@@ -134,6 +137,10 @@ impl CommitPlan<NsPointers, Mutation> for PublishPlan<'_> {
                     self.fresh,
                 )
                 .await?;
+            if std::mem::take(&mut self.create) {
+                r.create_if_absent(self.namespace, self.opts.created_by.clone())
+                    .await?;
+            }
             let stored = r
                 .store_plan(
                     self.namespace,
@@ -285,8 +292,13 @@ impl Registry {
         opts: PublishOptions,
         fresh: Freshness,
     ) -> Result<Vec<Published>> {
-        self.ensure_builtins(namespace).await?;
-        self.store.get_namespace(namespace).await?;
+        // A namespace to create is created by the plan, after its checks:
+        // input that fails them leaves nothing behind.
+        let create = match self.store.get_namespace(namespace).await {
+            Ok(_) => false,
+            Err(Error::NotFound(_)) if opts.create || namespace == BUILTINS => true,
+            Err(e) => return Err(e),
+        };
         let mut outcome = Outcome::default();
         let plan = PublishPlan {
             registry: self,
@@ -296,8 +308,9 @@ impl Registry {
             created: HashMap::new(),
             outcome: &mut outcome,
             fresh,
+            create,
         };
-        self.store.commit(namespace, plan).await?;
+        self.store.commit_creating(namespace, plan).await?;
         Ok(match outcome {
             Outcome {
                 staging: Some(s), ..

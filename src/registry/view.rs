@@ -56,6 +56,11 @@ pub struct View {
     pub namespace: String,
     pub state: Arc<NsState>,
     pub tree: Tree,
+    /// No schema has a version in this tree: every lookup answers nothing
+    /// whatever is claimed (claimants are filtered by version), so claims
+    /// are never read (a new or empty namespace, or one a publish creates
+    /// once its checks pass: it has no record yet to read them by).
+    versionless: bool,
     /// Preloaded claims (name → claimants) per kind, when swept at once.
     swept: HashMap<ClaimKind, BTreeMap<String, Vec<String>>>,
     /// Schemas whose files are being replaced by the caller: ignored here.
@@ -76,11 +81,17 @@ pub fn version_in(state: &NsPointers, tree: Tree, schema: &str) -> Option<u64> {
 
 impl View {
     pub fn new(store: ObjStore, namespace: &str, state: Arc<NsState>, tree: Tree) -> Self {
+        let versionless = !state
+            .snapshot
+            .schemas
+            .keys()
+            .any(|s| version_in(&state, tree, s).is_some());
         View {
             store,
             namespace: namespace.to_string(),
             state,
             tree,
+            versionless,
             swept: HashMap::new(),
             excluded: HashSet::new(),
             lookups: Mutex::default(),
@@ -98,20 +109,7 @@ impl View {
     /// Loads every claim of both kinds with one LIST sweep each: cheaper
     /// than one LIST per name when a batch asks about many names.
     pub async fn sweep(mut self) -> Result<Self> {
-        // No schema has a version in this tree: every lookup answers
-        // nothing whatever is claimed (claimants are filtered by version),
-        // so the LIST would tell nothing (a new, or an empty, ancestor).
-        let state = &self.state;
-        if !state
-            .snapshot
-            .schemas
-            .keys()
-            .any(|s| version_in(state, self.tree, s).is_some())
-        {
-            self.swept = ClaimKind::ALL
-                .into_iter()
-                .map(|k| (k, BTreeMap::new()))
-                .collect();
+        if self.versionless {
             return Ok(self);
         }
         self.swept = self
@@ -145,6 +143,9 @@ impl View {
     }
 
     async fn lookup_claimants(&self, kind: ClaimKind, name: &str) -> Result<Vec<String>> {
+        if self.versionless {
+            return Ok(Vec::new());
+        }
         if let Some(all) = self.swept.get(&kind) {
             return Ok(all.get(name).cloned().unwrap_or_default());
         }

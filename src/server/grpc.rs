@@ -169,6 +169,7 @@ impl RegistryService for Service {
             }),
             metadata: r.metadata.into_iter().collect(),
             progress: None,
+            create: false,
         };
         let registry = self.registry.clone();
         let p = super::detached(move || async move {

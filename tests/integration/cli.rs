@@ -482,6 +482,114 @@ async fn bad_input_changes_nothing(backend: Backend) {
     );
 }
 
+/// `push`/`load --create` into a namespace that does not exist: input the
+/// publish refuses (a syntax error, a missing import, a path the builtins
+/// own, a file over the limit, schemas importing each other in a cycle)
+/// exits 1 and creates nothing, not even the namespace: `namespace list`
+/// does not show it and the store is byte-for-byte unchanged. A failed
+/// first publish into `__builtins__` (created by its first publish) leaves
+/// none either. The files fixed create the namespace, made by the author
+/// `--created-by` names.
+async fn a_failed_publish_with_create_leaves_no_namespace(backend: Backend) {
+    let Some(c) = Cli::new(backend).await else {
+        return;
+    };
+    c.ok(&["init"]);
+    let syntax = c.file(
+        "syntax/bad.proto",
+        b"syntax = \"proto3\";\nmessage A {\n  int32 x = ;\n}\n",
+    );
+    let syntax_dir = c.scratch.path().join("syntax").display().to_string();
+    // The builtins' own first publish, refused: no __builtins__ either.
+    let before = c.content().await;
+    c.fails(&["push", "__builtins__", "common", &syntax], "bad.proto:3:");
+    assert_eq!(
+        c.content().await,
+        before,
+        "a failed publish made __builtins__"
+    );
+    c.ok(&["load", "__builtins__", &example("builtins"), "--promote"]);
+
+    let missing = c.file(
+        "missing/m.proto",
+        b"syntax = \"proto3\";\nimport \"nowhere/x.proto\";\nmessage M {}\n",
+    );
+    c.file(
+        "owned/common/money.proto",
+        b"syntax = \"proto3\";\npackage other;\nmessage Money {}\n",
+    );
+    let owned = c.scratch.path().join("owned").display().to_string();
+    let big = c.file("big/big.proto", &vec![b'/'; 9 << 20]);
+    c.file(
+        "cycle/a/a.proto",
+        b"syntax = \"proto3\";\npackage a;\nimport \"b/b.proto\";\nmessage A { b.B b = 1; }\nmessage A2 {}\n",
+    );
+    c.file(
+        "cycle/b/b.proto",
+        b"syntax = \"proto3\";\npackage b;\nimport \"a/a.proto\";\nmessage B {}\nmessage B2 { a.A2 a = 1; }\n",
+    );
+    let cycle = c.scratch.path().join("cycle").display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["push", "fresh", "x", &syntax, "--create"],
+            "bad.proto:3:",
+        ),
+        (
+            vec!["push", "fresh", "x", &missing, "--create"],
+            "nowhere/x.proto",
+        ),
+        (
+            vec!["push", "fresh", "x", &owned, "--create"],
+            "already defined",
+        ),
+        (
+            vec!["push", "fresh", "x", &big, "--create"],
+            "limit per file",
+        ),
+        (
+            vec!["load", "fresh", &syntax_dir, "--create"],
+            "bad.proto:3:",
+        ),
+        (vec!["load", "fresh", &cycle, "--create", "-q"], "cycle"),
+    ];
+    let before = c.content().await;
+    for (args, needle) in &cases {
+        c.fails(args, needle);
+        for list in [
+            &["namespace", "list"][..],
+            &["namespace", "list", "--deleted"],
+        ] {
+            let listed = c.ok(list);
+            assert!(
+                !listed.contains("fresh"),
+                "{args:?} made the namespace: {listed}"
+            );
+        }
+        assert_eq!(c.content().await, before, "{args:?} changed the store");
+    }
+    c.ok(&[
+        "load",
+        "fresh",
+        &example("shop"),
+        "--create",
+        "--created-by",
+        "ci",
+    ]);
+    let info = c.json(&["namespace", "info", "fresh"]);
+    assert_eq!(info["created_by"], "ci", "{info}");
+    assert!(c.ok(&["namespace", "list"]).contains("fresh"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_publish_with_create_leaves_no_namespace_local() {
+    a_failed_publish_with_create_leaves_no_namespace(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_publish_with_create_leaves_no_namespace_s3() {
+    a_failed_publish_with_create_leaves_no_namespace(Backend::S3).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_local() {
     every_command(Backend::Local).await;

@@ -390,6 +390,90 @@ fn check(backend: Backend) {
     drop(rt);
 }
 
+/// A soft-deleted namespace, as `namespace list` shows it: gone from the
+/// root's listing (with or without `--namespace`) and ENOENT by every path
+/// below it, its name and the root reported changed by the refresh that
+/// sees the delete (so the kernel forgets them); undelete brings it back.
+/// One never shown (not loaded) is left out of the listing too.
+fn deleted_namespaces_are_hidden(backend: Backend) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some((url, _dir)) = rt.block_on(common::fresh_url(backend)) else {
+        return;
+    };
+    let registry = rt.block_on(Registry::open(&url)).unwrap();
+    let text = "syntax = \"proto3\";\npackage g;\nmessage G {}\n";
+    rt.block_on(async {
+        for ns in ["gone", "unseen", "kept"] {
+            registry
+                .create_namespace(ns, Default::default(), Default::default())
+                .await
+                .unwrap();
+        }
+        let file = SourceFile::new("g/g.proto", text);
+        registry
+            .publish("gone", "g", vec![file], Default::default())
+            .await
+            .unwrap();
+        registry.promote("gone", false).await.unwrap();
+    });
+    let core_with = |namespaces: Vec<String>| {
+        let store = rt.block_on(protoshelf::ObjStore::open(&url)).unwrap();
+        FsCore::new(
+            store,
+            rt.handle().clone(),
+            Options {
+                namespaces,
+                refresh: Duration::from_millis(50),
+            },
+        )
+    };
+    let core = core_with(vec![]);
+    let given = core_with(vec!["gone".into(), "kept".into()]);
+    let file = "gone/current/g/g.proto";
+    let pinned = "gone/schemas/g/versions/1/g/g.proto";
+    assert_eq!(core.content(file).unwrap(), text.as_bytes());
+    assert_eq!(given.content(file).unwrap(), text.as_bytes());
+    let root = |core: &FsCore| core.list("").unwrap().into_keys().collect::<Vec<_>>();
+    assert_eq!(root(&core), [".protoshelf", "gone", "kept", "unseen"]);
+    assert_eq!(root(&given), [".protoshelf", "gone", "kept"]);
+
+    rt.block_on(async {
+        registry.delete_namespace("gone").await.unwrap();
+        registry.delete_namespace("unseen").await.unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(60));
+    for core in [&core, &given] {
+        let changes = core.refresh();
+        assert!(
+            changes.entries.contains("gone") && changes.inodes.contains(""),
+            "{changes:?}"
+        );
+        for path in ["gone", "gone/current", file, "gone/schemas/g", pinned] {
+            assert_eq!(core.entry(path), Err(FsError::NotFound), "{path}");
+        }
+        assert_eq!(core.list("gone"), Err(FsError::NotFound));
+        assert_eq!(core.content(file), Err(FsError::NotFound));
+    }
+    assert_eq!(root(&core), [".protoshelf", "kept"]);
+    assert_eq!(root(&given), [".protoshelf", "kept"]);
+    assert_eq!(core.entry("unseen"), Err(FsError::NotFound));
+
+    rt.block_on(async {
+        registry.undelete_namespace("gone").await.unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(60));
+    for core in [&core, &given] {
+        let changes = core.refresh();
+        assert!(changes.entries.contains("gone"), "{changes:?}");
+        assert_eq!(core.content(file).unwrap(), text.as_bytes());
+        assert_eq!(core.content(pinned).unwrap(), text.as_bytes());
+    }
+    assert_eq!(root(&core), [".protoshelf", "gone", "kept"]);
+    assert_eq!(root(&given), [".protoshelf", "gone", "kept"]);
+    drop((core, given));
+    drop(rt);
+}
+
 /// Every file below `dir`, recursively, as mount paths.
 fn tree_files(core: &FsCore, dir: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -403,17 +487,29 @@ fn tree_files(core: &FsCore, dir: &str) -> Vec<String> {
     out
 }
 
-#[test]
-fn core_on_memory() {
-    check(Backend::Memory);
+/// One `#[test]` per backend for `check` (which makes its own runtime).
+macro_rules! per_backend {
+    ($check:ident: $memory:ident, $local:ident, $s3:ident) => {
+        #[test]
+        fn $memory() {
+            $check(Backend::Memory);
+        }
+
+        #[test]
+        fn $local() {
+            $check(Backend::Local);
+        }
+
+        #[test]
+        fn $s3() {
+            $check(Backend::S3);
+        }
+    };
 }
 
-#[test]
-fn core_on_local_directory() {
-    check(Backend::Local);
-}
-
-#[test]
-fn core_on_s3() {
-    check(Backend::S3);
-}
+per_backend!(check: core_on_memory, core_on_local_directory, core_on_s3);
+per_backend!(
+    deleted_namespaces_are_hidden: deleted_namespaces_are_hidden_on_memory,
+    deleted_namespaces_are_hidden_on_local_directory,
+    deleted_namespaces_are_hidden_on_s3
+);

@@ -510,6 +510,46 @@ async fn load_progress_without_a_terminal(backend: Backend) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ns/b: staged version"));
 }
 
+/// `push` reports the phases `load` does (reading told once, as its files
+/// are read in one go), and `-q/--quiet` silences it the same way.
+async fn push_progress_without_a_terminal(backend: Backend) {
+    let Some(b) = Bin::new(backend).await else {
+        return;
+    };
+    let a = b.write(
+        "a/a.proto",
+        "syntax = \"proto3\";\npackage a;\nmessage A {}\n",
+    );
+    let bytes = std::fs::metadata(&a).unwrap().len();
+    let out = b.run(&["push", "ns", "a", "a/a.proto"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!("push: reading 1/1 files, {bytes} B").as_str(),
+            "push: compiling 0/1 schemas",
+            "push: compiling 1/1 schemas",
+            "push: storing 0/1 versions",
+            "push: storing 1/1 versions",
+        ],
+        "{stderr}"
+    );
+    for (quiet, text) in [
+        ("-q", "message A { string x = 1; }"),
+        ("--quiet", "message A {}"),
+    ] {
+        b.write(
+            "a/a.proto",
+            &format!("syntax = \"proto3\";\npackage a;\n{text}\n"),
+        );
+        let out = b.run(&["push", "ns", "a", "a/a.proto", quiet]);
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{quiet}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ns/a: staged version"));
+    }
+}
+
 /// `-vv` into a pipe: plain text (no ANSI colours), and requests named by
 /// their key, not by Rust's Debug form (`Some(Path { raw: .. })`).
 async fn verbose_logs_are_plain(backend: Backend) {
@@ -548,6 +588,7 @@ local_and_s3!(
     load_filters,
     descriptor_out_reports,
     load_progress_without_a_terminal,
+    push_progress_without_a_terminal,
     verbose_logs_are_plain,
 );
 

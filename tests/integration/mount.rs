@@ -865,7 +865,8 @@ async fn storage_outage_serves_cache_and_recovers_s3() {
 
 /// Soft deletes in the mount: a deleted schema leaves `current/` and its
 /// `current` link goes, its versions stay readable; a deleted namespace
-/// shows empty trees; undelete brings both back.
+/// leaves the root's listing and every path below it is ENOENT, as
+/// `namespace list` hides it; undelete brings both back.
 async fn soft_deletes_in_the_mount(backend: Backend) {
     let Some((m, url, _dir)) = mounted_example(backend).await else {
         return;
@@ -887,14 +888,24 @@ async fn soft_deletes_in_the_mount(backend: Backend) {
     assert_eq!(std::fs::read_to_string(&order).unwrap(), text);
 
     cli(&url, &["namespace", "delete", "shop"]);
-    let current = m.path("shop/current");
+    let listed = |name: &str| {
+        std::fs::read_dir(m.path(""))
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == name)
+    };
     wait_for(
-        || std::fs::read_dir(&current).is_ok_and(|d| d.count() == 0),
-        "the deleted namespace's empty tree",
+        || !listed("shop"),
+        "the deleted namespace to leave the root",
     );
-    assert_eq!(std::fs::read_to_string(&pinned).unwrap(), text);
+    for path in [&m.path("shop"), &order, &pinned] {
+        let err = std::fs::metadata(path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{path:?}");
+    }
+    assert!(listed("__builtins__"));
     cli(&url, &["namespace", "undelete", "shop"]);
     wait_for(|| order.exists(), "the restored namespace");
+    assert!(listed("shop"));
+    assert_eq!(std::fs::read_to_string(&pinned).unwrap(), text);
     tokio::task::spawn_blocking(move || m.stop()).await.unwrap();
 }
 

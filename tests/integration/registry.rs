@@ -30,6 +30,7 @@ on_every_backend!(
     diff_compares_versions_by_number_or_pointer_and_writes_nothing,
     scope_all_checks_every_version_ever_current,
     soft_deletes_hide_keep_versions_and_restore,
+    a_publish_creates_its_namespace_only_once_the_files_pass,
 );
 
 fn file(path: &str, text: &str) -> SourceFile {
@@ -901,4 +902,110 @@ async fn soft_deletes_hide_keep_versions_and_restore(t: TestStore) {
     assert!(r.undelete_namespace("shop").await.unwrap());
     assert!(!r.undelete_namespace("shop").await.unwrap());
     assert!(!r.namespace_deleted("shop").await.unwrap());
+}
+
+/// `PublishOptions::create` (`push`/`load --create`, and every publish into
+/// `__builtins__`): the namespace is created only once the files have
+/// compiled and passed the ownership checks, so a refused publish leaves no
+/// namespace (nor any other object); concurrent creating publishes into
+/// the same new namespace both land.
+async fn a_publish_creates_its_namespace_only_once_the_files_pass(t: TestStore) {
+    let r = Registry::new(t.store.clone()).with_limits(Limits {
+        max_file_bytes: 1024,
+        ..Limits::default()
+    });
+    let creating = PublishOptions {
+        create: true,
+        ..opts()
+    };
+    let raw = t.raw();
+    let missing_ns = |ns: &'static str| {
+        let store = t.store.clone();
+        async move { matches!(store.get_namespace(ns).await, Err(Error::NotFound(_))) }
+    };
+    let syntax = "syntax = \"proto3\";\npackage shop;\nmessage Order {\n  string id = ;\n}\n";
+    let money = "syntax = \"proto3\";\npackage common;\nmessage Money { int64 cents = 1; }\n";
+
+    // __builtins__, created by its first publish: not by a failed one.
+    let before = common::content_snapshot(&raw).await;
+    let err = try_push(&r, BUILTINS, "common", "common/money.proto", syntax)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Compile(_)), "{err}");
+    assert!(
+        missing_ns(BUILTINS).await,
+        "a failed publish created __builtins__"
+    );
+    assert_eq!(common::content_snapshot(&raw).await, before);
+    push(&r, BUILTINS, "common", "common/money.proto", money).await;
+    r.promote(BUILTINS, false).await.unwrap();
+
+    let before = common::content_snapshot(&raw).await;
+    let big = format!("{ORDER_V1}// {}\n", "x".repeat(1024));
+    let cases: Vec<(Vec<SourceFile>, &str)> = vec![
+        (
+            vec![file("shop/order.proto", syntax)],
+            "shop/order.proto:4:",
+        ),
+        (
+            vec![file(
+                "shop/order.proto",
+                "syntax = \"proto3\";\nimport \"shop/nowhere.proto\";\nmessage O {}\n",
+            )],
+            "shop/nowhere.proto",
+        ),
+        // A path an ancestor (the builtins) owns.
+        (vec![file("common/money.proto", money)], "already defined"),
+        (vec![file("shop/order.proto", &big)], "limit per file"),
+        (
+            vec![file("google/protobuf/x.proto", ORDER_V1)],
+            "well-known",
+        ),
+    ];
+    for (files, needle) in cases {
+        let err = r
+            .publish("fresh", "orders", files, creating.clone())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+        assert!(
+            missing_ns("fresh").await,
+            "{needle}: the namespace was created"
+        );
+        assert_eq!(common::content_snapshot(&raw).await, before, "{needle}");
+    }
+    // Without `create`, a missing namespace is an error, as before.
+    let err = try_push(&r, "fresh", "orders", "shop/order.proto", ORDER_V1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+    assert_eq!(common::content_snapshot(&raw).await, before);
+
+    // Two creating publishes at once: one creates, the other finds it
+    // created (or loses the commit race and plans again); both land.
+    let other = Registry::new(t.reopen().await);
+    let (a, b) = tokio::join!(
+        r.publish(
+            "fresh",
+            "orders",
+            vec![file("shop/order.proto", ORDER_V1)],
+            creating.clone()
+        ),
+        other.publish(
+            "fresh",
+            "money",
+            vec![file(
+                "pay/money.proto",
+                "syntax = \"proto3\";\npackage pay;\nimport \"common/money.proto\";\nmessage Paid { common.Money m = 1; }\n",
+            )],
+            creating.clone()
+        ),
+    );
+    assert_eq!((a.unwrap().version, b.unwrap().version), (1, 1));
+    let state = t.store.namespace_state("fresh").await.unwrap();
+    let staged: Vec<&String> = state.staged_schemas().map(|(s, _)| s).collect();
+    assert_eq!(staged, ["money", "orders"]);
+    let ns = t.store.get_namespace("fresh").await.unwrap();
+    assert_eq!(ns.created_by.as_deref(), Some("tests"));
+    assert_eq!(r.policy("fresh").await.unwrap(), Policy::Strict);
 }
