@@ -57,8 +57,8 @@ pub const MEMORY_PER_STATEMENT: u64 = 1536;
 /// `MEMORY_BASE + MEMORY_PER_BYTE × bytes + MEMORY_PER_STATEMENT ×
 /// statements of the 256 files with the most`. Measured (README,
 /// "Memory"): the googleapis load (70 MB, 388,125 statements) peaks at
-/// about 457 MB against an estimate of 502 MiB; one file of 330,000 fields
-/// (7.4 MB) at about 505 MB against 576 MiB.
+/// about 450 MiB against an estimate of 502 MiB; one file of 330,000
+/// fields (7.4 MB) at about 493 MiB against 576 MiB.
 pub fn memory_estimate<'a>(sources: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     let mut bytes = 0u64;
     let mut statements: Vec<u64> = Vec::new();
