@@ -51,8 +51,14 @@ impl CompileArgs {
 
     /// Refuses input over `--max-memory` before the store is opened, so
     /// nothing (not even a namespace `--create` would make) is written.
-    fn check_memory(&self, members: &[(&str, &[protoshelf::registry::SourceFile])]) -> Result<()> {
-        protoshelf::registry::publish::check_memory(&self.limits(), members)
+    /// `checked`: the command also checks compatibility (`check`, or
+    /// `--promote`).
+    fn check_memory(
+        &self,
+        members: &[(&str, &[protoshelf::registry::SourceFile])],
+        checked: bool,
+    ) -> Result<()> {
+        protoshelf::registry::publish::check_memory(&self.limits(), members, checked)
     }
 }
 
@@ -260,7 +266,7 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     // Read in one go: the phase is told once, done.
     let bytes = files.iter().map(|f| f.content.len() as u64).sum();
     reporter.reading(files.len(), files.len(), bytes);
-    a.compile.check_memory(&[(&schema, &files)])?;
+    a.compile.check_memory(&[(&schema, &files)], a.promote)?;
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
     let opts = PublishOptions {
         force: a.force,
@@ -375,7 +381,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
         .iter()
         .map(|m| (m.schema_id.as_str(), m.files.as_slice()))
         .collect();
-    a.compile.check_memory(&sizes)?;
+    a.compile.check_memory(&sizes, a.promote)?;
     drop(sizes);
     let registry = a.compile.registry(ctx, creates(a.create, &ns)).await?;
     let progress = reporter.publish_progress();
@@ -401,7 +407,7 @@ pub async fn load(ctx: &Ctx, a: LoadArgs) -> Result<()> {
 pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let (ns, rest) = ctx.ns_variadic(a.args, 2)?;
     let files = protoshelf::inputs::collect(&rest[1..], &a.roots.options(&a.input))?;
-    a.compile.check_memory(&[(&rest[0], &files)])?;
+    a.compile.check_memory(&[(&rest[0], &files)], true)?;
     let registry = a.compile.registry(ctx, false).await?;
     let report = registry
         .check(&ns, &rest[0], files, a.force)

@@ -110,20 +110,24 @@ pub struct Violation {
     pub location: Option<Location>,
     /// A human-readable explanation.
     pub message: String,
+    /// What `location` is looked up from, once the check is done.
+    #[serde(skip)]
+    site: Option<location::Site>,
 }
 
 impl Violation {
     fn new(
         rule: &'static str,
         element: impl Into<String>,
-        location: Option<Location>,
+        site: Option<location::Site>,
         message: String,
     ) -> Self {
         Violation {
             rule,
             element: element.into(),
-            location,
+            location: None,
             message,
+            site,
         }
     }
 }
@@ -170,6 +174,21 @@ pub fn check(
     new: &DescriptorPool,
     files: &[String],
 ) -> Vec<Violation> {
+    check_located(policy, old, new, files, None)
+}
+
+/// [`check`], with `new` given without its source info and `new_set` the
+/// encoded `FileDescriptorSet` it was made from, source info included:
+/// the locations of what is reported are read from `new_set`. Pools
+/// without source info are much smaller for dense files, and only
+/// violations are located.
+pub fn check_located(
+    policy: Policy,
+    old: &DescriptorPool,
+    new: &DescriptorPool,
+    files: &[String],
+    new_set: Option<&[u8]>,
+) -> Vec<Violation> {
     let pairs = pairs::Pairs::new(old, new, files);
     let mut violations = match policy {
         Policy::Strict => strict::check(&pairs),
@@ -177,6 +196,7 @@ pub fn check(
         Policy::WireJson => wire::check(&pairs, true),
         Policy::None => Vec::new(),
     };
+    location::locate(&mut violations, new, new_set);
     violations.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     violations
 }

@@ -5,7 +5,7 @@ use prost_reflect::{
     ServiceDescriptor,
 };
 
-use super::location::{Located, Location};
+use super::location::{Located, Site};
 
 /// An element of the old version and, unless it was deleted, the new one.
 pub(super) struct Pair<T> {
@@ -114,7 +114,7 @@ pub(super) enum Container {
 }
 
 impl Located for Container {
-    fn location(&self) -> Option<Location> {
+    fn location(&self) -> Option<Site> {
         match self {
             Container::File(file) => file.location(),
             Container::Message(message) => message.location(),

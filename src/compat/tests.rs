@@ -188,6 +188,33 @@ mod api {
         let violations = check(Policy::Strict, &old, &new, &["a.proto".into()]);
         assert_reported(&violations, FIELD_SAME_NAME, "acme.Order.total", "");
     }
+
+    /// A pool without source info, with the set it came from: the
+    /// locations are read from the set, the same as from a full pool.
+    #[test]
+    fn located_from_the_encoded_set() {
+        let old = proto3(ORDER);
+        let changed = old
+            .replace("amount", "total")
+            .replace("package acme;", "package acme2;");
+        let full = compile(&[("a.proto", &changed)]);
+        let encoded = full.encode_to_vec();
+        let mut files: Vec<_> = full.file_descriptor_protos().cloned().collect();
+        files.iter_mut().for_each(|f| f.source_code_info = None);
+        let lean = DescriptorPool::from_file_descriptor_set(prost_types::FileDescriptorSet {
+            file: files,
+        })
+        .unwrap();
+        let old = compile(&[("a.proto", &old)]);
+        let files = ["a.proto".to_string()];
+        for policy in [Policy::Strict, Policy::Wire, Policy::WireJson] {
+            let expected = check(policy, &old, &full, &files);
+            assert!(!expected.is_empty() && expected.iter().all(|v| v.location.is_some()));
+            let got = super::super::check_located(policy, &old, &lean, &files, Some(&encoded));
+            let shown = |v: &[Violation]| v.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+            assert_eq!(shown(&got), shown(&expected), "{policy}");
+        }
+    }
 }
 
 mod strict {

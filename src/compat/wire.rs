@@ -11,7 +11,7 @@ use prost_types::method_options::IdempotencyLevel;
 
 use super::Violation;
 use super::enum_values;
-use super::location::{Located, Location};
+use super::location::{Located, Site};
 use super::pairs::{Pair, Pairs};
 use super::reserved::Reserved;
 use super::rules;
@@ -50,7 +50,7 @@ fn matched<T>(pairs: &[Pair<T>]) -> impl Iterator<Item = (&T, &T)> {
 fn same_package(old: &FileDescriptor, new: &FileDescriptor, out: &mut Vec<Violation>) {
     if old.package_name() != new.package_name() {
         // Path 2 is the `package` statement.
-        let location = Location::find(new, &[2]).or_else(|| new.location());
+        let location = Some(Site::at(new, &[2]).or(new.location()));
         out.push(Violation::new(
             rules::FILE_SAME_PACKAGE,
             new.name(),

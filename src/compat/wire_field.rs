@@ -6,7 +6,7 @@ use std::fmt;
 use prost_reflect::{ExtensionDescriptor, FieldDescriptor, Kind, Value};
 
 use super::Violation;
-use super::location::{Located, Location};
+use super::location::{Located, Site};
 use super::rules;
 
 /// What the field rules look at, for a message field or an extension.
@@ -25,7 +25,7 @@ pub(super) struct FieldView {
     in_map_entry: bool,
     /// `None` for fields that cannot have a default (messages, lists, maps).
     default: Option<DefaultValue>,
-    location: Option<Location>,
+    location: Option<Site>,
 }
 
 /// Fills in the parts of a [`FieldView`] read through the accessors that

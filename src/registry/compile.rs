@@ -685,6 +685,26 @@ pub fn without_source_info(encoded: &[u8]) -> Bytes {
     out.into()
 }
 
+/// An encoded `FileDescriptorSet` with every file's source info left out
+/// (what the compatibility checks build their pools from). A set that
+/// does not decode is returned as it is, for the pool to refuse.
+pub fn set_without_source_info(set: &Bytes) -> Bytes {
+    use prost::Message;
+    #[derive(Message)]
+    struct RawSet {
+        #[prost(bytes = "bytes", repeated, tag = "1")]
+        file: Vec<Bytes>,
+    }
+    match RawSet::decode(set.clone()) {
+        Ok(raw) => RawSet {
+            file: raw.file.iter().map(|f| without_source_info(f)).collect(),
+        }
+        .encode_to_vec()
+        .into(),
+        Err(_) => set.clone(),
+    }
+}
+
 /// Puts `info` (an encoded `source_code_info` field, key included) into an
 /// encoded `FileDescriptorProto` that has none, where prost-reflect's
 /// encoder writes it: after every field numbered below 12 (`syntax`), so

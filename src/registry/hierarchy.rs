@@ -510,7 +510,7 @@ impl Registry {
                 files,
             };
             // Files once accepted stay accepted (well-known paths included).
-            let mut prepared = self.prepare(&[member], true)?;
+            let mut prepared = self.prepare(&[member], true, false)?;
             prepared[0].repin = true;
             let report: CheckReport = self.check_prepared(namespace, schema, &prepared).await?;
             schemas.push(Rebased {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use prost_reflect::DescriptorPool;
 
 use super::{CompatScope, Promoted, Registry, RolledBack, policy_of, scope_of};
@@ -13,14 +14,32 @@ use crate::objstore::protocol::Plan;
 use crate::objstore::{Mutation, NsAttempt, NsState};
 use crate::store::StageChange;
 
+/// A version's descriptors as the compatibility checks read them: a pool
+/// without source info (a dense file's locations cost more memory than the
+/// rest of its pool), and the set it came from, source info included,
+/// where the locations of what is reported are looked up.
+pub(super) struct Checkable {
+    pool: DescriptorPool,
+    set: Bytes,
+}
+
+impl Checkable {
+    /// `what` names the set in errors.
+    pub(super) fn new(what: &str, set: Bytes) -> Result<Checkable> {
+        let pool =
+            super::compile::stored_pool(what, super::compile::set_without_source_info(&set))?;
+        Ok(Checkable { pool, set })
+    }
+}
+
 impl Registry {
-    async fn pool(&self, namespace: &str, schema: &str, version: u64) -> Result<DescriptorPool> {
+    async fn checkable(&self, namespace: &str, schema: &str, version: u64) -> Result<Checkable> {
         let compiled = self
             .store
             .get_version(namespace, schema, version)
             .await?
             .compiled;
-        super::compile::stored_pool(
+        Checkable::new(
             &format!("descriptor of {namespace}/{schema} version {version}"),
             compiled,
         )
@@ -46,7 +65,7 @@ impl Registry {
         namespace: &str,
         schema: &str,
         old: u64,
-        new: &DescriptorPool,
+        new: &Checkable,
         policy: compat::Policy,
     ) -> Result<Vec<SchemaViolation>> {
         if policy == compat::Policy::None {
@@ -59,15 +78,17 @@ impl Registry {
             .into_iter()
             .map(|f| f.path)
             .collect();
-        let old_pool = self.pool(namespace, schema, old).await?;
-        Ok(compat::check(policy, &old_pool, new, &files)
-            .into_iter()
-            .map(|violation| SchemaViolation {
-                schema_id: schema.to_string(),
-                against_version: Some(old),
-                violation,
-            })
-            .collect())
+        let old_pool = self.checkable(namespace, schema, old).await?.pool;
+        Ok(
+            compat::check_located(policy, &old_pool, &new.pool, &files, Some(&new.set))
+                .into_iter()
+                .map(|violation| SchemaViolation {
+                    schema_id: schema.to_string(),
+                    against_version: Some(old),
+                    violation,
+                })
+                .collect(),
+        )
     }
 
     /// The versions a new version (`new`, when it has a number) of
@@ -206,8 +227,8 @@ impl Registry {
         let v = if policy == compat::Policy::None || old == new {
             Vec::new()
         } else {
-            let new_pool = self.pool(namespace, schema, new).await?;
-            self.violations_against(namespace, schema, old, &new_pool, policy)
+            let new = self.checkable(namespace, schema, new).await?;
+            self.violations_against(namespace, schema, old, &new, policy)
                 .await?
         };
         checked.insert(key, v.clone());

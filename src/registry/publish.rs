@@ -228,8 +228,13 @@ pub(crate) fn fingerprint(files: &[VersionFile]) -> String {
 
 /// Refuses a publish of `members` whose estimated peak memory is over
 /// `limits.max_memory` ([`super::limits::memory_estimate`]), from the input
-/// alone: before anything is compiled or written.
-pub fn check_memory(limits: &super::Limits, members: &[(&str, &[SourceFile])]) -> Result<()> {
+/// alone: before anything is compiled or written. `checked`: the files are
+/// also checked for compatibility (`check`, or a promote right after).
+pub fn check_memory(
+    limits: &super::Limits,
+    members: &[(&str, &[SourceFile])],
+    checked: bool,
+) -> Result<()> {
     let files: usize = members.iter().map(|(_, f)| f.len()).sum();
     let what = match members {
         [(one, _)] => format!(
@@ -244,6 +249,7 @@ pub fn check_memory(limits: &super::Limits, members: &[(&str, &[SourceFile])]) -
         members
             .iter()
             .flat_map(|(_, f)| f.iter().map(|f| f.content.as_slice())),
+        checked,
     )
 }
 
@@ -277,7 +283,7 @@ impl Registry {
         opts: PublishOptions,
     ) -> Result<Vec<Published>> {
         validate_namespace_id(namespace)?;
-        let prepared = self.prepare(&members, opts.force)?;
+        let prepared = self.prepare(&members, opts.force, false)?;
         // The normalized copies are all that is needed from here on.
         drop(members);
         self.publish_prepared(namespace, prepared, opts, Freshness::Recent)
@@ -401,7 +407,14 @@ impl Registry {
     }
 
     /// Input checks and normalization: everything before the first request.
-    pub(super) fn prepare(&self, members: &[BatchMember], force: bool) -> Result<Vec<Prepared>> {
+    /// `checked`: the members are also checked for compatibility (their
+    /// memory estimate counts the pool they are checked against).
+    pub(super) fn prepare(
+        &self,
+        members: &[BatchMember],
+        force: bool,
+        checked: bool,
+    ) -> Result<Vec<Prepared>> {
         if members.is_empty() {
             return Err(Error::InvalidInput("nothing to publish".into()));
         }
@@ -411,7 +424,7 @@ impl Registry {
             .iter()
             .map(|m| (m.schema_id.as_str(), m.files.as_slice()))
             .collect();
-        check_memory(limits, &sizes)?;
+        check_memory(limits, &sizes, checked)?;
         let mut schemas = BTreeSet::new();
         let mut paths: BTreeMap<&str, &str> = BTreeMap::new();
         let mut out = Vec::new();
@@ -638,7 +651,7 @@ impl Registry {
             schema_id: schema.to_string(),
             files,
         };
-        let prepared = self.prepare(&[member], force)?;
+        let prepared = self.prepare(&[member], force, true)?;
         self.check_prepared(namespace, schema, &prepared).await
     }
 
@@ -686,8 +699,10 @@ impl Registry {
             .earlier_versions(namespace, &plan.state, schema, None)
             .await?;
         let roots: Vec<String> = prepared[0].files.iter().map(|(p, ..)| p.clone()).collect();
-        let new = prost_reflect::DescriptorPool::decode(pool.encode_set(&pool.closure(&roots)))
-            .map_err(|e| Error::Compile(e.to_string()))?;
+        let new = super::promote::Checkable::new(
+            "the compiled files",
+            pool.encode_set(&pool.closure(&roots)),
+        )?;
         for &old in &report.checked_against {
             report.violations.extend(
                 self.violations_against(namespace, schema, old, &new, report.policy)

@@ -310,20 +310,31 @@ async fn a_load_under_a_small_cap_that_fits_succeeds(t: TestStore) {
     assert_eq!(code, Some(0), "{text}");
 }
 
-/// The peak `--stats` reports, in bytes (Linux).
-fn peak_of(text: &str) -> u64 {
+/// Asserts that the peak `--stats` reported in `text` (Linux) is within
+/// `estimate` bytes.
+fn assert_bounded(what: &str, text: &str, estimate: u64) {
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("memory: peak "))
         .unwrap_or_else(|| panic!("no peak memory in --stats: {text}"));
-    let mib: u64 = line.trim_end_matches(" MiB").parse().unwrap();
-    mib << 20
+    let peak: u64 = line.trim_end_matches(" MiB").parse::<u64>().unwrap() << 20;
+    eprintln!(
+        "{what}: peak {} MiB, estimate {} MiB",
+        peak >> 20,
+        estimate >> 20
+    );
+    assert!(
+        peak <= estimate,
+        "{what}: peak {peak} over the estimate {estimate}"
+    );
 }
 
 /// The estimate `--max-memory` is checked against is an upper bound of
 /// what the publish then uses: measured (`--stats`, the process's peak
-/// resident memory) for a load of a tree of 1,201 files and for a push of
-/// one dense file, against `memory_estimate` of the same sources.
+/// resident memory) for a load of a tree of 1,201 files, a push of one
+/// dense file, its `check` (incompatible) and a `push --promote` of a
+/// compatible change, against `memory_estimate` (`memory_estimate_checked`
+/// when checked) of the same sources.
 #[test]
 fn the_estimate_bounds_the_measured_peak() {
     use protoshelf::registry::limits::memory_estimate;
@@ -363,19 +374,8 @@ fn the_estimate_bounds_the_measured_peak() {
     let root = tree.path().display().to_string();
     let (code, text) = cli(&url, &["--stats", "load", "m", &root, "--promote", "-q"]);
     assert_eq!(code, Some(0), "{text}");
-    let (peak, estimate) = (
-        peak_of(&text),
-        memory_estimate(sources.iter().map(Vec::as_slice)),
-    );
-    eprintln!(
-        "a load of 1,201 files: peak {} MiB, estimate {} MiB",
-        peak >> 20,
-        estimate >> 20
-    );
-    assert!(
-        peak <= estimate,
-        "load: peak {peak} over the estimate {estimate}"
-    );
+    let estimate = memory_estimate(sources.iter().map(Vec::as_slice));
+    assert_bounded("a load of 1,201 files", &text, estimate);
 
     // One dense file: 100,000 fields (about 2 MB).
     let dense = dense_tree(100_000);
@@ -384,14 +384,33 @@ fn the_estimate_bounds_the_measured_peak() {
     let root = dense.path().display().to_string();
     let (code, text) = cli(&url, &["--stats", "push", "m", "wide", &root]);
     assert_eq!(code, Some(0), "{text}");
-    let peak = peak_of(&text);
-    eprintln!(
-        "a dense file: peak {} MiB, estimate {} MiB",
-        peak >> 20,
-        estimate >> 20
-    );
+    assert_bounded("a dense file", &text, estimate);
+
+    // Checked against the stored version (`check`, `push --promote`): two
+    // pools, the estimate that counts them. The change is incompatible, so
+    // the violation's location is looked up too (from the encoded set).
+    let (code, text) = cli(&url, &["promote", "m"]);
+    assert_eq!(code, Some(0), "{text}");
+    let path = dense.path().join("wide/wide.proto");
+    let source = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+    let changed = source.replacen("bool f7 = 8;", "int64 f7 = 8;", 1);
+    std::fs::write(&path, &changed).unwrap();
+    let estimate = protoshelf::registry::limits::memory_estimate_checked([changed.as_bytes()]);
+    let (code, text) = cli(&url, &["--stats", "check", "m", "wide", &root]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(
-        peak <= estimate,
-        "dense push: peak {peak} over the estimate {estimate}"
+        text.contains("wide/wide.proto:11:1: FIELD_SAME_TYPE"),
+        "{text}"
     );
+    assert_bounded("checking a dense file", &text, estimate);
+    let compatible = source.replacen("bool f7 = 8;", "bool f7 = 8;\nbool extra = 200000;", 1);
+    std::fs::write(&path, &compatible).unwrap();
+    let estimate = protoshelf::registry::limits::memory_estimate_checked([compatible.as_bytes()]);
+    let (code, text) = cli(
+        &url,
+        &["--stats", "push", "m", "wide", &root, "--promote", "-q"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("current 1 -> 2"), "{text}");
+    assert_bounded("push --promote of a dense file", &text, estimate);
 }
