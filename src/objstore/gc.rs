@@ -71,6 +71,12 @@ pub enum Collectable {
     UnstagedVersion,
     Blob,
     Descriptor,
+    /// A namespace set (format 3) no recent log entry names.
+    NamespaceSet,
+    /// A tree index superseded longer than the grace period ago.
+    TreeIndex,
+    /// A pack no kept tree index names.
+    Pack,
     Probe,
 }
 
@@ -117,6 +123,11 @@ struct NsPlan {
     doomed: BTreeSet<(String, u64)>,
     /// Manifests kept, parsed.
     kept: BTreeMap<(String, u64), VersionManifest>,
+    /// Namespace sets to delete, unless a commit since the plan names them.
+    sets: Vec<Collected>,
+    /// Tree indexes to delete, then the packs only they named.
+    trees: Vec<Collected>,
+    packs: Vec<Collected>,
 }
 
 impl ObjStore {
@@ -174,6 +185,8 @@ impl ObjStore {
         }
         for plan in &plans {
             self.sweep_content(plan, &old, opts, &mut report).await?;
+            self.sweep_sets_and_trees(plan, &old, opts, &mut report)
+                .await?;
         }
         let probes: Vec<(String, super::inventory::Meta)> = self
             .list_all("_probe")
@@ -219,7 +232,11 @@ impl ObjStore {
             )));
         }
         let mut named = BTreeSet::new();
-        match self.named_between(ns, 1, end, &mut named).await {
+        let mut with_sets = BTreeMap::new();
+        match self
+            .named_between(ns, 1, end, &mut named, &mut with_sets)
+            .await
+        {
             Ok(()) => {}
             Err(Error::Corrupt { key, reason }) => {
                 return Ok(Err(format!("{key}: {reason}; run `protoshelf verify`")));
@@ -250,17 +267,7 @@ impl ObjStore {
                 doomed.insert(id);
             }
         }
-        type Read = Result<((String, u64), Option<VersionManifest>)>;
-        let read: Vec<Read> = futures::stream::iter(keep_keys)
-            .map(|(id, key)| async move {
-                let m = self
-                    .read_record::<VersionManifest>(&Path::from(key))
-                    .await?;
-                Ok((id, m))
-            })
-            .buffer_unordered(FETCH_CONCURRENCY)
-            .collect()
-            .await;
+        let read = self.read_records::<_, VersionManifest>(keep_keys).await;
         let mut kept = BTreeMap::new();
         for r in read {
             match r {
@@ -276,6 +283,11 @@ impl ObjStore {
                 Err(e) => return Err(e),
             }
         }
+        let sets = plan_sets(ns, &inv, &with_sets, old, report);
+        let (trees, packs) = match self.plan_trees(&inv, old, report).await? {
+            Ok(planned) => planned,
+            Err(reason) => return Ok(Err(reason)),
+        };
         Ok(Ok(NsPlan {
             ns: ns.to_string(),
             inv,
@@ -283,16 +295,106 @@ impl ObjStore {
             named,
             doomed,
             kept,
+            sets,
+            trees,
+            packs,
         }))
     }
 
-    /// Adds the versions entries `from..=to` stage or make current.
+    /// Which tree indexes and packs to collect: an index is kept while it
+    /// is the newest, is younger than the grace period, or was superseded
+    /// less than the grace period ago (no index of a later commit is older
+    /// than the grace period: a writer or a reader may have read it as the
+    /// newest and be about to reuse or read its packs). A pack is kept when
+    /// a kept index names it or it is younger than the grace period (a
+    /// writer writes packs before the index naming them).
+    async fn plan_trees(
+        &self,
+        inv: &Inventory,
+        old: &impl Fn(&DateTime<Utc>) -> bool,
+        report: &mut GcReport,
+    ) -> Result<std::result::Result<(Vec<Collected>, Vec<Collected>), String>> {
+        let mut trees: Vec<(u64, &String, &super::inventory::Meta)> = inv
+            .of_kind(|k| matches!(k, ObjectKind::Tree(_)))
+            .filter_map(|(key, k, m)| match k {
+                ObjectKind::Tree(seq) => Some((*seq, key, m)),
+                _ => None,
+            })
+            .collect();
+        trees.sort_by_key(|t| std::cmp::Reverse(t.0));
+        let (mut doomed, mut kept) = (Vec::new(), Vec::new());
+        // Newest first: once an old index is passed, every earlier one was
+        // superseded longer than the grace period ago.
+        let mut superseded_long_ago = false;
+        for (_, key, meta) in trees {
+            let is_old = old(&meta.last_modified);
+            if is_old && superseded_long_ago {
+                doomed.push(collected(key, Collectable::TreeIndex, meta));
+            } else {
+                if !is_old && superseded_long_ago {
+                    report.young += 1;
+                }
+                kept.push(key.clone());
+            }
+            superseded_long_ago |= is_old;
+        }
+        let kept = kept.into_iter().map(|k| ((), k)).collect();
+        let read = self.read_records::<_, super::packs::TreeIndex>(kept).await;
+        let mut named = BTreeSet::new();
+        for r in read {
+            match r {
+                Ok(((), Some(tree))) => named.extend(tree.packs.into_iter().map(|p| p.sha256)),
+                Ok(((), None)) => {} // listed, collected since by another gc
+                Err(Error::Corrupt { key, reason }) => {
+                    return Ok(Err(format!(
+                        "{key}: {reason}: the packs it names are unknown; run `protoshelf verify`"
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut packs = Vec::new();
+        for (key, kind, meta) in inv.of_kind(|k| matches!(k, ObjectKind::Pack(_))) {
+            let ObjectKind::Pack(sha) = kind else {
+                continue;
+            };
+            if named.contains(sha) {
+                continue;
+            }
+            if !old(&meta.last_modified) {
+                report.young += 1;
+                continue;
+            }
+            packs.push(collected(key, Collectable::Pack, meta));
+        }
+        Ok(Ok((doomed, packs)))
+    }
+
+    /// Reads records concurrently, each with its tag; `None`: deleted since
+    /// it was listed.
+    async fn read_records<I, T: serde::de::DeserializeOwned>(
+        &self,
+        keys: Vec<(I, String)>,
+    ) -> Vec<Result<(I, Option<T>)>> {
+        futures::stream::iter(keys)
+            .map(|(id, key)| async move {
+                let r = self.read_record::<T>(&Path::from(key)).await?;
+                Ok((id, r))
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    /// Adds the versions entries `from..=to` stage or make current, and the
+    /// namespace sets of those that record them.
     async fn named_between(
         &self,
         ns: &str,
         from: u64,
         to: u64,
         named: &mut BTreeSet<(String, u64)>,
+        with_sets: &mut BTreeMap<u64, NsSets>,
     ) -> Result<()> {
         if from > to {
             return Ok(());
@@ -300,6 +402,9 @@ impl ObjStore {
         let mut published = super::published::Published::default();
         for entry in self.inner.log.entries(ns, from, to).await? {
             published.apply(&entry);
+            if let Some(sets) = &entry.change.sets {
+                with_sets.insert(entry.seq, sets.clone());
+            }
         }
         for (schema, versions) in published.versions {
             for v in versions {
@@ -320,10 +425,7 @@ impl ObjStore {
         if plan.doomed.is_empty() {
             return Ok(());
         }
-        let mut named = plan.named.clone();
-        let end = self.namespace_state(&plan.ns).await?.seq;
-        self.named_between(&plan.ns, plan.seq + 1, end, &mut named)
-            .await?;
+        let (named, _) = self.named_since(plan).await?;
         let mut doomed = Vec::new();
         for id in &plan.doomed {
             if named.contains(id) {
@@ -341,6 +443,50 @@ impl ObjStore {
         }
         // Manifests are immutable once written: no age re-check needed.
         self.delete_checked(doomed, &|_| true, opts, report).await
+    }
+
+    /// The versions and the namespace sets named by the log, with the
+    /// commits made since the plan.
+    async fn named_since(
+        &self,
+        plan: &NsPlan,
+    ) -> Result<(BTreeSet<(String, u64)>, BTreeMap<u64, NsSets>)> {
+        let (mut named, mut with_sets) = (plan.named.clone(), BTreeMap::new());
+        let end = self.namespace_state(&plan.ns).await?.seq;
+        self.named_between(&plan.ns, plan.seq + 1, end, &mut named, &mut with_sets)
+            .await?;
+        Ok((named, with_sets))
+    }
+
+    /// Deletes the namespace's doomed sets (sparing any a commit since the
+    /// plan names), then its doomed tree indexes, then the packs only those
+    /// named: an interrupted gc never leaves an index naming a missing pack.
+    async fn sweep_sets_and_trees(
+        &self,
+        plan: &NsPlan,
+        old: &impl Fn(&DateTime<Utc>) -> bool,
+        opts: GcOptions,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        if !plan.sets.is_empty() {
+            let (_, since) = self.named_since(plan).await?;
+            let named: BTreeSet<String> = since
+                .values()
+                .flat_map(|s| [&s.current, &s.staged])
+                .map(|sha| keys::namespace_set(&plan.ns, sha).to_string())
+                .collect();
+            let (spared, doomed): (Vec<Collected>, Vec<Collected>) = plan
+                .sets
+                .iter()
+                .cloned()
+                .partition(|c| named.contains(&c.key));
+            report.spared += spared.len() as u64;
+            self.delete_checked(doomed, old, opts, report).await?;
+        }
+        self.delete_checked(plan.trees.clone(), old, opts, report)
+            .await?;
+        self.delete_checked(plan.packs.clone(), old, opts, report)
+            .await
     }
 
     /// Deletes blobs and descriptors no kept manifest names.
@@ -428,4 +574,56 @@ impl ObjStore {
         }
         Ok(())
     }
+}
+
+fn collected(key: &str, kind: Collectable, meta: &super::inventory::Meta) -> Collected {
+    Collected {
+        key: key.to_string(),
+        kind,
+        bytes: meta.size,
+        last_modified: meta.last_modified,
+    }
+}
+
+/// Which namespace sets to collect: a set is kept while a log entry names
+/// it that is the namespace's newest entry with sets, or was superseded
+/// less than the grace period ago (the next entry with sets is younger
+/// than the grace period: a reader or a writer may have read that entry as
+/// the newest and be about to read its sets), and while it is younger than
+/// the grace period (a writer writes its sets before the entry naming
+/// them). `with_sets` holds every entry that records sets, by seq.
+fn plan_sets(
+    ns: &str,
+    inv: &Inventory,
+    with_sets: &BTreeMap<u64, NsSets>,
+    old: &impl Fn(&DateTime<Utc>) -> bool,
+    report: &mut GcReport,
+) -> Vec<Collected> {
+    let mut named = BTreeSet::new();
+    let mut later_is_old = false;
+    for (seq, sets) in with_sets.iter().rev() {
+        if !later_is_old {
+            named.insert(sets.current.as_str());
+            named.insert(sets.staged.as_str());
+        }
+        // An entry the inventory lacks cannot be: the plan read it.
+        later_is_old |= inv
+            .get(&keys::log_entry(ns, *seq))
+            .is_some_and(|(_, m)| old(&m.last_modified));
+    }
+    let mut doomed = Vec::new();
+    for (key, kind, meta) in inv.of_kind(|k| matches!(k, ObjectKind::NamespaceSet(_))) {
+        let ObjectKind::NamespaceSet(sha) = kind else {
+            continue;
+        };
+        if named.contains(sha.as_str()) {
+            continue;
+        }
+        if !old(&meta.last_modified) {
+            report.young += 1;
+            continue;
+        }
+        doomed.push(collected(key, Collectable::NamespaceSet, meta));
+    }
+    doomed
 }

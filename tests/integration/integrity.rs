@@ -811,15 +811,7 @@ async fn gc_collects_exactly_the_unreferenced(t: TestStore) {
         before,
         "a dry run deletes nothing"
     );
-    let keys =
-        |kind: Collectable, report: &protoshelf::objstore::gc::GcReport| -> BTreeSet<String> {
-            report
-                .collected
-                .iter()
-                .filter(|c| c.kind == kind)
-                .map(|c| c.key.clone())
-                .collect()
-        };
+    let keys = common::collected_keys;
     let v = |s: &str, n: u64| format!("ns/{NS}/versions/{s}/{n:020}.json");
     // common v3 is the newest of its schema: kept.
     assert_eq!(
