@@ -9,21 +9,43 @@
 //!   about to stage it), or when a kept version names it as a dependency;
 //! - a blob or a descriptor is kept when a kept manifest names it, or when
 //!   it is younger than the grace period (a publish writes them before the
-//!   manifest naming them).
+//!   manifest naming them);
+//! - a namespace set is kept when a log entry names it that is the newest
+//!   entry recording sets or was superseded less than the grace period ago
+//!   (the next entry recording sets is younger than it), or when the set is
+//!   younger than the grace period (a commit writes its sets before its
+//!   entry);
+//! - a tree index is kept when it is the newest, is younger than the grace
+//!   period, or was superseded less than the grace period ago (no index of
+//!   a later commit is older than it); a pack is kept when a kept index
+//!   names it or it is younger than the grace period (a writer writes
+//!   packs before their index).
+//!
+//! "Superseded less than the grace period ago" is what makes sets and
+//! packs safe: a reader or writer that read an entry or index as the
+//! newest uses its sets or packs within a grace period (a writer reuses
+//! the packs of the newest index it read; a commit builds on its state's
+//! sets), and each was the newest at most that long ago. Longer-lived
+//! readers cope with what is gone: the mount reads a missing pack's files
+//! from their blobs (kept with their versions), and builds a missing set
+//! (an old commit's, in `history/`) from the tree's versions.
 //!
 //! Besides those, gc collects only probe objects (`_probe/...`) older than
 //! the grace period. It never deletes records, claims, log entries, the
-//! hint, the marker, or any key it does not recognise, and it skips a
-//! namespace whose log or kept manifests it cannot read in full.
+//! hint, the marker, set markers, or any key it does not recognise, and it
+//! skips a namespace whose log, kept manifests or kept tree indexes it
+//! cannot read in full.
 //!
 //! Safety with concurrent writers rests on the grace period covering the
 //! time between a publish's first write and its commit, and on three rules:
-//! a writer about to refer to an existing blob or descriptor older than
-//! `io::REFRESH_AFTER` rewrites it (a fresh age); gc re-reads an object's
-//! age right before deleting it; and gc re-reads the log's new commits
-//! before deleting manifests. Manifests go first, then what only they
-//! referred to, so an interrupted gc never leaves a manifest without its
-//! objects.
+//! a writer whose create of a blob, descriptor, set or pack finds one
+//! older than `io::REFRESH_AFTER` rewrites it (a fresh age; the packs it
+//! reuses from the newest index are covered above); gc re-reads an
+//! object's age right before deleting it; and gc re-reads the log's new
+//! commits before deleting manifests and sets. Manifests go first, then
+//! what only they referred to, and indexes before the packs only they
+//! named, so an interrupted gc never leaves a manifest without its objects
+//! or an index without its packs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
