@@ -649,3 +649,67 @@ fn plan_sets(
     }
     doomed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objstore::inventory::{Meta, classify};
+
+    fn inventory(objects: &[(String, i64)], now: DateTime<Utc>) -> Inventory {
+        let mut inv = Inventory::default();
+        for (key, age_secs) in objects {
+            let rest = key.strip_prefix("ns/n/").unwrap();
+            let meta = Meta {
+                size: 1,
+                last_modified: now - TimeDelta::seconds(*age_secs),
+            };
+            inv.objects.insert(key.clone(), (classify(rest), meta));
+        }
+        inv
+    }
+
+    fn sha(c: char) -> String {
+        c.to_string().repeat(64)
+    }
+
+    /// Entry 1 names sets a/b, 2 names b/c (superseded long ago by 3), 3
+    /// names c/d (superseded only a minute ago by 4), 4 names e/e. Set 0 is
+    /// named by nothing and young; set f by nothing and old.
+    #[test]
+    fn sets_go_once_superseded_longer_than_the_grace_period_ago() {
+        let now = Utc::now();
+        let grace = TimeDelta::hours(1);
+        let old = |m: &DateTime<Utc>| now - *m > grace;
+        let day = 86_400;
+        let mut objects: Vec<(String, i64)> = [(1, 4 * day), (2, 3 * day), (3, 2 * day), (4, 60)]
+            .iter()
+            .map(|(seq, age)| (keys::log_entry("n", *seq).to_string(), *age))
+            .collect();
+        for c in ['a', 'b', 'c', 'd', 'e', 'f'] {
+            objects.push((keys::namespace_set("n", &sha(c)).to_string(), 5 * day));
+        }
+        objects.push((keys::namespace_set("n", &sha('0')).to_string(), 60));
+        let inv = inventory(&objects, now);
+        let sets = |cur: char, stg: char| NsSets {
+            current: sha(cur),
+            staged: sha(stg),
+        };
+        let with_sets = BTreeMap::from([
+            (1, sets('a', 'b')),
+            (2, sets('b', 'c')),
+            (3, sets('c', 'd')),
+            (4, sets('e', 'e')),
+        ]);
+        let mut report = GcReport::default();
+        let doomed: BTreeSet<String> = plan_sets("n", &inv, &with_sets, &old, &mut report)
+            .into_iter()
+            .map(|c| c.key)
+            .collect();
+        let want: BTreeSet<String> = ['a', 'b', 'f']
+            .iter()
+            .map(|c| keys::namespace_set("n", &sha(*c)).to_string())
+            .collect();
+        assert_eq!(doomed, want);
+        assert_eq!(report.young, 1, "set 0");
+    }
+}

@@ -209,6 +209,18 @@ pub(crate) async fn gc_collects_superseded_sets_trees_and_packs(t: TestStore) {
     assert_eq!(kinds(&dry, Collectable::Pack), expected_packs);
     assert_eq!(kinds(&dry, Collectable::NamespaceSet), expected_sets);
     assert!(dry.skipped.is_empty(), "{:?}", dry.skipped);
+    // As `gc --json` prints them.
+    let json = serde_json::to_value(&dry).unwrap();
+    let kinds_json: BTreeSet<&str> = json["collected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds_json,
+        BTreeSet::from(["namespace_set", "tree_index", "pack"])
+    );
 
     let done = gc(&t, grace, false).await;
     assert_eq!(kinds(&done, Collectable::TreeIndex), expected_trees);

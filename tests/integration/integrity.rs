@@ -1136,7 +1136,12 @@ async fn verify_and_gc_commands(t: TestStore) {
     assert_eq!(v["grace_seconds"], 7 * 86_400);
     let out = cli(&["gc", "--grace", "1h"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted 0 objects"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("deleted 0 objects"), "{stdout}");
+    assert!(
+        stdout.contains("0 namespace sets, 0 tree indexes, 0 packs"),
+        "{stdout}"
+    );
 
     // Damage: exit 1, the key on stdout, JSON says so.
     let raw = t.raw();
