@@ -222,7 +222,15 @@ pub(crate) async fn gc_collects_superseded_sets_trees_and_packs(t: TestStore) {
         BTreeSet::from(["namespace_set", "tree_index", "pack"])
     );
 
-    let done = gc(&t, grace, false).await;
+    let collector = t.reopen().await;
+    let done = collector
+        .gc(GcOptions {
+            grace,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    let cost = collector.requests();
     assert_eq!(kinds(&done, Collectable::TreeIndex), expected_trees);
     assert_eq!(kinds(&done, Collectable::Pack), expected_packs);
     assert_eq!(kinds(&done, Collectable::NamespaceSet), expected_sets);
@@ -249,12 +257,13 @@ pub(crate) async fn gc_collects_superseded_sets_trees_and_packs(t: TestStore) {
         assert!(after.contains(k), "{k} was collected");
     }
     eprintln!(
-        "{:?}: gc collected {} sets, {} indexes, {} packs ({} bytes in all)",
+        "{:?}: gc collected {} sets, {} indexes, {} packs ({} bytes in all; {} objects kept); requests: {cost}",
         t.backend,
         expected_sets.len(),
         expected_trees.len(),
         expected_packs.len(),
-        done.bytes
+        done.bytes,
+        after.len()
     );
 
     // The namespace serves as before.
