@@ -236,12 +236,15 @@ pub async fn gc(ctx: &Ctx, a: GcArgs) -> Result<()> {
     }
     let count = |k: Collectable| report.collected.iter().filter(|c| c.kind == k).count();
     outln!(
-        "{verb} {} objects, {} bytes: {} unstaged versions, {} blobs, {} descriptors, {} probes; kept {} unreferenced objects younger than {}",
+        "{verb} {} objects, {} bytes: {} unstaged versions, {} blobs, {} descriptors, {} namespace sets, {} tree indexes, {} packs, {} probes; kept {} unreferenced objects younger than {}",
         report.collected.len(),
         report.bytes,
         count(Collectable::UnstagedVersion),
         count(Collectable::Blob),
         count(Collectable::Descriptor),
+        count(Collectable::NamespaceSet),
+        count(Collectable::TreeIndex),
+        count(Collectable::Pack),
         count(Collectable::Probe),
         report.young,
         fmt_age(a.grace),

@@ -191,7 +191,10 @@ pub struct FsCore {
 type PackLoads = Arc<Mutex<HashMap<(String, String), Arc<tokio::sync::OnceCell<()>>>>>;
 
 /// Loads a pack's files into the store's cache, once: see
-/// [`ObjStore::load_pack`] (damage is `Corrupt`, so EIO).
+/// [`ObjStore::load_pack`] (damage is `Corrupt`, so EIO). A missing pack
+/// (gc collected it: the snapshot's tree index was superseded long ago)
+/// loads nothing, so its files are read from their blobs, which gc keeps
+/// while a version names them.
 async fn load_pack(store: &ObjStore, loads: &PackLoads, slot: Arc<PackSlot>) -> crate::Result<()> {
     let cell = loads
         .lock()
@@ -199,9 +202,20 @@ async fn load_pack(store: &ObjStore, loads: &PackLoads, slot: Arc<PackSlot>) -> 
         .entry((slot.namespace.clone(), slot.sha256.clone()))
         .or_default()
         .clone();
-    cell.get_or_try_init(|| store.load_pack(&slot.namespace, &slot.sha256, &slot.files))
-        .await
-        .map(|_| ())
+    cell.get_or_try_init(|| async {
+        match store
+            .load_pack(&slot.namespace, &slot.sha256, &slot.files)
+            .await
+        {
+            Err(Error::NotFound(what)) => {
+                tracing::debug!("reading blobs instead of a pack: {what}");
+                Ok(())
+            }
+            other => other,
+        }
+    })
+    .await
+    .map(|_| ())
 }
 
 impl FsCore {

@@ -255,8 +255,13 @@ impl Tree {
             return Ok(done.clone());
         }
         if let Some((ns, sha)) = &self.bucket_set {
-            let set = super::core::block_within(rt, budget, store.namespace_set_by_hash(ns, sha))?;
-            return Ok(self.descriptor_set.get_or_init(|| set).clone());
+            let set =
+                super::core::block_within(rt, budget, store.namespace_set_if_present(ns, sha))?;
+            if let Some(set) = set {
+                return Ok(self.descriptor_set.get_or_init(|| set).clone());
+            }
+            // Collected by gc (the tree of a commit superseded long ago, as
+            // `history/` shows): built from the versions like format 2's.
         }
         // No set in the bucket (format 2): built from the versions the same
         // way, each file at its owner's version in the tree.

@@ -344,10 +344,17 @@ impl ObjStore {
         let bytes = apply(&base, &moves)?.encode();
         let sha = sha256_hex(&bytes);
         let key = keys::namespace_set(ns, &sha);
-        // A set this handle wrote or read in the last minutes (a promote's
-        // current set is normally the staged set its publish wrote) needs
-        // no create.
-        if !self.io().known(&key) {
+        // A set this handle wrote in the last minutes needs no create. One
+        // it only read may be old and superseded, hence collectable by gc:
+        // the create refreshes its age before this commit names it.
+        let fresh = match self.io().cached(&key).await {
+            Some(o) => chrono::Utc::now() - o.last_modified <= super::io::REFRESH_AFTER,
+            // Too large for the cache: normally one this handle wrote. One
+            // it read was its state's set minutes ago, and gc keeps the sets
+            // of entries superseded less than the grace period ago.
+            None => true,
+        };
+        if !(self.io().known(&key) && fresh) {
             self.io().create_collectable(&key, bytes.clone()).await?;
         }
         // Kept whatever its size: the next commit of this handle builds on
@@ -419,13 +426,23 @@ impl ObjStore {
 
     /// The namespace set with this hash (verified against it).
     pub async fn namespace_set_by_hash(&self, ns: &str, sha256: &str) -> Result<Bytes> {
-        let key = keys::namespace_set(ns, sha256);
-        match self.verified(&key, sha256, "namespace set").await {
-            Ok(obj) => Ok(obj.bytes),
-            Err(Error::NotFound(_)) => Err(Error::Corrupt {
-                key: key.to_string(),
+        match self.namespace_set_if_present(ns, sha256).await? {
+            Some(bytes) => Ok(bytes),
+            None => Err(Error::Corrupt {
+                key: keys::namespace_set(ns, sha256).to_string(),
                 reason: "missing, but the log names it".into(),
             }),
+        }
+    }
+
+    /// [`Self::namespace_set_by_hash`], `None` when it is missing: gc
+    /// collects the sets of entries superseded long ago, which only a
+    /// reader of an old commit (the mount's `history/`) still asks for.
+    pub async fn namespace_set_if_present(&self, ns: &str, sha256: &str) -> Result<Option<Bytes>> {
+        let key = keys::namespace_set(ns, sha256);
+        match self.verified(&key, sha256, "namespace set").await {
+            Ok(obj) => Ok(Some(obj.bytes)),
+            Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -181,8 +181,10 @@ impl ObjStore {
     /// against its key and each file's bytes against its blob hash, and
     /// puts the files into the object cache as their blobs, so
     /// [`ObjStore::get_blob`] finds them without a request. `files` are
-    /// (blob sha256, offset, size). Any mismatch, or a missing pack, is
-    /// `Corrupt` naming the pack: nothing of it is used.
+    /// (blob sha256, offset, size). Any mismatch is `Corrupt` naming the
+    /// pack: nothing of it is used. A missing pack is `NotFound`: gc
+    /// collects the packs of indexes superseded long ago, which a reader
+    /// may still hold; it reads the files' blobs instead.
     pub async fn load_pack(
         &self,
         ns: &str,
@@ -223,10 +225,9 @@ impl ObjStore {
         super::blobs::validate_sha256(pack)?;
         let key = keys::pack(ns, pack);
         let Some(obj) = self.io().get(&key).await? else {
-            return Err(Error::Corrupt {
-                key: key.to_string(),
-                reason: "missing, but a tree index names it".into(),
-            });
+            return Err(Error::NotFound(format!(
+                "{key}: collected since the tree index naming it was read"
+            )));
         };
         let actual = sha256_hex(&obj.bytes);
         if actual != pack {

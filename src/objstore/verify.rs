@@ -349,6 +349,8 @@ impl ObjStore {
         // A format-3 commit was seen: a later format-2 entry was written by
         // an old build the upgrade did not stop.
         let mut format3_seen = false;
+        // The newest entry that records namespace sets, and them.
+        let mut newest_sets: Option<(String, super::records::NsSets)> = None;
         for seq in 1..=end {
             let key = keys::log_entry(ns, seq).to_string();
             let Some(bytes) = fetched.get(&key) else {
@@ -413,8 +415,9 @@ impl ObjStore {
                         );
                     }
                 }
-                // Its namespace sets: found by their marker, and present
-                // (gc does not collect them).
+                // Its namespace sets: found by their marker; those of the
+                // newest such entry must be present (checked after the
+                // loop: gc collects the sets of superseded entries).
                 if let Some(sets) = &entry.sets {
                     let marker = keys::set_marker(ns, seq, &entry.commit_id);
                     if !inv.contains(&marker) {
@@ -424,16 +427,7 @@ impl ObjStore {
                             format!("missing, but {key} records namespace sets"),
                         );
                     }
-                    for sha in [&sets.current, &sets.staged] {
-                        let set = keys::namespace_set(ns, sha);
-                        if !inv.contains(&set) {
-                            report.problem(
-                                set.as_ref(),
-                                Damage::Missing,
-                                format!("missing, but {key} names it"),
-                            );
-                        }
-                    }
+                    newest_sets = Some((key.clone(), sets.clone()));
                 }
             }
             match &entry.state {
@@ -511,6 +505,20 @@ impl ObjStore {
             if let Some(cp) = &entry.state {
                 for (schema, p) in &cp.schemas {
                     note(schema, p);
+                }
+            }
+        }
+        if let Some((key, sets)) = &newest_sets {
+            for sha in [&sets.current, &sets.staged] {
+                let set = keys::namespace_set(ns, sha);
+                if !inv.contains(&set) {
+                    report.problem(
+                        set.as_ref(),
+                        Damage::Missing,
+                        format!(
+                            "missing, but {key}, the newest entry with namespace sets, names it"
+                        ),
+                    );
                 }
             }
         }

@@ -24,6 +24,7 @@ mod diff;
 mod fs_core;
 mod fs_model;
 mod fuzz_regressions;
+mod gc_packs;
 mod hierarchy;
 mod inputs;
 mod integrity;

@@ -145,6 +145,19 @@ pub async fn fresh_format(backend: Backend, format: u32) -> Option<TestStore> {
 
 /// Every key in the store with its size and content hash: what "nothing
 /// was written" is compared on.
+/// The keys of what a gc run collected (or would) of one kind.
+pub fn collected_keys(
+    kind: protoshelf::objstore::gc::Collectable,
+    report: &protoshelf::objstore::gc::GcReport,
+) -> std::collections::BTreeSet<String> {
+    report
+        .collected
+        .iter()
+        .filter(|c| c.kind == kind)
+        .map(|c| c.key.clone())
+        .collect()
+}
+
 pub async fn snapshot(raw: &Arc<dyn ObjectStore>) -> Vec<(String, u64)> {
     use futures::TryStreamExt;
     let mut all: Vec<(String, u64)> = raw
