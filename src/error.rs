@@ -216,8 +216,10 @@ fn fmt_bytes(n: u64) -> String {
         format!("{:.1} GiB", n / (1u64 << 30) as f64)
     } else if n >= (1u64 << 20) as f64 {
         format!("{:.0} MiB", n / (1u64 << 20) as f64)
-    } else {
+    } else if n >= 1024.0 {
         format!("{:.0} KiB", n / 1024.0)
+    } else {
+        format!("{n} bytes")
     }
 }
 

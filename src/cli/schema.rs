@@ -197,8 +197,9 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     "files": files.iter().map(|f| &f.path).collect::<Vec<_>>()});
                 ctx.emit(&value, || {
                     outln!(
-                        "wrote {} files of {ns}/{schema} version {v} under {dir}",
-                        files.len()
+                        "wrote {} file{} of {ns}/{schema} version {v} under {dir}",
+                        files.len(),
+                        if files.len() == 1 { "" } else { "s" }
                     )
                 });
             } else {

@@ -278,6 +278,11 @@ impl Registry {
         if let Err(crate::Error::AlreadyExists(what)) = created {
             let existing = self.store.get_namespace(id).await?;
             let state = self.store.namespace_state(id).await?;
+            if delete::is_deleted(&state.snapshot.config) {
+                return Err(crate::Error::AlreadyExists(format!(
+                    "{what} (soft-deleted: `protoshelf namespace undelete {id}` restores it)"
+                )));
+            }
             if state.seq > 0 || existing.metadata != metadata {
                 return Err(crate::Error::AlreadyExists(what));
             }

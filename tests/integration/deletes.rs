@@ -63,6 +63,8 @@ async fn delete_commands(backend: Backend) {
         ],
         "namespace undelete",
     );
+    // Creating it again says it is there, deleted, and how to restore it.
+    c.fails(&["namespace", "create", "shop"], "namespace undelete shop");
     c.fails(
         &["namespace", "delete", "__builtins__"],
         "cannot be deleted",
