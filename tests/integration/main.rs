@@ -25,6 +25,7 @@ mod fs_core;
 mod fs_model;
 mod fuzz_regressions;
 mod hierarchy;
+mod imports;
 mod inputs;
 mod integrity;
 mod kill;
