@@ -19,6 +19,7 @@ on_every_backend!(
     staged_versions_cannot_combine_into_a_dangling_import,
     rollbacks_keep_imports_defined,
     a_child_pins_what_its_parent_moves,
+    deleting_a_schema_a_staged_version_imports_is_refused,
 );
 
 const MONEY: &str =
@@ -290,4 +291,37 @@ async fn a_child_pins_what_its_parent_moves(t: TestStore) {
     r.promote("base", false).await.unwrap();
     let (_, pool) = set_pool(&t, false).await;
     assert!(has_file(&pool, OLD), "the child keeps its pinned copy");
+}
+
+/// A delete hides the schema from the staged tree too: refused while only
+/// a staged version imports it (a promote would then make that version
+/// current with its import dangling), unless forced.
+async fn deleting_a_schema_a_staged_version_imports_is_refused(t: TestStore) {
+    let r = Registry::new(t.store.clone());
+    r.create_namespace("pw", Policy::None, Default::default())
+        .await
+        .unwrap();
+    push(&r, "common", OLD, MONEY).await.unwrap();
+    r.promote("pw", false).await.unwrap();
+    push(&r, "orders", ORDER_PATH, &order(Some(OLD)))
+        .await
+        .unwrap();
+    let raw = t.raw();
+    let before = snapshot(&raw).await;
+    let msg = refusal(r.delete_schema("pw", "common", false).await.unwrap_err());
+    assert!(
+        msg.contains("imported by the staged version of pw/orders v1"),
+        "{msg}"
+    );
+    assert_eq!(snapshot(&raw).await, before, "nothing written");
+    r.promote("pw", false).await.unwrap();
+    let msg = refusal(r.delete_schema("pw", "common", false).await.unwrap_err());
+    assert!(
+        msg.contains("imported by the current version of pw/orders v1"),
+        "{msg}"
+    );
+    assert!(
+        r.delete_schema("pw", "common", true).await.unwrap(),
+        "forced"
+    );
 }
