@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::compile::{Compiled, Sources, stored_pool};
 use super::view::{Tree, View};
-use super::{Registry, ownership};
+use super::{Registry, imports, ownership};
 use crate::error::{Error, Result};
 use crate::ids::BUILTINS;
 use crate::objstore::log::NsPointers;
@@ -86,7 +86,9 @@ impl Registry {
     }
 
     /// Refuses restoring version `v` of `schema` when its paths or names
-    /// now belong to another schema (published while it was deleted).
+    /// now belong to another schema (published while it was deleted), or
+    /// when it imports a file of the namespace that no schema defines now
+    /// in the current or the staged tree (moved while it was deleted).
     async fn check_restorable(
         &self,
         namespace: &str,
@@ -113,6 +115,16 @@ impl Registry {
         ownership::check_paths(&view, ancestors, &ours)
             .await
             .map_err(refused)?;
+        let deps = self.store.get_version_deps(namespace, schema, v).await?;
+        for tree in [Tree::Current, Tree::Proposed] {
+            let view = View::new(self.store.clone(), namespace, view.state.clone(), tree)
+                .excluding([schema.to_string()]);
+            if let Some(missing) = imports::missing_imports(&view, &deps).await? {
+                return Err(Error::InvalidInput(format!(
+                    "schema {schema:?} cannot be restored: version {v} imports {missing}, which no schema of namespace {namespace:?} defines now; publish that file at that path again first"
+                )));
+            }
+        }
         let compiled = self.store.get_version(namespace, schema, v).await?.compiled;
         let what = format!("descriptor of {namespace}/{schema} version {v}");
         let pool = stored_pool(&what, compiled)?;

@@ -167,24 +167,34 @@ impl super::Registry {
         if !broken.is_empty() {
             return Err(refused("rollback", &broken));
         }
-        // What the version imports from the namespace must still be there
-        // (from ancestors it is pinned: it stays).
-        let mut missing = Vec::new();
-        for d in target.deps.iter().filter(|d| d.namespace_id == namespace) {
-            let owner = match view.owner_by_hint(&d.path, &d.schema_id).await? {
-                Some(o) => Some(o),
-                None => view.owner_of_path(&d.path).await?,
-            };
-            if owner.is_none() {
-                missing.push(format!("{} (of schema {:?})", d.path, d.schema_id));
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        Err(Error::InvalidInput(format!(
-            "rollback refused: version {version} of schema {schema:?} imports {}, which no schema of namespace {namespace:?} defines now; publish a version that does not import it instead",
-            missing.join(", ")
-        )))
+        missing_imports(&view, &target.deps)
+            .await?
+            .map_or(Ok(()), |missing| {
+                Err(Error::InvalidInput(format!(
+                    "rollback refused: version {version} of schema {schema:?} imports {missing}, which no schema of namespace {namespace:?} defines now; publish a version that does not import it instead"
+                )))
+            })
     }
+}
+
+/// The files of `view`'s namespace among `deps` (a version's recorded
+/// imports) that no schema of the view defines now, listed for a message;
+/// None when every one is defined. Imports from ancestors are pinned: they
+/// stay.
+pub(super) async fn missing_imports(
+    view: &View,
+    deps: &[crate::model::VersionDep],
+) -> Result<Option<String>> {
+    let mut missing = Vec::new();
+    for d in deps.iter().filter(|d| d.namespace_id == view.namespace) {
+        // The schema it was compiled against is tried first, without a LIST.
+        let owner = match view.owner_by_hint(&d.path, &d.schema_id).await? {
+            Some(o) => Some(o),
+            None => view.owner_of_path(&d.path).await?,
+        };
+        if owner.is_none() {
+            missing.push(format!("{} (of schema {:?})", d.path, d.schema_id));
+        }
+    }
+    Ok((!missing.is_empty()).then(|| missing.join(", ")))
 }

@@ -20,6 +20,7 @@ on_every_backend!(
     rollbacks_keep_imports_defined,
     a_child_pins_what_its_parent_moves,
     deleting_a_schema_a_staged_version_imports_is_refused,
+    an_undelete_keeps_imports_defined,
 );
 
 const MONEY: &str =
@@ -324,4 +325,30 @@ async fn deleting_a_schema_a_staged_version_imports_is_refused(t: TestStore) {
         r.delete_schema("pw", "common", true).await.unwrap(),
         "forced"
     );
+}
+
+/// An undelete restores a version as it was: refused when a file it
+/// imports moved while it was deleted, until that file is there again.
+async fn an_undelete_keeps_imports_defined(t: TestStore) {
+    let r = setup(&t, Policy::None).await;
+    assert!(r.delete_schema("pw", "orders", false).await.unwrap());
+    // orders is out of the tree: nothing imports OLD any more.
+    push(&r, "common", NEW, MONEY).await.unwrap();
+    r.promote("pw", false).await.unwrap();
+    let raw = t.raw();
+    let before = snapshot(&raw).await;
+    let msg = refusal(r.undelete_schema("pw", "orders").await.unwrap_err());
+    assert!(
+        msg.contains(OLD) && msg.contains("cannot be restored"),
+        "{msg}"
+    );
+    assert_eq!(snapshot(&raw).await, before, "nothing written");
+    // Staged back at the old path: the current tree still lacks it.
+    push(&r, "common", OLD, MONEY).await.unwrap();
+    let msg = refusal(r.undelete_schema("pw", "orders").await.unwrap_err());
+    assert!(msg.contains(OLD), "{msg}");
+    r.promote("pw", false).await.unwrap();
+    assert!(r.undelete_schema("pw", "orders").await.unwrap());
+    let (_, pool) = set_pool(&t, false).await;
+    assert!(has_file(&pool, OLD) && !has_file(&pool, NEW));
 }
