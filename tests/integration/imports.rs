@@ -21,6 +21,7 @@ on_every_backend!(
     a_child_pins_what_its_parent_moves,
     deleting_a_schema_a_staged_version_imports_is_refused,
     an_undelete_keeps_imports_defined,
+    a_namespace_without_sets_reads_the_importers_dependencies,
 );
 
 const MONEY: &str =
@@ -351,4 +352,28 @@ async fn an_undelete_keeps_imports_defined(t: TestStore) {
     assert!(r.undelete_schema("pw", "orders").await.unwrap());
     let (_, pool) = set_pool(&t, false).await;
     assert!(has_file(&pool, OLD) && !has_file(&pool, NEW));
+}
+
+/// A format-2 store's namespaces have no namespace set to ask: the
+/// importers are found from every schema's recorded dependencies instead,
+/// with the same refusal, and a batch move still passes.
+async fn a_namespace_without_sets_reads_the_importers_dependencies(t: TestStore) {
+    let Some(t) = crate::common::fresh_format(t.backend, 2).await else {
+        return;
+    };
+    let r = setup(&t, Policy::None).await;
+    let state = t.store.namespace_state("pw").await.unwrap();
+    assert!(
+        state.snapshot.sets.is_none(),
+        "a format-2 namespace has no set"
+    );
+    let raw = t.raw();
+    let before = snapshot(&raw).await;
+    let msg = refusal(push(&r, "common", NEW, MONEY).await.unwrap_err());
+    assert!(
+        msg.contains(OLD) && msg.contains("\"orders\" (version 1)"),
+        "{msg}"
+    );
+    assert_eq!(snapshot(&raw).await, before, "nothing written");
+    assert_eq!(move_both(&r).await.len(), 2);
 }
