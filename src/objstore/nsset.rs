@@ -424,6 +424,19 @@ impl ObjStore {
         Ok(apply(&SetFiles::default(), &moves)?.encode())
     }
 
+    /// The imports of every file of the namespace set with this hash (file
+    /// → the files it imports): who imports what in a tree, in one read
+    /// (cached: a commit on the same state builds on the same set).
+    pub async fn namespace_set_imports(
+        &self,
+        ns: &str,
+        sha256: &str,
+    ) -> Result<BTreeMap<String, Vec<String>>> {
+        let bytes = self.namespace_set_by_hash(ns, sha256).await?;
+        let set = SetFiles::decode(keys::namespace_set(ns, sha256).as_ref(), &bytes)?;
+        Ok(set.files.into_iter().map(|(n, f)| (n, f.deps)).collect())
+    }
+
     /// The namespace set with this hash (verified against it).
     pub async fn namespace_set_by_hash(&self, ns: &str, sha256: &str) -> Result<Bytes> {
         match self.namespace_set_if_present(ns, sha256).await? {

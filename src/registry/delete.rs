@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::compile::{Compiled, Sources, stored_pool};
 use super::view::{Tree, View};
-use super::{Registry, ownership};
+use super::{Registry, imports, ownership};
 use crate::error::{Error, Result};
 use crate::ids::BUILTINS;
 use crate::objstore::log::NsPointers;
@@ -24,17 +24,20 @@ pub(super) const READ_CONCURRENCY: usize = 16;
 /// The namespace setting that marks a namespace deleted.
 pub const DELETED_KEY: &str = "deleted";
 
-/// A schema whose current version imports another's files.
+/// A schema whose current or staged version imports another's files.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Importer {
     pub namespace_id: String,
     pub schema_id: String,
     pub version: u64,
+    /// The version is staged, not current.
+    pub staged: bool,
 }
 
 impl Registry {
-    /// Soft-deletes `schema`. Refused while another schema's current
-    /// version imports it, unless `force`. Returns false (and commits
+    /// Soft-deletes `schema`. Refused while another schema's current or
+    /// staged version imports it (a staged one would be promoted with a
+    /// dangling import), unless `force`. Returns false (and commits
     /// nothing) when it is deleted already.
     pub async fn delete_schema(&self, namespace: &str, schema: &str, force: bool) -> Result<bool> {
         // Only a schema the log has named (exists, not interrupted).
@@ -83,7 +86,9 @@ impl Registry {
     }
 
     /// Refuses restoring version `v` of `schema` when its paths or names
-    /// now belong to another schema (published while it was deleted).
+    /// now belong to another schema (published while it was deleted), or
+    /// when it imports a file of the namespace that no schema defines now
+    /// in the current or the staged tree (moved while it was deleted).
     async fn check_restorable(
         &self,
         namespace: &str,
@@ -110,6 +115,16 @@ impl Registry {
         ownership::check_paths(&view, ancestors, &ours)
             .await
             .map_err(refused)?;
+        let deps = self.store.get_version_deps(namespace, schema, v).await?;
+        for tree in [Tree::Current, Tree::Proposed] {
+            let view = View::new(self.store.clone(), namespace, view.state.clone(), tree)
+                .excluding([schema.to_string()]);
+            if let Some(missing) = imports::missing_imports(&view, &deps).await? {
+                return Err(Error::InvalidInput(format!(
+                    "schema {schema:?} cannot be restored: version {v} imports {missing}, which no schema of namespace {namespace:?} defines now; publish that file at that path again first"
+                )));
+            }
+        }
         let compiled = self.store.get_version(namespace, schema, v).await?.compiled;
         let what = format!("descriptor of {namespace}/{schema} version {v}");
         let pool = stored_pool(&what, compiled)?;
@@ -125,8 +140,9 @@ impl Registry {
             .map_err(refused)
     }
 
-    /// The schemas whose current version imports a file of `schema`: in
-    /// its namespace, and for a builtin schema in every namespace.
+    /// The schemas whose current or staged version imports a file of
+    /// `schema`: in its namespace, and for a builtin schema in every
+    /// namespace.
     pub async fn importers(
         &self,
         namespace: &str,
@@ -155,16 +171,22 @@ impl Registry {
         target_ns: &str,
         target: &str,
     ) -> Result<Vec<Importer>> {
-        let current: Vec<(String, u64)> = state
+        let versions: Vec<(String, u64, bool)> = state
             .snapshot
             .schemas
             .iter()
             .filter(|(other, _)| !(ns == target_ns && *other == target))
-            .filter_map(|(other, p)| p.current.map(|v| (other.clone(), v)))
+            .flat_map(|(other, p)| {
+                let staged = p.staged.filter(|s| Some(*s) != p.current);
+                let current = p.current.map(|v| (other.clone(), v, false));
+                current
+                    .into_iter()
+                    .chain(staged.map(|v| (other.clone(), v, true)))
+            })
             .collect();
-        // One manifest per schema: read a few at a time.
-        let found: Vec<Option<Importer>> = futures::stream::iter(current)
-            .map(|(other, v)| async move {
+        // One manifest per version: read a few at a time.
+        let found: Vec<Option<Importer>> = futures::stream::iter(versions)
+            .map(|(other, v, staged)| async move {
                 let deps = self.store.get_version_deps(ns, &other, v).await?;
                 let imports = deps
                     .iter()
@@ -173,6 +195,7 @@ impl Registry {
                     namespace_id: ns.to_string(),
                     schema_id: other,
                     version: v,
+                    staged,
                 }))
             })
             .buffered(READ_CONCURRENCY)
@@ -220,12 +243,18 @@ pub fn is_deleted(config: &std::collections::BTreeMap<String, String>) -> bool {
 }
 
 fn imported(namespace: &str, schema: &str, importers: &[Importer]) -> Error {
-    let names: Vec<String> = importers
-        .iter()
-        .map(|i| format!("{}/{} v{}", i.namespace_id, i.schema_id, i.version))
-        .collect();
+    let names = |staged: bool| -> Option<String> {
+        let of: Vec<String> = importers
+            .iter()
+            .filter(|i| i.staged == staged)
+            .map(|i| format!("{}/{} v{}", i.namespace_id, i.schema_id, i.version))
+            .collect();
+        let which = if staged { "staged" } else { "current" };
+        (!of.is_empty()).then(|| format!("the {which} version of {}", of.join(", ")))
+    };
+    let by: Vec<String> = [names(false), names(true)].into_iter().flatten().collect();
     Error::InvalidInput(format!(
-        "schema {schema:?} in namespace {namespace:?} is imported by the current version of {}: delete or change those first, or give --force (their current files stay, but nothing can import it until it is restored)",
-        names.join(", ")
+        "schema {schema:?} in namespace {namespace:?} is imported by {}: delete or change those first, or give --force (their files stay, but nothing can import it until it is restored)",
+        by.join(" and ")
     ))
 }

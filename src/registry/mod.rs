@@ -23,6 +23,7 @@ pub mod delete;
 pub mod diff;
 pub mod guard;
 pub mod hierarchy;
+mod imports;
 pub mod limits;
 pub mod normalize;
 mod ownership;

@@ -329,6 +329,13 @@ impl Plan<NsPointers, Mutation> for RollbackPlan<'_> {
         if state.proposed(schema_id) == Some(version) && !records_force {
             return Ok(None);
         }
+        // Not skipped by a force, which is about compatibility: a tree
+        // whose imports dangle compiles as no one.
+        if state.proposed(schema_id) != Some(version) {
+            self.registry
+                .check_rollback_imports(self.namespace, state.clone(), schema_id, version)
+                .await?;
+        }
         if !self.force {
             let policy = policy_of(&state.snapshot.config)?;
             let mut v = Vec::new();

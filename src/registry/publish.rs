@@ -17,7 +17,7 @@ use super::hierarchy::Freshness;
 use super::limits::is_well_known;
 use super::normalize::normalize;
 use super::view::{Reads, Tree, View, version_in};
-use super::{PublishOptions, Published, Registry, SourceFile, Step, ownership};
+use super::{PublishOptions, Published, Registry, SourceFile, Step, imports, ownership};
 use crate::error::{Error, Result};
 use crate::ids::{BUILTINS, validate_file_path, validate_namespace_id, validate_schema_id};
 use crate::model::{ProtoBlob, Schema, SchemaVersion, VersionDep, VersionFile};
@@ -73,6 +73,8 @@ struct Plan {
     /// The gathered sources, the compiled pool and the creation order;
     /// None when nothing changed.
     compiled: Option<(Arc<Sources>, Compiled, Vec<Vec<usize>>)>,
+    /// A member stops defining a file ([`Registry::check_dropped`]).
+    drops: bool,
 }
 
 /// A checked plan whose versions are stored: what to stage, and what the
@@ -84,6 +86,9 @@ struct Staging {
     ancestor_seqs: Vec<(String, u64)>,
     changes: Vec<StageChange>,
     results: Vec<Published>,
+    /// The plan drops files: whether they are imported depends on every
+    /// schema of the tree, so any schema moving since calls for a new plan.
+    drops: bool,
 }
 
 /// Where a publish's plan leaves its result.
@@ -359,6 +364,9 @@ impl Registry {
             return Ok(false); // not the state the last attempt planned on
         }
         let moved: BTreeSet<String> = proposed_moves(from, to, &attempt.landed);
+        if staging.drops && !moved.is_empty() {
+            return Ok(false);
+        }
         if !moved.is_empty() {
             // A moved schema matters if it claims a directory or package
             // the plan asked about: it may now define one of our paths or
@@ -523,17 +531,27 @@ impl Registry {
 
         // No change: files equal to the staged-or-current version.
         let mut results: Vec<Option<Published>> = Vec::new();
+        // The files each member's staged-or-current version defines (a
+        // rebase's are its new version's: not read).
+        let mut previous: Vec<Vec<String>> = Vec::new();
         for p in prepared {
-            let same = match view_tree.version_of(&p.schema_id) {
-                Some(v)
-                    if !p.repin
-                        && store.get_version_files(namespace, &p.schema_id, v).await?
-                            == p.version_files() =>
-                {
-                    Some(v)
-                }
+            let files = match view_tree.version_of(&p.schema_id) {
+                Some(v) if !p.repin => Some((
+                    v,
+                    store.get_version_files(namespace, &p.schema_id, v).await?,
+                )),
                 _ => None,
             };
+            let same = match &files {
+                Some((v, files)) if *files == p.version_files() => Some(*v),
+                _ => None,
+            };
+            previous.push(
+                files
+                    .into_iter()
+                    .flat_map(|(_, f)| f.into_iter().map(|f| f.path))
+                    .collect(),
+            );
             results.push(same.map(|version| Published {
                 schema_id: p.schema_id.clone(),
                 version,
@@ -552,11 +570,15 @@ impl Registry {
                 view: view_tree,
                 ancestor_seqs: Vec::new(),
                 compiled: None,
+                drops: false,
             });
         }
 
         let file_count: usize = changed.iter().map(|&i| prepared[i].files.len()).sum();
         let mut view = view_tree.excluding(changed.iter().map(|&i| prepared[i].schema_id.clone()));
+        let drops = self
+            .check_dropped(&view, prepared, &changed, &previous)
+            .await?;
         let mut ancestors = self.ancestor_views_of(namespace, &state, fresh).await?;
         if file_count > SWEEP_ABOVE {
             view = view.sweep().await?;
@@ -589,7 +611,50 @@ impl Registry {
             view,
             ancestor_seqs,
             compiled: Some(compiled),
+            drops,
         })
+    }
+
+    /// Refuses a plan whose changed members stop defining a file that
+    /// another schema's version in the proposed tree imports
+    /// ([`imports::importers_of`]); the batch's own new versions count, so
+    /// a file may move along with its importers. Returns whether any member
+    /// drops a file (then the outcome depends on every schema of the tree).
+    async fn check_dropped(
+        &self,
+        view: &View,
+        prepared: &[Prepared],
+        changed: &[usize],
+        previous: &[Vec<String>],
+    ) -> Result<bool> {
+        let defined: BTreeSet<&str> = prepared
+            .iter()
+            .flat_map(|p| p.files.iter().map(|(path, ..)| path.as_str()))
+            .collect();
+        let dropped: BTreeMap<String, String> = changed
+            .iter()
+            .flat_map(|&i| previous[i].iter().map(move |path| (path, i)))
+            .filter(|(path, _)| !defined.contains(path.as_str()))
+            .map(|(path, i)| (path.clone(), prepared[i].schema_id.clone()))
+            .collect();
+        if dropped.is_empty() {
+            return Ok(false);
+        }
+        let changing: BTreeSet<String> = changed
+            .iter()
+            .map(|&i| prepared[i].schema_id.clone())
+            .collect();
+        let replaced: BTreeSet<String> = changed
+            .iter()
+            .flat_map(|&i| previous[i].iter().cloned())
+            .chain(defined.iter().map(|p| p.to_string()))
+            .collect();
+        let broken = imports::importers_of(view, &dropped, &changing, &replaced).await?;
+        if broken.is_empty() {
+            Ok(true)
+        } else {
+            Err(imports::refused("publish", &broken))
+        }
     }
 
     /// The ownership checks and the compile of a plan's changed members
@@ -730,6 +795,7 @@ impl Registry {
             view,
             ancestor_seqs,
             compiled,
+            drops,
         } = plan;
         let Some((sources, pool, order)) = compiled else {
             return Ok(Stored::Unchanged(
@@ -880,6 +946,7 @@ impl Registry {
             ancestor_seqs,
             changes,
             results: results.into_iter().map(Option::unwrap).collect(),
+            drops,
         }))
     }
 

@@ -41,6 +41,7 @@ on_every_backend!(
     a_damaged_entry_is_damage_never_an_older_state_and_repair_keeps_every_commit,
     publish_losing_to_an_unrelated_commit_is_rebased_without_recompiling,
     publish_losing_to_a_commit_it_depends_on_is_checked_again,
+    a_publish_dropping_a_file_is_checked_again_after_any_commit,
 );
 
 /// The toy state: a total, and what each writer added.
@@ -574,6 +575,25 @@ where
     interposer.before_put("ns/shop/log/", 1, Box::new(move |_, _| work(other.clone())));
 }
 
+/// Makes `other` publish one file as `schema` right before `a`'s next
+/// commit reaches storage.
+fn publish_before_next_commit(
+    interposer: &Interposer,
+    other: &Registry,
+    schema: &'static str,
+    path: &'static str,
+    text: String,
+) {
+    before_next_commit(interposer, other, move |b| {
+        let text = text.clone();
+        Box::pin(async move {
+            b.publish("shop", schema, file(path, &text), Default::default())
+                .await
+                .unwrap();
+        })
+    });
+}
+
 fn delta(before: RegistryStats, after: RegistryStats) -> (u64, u64) {
     (after.plans - before.plans, after.rebases - before.rebases)
 }
@@ -582,18 +602,13 @@ async fn publish_losing_to_an_unrelated_commit_is_rebased_without_recompiling(t:
     let (a, interposer, b) = racing_registries(&t).await;
     // B publishes another schema (its own directory and package) in the
     // middle of A's publish: A's checks read nothing B changed.
-    before_next_commit(&interposer, &b, |b| {
-        Box::pin(async move {
-            b.publish(
-                "shop",
-                "other",
-                file("other/o.proto", &app("other", "O")),
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        })
-    });
+    publish_before_next_commit(
+        &interposer,
+        &b,
+        "other",
+        "other/o.proto",
+        app("other", "O").to_string(),
+    );
     let before = a.stats();
     let (published, cost) = {
         let s = a.store();
@@ -655,18 +670,13 @@ async fn publish_losing_to_a_commit_it_depends_on_is_checked_again(t: TestStore)
     let (a, interposer, b) = racing_registries(&t).await;
     // B stages a new version of the schema A imports: A compiles again and
     // its version records the new dependency.
-    before_next_commit(&interposer, &b, |b| {
-        Box::pin(async move {
-            b.publish(
-                "shop",
-                "base",
-                file("base/base.proto", BASE_V2),
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        })
-    });
+    publish_before_next_commit(
+        &interposer,
+        &b,
+        "base",
+        "base/base.proto",
+        BASE_V2.to_string(),
+    );
     let before = a.stats();
     let p = a
         .publish(
@@ -691,18 +701,13 @@ async fn publish_losing_to_a_commit_it_depends_on_is_checked_again(t: TestStore)
 
     // B stages a base without the message A uses: A's retry compiles
     // against it and fails, staging nothing.
-    before_next_commit(&interposer, &b, |b| {
-        Box::pin(async move {
-            b.publish(
-                "shop",
-                "base",
-                file("base/base.proto", BASE_GONE),
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        })
-    });
+    publish_before_next_commit(
+        &interposer,
+        &b,
+        "base",
+        "base/base.proto",
+        BASE_GONE.to_string(),
+    );
     let seq = b.store().namespace_state("shop").await.unwrap().seq;
     let err = a
         .publish(
@@ -924,4 +929,42 @@ async fn a_damaged_entry_is_damage_never_an_older_state_and_repair_keeps_every_c
         }
     }
     eprintln!("damaged log on {:?}:\n  {}", t.backend, table.join("\n  "));
+}
+
+/// A publish that stops defining a file asks the whole tree whether it is
+/// imported: a winner that staged an importer of that file in between
+/// claims nothing the plan read, yet must make it plan again (and refuse)
+/// rather than re-base onto a tree whose import it would leave dangling.
+async fn a_publish_dropping_a_file_is_checked_again_after_any_commit(t: TestStore) {
+    let (a, interposer, b) = racing_registries(&t).await;
+    publish_before_next_commit(
+        &interposer,
+        &b,
+        "orders",
+        "orders/o.proto",
+        app("orders", "Order").to_string(),
+    );
+    let before = a.stats();
+    // base's file moves to another path (nothing imports it when planned).
+    let e = a
+        .publish(
+            "shop",
+            "base",
+            file("moved/base.proto", BASE_V1),
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("base/base.proto") && e.to_string().contains("\"orders\""),
+        "{e}"
+    );
+    assert_eq!(
+        delta(before, a.stats()),
+        (2, 0),
+        "planned again, not re-based"
+    );
+    let state = b.store().namespace_state("shop").await.unwrap();
+    assert_eq!(state.pointers("base").staged, None, "nothing staged");
+    assert_eq!(state.pointers("orders").staged, Some(1));
 }

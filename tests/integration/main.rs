@@ -26,6 +26,7 @@ mod fs_model;
 mod fuzz_regressions;
 mod gc_packs;
 mod hierarchy;
+mod imports;
 mod inputs;
 mod integrity;
 mod kill;
