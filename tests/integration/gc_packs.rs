@@ -163,9 +163,13 @@ pub(crate) async fn gc_collects_superseded_sets_trees_and_packs(t: TestStore) {
 
     // Past a short grace period, round 4 supersedes round 3's index and
     // sets: both were the newest within the grace period, so they stay.
-    let grace = TimeDelta::seconds(2);
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // The grace period is set when each gc starts, 2.5 s past round 4's
+    // commit, so the listing between them cannot make round 3 old on a
+    // loaded machine; rounds 1 and 2 were superseded 6 s before round 4.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     commit(&r, &[0, 2], 4, &mut sources).await;
+    let round4 = std::time::Instant::now();
+    let grace = || TimeDelta::from_std(round4.elapsed()).unwrap() + TimeDelta::milliseconds(2500);
     let tree4 = keys_under(&raw, &format!("ns/{NS}/trees"))
         .await
         .into_iter()
@@ -203,7 +207,7 @@ pub(crate) async fn gc_collects_superseded_sets_trees_and_packs(t: TestStore) {
 
     // A dry run reports them and deletes nothing.
     let before = common::snapshot(&raw).await;
-    let dry = gc(&t, grace, true).await;
+    let dry = gc(&t, grace(), true).await;
     assert_eq!(common::snapshot(&raw).await, before, "a dry run deletes");
     assert_eq!(kinds(&dry, Collectable::TreeIndex), expected_trees);
     assert_eq!(kinds(&dry, Collectable::Pack), expected_packs);
@@ -225,7 +229,7 @@ pub(crate) async fn gc_collects_superseded_sets_trees_and_packs(t: TestStore) {
     let collector = t.reopen().await;
     let done = collector
         .gc(GcOptions {
-            grace,
+            grace: grace(),
             dry_run: false,
         })
         .await
@@ -294,9 +298,10 @@ pub(crate) async fn gc_collects_superseded_sets_trees_and_packs(t: TestStore) {
         &sources,
         &format!("{NS}/current"),
     );
-    let again = gc(&t, grace, false).await;
-    // Round 4's index and sets were superseded only now: kept (round 3's
-    // may go, superseded by round 4 longer ago than the grace period).
+    // Round 4's index and sets were superseded only now: with a grace
+    // period longer than this test has run, they are kept whatever the
+    // machine's load (round 3's may go only if superseded longer ago).
+    let again = gc(&t, TimeDelta::minutes(10), false).await;
     let trees = kinds(&again, Collectable::TreeIndex);
     assert!(trees.iter().all(|k| *k == tree3), "{trees:?}");
     let sets = kinds(&again, Collectable::NamespaceSet);
